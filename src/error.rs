@@ -1,0 +1,113 @@
+//! Domain errors of the pkfs library and the exit code of each failure class.
+//!
+//! The table of exit codes lives in one place ([`ExitCode`]) and is mirrored in
+//! `docs/ARCHITECTURE.md` and the man page. Errno mapping is *not* here: only the
+//! FUSE layer knows errno.
+
+use std::path::PathBuf;
+
+/// Every distinct failure class has its own process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    Ok = 0,
+    Failure = 1,
+    Usage = 2,
+    WrongPassphrase = 3,
+    NotInitialized = 4,
+    AlreadyInitialized = 5,
+    VaultDefined = 6,
+    VaultUndefined = 7,
+    InvalidName = 8,
+    Corrupt = 9,
+    HomeLocked = 10,
+    MountFailure = 11,
+    FsckFindings = 12,
+    NotFound = 13,
+    Exists = 14,
+    WrongKind = 15,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no pkfs node at {home} (run `pkfs init` first)")]
+    NotInitialized { home: PathBuf },
+    #[error("{home} already holds a pkfs node; nothing was changed")]
+    AlreadyInitialized { home: PathBuf },
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    #[error("vault '{0}' already exists")]
+    VaultDefined(String),
+    #[error("vault '{0}' does not exist")]
+    VaultUndefined(String),
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("corrupt data in {path}: {what}")]
+    Corrupt { path: String, what: String },
+    #[error("{home} is in use by another pkfs process (lock held)")]
+    HomeLocked { home: PathBuf },
+    #[error("{0}: no such secret or directory")]
+    NotFound(String),
+    #[error("{0}: already exists")]
+    Exists(String),
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+    #[error("{0}: directory not empty (use -r)")]
+    NotEmpty(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Unsafe(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("history of vault: {0}")]
+    History(String),
+    #[error("{0}")]
+    Crypto(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(path: impl std::fmt::Display, what: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.to_string(),
+            what: what.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::NotInitialized { .. } => ExitCode::NotInitialized,
+            Error::AlreadyInitialized { .. } => ExitCode::AlreadyInitialized,
+            Error::WrongPassphrase => ExitCode::WrongPassphrase,
+            Error::VaultDefined(_) => ExitCode::VaultDefined,
+            Error::VaultUndefined(_) => ExitCode::VaultUndefined,
+            Error::InvalidName { .. } => ExitCode::InvalidName,
+            Error::Corrupt { .. } => ExitCode::Corrupt,
+            Error::HomeLocked { .. } => ExitCode::HomeLocked,
+            Error::NotFound(_) => ExitCode::NotFound,
+            Error::Exists(_) => ExitCode::Exists,
+            Error::NotADirectory(_) | Error::IsADirectory(_) | Error::NotEmpty(_) => {
+                ExitCode::WrongKind
+            }
+            Error::Usage(_) => ExitCode::Usage,
+            Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
+                ExitCode::Failure
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! On-disk formats, pure and unit-tested: no file I/O happens here.
+//!
+//! * [`offsets`]: page arithmetic of content blobs.
+//! * [`blob`]: blob header and page encryption.
+//! * [`names`]: file-name encryption, long names and name validation.
+
+pub mod blob;
+pub mod names;
+pub mod offsets;

@@ -1,0 +1,18 @@
+//! pkfs: an encrypted, git-versioned vault filesystem.
+//!
+//! Layers, with dependencies pointing one way (see `docs/ARCHITECTURE.md`):
+//!
+//! ```text
+//! crypto   AEAD, HKDF, RSA wrap, key types     (only place that names cipher crates)
+//! format   blob header, page offsets, names    (pure, unit-tested)
+//! store    blob files, encrypted tree, git history
+//! vault    node home, root key protectors, metadata, VaultManager
+//! cli      clap commands (thin)
+//! ```
+
+pub mod crypto;
+pub mod error;
+
+pub use error::{Error, ExitCode, Result};
+pub mod format;
+pub mod store;

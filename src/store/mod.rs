@@ -1,0 +1,31 @@
+//! Storage: the encrypted backing tree of a vault, and its git history.
+
+pub mod history;
+
+use serde::{Deserialize, Serialize};
+
+/// What a mutation did to one plaintext path; the list goes, encrypted, into the
+/// commit message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub kind: ChangeKind,
+    /// Vault-internal plaintext path, without a leading '/'.
+    pub path: String,
+}
+
+impl Change {
+    pub fn new(kind: ChangeKind, path: impl Into<String>) -> Self {
+        Change {
+            kind,
+            path: path.into(),
+        }
+    }
+}
