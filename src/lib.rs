@@ -16,3 +16,4 @@ pub mod error;
 pub use error::{Error, ExitCode, Result};
 pub mod format;
 pub mod store;
+pub mod vault;

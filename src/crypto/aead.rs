@@ -94,7 +94,10 @@ mod tests {
     fn envelope_round_trip_and_tamper() {
         let gcm = Gcm::new(&SymKey::from_bytes([7; 32]));
         let env = gcm.seal_envelope(b"aad", b"hello world");
-        assert_eq!(&gcm.open_envelope(b"aad", &env).unwrap()[..], b"hello world");
+        assert_eq!(
+            &gcm.open_envelope(b"aad", &env).unwrap()[..],
+            b"hello world"
+        );
         assert!(gcm.open_envelope(b"other", &env).is_err());
         for i in 0..env.len() {
             let mut bad = env.clone();

@@ -83,6 +83,11 @@ mod tests {
         assert_ne!(a, argon2id(b"pX", b"0123456789abcdef", p).unwrap());
         assert_ne!(a, argon2id(b"pw", b"0123456789abcdeX", p).unwrap());
         assert!(Argon2Params::DEFAULT.is_sane());
-        assert!(!Argon2Params { m_cost_kib: u32::MAX, t_cost: 1, p_cost: 1 }.is_sane());
+        assert!(!Argon2Params {
+            m_cost_kib: u32::MAX,
+            t_cost: 1,
+            p_cost: 1
+        }
+        .is_sane());
     }
 }

@@ -54,3 +54,48 @@ fn fill_random(buf: &mut [u8]) {
         panic!("operating system random number generator failed: {e}");
     }
 }
+
+/// A vault's keys by generation. New blobs use the current generation; old blobs
+/// name theirs in the header.
+#[derive(Clone, Debug)]
+pub struct Keychain {
+    keys: Vec<(u32, SymKey)>,
+}
+
+impl Keychain {
+    pub fn new(keys: Vec<(u32, SymKey)>) -> Option<Self> {
+        if keys.is_empty() {
+            return None;
+        }
+        Some(Keychain { keys })
+    }
+
+    pub fn get(&self, generation: u32) -> Option<&SymKey> {
+        self.keys
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, k)| k)
+    }
+
+    /// The newest generation and its key.
+    pub fn current(&self) -> (u32, &SymKey) {
+        let mut best = &self.keys[0];
+        for k in &self.keys {
+            if k.0 > best.0 {
+                best = k;
+            }
+        }
+        (best.0, &best.1)
+    }
+
+    /// The oldest key, from which name and history keys derive.
+    pub fn first(&self) -> &SymKey {
+        let mut best = &self.keys[0];
+        for k in &self.keys {
+            if k.0 < best.0 {
+                best = k;
+            }
+        }
+        &best.1
+    }
+}

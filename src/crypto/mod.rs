@@ -12,4 +12,4 @@ pub mod keys;
 pub mod rsa;
 pub mod siv;
 
-pub use keys::{random_array, random_bytes, SymKey};
+pub use keys::{random_array, random_bytes, Keychain, SymKey};

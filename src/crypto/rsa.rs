@@ -3,7 +3,9 @@
 //! Decryption is always blinded (the rsa crate blinds with the OS RNG), which is
 //! how pkfs lives with RUSTSEC-2023-0071; see `docs/SECURITY.md`.
 
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::traits::PublicKeyParts;
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
@@ -129,7 +131,10 @@ impl RootPublic {
     /// RSA-OAEP-SHA256 wrap of a 32-byte key; always [`WRAPPED_LEN`] bytes.
     pub fn wrap_key(&self, key: &SymKey) -> Vec<u8> {
         let mut rng = rand::rng();
-        match self.0.encrypt(&mut rng, Oaep::<Sha256>::new(), key.as_bytes()) {
+        match self
+            .0
+            .encrypt(&mut rng, Oaep::<Sha256>::new(), key.as_bytes())
+        {
             Ok(w) => w,
             Err(e) => panic!("RSA-OAEP wrap of a 32-byte key failed: {e}"),
         }

@@ -14,10 +14,12 @@
 //!  28   n  ciphertext, n = 4096 except for the last page (1..=4096)
 //! file key = HKDF-SHA256(ikm = vault key of the generation, salt = salt,
 //!                        info = "pkfs content v1")
-//! AAD of page i = file id || i as u64 big-endian
+//! AAD of page i = file id || i as u64 big-endian || final (1 byte: 1 on the
+//!                 last page of the file, else 0)
 //! ```
 //!
-//! A zero-byte blob, or a header with no pages, is an empty file.
+//! An empty file is a zero-byte blob; a header without pages is invalid. The
+//! final flag makes truncation at a page boundary fail authentication.
 
 use zeroize::Zeroizing;
 
@@ -124,62 +126,100 @@ impl FileCipher {
         }
     }
 
-    fn aad(&self, index: u64) -> [u8; 24] {
-        let mut aad = [0u8; 24];
+    fn aad(&self, index: u64, last: bool) -> [u8; 25] {
+        let mut aad = [0u8; 25];
         aad[..16].copy_from_slice(&self.file_id);
-        aad[16..].copy_from_slice(&index.to_be_bytes());
+        aad[16..24].copy_from_slice(&index.to_be_bytes());
+        aad[24] = last as u8;
         aad
     }
 
     /// Encrypt page `index` with a fresh random IV: `iv | tag | ciphertext`.
-    pub fn seal_page(&self, index: u64, plain: &[u8]) -> Vec<u8> {
-        self.seal_page_with_iv(index, &random_array(), plain)
+    /// `last` says whether it is the file's final page.
+    pub fn seal_page(&self, index: u64, last: bool, plain: &[u8]) -> Vec<u8> {
+        self.seal_page_with_iv(index, last, &random_array(), plain)
     }
 
     /// Encrypt with a given IV. Only test vectors may pass a fixed IV.
-    pub fn seal_page_with_iv(&self, index: u64, iv: &[u8; IV_LEN], plain: &[u8]) -> Vec<u8> {
-        debug_assert!(!plain.is_empty() && plain.len() as u64 <= PAGE_SIZE);
-        self.gcm.seal_envelope_with_iv(iv, &self.aad(index), plain)
+    pub fn seal_page_with_iv(
+        &self,
+        index: u64,
+        last: bool,
+        iv: &[u8; IV_LEN],
+        plain: &[u8],
+    ) -> Vec<u8> {
+        // Callers cut pages from the file; an empty or oversized page is a bug
+        // that would write a blob no reader accepts.
+        assert!(
+            !plain.is_empty() && plain.len() as u64 <= PAGE_SIZE,
+            "page of {} bytes",
+            plain.len()
+        );
+        self.gcm.seal_envelope_with_iv(iv, &self.aad(index, last), plain)
     }
 
     /// Authenticate and decrypt page `index` (`iv | tag | ciphertext`).
-    pub fn open_page(&self, index: u64, page: &[u8]) -> Result<Zeroizing<Vec<u8>>, BlobError> {
+    pub fn open_page(
+        &self,
+        index: u64,
+        last: bool,
+        page: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, BlobError> {
         if page.len() <= IV_LEN + TAG_LEN {
             return Err(BlobError::TagMismatch(index));
         }
         self.gcm
-            .open_envelope(&self.aad(index), page)
+            .open_envelope(&self.aad(index, last), page)
             .map_err(|_| BlobError::TagMismatch(index))
     }
 }
 
-/// Encrypt a whole file into a blob. An empty file becomes a header-only blob, so
-/// the file keeps its id.
+/// Encrypt a whole file into a blob. An empty file is a zero-byte blob.
 pub fn seal(vault_key: &SymKey, header: &Header, plain: &[u8]) -> Vec<u8> {
+    if plain.is_empty() {
+        return Vec::new();
+    }
     let fc = FileCipher::new(vault_key, header);
-    let mut out = Vec::with_capacity(offsets::blob_len(plain.len() as u64).max(HEADER_LEN) as usize);
+    let pages = offsets::page_count(plain.len() as u64);
+    let mut out = Vec::with_capacity(offsets::blob_len(plain.len() as u64) as usize);
     out.extend_from_slice(&header.encode());
     for (i, page) in plain.chunks(PAGE_SIZE as usize).enumerate() {
-        out.extend_from_slice(&fc.seal_page(i as u64, page));
+        let i = i as u64;
+        out.extend_from_slice(&fc.seal_page(i, i + 1 == pages, page));
     }
     out
 }
 
 /// Rewrite a blob with new content, keeping the header and the ciphertext of every
-/// page whose plaintext did not change, so git can delta successive versions.
-pub fn reseal(vault_key: &SymKey, old: &OpenedBlob, plain: &[u8]) -> Vec<u8> {
-    let fc = FileCipher::new(vault_key, &old.header);
-    let mut out = Vec::with_capacity(offsets::blob_len(plain.len() as u64).max(HEADER_LEN) as usize);
+/// page whose plaintext and final flag did not change, so git can delta successive
+/// versions. `key_of` must yield the key of the old blob's generation.
+pub fn reseal<'k>(
+    key_of: impl Fn(u32) -> Option<&'k SymKey>,
+    old: &OpenedBlob,
+    plain: &[u8],
+) -> Result<Vec<u8>, BlobError> {
+    if plain.is_empty() {
+        return Ok(Vec::new());
+    }
+    let generation = old.header.generation;
+    let key = key_of(generation).ok_or(BlobError::UnknownGeneration(generation))?;
+    let fc = FileCipher::new(key, &old.header);
+    let pages = offsets::page_count(plain.len() as u64);
+    let old_last = old.pages.len().checked_sub(1);
+    let mut out = Vec::with_capacity(offsets::blob_len(plain.len() as u64) as usize);
     out.extend_from_slice(&old.header.encode());
     for (i, page) in plain.chunks(PAGE_SIZE as usize).enumerate() {
+        let last = i as u64 + 1 == pages;
         match old.pages.get(i) {
-            Some((old_plain, old_cipher)) if old_plain.as_slice() == page => {
+            Some((old_plain, old_cipher))
+                if old_plain.as_slice() == page && (old_last == Some(i)) == last =>
+            {
                 out.extend_from_slice(old_cipher)
             }
-            _ => out.extend_from_slice(&fc.seal_page(i as u64, page)),
+            _ => out.extend_from_slice(&fc.seal_page(i as u64, last, page)),
         }
     }
-    out
+    Ok(out)
 }
 
 /// A decrypted blob: its header and each page as (plaintext, ciphertext).
@@ -208,16 +248,18 @@ pub fn open<'k>(
     if blob.is_empty() {
         return Ok(None);
     }
-    let plain = offsets::plain_len(blob.len() as u64).ok_or(BlobError::BadLength(blob.len() as u64))?;
+    let plain =
+        offsets::plain_len(blob.len() as u64).ok_or(BlobError::BadLength(blob.len() as u64))?;
     let header = Header::decode(blob)?;
     let key = key_of(header.generation).ok_or(BlobError::UnknownGeneration(header.generation))?;
     let fc = FileCipher::new(key, &header);
-    let mut pages = Vec::with_capacity(offsets::page_count(plain) as usize);
-    for i in 0..offsets::page_count(plain) {
+    let count = offsets::page_count(plain);
+    let mut pages = Vec::with_capacity(count as usize);
+    for i in 0..count {
         let start = offsets::page_blob_offset(i) as usize;
         let len = (offsets::page_plain_len(plain, i) + offsets::PAGE_OVERHEAD) as usize;
         let cipher = &blob[start..start + len];
-        let p = fc.open_page(i, cipher)?;
+        let p = fc.open_page(i, i + 1 == count, cipher)?;
         pages.push((p, cipher.to_vec()));
     }
     Ok(Some(OpenedBlob { header, pages }))
@@ -242,7 +284,7 @@ mod tests {
         for n in [0usize, 1, 4095, 4096, 4097, 3 * 4096 + 17] {
             let plain: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
             let blob = seal(&key(), &Header::new(3), &plain);
-            assert_eq!(blob.len() as u64, offsets::blob_len(n as u64).max(HEADER_LEN));
+            assert_eq!(blob.len() as u64, offsets::blob_len(n as u64));
             assert_eq!(open_plain(&blob).unwrap(), plain);
         }
         assert_eq!(open_plain(&[]).unwrap(), Vec::<u8>::new());
@@ -272,6 +314,18 @@ mod tests {
         assert_eq!(open_plain(&blob[..78]), Err(BlobError::BadLength(78)));
         assert_eq!(open_plain(&blob[..100]), Err(BlobError::TagMismatch(0)));
         assert!(open_plain(&blob[..blob.len() - 1]).is_err());
+        // Truncation at a page boundary: the new last page was not sealed as final.
+        assert_eq!(open_plain(&blob[..58 + 4124]), Err(BlobError::TagMismatch(0)));
+        // A header alone is not a valid blob.
+        assert_eq!(open_plain(&blob[..58]), Err(BlobError::BadLength(58)));
+    }
+
+    #[test]
+    fn appending_a_page_is_detected() {
+        let blob = seal(&key(), &Header::new(3), &[1u8; 4096]);
+        let mut longer = blob.clone();
+        longer.extend_from_slice(&blob[58..]);
+        assert!(open_plain(&longer).is_err());
     }
 
     #[test]
@@ -298,18 +352,28 @@ mod tests {
     #[test]
     fn reseal_keeps_unchanged_pages() {
         let k = key();
+        let key_of = |g: u32| (g == 3).then_some(&k);
         let mut plain = vec![7u8; 3 * 4096];
         let blob = seal(&k, &Header::new(3), &plain);
-        let old = open(|_| Some(&k), &blob).unwrap().unwrap();
+        let old = open(key_of, &blob).unwrap().unwrap();
         plain[5000] = 8;
-        let new = reseal(&k, &old, &plain);
+        let new = reseal(key_of, &old, &plain).unwrap();
         assert_eq!(new[..58 + 4124], blob[..58 + 4124], "header and page 0 kept");
         assert_ne!(new[58 + 4124..58 + 2 * 4124], blob[58 + 4124..58 + 2 * 4124]);
         assert_eq!(new[58 + 2 * 4124..], blob[58 + 2 * 4124..], "page 2 kept");
-        assert_eq!(open_plain_with(&k, &new), plain);
-    }
-
-    fn open_plain_with(k: &SymKey, blob: &[u8]) -> Vec<u8> {
-        open(|_| Some(k), blob).unwrap().unwrap().plaintext().to_vec()
+        assert_eq!(open_plain(&new).unwrap(), plain);
+        // Growing the file re-seals the old final page, which is no longer final.
+        let old = open(key_of, &new).unwrap().unwrap();
+        plain.extend_from_slice(&[9u8; 10]);
+        let grown = reseal(key_of, &old, &plain).unwrap();
+        assert_eq!(grown[..58 + 2 * 4124], new[..58 + 2 * 4124]);
+        assert_ne!(grown[58 + 2 * 4124..58 + 3 * 4124], new[58 + 2 * 4124..]);
+        assert_eq!(open_plain(&grown).unwrap(), plain);
+        // Another generation's key is refused rather than used.
+        assert_eq!(
+            reseal(|g| (g == 4).then_some(&k), &old, &plain),
+            Err(BlobError::UnknownGeneration(3))
+        );
+        assert_eq!(reseal(key_of, &old, &[]), Ok(Vec::new()));
     }
 }

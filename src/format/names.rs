@@ -93,7 +93,10 @@ impl NameCipher {
         if pad == 0 || pad > 16 || pad > padded.len() || padded.len() % 16 != 0 {
             return Err(NameError::Undecryptable);
         }
-        if !padded[padded.len() - pad..].iter().all(|&b| b as usize == pad) {
+        if !padded[padded.len() - pad..]
+            .iter()
+            .all(|&b| b as usize == pad)
+        {
             return Err(NameError::Undecryptable);
         }
         padded.truncate(padded.len() - pad);
@@ -132,7 +135,10 @@ impl DiskName {
 
 /// `.L.` + base64url(SHA-256(encoded)).
 pub fn long_entry(encoded: &str) -> String {
-    format!("{LONG_PREFIX}{}", URL_SAFE_NO_PAD.encode(Sha256::digest(encoded.as_bytes())))
+    format!(
+        "{LONG_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(Sha256::digest(encoded.as_bytes()))
+    )
 }
 
 pub fn sidecar_of(entry: &str) -> String {
@@ -156,20 +162,22 @@ pub fn classify(entry: &str) -> EntryKind {
     if entry == DIRIV_FILE {
         EntryKind::DirIv
     } else if let Some(rest) = entry.strip_prefix(LONG_PREFIX) {
-        if rest.ends_with(LONG_SUFFIX) {
-            EntryKind::Sidecar
-        } else {
-            EntryKind::Long
+        // Exactly 43 base64url characters: an unpadded SHA-256.
+        match rest.strip_suffix(LONG_SUFFIX) {
+            Some(hash) if is_b64url(hash) && hash.len() == 43 => EntryKind::Sidecar,
+            None if is_b64url(rest) && rest.len() == 43 => EntryKind::Long,
+            _ => EntryKind::Foreign,
         }
-    } else if !entry.is_empty()
-        && entry
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    } else if !entry.is_empty() && is_b64url(entry) {
         EntryKind::Direct
     } else {
         EntryKind::Foreign
     }
+}
+
+fn is_b64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -202,7 +210,10 @@ mod tests {
     #[test]
     fn length_is_padded() {
         let iv = [1u8; 16];
-        assert_eq!(nc().encrypt(&iv, b"a").len(), nc().encrypt(&iv, b"abcdefghijklmno").len());
+        assert_eq!(
+            nc().encrypt(&iv, b"a").len(),
+            nc().encrypt(&iv, b"abcdefghijklmno").len()
+        );
     }
 
     #[test]
@@ -243,5 +254,7 @@ mod tests {
         }
         assert_eq!(classify(".diriv"), EntryKind::DirIv);
         assert_eq!(classify("weird.file"), EntryKind::Foreign);
+        assert_eq!(classify(".L.short"), EntryKind::Foreign);
+        assert_eq!(classify(".L.short.name"), EntryKind::Foreign);
     }
 }

@@ -1,7 +1,6 @@
 //! Page arithmetic of a content blob. Pure functions, no I/O.
 //!
-//! A blob of a file with plain size `s` is either empty (`s == 0`, a zero-byte
-//! blob is allowed) or:
+//! A blob of a file with plain size `s` is empty when `s == 0`, otherwise:
 //!
 //! ```text
 //! offset 0             header (HEADER_LEN = 58 bytes)
@@ -9,8 +8,8 @@
 //! ```
 //!
 //! so `blob_len = 58 + full_pages*4124 + (rem > 0 ? rem + 28 : 0)` where
-//! `full_pages = s / 4096` and `rem = s % 4096`. A header-only blob also means an
-//! empty file.
+//! `full_pages = s / 4096` and `rem = s % 4096`. A header without pages is not
+//! a valid blob.
 
 use std::ops::Range;
 
@@ -34,10 +33,10 @@ pub fn blob_len(plain: u64) -> u64 {
 /// Plain size of a blob of `blob_len` bytes; `None` if no plain size maps to it
 /// (truncated header, or a last page too short to hold a byte of data).
 pub fn plain_len(blob_len: u64) -> Option<u64> {
-    if blob_len == 0 || blob_len == HEADER_LEN {
+    if blob_len == 0 {
         return Some(0);
     }
-    let body = blob_len.checked_sub(HEADER_LEN)?;
+    let body = blob_len.checked_sub(HEADER_LEN).filter(|b| *b > 0)?;
     let full = body / CIPHER_PAGE;
     let rem = body % CIPHER_PAGE;
     match rem {
@@ -82,7 +81,19 @@ mod tests {
 
     #[test]
     fn sizes_round_trip() {
-        for plain in [0u64, 1, 2, 4095, 4096, 4097, 8191, 8192, 8193, 1 << 20, (5 << 30) + 7] {
+        for plain in [
+            0u64,
+            1,
+            2,
+            4095,
+            4096,
+            4097,
+            8191,
+            8192,
+            8193,
+            1 << 20,
+            (5 << 30) + 7,
+        ] {
             let b = blob_len(plain);
             assert_eq!(plain_len(b), Some(plain), "plain {plain}");
         }
@@ -93,8 +104,7 @@ mod tests {
 
     #[test]
     fn impossible_lengths_are_rejected() {
-        assert_eq!(plain_len(HEADER_LEN), Some(0));
-        for bad in [1, 57, 59, 58 + 28, 58 + 4124 + 1, 58 + 4124 + 28] {
+        for bad in [1, 57, 58, 59, 58 + 28, 58 + 4124 + 1, 58 + 4124 + 28] {
             assert_eq!(plain_len(bad), None, "{bad}");
         }
     }

@@ -1,1 +1,658 @@
-//! placeholder: being written
+//! The hidden git history of one vault.
+//!
+//! # Layout
+//!
+//! A vault directory `V` holds the repository `V/.git` (work tree `V`) and the
+//! encrypted tree `V/contents/...`. Only `contents/` is tracked, and it holds
+//! ciphertext only, so git never sees a plaintext name or byte.
+//!
+//! * `refs/heads/main` is the latest version. HEAD is normally attached to it; after
+//!   [`History::checkout`] of an older version HEAD is detached at that commit.
+//! * A commit made while HEAD is detached at `B` (main at `D`) continues from `B`
+//!   (Polykey's linear history). `D` is first saved under
+//!   `refs/pkfs/discarded/<unix-nanos>` so nothing is lost until [`History::gc`].
+//! * `.git/info/attributes` unsets every content filter (`-text -eol -ident ...`)
+//!   and the repository's configuration is read from `.git/config` only, so user or
+//!   system git settings can neither rewrite ciphertext nor leak an identity.
+//!   Ignore rules are overridden when staging (`add --force`).
+//!
+//! # Commit messages
+//!
+//! Author and committer are `pkfs <pkfs@localhost>`. The message is
+//!
+//! ```text
+//! pkfs
+//!
+//! base64(iv | tag | AES-256-GCM(json([Change, ...])))
+//! ```
+//!
+//! sealed with `hkdf32(vault_key, None, "pkfs history v1")` and the AAD
+//! `"pkfs history v1"` (standard base64 alphabet, padded). [`History::log`]
+//! decrypts it; a message that does not authenticate is [`Error::Corrupt`].
+//!
+//! # Concurrency
+//!
+//! One `History` per vault at a time, with its calls serialized by the caller: a
+//! commit racing a `gc` of the same repository could lose objects.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use git2::build::CheckoutBuilder;
+use git2::{
+    Commit, Config, ConfigLevel, ErrorCode, IndexAddOption, Oid, Repository, RepositoryInitOptions,
+    RepositoryOpenFlags, Signature, Sort,
+};
+
+use super::Change;
+use crate::crypto::aead::Gcm;
+use crate::crypto::kdf::hkdf32;
+use crate::crypto::SymKey;
+use crate::error::{Error, Result};
+
+/// The branch that holds the latest version.
+pub const MAIN_REF: &str = "refs/heads/main";
+/// Prefix of the private refs that keep discarded versions until `gc`.
+pub const DISCARDED_PREFIX: &str = "refs/pkfs/discarded/";
+/// The only tracked directory of the work tree.
+const TRACKED: &str = "contents";
+/// HKDF info and AEAD associated data of commit messages.
+const MSG_DOMAIN: &[u8] = b"pkfs history v1";
+/// The plaintext first line and blank line of every commit message.
+const MSG_HEADER: &str = "pkfs\n\n";
+const AUTHOR_NAME: &str = "pkfs";
+const AUTHOR_EMAIL: &str = "pkfs@localhost";
+/// Ciphertext is opaque bytes: no end-of-line conversion, no filters, ever.
+const ATTRIBUTES: &str = "* -text -eol -ident -filter -diff -merge -working-tree-encoding\n";
+
+/// One version in [`History::log`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Full hex commit id.
+    pub id: String,
+    /// Commit time, unix seconds.
+    pub time: i64,
+    pub changes: Vec<Change>,
+    /// Only with `all`: reachable only from a discarded ref.
+    pub discarded: bool,
+    /// HEAD points here.
+    pub head: bool,
+}
+
+/// Where the vault currently is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadInfo {
+    pub id: String,
+    /// HEAD is main's tip.
+    pub at_latest: bool,
+    /// Number of commits reachable from HEAD.
+    pub commits: usize,
+}
+
+/// What [`History::gc`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcReport {
+    pub discarded_refs_removed: usize,
+    pub objects_before: usize,
+    pub objects_after: usize,
+}
+
+/// The git history of one vault. `Send`, not `Sync` (like `git2::Repository`).
+pub struct History {
+    /// Replaced by a fresh handle after `gc` rewrites the pack files.
+    repo: RefCell<Repository>,
+    /// Seals and opens commit messages.
+    gcm: Gcm,
+    vault_dir: PathBuf,
+}
+
+/// Attach context to a git2 error.
+trait Ctx<T> {
+    fn ctx(self, what: &str) -> Result<T>;
+}
+
+impl<T> Ctx<T> for std::result::Result<T, git2::Error> {
+    fn ctx(self, what: &str) -> Result<T> {
+        self.map_err(|e| Error::History(format!("{what}: {}", e.message())))
+    }
+}
+
+impl History {
+    /// Create `V/.git` (work tree `V`) and make the initial commit of `V/contents`,
+    /// which the caller has already populated, recording `changes`.
+    pub fn init(vault_dir: &Path, vault_key: &SymKey, changes: &[Change]) -> Result<History> {
+        let git_dir = vault_dir.join(".git");
+        if fs::symlink_metadata(&git_dir).is_ok() {
+            return Err(Error::History(format!(
+                "{} already exists; refusing to create a history there",
+                git_dir.display()
+            )));
+        }
+        let made = Self::create_repo(vault_dir, &git_dir)
+            .and_then(|()| Self::open(vault_dir, vault_key))
+            .and_then(|h| h.commit(changes).map(|_| h));
+        if made.is_err() {
+            // Best effort: leave no half-made repository behind.
+            let _ = fs::remove_dir_all(&git_dir);
+        }
+        made
+    }
+
+    fn create_repo(vault_dir: &Path, git_dir: &Path) -> Result<()> {
+        let mut opts = RepositoryInitOptions::new();
+        opts.bare(false)
+            .no_reinit(true)
+            .mkdir(false)
+            .mkpath(false)
+            .external_template(false)
+            .initial_head("main");
+        drop(Repository::init_opts(vault_dir, &opts).ctx("creating the history repository")?);
+        let mut cfg =
+            Config::open(&git_dir.join("config")).ctx("opening the repository configuration")?;
+        for (name, value) in [
+            ("core.autocrlf", "false"),
+            ("core.safecrlf", "false"),
+            ("core.logAllRefUpdates", "false"),
+            ("gc.auto", "0"),
+        ] {
+            cfg.set_str(name, value)
+                .ctx("writing the repository configuration")?;
+        }
+        write_attributes(git_dir)
+    }
+
+    /// Open the history of the vault at `vault_dir`.
+    pub fn open(vault_dir: &Path, vault_key: &SymKey) -> Result<History> {
+        let repo = open_repo(vault_dir)?;
+        write_attributes(repo.path())?;
+        let key = hkdf32(vault_key, None, MSG_DOMAIN);
+        Ok(History {
+            repo: RefCell::new(repo),
+            gcm: Gcm::new(&key),
+            vault_dir: vault_dir.to_path_buf(),
+        })
+    }
+
+    /// Stage everything under `contents/` (additions, modifications and removals)
+    /// and commit it with the encrypted `changes`. When HEAD is detached at an older
+    /// version, the later versions are saved under a discarded ref and the new commit
+    /// continues from HEAD. Returns the new commit id (hex).
+    pub fn commit(&self, changes: &[Change]) -> Result<String> {
+        let message = self.seal_message(changes)?;
+        let repo = self.repo.borrow();
+        let repo = &*repo;
+        let mut index = repo.index().ctx("opening the index")?;
+        index
+            .update_all([TRACKED], None)
+            .ctx("staging removed files")?;
+        index
+            .add_all([TRACKED], IndexAddOption::FORCE, None)
+            .ctx("staging files")?;
+        index.write().ctx("writing the index")?;
+        let tree_id = index.write_tree().ctx("writing the tree")?;
+        let tree = repo.find_tree(tree_id).ctx("reading the new tree")?;
+        let parent = match self.prepare_parent(repo)? {
+            Some(id) => Some(repo.find_commit(id).ctx("reading the parent commit")?),
+            None => None,
+        };
+        let parents: Vec<&Commit<'_>> = parent.iter().collect();
+        let sig = signature()?;
+        let id = repo
+            .commit(Some("HEAD"), &sig, &sig, &message, &tree, &parents)
+            .ctx("creating the commit")?;
+        Ok(id.to_string())
+    }
+
+    /// Attach HEAD to main, first moving main back to a detached HEAD (and saving
+    /// the versions this discards). Returns the parent of the next commit.
+    fn prepare_parent(&self, repo: &Repository) -> Result<Option<Oid>> {
+        let main = main_tip(repo)?;
+        let detached = repo.head_detached().ctx("reading HEAD")?;
+        if !detached {
+            let head_ref = repo.find_reference("HEAD").ctx("reading HEAD")?;
+            if head_ref.symbolic_target_bytes() != Some(MAIN_REF.as_bytes()) {
+                repo.set_head(MAIN_REF).ctx("attaching HEAD to main")?;
+            }
+            return Ok(main);
+        }
+        let at = head_target(repo)?
+            .ok_or_else(|| Error::History("HEAD is detached but names no commit".into()))?;
+        if let Some(latest) = main.filter(|&m| m != at) {
+            save_discarded(repo, latest)?;
+        }
+        repo.reference(MAIN_REF, at, true, "pkfs: continue from an older version")
+            .ctx("moving main to HEAD")?;
+        repo.set_head(MAIN_REF).ctx("attaching HEAD to main")?;
+        Ok(Some(at))
+    }
+
+    /// Versions newest first: main's history (and HEAD's, were it elsewhere), plus,
+    /// with `all`, the versions only a discarded ref keeps (`discarded: true`).
+    pub fn log(&self, limit: Option<usize>, all: bool) -> Result<Vec<LogEntry>> {
+        let repo = self.repo.borrow();
+        let repo = &*repo;
+        let head = head_target(repo)?;
+        let mut tips: Vec<Oid> = main_tip(repo)?.into_iter().chain(head).collect();
+        let current = if all {
+            let current = reachable(repo, &tips)?;
+            tips.extend(discarded_refs(repo)?.into_iter().map(|(_, id)| id));
+            Some(current)
+        } else {
+            None
+        };
+        let mut walk = new_walk(repo, &tips)?;
+        walk.set_sorting(Sort::TIME | Sort::TOPOLOGICAL)
+            .ctx("sorting the history")?;
+        let mut out = Vec::new();
+        for id in walk {
+            if limit.is_some_and(|n| out.len() >= n) {
+                break;
+            }
+            let id = id.ctx("walking the history")?;
+            let commit = repo.find_commit(id).ctx("reading a commit")?;
+            out.push(LogEntry {
+                id: id.to_string(),
+                time: commit.time().seconds(),
+                changes: self.open_message(&commit)?,
+                discarded: current.as_ref().is_some_and(|c| !c.contains(&id)),
+                head: Some(id) == head,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Move the vault to `spec` ("latest", a commit id prefix of at least 4 hex
+    /// digits, or `HEAD~N`): `contents/` becomes exactly that version's tree. The
+    /// version must be in main's history. Uncommitted changes are overwritten, so
+    /// commit first. Returns the commit id.
+    pub fn checkout(&self, spec: &str) -> Result<String> {
+        let repo = self.repo.borrow();
+        let repo = &*repo;
+        let main = main_tip(repo)?.ok_or_else(no_versions)?;
+        let target = resolve_spec(repo, spec, main)?;
+        if target != main
+            && !repo
+                .graph_descendant_of(main, target)
+                .ctx("comparing versions")?
+        {
+            return Err(Error::Usage(format!(
+                "version {spec} ({target}) is not in the vault's current history \
+                 (it was discarded by a later change)"
+            )));
+        }
+        let commit = repo.find_commit(target).ctx("reading the version")?;
+        let mut opts = CheckoutBuilder::new();
+        opts.force()
+            .remove_untracked(true)
+            .remove_ignored(true)
+            .path(TRACKED);
+        repo.checkout_tree(commit.as_object(), Some(&mut opts))
+            .ctx("checking out the version")?;
+        if target == main {
+            repo.set_head(MAIN_REF).ctx("attaching HEAD to main")?;
+        } else {
+            repo.set_head_detached(target).ctx("detaching HEAD")?;
+        }
+        Ok(target.to_string())
+    }
+
+    /// Where HEAD is.
+    pub fn head(&self) -> Result<HeadInfo> {
+        let repo = self.repo.borrow();
+        let repo = &*repo;
+        let head = head_target(repo)?.ok_or_else(no_versions)?;
+        Ok(HeadInfo {
+            id: head.to_string(),
+            at_latest: main_tip(repo)? == Some(head),
+            commits: reachable(repo, &[head])?.len(),
+        })
+    }
+
+    /// Delete every discarded ref, then repack all objects reachable from the
+    /// remaining refs, HEAD and the index into one new pack, and delete the loose
+    /// objects and old packs (only after the new pack is on disk and synced).
+    pub fn gc(&self) -> Result<GcReport> {
+        let report = {
+            let repo = self.repo.borrow();
+            self.gc_in(&repo)?
+        };
+        // The old handle's object database still lists the deleted packs.
+        *self.repo.borrow_mut() = open_repo(&self.vault_dir)?;
+        let objects_after = count_objects(&self.repo.borrow())?.len();
+        Ok(GcReport {
+            objects_after,
+            ..report
+        })
+    }
+
+    fn gc_in(&self, repo: &Repository) -> Result<GcReport> {
+        let discarded = discarded_refs(repo)?;
+        for (name, _) in &discarded {
+            let mut r = repo.find_reference(name).ctx("reading a discarded ref")?;
+            r.delete().ctx("deleting a discarded ref")?;
+        }
+        let before = count_objects(repo)?;
+        let pack_dir = repo.path().join("objects").join("pack");
+        let old_packs = list_dir(&pack_dir)?;
+
+        let mut tips = Vec::new();
+        for r in repo.references().ctx("listing refs")? {
+            let r = r.ctx("reading a ref")?;
+            let commit = r.peel_to_commit().ctx("resolving a ref")?;
+            tips.push(commit.id());
+        }
+        tips.extend(head_target(repo)?);
+        let mut pb = repo.packbuilder().ctx("starting a pack")?;
+        pb.set_threads(1);
+        let mut walk = new_walk(repo, &tips)?;
+        pb.insert_walk(&mut walk)
+            .ctx("collecting reachable objects")?;
+        // Staged blobs: the index must never name a missing object.
+        let odb = repo.odb().ctx("opening the object database")?;
+        for entry in repo.index().ctx("opening the index")?.iter() {
+            if odb.exists(entry.id) {
+                pb.insert_object(entry.id, None)
+                    .ctx("collecting staged objects")?;
+            }
+        }
+        drop(odb);
+
+        let new_stem = if pb.object_count() > 0 {
+            fs::create_dir_all(&pack_dir).map_err(|e| Error::io(&pack_dir, e))?;
+            pb.write(&pack_dir, 0).ctx("writing the new pack")?;
+            let name = pb
+                .name()
+                .ctx("naming the new pack")?
+                .ok_or_else(|| Error::History("the new pack has no name".into()))?;
+            let stem = format!("pack-{name}");
+            for ext in ["pack", "idx"] {
+                fsync(&pack_dir.join(format!("{stem}.{ext}")))?;
+            }
+            fsync(&pack_dir)?;
+            Some(stem)
+        } else {
+            None
+        };
+
+        // Everything reachable is now in the new pack: drop the rest.
+        remove_loose(&repo.path().join("objects"), &before)?;
+        let ours = |n: &str| {
+            new_stem
+                .as_ref()
+                .is_some_and(|s| n.starts_with(&format!("{s}.")))
+        };
+        let mut stale: Vec<&String> = old_packs
+            .iter()
+            .filter(|n| !ours(n) && (n.starts_with("pack-") || *n == "multi-pack-index"))
+            .collect();
+        // Indexes first, so no reader ever sees an index without its pack.
+        stale.sort_by_key(|n| !n.ends_with(".idx"));
+        for n in stale {
+            remove_file(&pack_dir.join(n))?;
+        }
+        // pkfs writes neither, and both could name deleted objects.
+        for n in ["commit-graph", "packs"] {
+            remove_file(&repo.path().join("objects/info").join(n))?;
+        }
+        Ok(GcReport {
+            discarded_refs_removed: discarded.len(),
+            objects_before: before.len(),
+            objects_after: 0,
+        })
+    }
+
+    fn seal_message(&self, changes: &[Change]) -> Result<String> {
+        let json = zeroize::Zeroizing::new(
+            serde_json::to_vec(changes)
+                .map_err(|e| Error::History(format!("encoding the change list: {e}")))?,
+        );
+        let env = self.gcm.seal_envelope(MSG_DOMAIN, &json);
+        Ok(format!("{MSG_HEADER}{}\n", B64.encode(env)))
+    }
+
+    fn open_message(&self, commit: &Commit<'_>) -> Result<Vec<Change>> {
+        let what = || format!("commit {}", commit.id());
+        let bad = || Error::corrupt(what(), "commit message does not authenticate");
+        let body = commit
+            .message_raw_bytes()
+            .strip_prefix(MSG_HEADER.as_bytes())
+            .ok_or_else(bad)?;
+        let env = B64.decode(body.trim_ascii()).map_err(|_| bad())?;
+        let plain = self
+            .gcm
+            .open_envelope(MSG_DOMAIN, &env)
+            .map_err(|_| bad())?;
+        serde_json::from_slice(&plain)
+            .map_err(|_| Error::corrupt(what(), "commit message holds no change list"))
+    }
+}
+
+fn no_versions() -> Error {
+    Error::Usage("the vault has no versions yet".into())
+}
+
+fn bad_spec(spec: &str) -> Error {
+    Error::Usage(format!(
+        "bad version {spec:?}: use `latest`, `HEAD~N`, or a commit id prefix of at least 4 hex digits"
+    ))
+}
+
+/// Open `V/.git` without searching parents or reading the environment, and make it
+/// read its configuration from `.git/config` only.
+fn open_repo(vault_dir: &Path) -> Result<Repository> {
+    let git_dir = vault_dir.join(".git");
+    if !git_dir.is_dir() {
+        return Err(Error::History(format!(
+            "no history repository at {}",
+            git_dir.display()
+        )));
+    }
+    let repo = Repository::open_ext(
+        &git_dir,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .ctx("opening the history repository")?;
+    if repo.workdir().is_none() {
+        return Err(Error::History(format!(
+            "{} is a bare repository",
+            git_dir.display()
+        )));
+    }
+    let mut cfg = Config::new().ctx("creating a configuration")?;
+    cfg.add_file(&repo.path().join("config"), ConfigLevel::Local, false)
+        .ctx("reading the repository configuration")?;
+    repo.set_config(&cfg)
+        .ctx("isolating the repository configuration")?;
+    Ok(repo)
+}
+
+/// (Re)write `.git/info/attributes` unless it already says exactly what we want.
+fn write_attributes(git_dir: &Path) -> Result<()> {
+    let info = git_dir.join("info");
+    let path = info.join("attributes");
+    if fs::read(&path).is_ok_and(|b| b == ATTRIBUTES.as_bytes()) {
+        return Ok(());
+    }
+    fs::create_dir_all(&info).map_err(|e| Error::io(&info, e))?;
+    fs::write(&path, ATTRIBUTES).map_err(|e| Error::io(&path, e))
+}
+
+fn signature() -> Result<Signature<'static>> {
+    Signature::now(AUTHOR_NAME, AUTHOR_EMAIL).ctx("making the commit signature")
+}
+
+/// Main's tip, `None` before the first commit.
+fn main_tip(repo: &Repository) -> Result<Option<Oid>> {
+    match repo.find_reference(MAIN_REF) {
+        Ok(r) => Ok(Some(r.peel_to_commit().ctx("resolving main")?.id())),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e).ctx("reading main"),
+    }
+}
+
+/// The commit HEAD points to, `None` before the first commit.
+fn head_target(repo: &Repository) -> Result<Option<Oid>> {
+    match repo.head() {
+        Ok(r) => Ok(Some(r.peel_to_commit().ctx("resolving HEAD")?.id())),
+        Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
+        Err(e) => Err(e).ctx("reading HEAD"),
+    }
+}
+
+/// `(name, commit)` of every discarded ref.
+fn discarded_refs(repo: &Repository) -> Result<Vec<(String, Oid)>> {
+    let mut out = Vec::new();
+    let glob = format!("{DISCARDED_PREFIX}*");
+    for r in repo.references_glob(&glob).ctx("listing discarded refs")? {
+        let r = r.ctx("reading a discarded ref")?;
+        let name = String::from_utf8_lossy(r.name_bytes()).into_owned();
+        let id = r.peel_to_commit().ctx("resolving a discarded ref")?.id();
+        out.push((name, id));
+    }
+    Ok(out)
+}
+
+/// Keep `latest` reachable under a fresh discarded ref.
+fn save_discarded(repo: &Repository, latest: Oid) -> Result<()> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    for n in 0..1000u32 {
+        let name = match n {
+            0 => format!("{DISCARDED_PREFIX}{nanos:020}"),
+            _ => format!("{DISCARDED_PREFIX}{nanos:020}-{n}"),
+        };
+        match repo.reference(&name, latest, false, "pkfs: discard later versions") {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == ErrorCode::Exists => continue,
+            Err(e) => return Err(e).ctx("saving the discarded versions"),
+        }
+    }
+    Err(Error::History("no free name for a discarded ref".into()))
+}
+
+fn new_walk<'r>(repo: &'r Repository, tips: &[Oid]) -> Result<git2::Revwalk<'r>> {
+    let mut walk = repo.revwalk().ctx("walking the history")?;
+    for &t in tips {
+        walk.push(t).ctx("walking the history")?;
+    }
+    Ok(walk)
+}
+
+fn reachable(repo: &Repository, tips: &[Oid]) -> Result<HashSet<Oid>> {
+    new_walk(repo, tips)?
+        .map(|id| id.ctx("walking the history"))
+        .collect()
+}
+
+/// Resolve a version spec to a commit (not yet checked against main's history).
+fn resolve_spec(repo: &Repository, spec: &str, main: Oid) -> Result<Oid> {
+    let s = spec.trim();
+    if s.eq_ignore_ascii_case("latest") {
+        return Ok(main);
+    }
+    if let Some(rest) = s.strip_prefix("HEAD") {
+        let n: u64 = match rest.strip_prefix('~') {
+            None if rest.is_empty() => 0,
+            Some("") => 1,
+            Some(num) if num.bytes().all(|b| b.is_ascii_digit()) => {
+                num.parse().map_err(|_| bad_spec(spec))?
+            }
+            _ => return Err(bad_spec(spec)),
+        };
+        let mut id = head_target(repo)?.ok_or_else(no_versions)?;
+        for back in 0..n {
+            let commit = repo.find_commit(id).ctx("reading a commit")?;
+            id = commit.parent_id(0).map_err(|_| {
+                Error::Usage(format!("{spec}: HEAD has only {back} older version(s)"))
+            })?;
+        }
+        return Ok(id);
+    }
+    if (4..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return match repo.find_commit_by_prefix(&s.to_ascii_lowercase()) {
+            Ok(c) => Ok(c.id()),
+            Err(e) if e.code() == ErrorCode::Ambiguous => Err(Error::Usage(format!(
+                "version {spec} is ambiguous: give more hex digits"
+            ))),
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                Err(Error::Usage(format!("no version {spec} in this vault")))
+            }
+            Err(e) => Err(e).ctx("looking up the version"),
+        };
+    }
+    Err(bad_spec(spec))
+}
+
+/// Every object id in the object database (loose and packed, deduplicated).
+fn count_objects(repo: &Repository) -> Result<HashSet<Oid>> {
+    let odb = repo.odb().ctx("opening the object database")?;
+    let mut ids = HashSet::new();
+    odb.foreach(|id| {
+        ids.insert(*id);
+        true
+    })
+    .ctx("listing objects")?;
+    Ok(ids)
+}
+
+/// Names in `dir`, empty when it does not exist.
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        out.push(e.file_name().to_string_lossy().into_owned());
+    }
+    Ok(out)
+}
+
+/// Delete the loose objects among `known` (objects created since are kept).
+fn remove_loose(objects: &Path, known: &HashSet<Oid>) -> Result<()> {
+    let is_hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    for fan in list_dir(objects)? {
+        let dir = objects.join(&fan);
+        if fan.len() != 2 || !is_hex(&fan) || !dir.is_dir() {
+            continue;
+        }
+        for name in list_dir(&dir)? {
+            let ours = Oid::from_str(&format!("{fan}{name}"))
+                .is_ok_and(|id| name.len() == 38 && is_hex(&name) && known.contains(&id));
+            if ours {
+                remove_file(&dir.join(&name))?;
+            }
+        }
+        // Fails harmlessly when something newer is still in there.
+        let _ = fs::remove_dir(&dir);
+    }
+    Ok(())
+}
+
+/// Delete a file; one that is already gone is fine.
+fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn fsync(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+#[path = "history_tests.rs"]
+mod tests;

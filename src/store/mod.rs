@@ -1,6 +1,12 @@
 //! Storage: the encrypted backing tree of a vault, and its git history.
 
+pub mod atomic;
 pub mod history;
+pub mod tree;
+pub mod vpath;
+
+pub use tree::{Entry, Kind, Listing, Tree};
+pub use vpath::VPath;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,166 @@
+//! The clap definition of the command line. Values are validated into
+//! [`super::config::Config`] before any command runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pkfs",
+    version,
+    about = "Encrypted, git-versioned vaults of secrets",
+    long_about = "pkfs keeps named vaults of secrets, encrypted at rest (contents and names) and \
+                  versioned in a hidden git history. Paths inside vaults are written VAULT:PATH."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Node home directory [default: $XDG_DATA_HOME/pkfs]
+    #[arg(long, global = true, env = "PKFS_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Read the passphrase from the first line of FILE
+    #[arg(long, global = true, env = "PKFS_PASSFILE", value_name = "FILE")]
+    pub passfile: Option<PathBuf>,
+    /// Read the passphrase from the standard output of CMD (run by /bin/sh)
+    #[arg(long, global = true, value_name = "CMD")]
+    pub extpass: Option<String>,
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail (-vv for debug output)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Machine-readable JSON output for commands that list or describe
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node: root keypair and empty vault table
+    Init,
+    /// Change the passphrase that protects the root key
+    Passwd {
+        /// Read the new passphrase from the first line of FILE
+        #[arg(long, value_name = "FILE")]
+        new_passfile: Option<PathBuf>,
+    },
+    /// Root key operations
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Create, list, rename, delete and describe vaults
+    #[command(subcommand, visible_alias = "vaults")]
+    Vault(VaultCmd),
+    /// Read and change secrets inside vaults (VAULT:PATH)
+    #[command(subcommand, visible_alias = "secrets")]
+    Secret(SecretCmd),
+    /// Browse and move through a vault's history
+    #[command(subcommand)]
+    Version(VersionCmd),
+    /// Drop discarded history and repack vault repositories
+    Gc {
+        /// Vaults to collect [default: all]
+        vaults: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Generate a new root keypair and re-wrap every key under it
+    RotateRoot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCmd {
+    /// Create an empty vault
+    Create { name: String },
+    /// List vaults
+    #[command(visible_alias = "ls")]
+    List,
+    /// Rename a vault
+    Rename { old: String, new: String },
+    /// Delete a vault and its whole history
+    Delete {
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Show id, creation time, size, commits and head of a vault
+    Stat { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Write standard input to VAULT:PATH
+    Write { target: String },
+    /// Copy a local FILE into VAULT[:PATH]
+    Add { file: PathBuf, target: String },
+    /// Print secrets
+    Cat {
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// List a directory of a vault
+    #[command(visible_alias = "list")]
+    Ls {
+        target: String,
+        /// Long format: kind, size, modification time
+        #[arg(short, long)]
+        long: bool,
+    },
+    /// Create directories
+    Mkdir {
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Create missing parents; no error if it exists
+        #[arg(short, long)]
+        parents: bool,
+    },
+    /// Remove secrets or directories
+    Rm {
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Remove directories and their contents
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Move or rename a secret (DEST may be VAULT:PATH or a PATH in the same vault)
+    Mv { source: String, dest: String },
+    /// Describe one secret or directory
+    Stat { target: String },
+    /// Import a local directory recursively into VAULT[:PATH]
+    Import { dir: PathBuf, target: String },
+    /// Run CMD with secrets as environment variables (or print them as `export` lines)
+    Env {
+        /// VAULT[:PATH][=NAME] (directories contribute every file inside)
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// The command and its arguments, after `--`
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCmd {
+    /// Show the history of a vault with the changes of each commit
+    Log {
+        vault: String,
+        /// Show at most N commits
+        #[arg(short = 'n', long, value_name = "N")]
+        max_count: Option<usize>,
+        /// Include discarded commits (kept until `pkfs gc`)
+        #[arg(long)]
+        all: bool,
+    },
+    /// Move a vault to REF: a commit id prefix, HEAD~N, or `latest`
+    Checkout { vault: String, reference: String },
+}

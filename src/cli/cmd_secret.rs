@@ -1,0 +1,193 @@
+//! `pkfs secret ...` (Polykey's `pk secrets`).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use pkfs::store::{Kind, VPath};
+use pkfs::vault::{Node, Vault};
+use pkfs::Error;
+use serde_json::json;
+
+use super::args::SecretCmd;
+use super::config::Config;
+use super::{fmt_time, parse_entry, parse_target, secret_io, unlock, Out};
+
+/// Vaults opened so far in this command, by name.
+pub(super) struct Vaults<'n> {
+    node: &'n Node,
+    open: HashMap<String, Vault>,
+}
+
+impl<'n> Vaults<'n> {
+    pub fn new(node: &'n Node) -> Self {
+        Vaults {
+            node,
+            open: HashMap::new(),
+        }
+    }
+
+    pub fn get(&mut self, name: &str) -> Result<&Vault, Error> {
+        if !self.open.contains_key(name) {
+            let v = self.node.open_vault(name)?;
+            self.open.insert(name.to_string(), v);
+        }
+        self.open
+            .get(name)
+            .ok_or_else(|| Error::VaultUndefined(name.to_string()))
+    }
+}
+
+pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
+    let out = Out::new(cfg);
+    let node = unlock(cfg)?;
+    let mut vaults = Vaults::new(&node);
+    match cmd {
+        SecretCmd::Write { target } => {
+            let t = parse_entry(&target)?;
+            let mut data = zeroize::Zeroizing::new(Vec::new());
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .map_err(|e| Error::io("stdin", e))?;
+            vaults.get(&t.vault)?.write(&t.path, &data)?;
+        }
+        SecretCmd::Add { file, target } => {
+            let t = parse_target(&target)?;
+            let vault = vaults.get(&t.vault)?;
+            let data =
+                zeroize::Zeroizing::new(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
+            let mut path = t.path.clone();
+            if path.is_root() || vault.tree().stat(&path).is_ok_and(|e| e.kind == Kind::Dir) {
+                let name = file
+                    .file_name()
+                    .ok_or_else(|| Error::Usage(format!("{}: not a file name", file.display())))?;
+                path = path.join(name.as_encoded_bytes())?;
+            }
+            vault.write(&path, &data)?;
+        }
+        SecretCmd::Cat { targets } => {
+            let parsed: Vec<_> = targets
+                .iter()
+                .map(|t| parse_entry(t))
+                .collect::<Result<_, _>>()?;
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            for t in parsed {
+                let data = vaults.get(&t.vault)?.tree().read(&t.path)?;
+                lock.write_all(&data).map_err(|e| Error::io("stdout", e))?;
+            }
+            lock.flush().map_err(|e| Error::io("stdout", e))?;
+        }
+        SecretCmd::Ls { target, long } => {
+            let t = parse_target(&target)?;
+            let listing = vaults.get(&t.vault)?.tree().list(&t.path)?;
+            if out.json() {
+                let v: Vec<_> = listing
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        json!({"name": String::from_utf8_lossy(&e.name), "kind": e.kind,
+                               "size": e.size, "mtime": e.mtime, "mode": e.mode})
+                    })
+                    .collect();
+                out.emit(&v)?;
+            } else {
+                for e in &listing.entries {
+                    let name = String::from_utf8_lossy(&e.name);
+                    let suffix = if e.kind == Kind::Dir { "/" } else { "" };
+                    if long {
+                        out.data(format!(
+                            "{:<4} {:>10} {} {name}{suffix}",
+                            kind_word(e.kind),
+                            e.size,
+                            fmt_time(e.mtime)
+                        ));
+                    } else {
+                        out.data(format!("{name}{suffix}"));
+                    }
+                }
+            }
+            if !listing.undecryptable.is_empty() {
+                return Err(Error::corrupt(
+                    format!("{}:{}", t.vault, t.path),
+                    format!(
+                        "{} entr(y/ies) whose names do not authenticate (run `pkfs fsck`)",
+                        listing.undecryptable.len()
+                    ),
+                )
+                .into());
+            }
+        }
+        SecretCmd::Mkdir { targets, parents } => {
+            for target in targets {
+                let t = parse_entry(&target)?;
+                vaults
+                    .get(&t.vault)?
+                    .mutate(|tree, ch| Ok(ch.extend(tree.mkdir(&t.path, parents)?)))?;
+            }
+        }
+        SecretCmd::Rm { targets, recursive } => {
+            for target in targets {
+                let t = parse_entry(&target)?;
+                vaults
+                    .get(&t.vault)?
+                    .mutate(|tree, ch| Ok(ch.extend(tree.remove(&t.path, recursive)?)))?;
+            }
+        }
+        SecretCmd::Mv { source, dest } => {
+            let s = parse_entry(&source)?;
+            let d = if dest.contains(':') {
+                parse_target(&dest)?
+            } else {
+                super::Target {
+                    vault: s.vault.clone(),
+                    path: VPath::parse(&dest)?,
+                }
+            };
+            if s.vault == d.vault {
+                vaults
+                    .get(&s.vault)?
+                    .mutate(|tree, ch| Ok(ch.extend(tree.rename(&s.path, &d.path)?)))?;
+            } else {
+                secret_io::move_between(&node, &s, &d)?;
+            }
+        }
+        SecretCmd::Stat { target } => {
+            let t = parse_target(&target)?;
+            let e = vaults.get(&t.vault)?.tree().stat(&t.path)?;
+            if out.json() {
+                out.emit(
+                    &json!({"vault": t.vault, "path": t.path.to_string(), "kind": e.kind,
+                                 "size": e.size, "mode": e.mode, "mtime": e.mtime}),
+                )?;
+            } else {
+                out.data(format!("path:     {}:{}", t.vault, t.path));
+                out.data(format!("kind:     {}", kind_word(e.kind)));
+                out.data(format!("size:     {}", e.size));
+                out.data(format!("mode:     {:04o}", e.mode));
+                out.data(format!("modified: {}", fmt_time(e.mtime)));
+            }
+        }
+        SecretCmd::Import { dir, target } => {
+            let t = parse_target(&target)?;
+            let n = secret_io::import(vaults.get(&t.vault)?, &dir, &t.path, cfg.quiet)?;
+            out.say(format!("Imported {n} file(s) into {}:{}", t.vault, t.path));
+        }
+        SecretCmd::Env { targets, command } => {
+            let vars = secret_io::collect_env(&mut vaults, &targets)?;
+            if command.is_empty() {
+                secret_io::print_exports(&vars)?;
+            } else {
+                return Err(secret_io::exec_with(&vars, &command).into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_word(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "file",
+        Kind::Dir => "dir",
+        Kind::Symlink => "link",
+    }
+}

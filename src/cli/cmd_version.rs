@@ -1,0 +1,77 @@
+//! `pkfs version log|checkout`.
+
+use serde_json::json;
+
+use super::args::VersionCmd;
+use super::config::Config;
+use super::{fmt_time, unlock, Out};
+
+pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
+    let out = Out::new(cfg);
+    let node = unlock(cfg)?;
+    match cmd {
+        VersionCmd::Log {
+            vault,
+            max_count,
+            all,
+        } => {
+            let v = node.open_vault(&vault)?;
+            let log = v.history().log(max_count, all)?;
+            if out.json() {
+                let list: Vec<_> = log
+                    .iter()
+                    .map(|e| {
+                        json!({"id": e.id, "time": e.time, "head": e.head,
+                               "discarded": e.discarded, "changes": e.changes})
+                    })
+                    .collect();
+                return out.emit(&list);
+            }
+            for (i, e) in log.iter().enumerate() {
+                if i > 0 {
+                    out.data("");
+                }
+                let mut tags = Vec::new();
+                if e.head {
+                    tags.push("HEAD");
+                }
+                if e.discarded {
+                    tags.push("discarded");
+                }
+                let tags = if tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", tags.join(", "))
+                };
+                out.data(format!("commit {}{tags}", e.id));
+                out.data(format!("Date:   {}", fmt_time(e.time)));
+                if e.changes.is_empty() {
+                    out.data("    (vault created)");
+                }
+                for c in &e.changes {
+                    let word = serde_json::to_value(c.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    out.data(format!("    {word:<9}{}", c.path));
+                }
+            }
+        }
+        VersionCmd::Checkout { vault, reference } => {
+            let v = node.open_vault(&vault)?;
+            let id = v.history().checkout(&reference)?;
+            let head = v.history().head()?;
+            if out.json() {
+                out.emit(&json!({"vault": vault, "id": id, "at_latest": head.at_latest}))?;
+            } else if head.at_latest {
+                out.say(format!("{vault} is at the latest version {id}"));
+            } else {
+                out.say(format!(
+                    "{vault} is now at {id}; a change made here discards the later versions \
+                     (`pkfs version checkout {vault} latest` goes back)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}

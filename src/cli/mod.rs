@@ -1,0 +1,194 @@
+//! The command-line front end: thin commands over the library API.
+
+mod args;
+mod cmd_node;
+mod cmd_secret;
+mod cmd_vault;
+mod cmd_version;
+mod config;
+mod pass;
+mod secret_io;
+
+pub use args::Cli;
+
+use pkfs::crypto::rsa::RootKeypair;
+use pkfs::store::VPath;
+use pkfs::vault::{Node, Passphrase};
+use pkfs::Error;
+use serde::Serialize;
+
+use args::Command;
+use config::Config;
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::from_args(&cli.global);
+    init_logging(&cfg);
+    match cli.command {
+        Command::Init => cmd_node::init(&cfg),
+        Command::Passwd { new_passfile } => cmd_node::passwd(&cfg, new_passfile.as_deref()),
+        Command::Key(k) => cmd_node::key(&cfg, k),
+        Command::Gc { vaults } => cmd_node::gc(&cfg, &vaults),
+        Command::Vault(v) => cmd_vault::run(&cfg, v),
+        Command::Secret(s) => cmd_secret::run(&cfg, s),
+        Command::Version(v) => cmd_version::run(&cfg, v),
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let level = match (cfg.quiet, cfg.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PKFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Ask for the passphrase (only once the home is known to exist) and unlock.
+pub(crate) fn unlock(cfg: &Config) -> Result<Node, Error> {
+    if !cfg.home.join("root.key").exists() {
+        return Err(Error::NotInitialized {
+            home: cfg.home.clone(),
+        });
+    }
+    let pass = pass::read(&cfg.pass, "Passphrase: ", false)?;
+    Node::unlock(&cfg.home, Box::new(Passphrase::new(pass, cfg.kdf)))
+}
+
+/// A fresh root keypair (or the test-only fixed key).
+pub(crate) fn new_root_key(cfg: &Config) -> Result<RootKeypair, Error> {
+    if let Some(path) = &cfg.test_root_key {
+        tracing::info!("using the test-only root key {}", path.display());
+        let pem =
+            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
+        return RootKeypair::from_pkcs8_pem(&pem).map_err(|_| {
+            Error::Usage(format!("{} is not an RSA-4096 PKCS#8 key", path.display()))
+        });
+    }
+    if !cfg.quiet {
+        eprintln!("Generating an RSA-4096 root keypair (this takes a few seconds)...");
+    }
+    RootKeypair::generate().map_err(|_| Error::Crypto("RSA key generation failed"))
+}
+
+/// Human or JSON output, honouring `-q`.
+pub(crate) struct Out {
+    json: bool,
+    quiet: bool,
+}
+
+impl Out {
+    pub fn new(cfg: &Config) -> Out {
+        Out {
+            json: cfg.json,
+            quiet: cfg.quiet,
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// A status line for humans (suppressed by -q and --json).
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    /// Data: always printed (it is what was asked for).
+    pub fn data(&self, line: impl AsRef<str>) {
+        println!("{}", line.as_ref());
+    }
+
+    pub fn emit<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+}
+
+/// A `VAULT[:PATH]` argument.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub vault: String,
+    pub path: VPath,
+}
+
+pub(crate) fn parse_target(s: &str) -> Result<Target, Error> {
+    let (vault, path) = match s.split_once(':') {
+        Some((v, p)) => (v, p),
+        None => (s, ""),
+    };
+    if vault.is_empty() {
+        return Err(Error::Usage(format!("{s:?}: expected VAULT:PATH")));
+    }
+    Ok(Target {
+        vault: vault.to_string(),
+        path: VPath::parse(path)?,
+    })
+}
+
+/// Like [`parse_target`] but the path must name an entry, not the vault root.
+pub(crate) fn parse_entry(s: &str) -> Result<Target, Error> {
+    let t = parse_target(s)?;
+    if t.path.is_root() {
+        return Err(Error::Usage(format!(
+            "{s:?}: expected VAULT:PATH with a path"
+        )));
+    }
+    Ok(t)
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for unix seconds.
+pub(crate) fn fmt_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(fmt_time(1_795_000_000), "2026-11-18 11:06:40 UTC");
+        assert_eq!(fmt_time(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn targets() {
+        let t = parse_target("v:a/b").unwrap();
+        assert_eq!(
+            (t.vault.as_str(), t.path.to_string().as_str()),
+            ("v", "a/b")
+        );
+        assert!(parse_target("v").unwrap().path.is_root());
+        assert!(parse_target(":x").is_err());
+        assert!(parse_entry("v:").is_err());
+        assert!(parse_target("v:../x").is_err());
+    }
+}

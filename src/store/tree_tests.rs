@@ -1,0 +1,145 @@
+use super::*;
+use crate::crypto::SymKey;
+
+fn tree(d: &tempfile::TempDir) -> Tree {
+    let keys = Keychain::new(vec![(0, SymKey::from_bytes([4; 32]))]).unwrap();
+    Tree::create(&d.path().join("contents"), keys).unwrap()
+}
+
+fn vp(s: &str) -> VPath {
+    VPath::parse(s).unwrap()
+}
+
+fn names(t: &Tree, p: &str) -> Vec<String> {
+    t.list(&vp(p))
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .collect()
+}
+
+fn all_backing_names(dir: &Path, out: &mut Vec<String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        out.push(e.file_name().to_string_lossy().into_owned());
+        if e.file_type().unwrap().is_dir() {
+            all_backing_names(&e.path(), out);
+        }
+    }
+}
+
+#[test]
+fn write_read_list_and_sizes() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    assert_eq!(
+        t.write(&vp("a.txt"), b"hello").unwrap().kind,
+        ChangeKind::Added
+    );
+    assert_eq!(
+        t.write(&vp("a.txt"), b"hello2").unwrap().kind,
+        ChangeKind::Modified
+    );
+    t.write(&vp("empty"), b"").unwrap();
+    assert_eq!(&t.read(&vp("a.txt")).unwrap()[..], b"hello2");
+    assert_eq!(&t.read(&vp("empty")).unwrap()[..], b"");
+    assert_eq!(names(&t, "/"), vec!["a.txt", "empty"]);
+    assert_eq!(t.stat(&vp("a.txt")).unwrap().size, 6);
+    assert!(matches!(t.read(&vp("nope")), Err(Error::NotFound(_))));
+    assert!(matches!(
+        t.write(&vp("nodir/x"), b"x"),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn directories_and_removal() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    assert_eq!(t.mkdir(&vp("a/b/c"), true).unwrap().len(), 3);
+    assert!(t.mkdir(&vp("a/b/c"), true).unwrap().is_empty());
+    assert!(matches!(t.mkdir(&vp("a"), false), Err(Error::Exists(_))));
+    t.write(&vp("a/b/c/f"), b"deep").unwrap();
+    assert!(matches!(
+        t.write(&vp("a/b"), b"x"),
+        Err(Error::IsADirectory(_))
+    ));
+    assert!(matches!(t.remove(&vp("a"), false), Err(Error::NotEmpty(_))));
+    let ch = t.remove(&vp("a"), true).unwrap();
+    assert!(ch
+        .iter()
+        .any(|c| c.path == "a/b/c/f" && c.kind == ChangeKind::Removed));
+    assert!(names(&t, "/").is_empty());
+    t.write(&vp("f"), b"x").unwrap();
+    assert!(matches!(
+        t.mkdir(&vp("f/g"), true),
+        Err(Error::NotADirectory(_))
+    ));
+    assert!(matches!(t.list(&vp("f")), Err(Error::NotADirectory(_))));
+}
+
+#[test]
+fn rename_file_dir_and_into_dir() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    t.mkdir(&vp("d1"), false).unwrap();
+    t.write(&vp("d1/x"), b"1").unwrap();
+    t.rename(&vp("d1"), &vp("d2")).unwrap();
+    assert_eq!(&t.read(&vp("d2/x")).unwrap()[..], b"1");
+    t.write(&vp("y"), b"2").unwrap();
+    t.rename(&vp("y"), &vp("d2")).unwrap();
+    assert_eq!(names(&t, "d2"), vec!["x", "y"]);
+    t.rename(&vp("d2/y"), &vp("d2/x")).unwrap();
+    assert_eq!(&t.read(&vp("d2/x")).unwrap()[..], b"2");
+    assert!(matches!(
+        t.rename(&vp("d2"), &vp("d2/sub")),
+        Err(Error::Usage(_))
+    ));
+}
+
+#[test]
+fn long_names_and_no_plaintext_names_on_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    let long = "L".repeat(255);
+    t.mkdir(&vp("MARKERDIR"), false).unwrap();
+    t.write(&vp(&format!("MARKERDIR/{long}")), b"long one")
+        .unwrap();
+    assert_eq!(names(&t, "MARKERDIR"), vec![long.clone()]);
+    let mut all = Vec::new();
+    all_backing_names(&d.path().join("contents"), &mut all);
+    assert!(all
+        .iter()
+        .all(|n| !n.contains("MARKER") && !n.contains("LLLL")));
+    assert!(all.iter().any(|n| n.ends_with(".name")));
+    t.rename(&vp(&format!("MARKERDIR/{long}")), &vp("short"))
+        .unwrap();
+    let mut all = Vec::new();
+    all_backing_names(&d.path().join("contents"), &mut all);
+    assert!(
+        !all.iter().any(|n| n.ends_with(".name")),
+        "sidecar removed: {all:?}"
+    );
+}
+
+#[test]
+fn tampering_is_an_error_not_plaintext() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    t.write(&vp("s"), b"secret").unwrap();
+    t.write(&vp("ok"), b"fine").unwrap();
+    let loc = t.locate(&vp("s")).unwrap();
+    let mut b = fs::read(&loc.path).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    fs::write(&loc.path, &b).unwrap();
+    assert!(matches!(t.read(&vp("s")), Err(Error::Corrupt { .. })));
+    assert_eq!(&t.read(&vp("ok")).unwrap()[..], b"fine");
+    // An altered name is reported, not shown.
+    let bad = loc.dir.join("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    fs::rename(&loc.path, &bad).unwrap();
+    let l = t.list(&VPath::root()).unwrap();
+    assert_eq!(l.entries.len(), 1);
+    assert_eq!(l.undecryptable.len(), 1);
+}

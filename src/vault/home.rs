@@ -1,0 +1,131 @@
+//! The node home: its layout, its permissions, and the lock that lets exactly one
+//! process own it at a time.
+//!
+//! ```text
+//! root.key          root private key, sealed by a protector (see protector.rs)
+//! root.pub          root public key, PEM (SPKI)
+//! metadata          vault table, encrypted (see metadata.rs)
+//! lock              flock(2) target
+//! rotate/           journal of an unfinished root-key rotation
+//! vaults/<id>/      one vault: .git and contents/
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// An open, locked home. The lock is released when this is dropped.
+pub struct Home {
+    root: PathBuf,
+    _lock: File,
+}
+
+/// The home directory from `--home`/`PKFS_HOME` or the XDG default.
+pub fn default_home() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("pkfs");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/pkfs"),
+        None => PathBuf::from(".pkfs"),
+    }
+}
+
+impl Home {
+    /// Create (or adopt an empty) home for `pkfs init`, locked.
+    pub fn create(root: &Path) -> Result<Home> {
+        if root.join("root.key").exists() {
+            return Err(Error::AlreadyInitialized { home: root.into() });
+        }
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(root, e))?;
+        let home = Self::lock(root)?;
+        // Checked again under the lock: another init may have won the race.
+        if root.join("root.key").exists() {
+            return Err(Error::AlreadyInitialized { home: root.into() });
+        }
+        Ok(home)
+    }
+
+    /// Open an existing home, checking its permissions, and take its lock.
+    pub fn open(root: &Path) -> Result<Home> {
+        let meta = match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => return Err(Error::NotInitialized { home: root.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInitialized { home: root.into() })
+            }
+            Err(e) => return Err(Error::io(root, e)),
+        };
+        if meta.mode() & 0o077 != 0 {
+            return Err(Error::Unsafe(format!(
+                "{} is accessible by other users (mode {:o}); run `chmod 700 {}`",
+                root.display(),
+                meta.mode() & 0o777,
+                root.display()
+            )));
+        }
+        let key = root.join("root.key");
+        match std::fs::symlink_metadata(&key) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::Unsafe(format!(
+                    "{} is a symlink; refusing it",
+                    key.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => return Err(Error::NotInitialized { home: root.into() }),
+        }
+        Self::lock(root)
+    }
+
+    fn lock(root: &Path) -> Result<Home> {
+        let path = root.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => Err(Error::HomeLocked { home: root.into() }),
+                _ => Err(Error::io(&path, err)),
+            };
+        }
+        Ok(Home {
+            root: root.to_path_buf(),
+            _lock: f,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn root_key(&self) -> PathBuf {
+        self.root.join("root.key")
+    }
+    pub fn root_pub(&self) -> PathBuf {
+        self.root.join("root.pub")
+    }
+    pub fn metadata(&self) -> PathBuf {
+        self.root.join("metadata")
+    }
+    pub fn rotate_dir(&self) -> PathBuf {
+        self.root.join("rotate")
+    }
+    pub fn vaults_dir(&self) -> PathBuf {
+        self.root.join("vaults")
+    }
+    pub fn vault_dir(&self, id: &str) -> PathBuf {
+        self.vaults_dir().join(id)
+    }
+}

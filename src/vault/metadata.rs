@@ -1,0 +1,142 @@
+//! The metadata file: the node's vault table.
+//!
+//! ```text
+//!   0   8  magic "PKFSMETA"
+//!   8   1  version = 1
+//!   9   2  n = length of the wrapped metadata key, u16 BE (512 for RSA-4096)
+//!  11   n  metadata key, RSA-OAEP-SHA256-wrapped under the root public key
+//! 11+n 12  iv
+//! 23+n 16  GCM tag
+//! 39+n  .  AES-256-GCM ciphertext of the JSON table; AAD = bytes 0 .. 11+n
+//! ```
+//!
+//! A fresh metadata key is drawn on every write. Inside the table each vault key
+//! is again RSA-OAEP-wrapped under the root public key, so rotating the root key
+//! re-wraps keys without touching any vault data.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::aead::Gcm;
+use crate::crypto::rsa::{RootKeypair, RootPublic};
+use crate::crypto::{Keychain, SymKey};
+use crate::error::{Error, Result};
+
+pub const MAGIC: &[u8; 8] = b"PKFSMETA";
+pub const VERSION: u8 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub generation: u32,
+    /// Base64 of the RSA-OAEP-SHA256 wrapped 32-byte vault key.
+    pub wrapped: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VaultRecord {
+    pub id: String,
+    pub name: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub keys: Vec<WrappedKey>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Table {
+    pub version: u32,
+    pub vaults: Vec<VaultRecord>,
+}
+
+impl Table {
+    pub fn find(&self, name: &str) -> Result<&VaultRecord> {
+        self.vaults
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| Error::VaultUndefined(name.to_string()))
+    }
+
+    pub fn find_mut(&mut self, name: &str) -> Result<&mut VaultRecord> {
+        self.vaults
+            .iter_mut()
+            .find(|v| v.name == name)
+            .ok_or_else(|| Error::VaultUndefined(name.to_string()))
+    }
+}
+
+impl VaultRecord {
+    /// Unwrap every key generation of this vault.
+    pub fn keychain(&self, root: &RootKeypair) -> Result<Keychain> {
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for k in &self.keys {
+            let wrapped = STANDARD
+                .decode(&k.wrapped)
+                .map_err(|_| Error::corrupt("metadata", "vault key is not base64"))?;
+            let key = root.unwrap_key(&wrapped).map_err(|_| {
+                Error::corrupt("metadata", "a vault key does not unwrap under the root key")
+            })?;
+            keys.push((k.generation, key));
+        }
+        Keychain::new(keys).ok_or_else(|| Error::corrupt("metadata", "vault has no key"))
+    }
+
+    /// Re-wrap every key of this vault under `new_pub`.
+    pub fn rewrap(&mut self, root: &RootKeypair, new_pub: &RootPublic) -> Result<()> {
+        let chain = self.keychain(root)?;
+        for k in &mut self.keys {
+            if let Some(key) = chain.get(k.generation) {
+                k.wrapped = wrap(new_pub, key);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn wrap(public: &RootPublic, key: &SymKey) -> String {
+    STANDARD.encode(public.wrap_key(key))
+}
+
+/// Encrypt the table for the file.
+pub fn seal(public: &RootPublic, table: &Table) -> Vec<u8> {
+    let key = SymKey::generate();
+    let wrapped = public.wrap_key(&key);
+    let mut out = MAGIC.to_vec();
+    out.push(VERSION);
+    out.extend_from_slice(&(wrapped.len() as u16).to_be_bytes());
+    out.extend_from_slice(&wrapped);
+    let body = match serde_json::to_vec(table) {
+        Ok(b) => Zeroizing::new(b),
+        Err(e) => panic!("serialising the vault table failed: {e}"),
+    };
+    let env = Gcm::new(&key).seal_envelope(&out, &body);
+    out.extend_from_slice(&env);
+    out
+}
+
+/// Decrypt and parse the file.
+pub fn open(root: &RootKeypair, file: &[u8]) -> Result<Table> {
+    let bad = |what: &str| Error::corrupt("metadata", what);
+    if file.len() < 11 || &file[..8] != MAGIC {
+        return Err(bad("not a pkfs metadata file"));
+    }
+    if file[8] != VERSION {
+        return Err(bad("unsupported metadata version"));
+    }
+    let n = u16::from_be_bytes([file[9], file[10]]) as usize;
+    if file.len() < 11 + n {
+        return Err(bad("truncated"));
+    }
+    let key = root
+        .unwrap_key(&file[11..11 + n])
+        .map_err(|_| bad("the metadata key does not unwrap under the root key"))?;
+    let body = Gcm::new(&key)
+        .open_envelope(&file[..11 + n], &file[11 + n..])
+        .map_err(|_| bad("authentication failed"))?;
+    let table: Table = serde_json::from_slice(&body).map_err(|_| bad("unparseable vault table"))?;
+    Ok(table)
+}

@@ -1,0 +1,12 @@
+//! The node and its vaults: home layout, root-key protectors, the encrypted
+//! metadata table, and the vault manager.
+
+pub mod home;
+pub mod metadata;
+pub mod node;
+pub mod protector;
+pub mod vault;
+
+pub use node::Node;
+pub use protector::{Passphrase, Protector};
+pub use vault::{Vault, VaultStat};

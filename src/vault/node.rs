@@ -1,0 +1,255 @@
+//! The node: an unlocked home with its root keypair and vault table
+//! (Polykey's VaultManager).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::home::Home;
+use super::metadata::{self, Table, VaultRecord, WrappedKey};
+use super::protector::{open_key_file, seal_key_file, Protector};
+use super::vault::Vault;
+use crate::crypto::rsa::{RootKeypair, RootPublic};
+use crate::crypto::{random_array, Keychain, SymKey};
+use crate::error::{Error, Result};
+use crate::format::names;
+use crate::store::atomic::{create_dir_durable, fsync_dir, write_atomic};
+use crate::store::history::History;
+use crate::store::Tree;
+
+const JOURNAL_FILES: [&str; 3] = ["metadata", "root.pub", "root.key"];
+const JOURNAL_COMMIT: &str = "COMMIT";
+
+pub struct Node {
+    home: Home,
+    root: RootKeypair,
+    table: Table,
+    protector: Box<dyn Protector>,
+}
+
+/// Check a vault name: the rules of a file name.
+pub fn check_vault_name(name: &str) -> Result<()> {
+    names::validate(name.as_bytes()).map_err(|reason| Error::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// Create a node at `path` around `root`, protected by `protector`.
+    pub fn init(path: &Path, protector: Box<dyn Protector>, root: RootKeypair) -> Result<Node> {
+        let home = Home::create(path)?;
+        let vaults = home.vaults_dir();
+        if !vaults.exists() {
+            create_dir_durable(&vaults)?;
+        }
+        let table = Table {
+            version: 1,
+            vaults: vec![],
+        };
+        write_atomic(&home.metadata(), &metadata::seal(root.public(), &table))?;
+        write_atomic(&home.root_pub(), root.public().to_pem().as_bytes())?;
+        // root.key last: its presence is what makes the home a node.
+        write_atomic(
+            &home.root_key(),
+            &seal_key_file(protector.as_ref(), &root.to_pkcs8_der()),
+        )?;
+        Ok(Node {
+            home,
+            root,
+            table,
+            protector,
+        })
+    }
+
+    /// Open and unlock the node at `path`.
+    pub fn unlock(path: &Path, protector: Box<dyn Protector>) -> Result<Node> {
+        let home = Home::open(path)?;
+        recover_rotation(&home)?;
+        let sealed = read(&home.root_key())?;
+        let der = open_key_file(protector.as_ref(), &sealed)?;
+        let root = RootKeypair::from_pkcs8_der(&der)
+            .map_err(|_| Error::corrupt("root.key", "the decrypted key is not an RSA-4096 key"))?;
+        let pem = String::from_utf8(read(&home.root_pub())?)
+            .map_err(|_| Error::corrupt("root.pub", "not PEM"))?;
+        match RootPublic::from_pem(&pem) {
+            Ok(p) if &p == root.public() => {}
+            _ => return Err(Error::corrupt("root.pub", "does not match root.key")),
+        }
+        let table = metadata::open(&root, &read(&home.metadata())?)?;
+        Ok(Node {
+            home,
+            root,
+            table,
+            protector,
+        })
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.root()
+    }
+
+    pub fn node_id(&self) -> String {
+        self.root.public().node_id()
+    }
+
+    pub fn vaults(&self) -> &[VaultRecord] {
+        &self.table.vaults
+    }
+
+    fn save_table(&self) -> Result<()> {
+        write_atomic(
+            &self.home.metadata(),
+            &metadata::seal(self.root.public(), &self.table),
+        )
+    }
+
+    /// `pkfs passwd`: re-seal the root key under a new protector.
+    pub fn change_protector(&mut self, protector: Box<dyn Protector>) -> Result<()> {
+        let sealed = seal_key_file(protector.as_ref(), &self.root.to_pkcs8_der());
+        write_atomic(&self.home.root_key(), &sealed)?;
+        self.protector = protector;
+        Ok(())
+    }
+
+    /// Replace the root keypair: re-wrap every key and swap `metadata`, `root.pub`
+    /// and `root.key` together through the `rotate/` journal. No vault data changes.
+    pub fn rotate_root(&mut self, new_root: RootKeypair) -> Result<()> {
+        let mut table = self.table.clone();
+        for v in &mut table.vaults {
+            v.rewrap(&self.root, new_root.public())?;
+        }
+        let journal = self.home.rotate_dir();
+        if journal.exists() {
+            fs::remove_dir_all(&journal).map_err(|e| Error::io(&journal, e))?;
+        }
+        create_dir_durable(&journal)?;
+        write_atomic(
+            &journal.join("metadata"),
+            &metadata::seal(new_root.public(), &table),
+        )?;
+        write_atomic(
+            &journal.join("root.pub"),
+            new_root.public().to_pem().as_bytes(),
+        )?;
+        let sealed = seal_key_file(self.protector.as_ref(), &new_root.to_pkcs8_der());
+        write_atomic(&journal.join("root.key"), &sealed)?;
+        write_atomic(&journal.join(JOURNAL_COMMIT), b"")?;
+        roll_forward(&self.home)?;
+        self.root = new_root;
+        self.table = table;
+        Ok(())
+    }
+
+    pub fn create_vault(&mut self, name: &str) -> Result<VaultRecord> {
+        check_vault_name(name)?;
+        if self.table.find(name).is_ok() {
+            return Err(Error::VaultDefined(name.to_string()));
+        }
+        let id = bs58::encode(random_array::<16>()).into_string();
+        let key = SymKey::generate();
+        let dir = self.home.vault_dir(&id);
+        create_dir_durable(&dir)?;
+        let keys = Keychain::new(vec![(0, key.clone())]).ok_or(Error::Crypto("empty keychain"))?;
+        Tree::create(&dir.join("contents"), keys)?;
+        History::init(&dir, &key, &[])?;
+        let record = VaultRecord {
+            id,
+            name: name.to_string(),
+            created: now_unix(),
+            keys: vec![WrappedKey {
+                generation: 0,
+                wrapped: metadata::wrap(self.root.public(), &key),
+            }],
+            settings: Default::default(),
+        };
+        self.table.vaults.push(record.clone());
+        if let Err(e) = self.save_table() {
+            self.table.vaults.pop();
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    pub fn rename_vault(&mut self, old: &str, new: &str) -> Result<()> {
+        check_vault_name(new)?;
+        self.table.find(old)?;
+        if old == new {
+            return Ok(());
+        }
+        if self.table.find(new).is_ok() {
+            return Err(Error::VaultDefined(new.to_string()));
+        }
+        let before = self.table.clone();
+        self.table.find_mut(old)?.name = new.to_string();
+        self.save_table().inspect_err(|_| self.table = before)
+    }
+
+    /// Forget the vault, then remove its directory.
+    pub fn delete_vault(&mut self, name: &str) -> Result<()> {
+        let id = self.table.find(name)?.id.clone();
+        let before = self.table.clone();
+        self.table.vaults.retain(|v| v.name != name);
+        self.save_table().inspect_err(|_| self.table = before)?;
+        let dir = self.home.vault_dir(&id);
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        fsync_dir(&self.home.vaults_dir())
+    }
+
+    pub fn open_vault(&self, name: &str) -> Result<Vault> {
+        let record = self.table.find(name)?.clone();
+        let keys = record.keychain(&self.root)?;
+        Vault::open(record, self.vault_dir_of(name)?, keys)
+    }
+
+    fn vault_dir_of(&self, name: &str) -> Result<PathBuf> {
+        let id = &self.table.find(name)?.id;
+        let dir = self.home.vault_dir(id);
+        if !dir.join("contents").is_dir() || !dir.join(".git").is_dir() {
+            return Err(Error::corrupt(
+                format!("vault '{name}'"),
+                format!("its directory vaults/{id} is missing or incomplete"),
+            ));
+        }
+        Ok(dir)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Finish (after COMMIT) or discard (before it) an interrupted rotation.
+fn recover_rotation(home: &Home) -> Result<()> {
+    let journal = home.rotate_dir();
+    if !journal.exists() {
+        return Ok(());
+    }
+    if journal.join(JOURNAL_COMMIT).exists() {
+        roll_forward(home)
+    } else {
+        fs::remove_dir_all(&journal).map_err(|e| Error::io(&journal, e))?;
+        fsync_dir(home.root())
+    }
+}
+
+fn roll_forward(home: &Home) -> Result<()> {
+    let journal = home.rotate_dir();
+    for f in JOURNAL_FILES {
+        let src = journal.join(f);
+        if src.exists() {
+            let dst = home.root().join(f);
+            fs::rename(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+        }
+    }
+    fsync_dir(home.root())?;
+    fs::remove_dir_all(&journal).map_err(|e| Error::io(&journal, e))?;
+    fsync_dir(home.root())
+}

@@ -1,0 +1,109 @@
+//! One open vault: its encrypted tree plus its history. Every mutation made
+//! through [`Vault::mutate`] becomes exactly one commit.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::metadata::VaultRecord;
+use crate::crypto::Keychain;
+use crate::error::Result;
+use crate::store::history::History;
+use crate::store::{Change, Kind, Tree, VPath};
+
+pub struct Vault {
+    pub record: VaultRecord,
+    dir: PathBuf,
+    tree: Tree,
+    history: History,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VaultStat {
+    pub name: String,
+    pub id: String,
+    pub created: i64,
+    pub files: u64,
+    pub directories: u64,
+    pub bytes: u64,
+    pub commits: usize,
+    pub head: String,
+    pub at_latest: bool,
+}
+
+impl Vault {
+    pub(super) fn open(record: VaultRecord, dir: PathBuf, keys: Keychain) -> Result<Vault> {
+        let history = History::open(&dir, keys.first())?;
+        let tree = Tree::open(&dir.join("contents"), keys);
+        Ok(Vault {
+            record,
+            dir,
+            tree,
+            history,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    pub fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+
+    /// Read-only access to the tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Run `f` against the tree, then commit whatever it recorded, even when it
+    /// failed part-way (so a partial import is still in the history).
+    pub fn mutate<T>(&self, f: impl FnOnce(&Tree, &mut Vec<Change>) -> Result<T>) -> Result<T> {
+        let mut changes = Vec::new();
+        let out = f(&self.tree, &mut changes);
+        if !changes.is_empty() {
+            self.history.commit(&changes)?;
+        }
+        out
+    }
+
+    /// Write a secret, creating missing parent directories (as `pass insert` does).
+    pub fn write(&self, p: &VPath, data: &[u8]) -> Result<()> {
+        self.mutate(|t, ch| {
+            if let Some(parent) = p.parent() {
+                ch.extend(t.mkdir(&parent, true)?);
+            }
+            ch.push(t.write(p, data)?);
+            Ok(())
+        })
+    }
+
+    pub fn stat(&self) -> Result<VaultStat> {
+        let (mut files, mut directories, mut bytes) = (0, 0, 0);
+        for (_, e) in self.tree.walk(&VPath::root())? {
+            match e.kind {
+                Kind::Dir => directories += 1,
+                _ => {
+                    files += 1;
+                    bytes += e.size;
+                }
+            }
+        }
+        let head = self.history.head()?;
+        Ok(VaultStat {
+            name: self.record.name.clone(),
+            id: self.record.id.clone(),
+            created: self.record.created,
+            files,
+            directories,
+            bytes,
+            commits: head.commits,
+            head: head.id,
+            at_latest: head.at_latest,
+        })
+    }
+}

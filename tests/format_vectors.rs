@@ -1,0 +1,504 @@
+//! The test vectors of `docs/FORMAT.md`, recomputed with the library.
+//!
+//! Every expected value comes from the ```` ```vectors ```` blocks of the document;
+//! nothing expected is hard-coded here, so this test fails when either the format
+//! (the code) or the specification (the document) drifts. Where it can, each value
+//! is also checked along a second path built only from the spec's primitives
+//! (HKDF, AES-GCM, AES-SIV, SHA-256), so the document's prose and the library's
+//! composition of those primitives are tied together too.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use pkfs::crypto::aead::Gcm;
+use pkfs::crypto::kdf::{hkdf32, hkdf_into};
+use pkfs::crypto::siv::{self, SivKey};
+use pkfs::crypto::SymKey;
+use pkfs::format::blob::{self, FileCipher, Header};
+use pkfs::format::names::{self, DiskName, EntryKind, NameCipher};
+use pkfs::format::offsets;
+
+/// Vectors the document must contain (their values come from the document).
+const REQUIRED: &[&str] = &[
+    "blob-one-page",
+    "blob-two-pages",
+    "name-a",
+    "name-secret-txt",
+    "name-long-200",
+];
+
+// ---------------------------------------------------------------------------
+// Parsing the document.
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("not a hex digit: {:?}", c as char),
+        }
+    }
+    let s = s.as_bytes();
+    assert!(s.len() % 2 == 0, "odd-length hex string");
+    s.chunks(2)
+        .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
+        .collect()
+}
+
+/// A bytes expression: whitespace-separated hex tokens, each optionally `*N`.
+fn bytes_expr(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for token in s.split_whitespace() {
+        let (h, n) = match token.split_once('*') {
+            Some((h, n)) => (h, n.parse::<usize>().expect("repeat count")),
+            None => (token, 1),
+        };
+        let b = unhex(h);
+        for _ in 0..n {
+            out.extend_from_slice(&b);
+        }
+    }
+    out
+}
+
+struct Vector {
+    id: String,
+    fields: BTreeMap<String, String>,
+    used: RefCell<BTreeSet<String>>,
+}
+
+impl Vector {
+    fn opt(&self, key: &str) -> Option<&str> {
+        let v = self.fields.get(key)?;
+        self.used.borrow_mut().insert(key.to_string());
+        Some(v)
+    }
+
+    fn text(&self, key: &str) -> &str {
+        self.opt(key)
+            .unwrap_or_else(|| panic!("vector {}: missing `{key}`", self.id))
+    }
+
+    fn bytes(&self, key: &str) -> Vec<u8> {
+        bytes_expr(self.text(key))
+    }
+
+    fn opt_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        self.opt(key).map(bytes_expr)
+    }
+
+    fn array<const N: usize>(&self, key: &str) -> [u8; N] {
+        let b = self.bytes(key);
+        b.as_slice()
+            .try_into()
+            .unwrap_or_else(|_| panic!("vector {}: `{key}` is {} bytes, not {N}", self.id, b.len()))
+    }
+
+    fn int(&self, key: &str) -> u64 {
+        self.text(key)
+            .parse()
+            .unwrap_or_else(|_| panic!("vector {}: `{key}` is not a decimal integer", self.id))
+    }
+
+    /// Every line of the block must have been checked: a typo or a stale key in
+    /// the document is a failure, not silently ignored.
+    fn assert_all_used(&self) {
+        let used = self.used.borrow();
+        let unused: Vec<_> = self.fields.keys().filter(|k| !used.contains(*k)).collect();
+        assert!(
+            unused.is_empty(),
+            "vector {}: keys never checked: {unused:?}",
+            self.id
+        );
+    }
+}
+
+fn load() -> Vec<Vector> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md");
+    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut vectors = Vec::new();
+    let mut block: Option<BTreeMap<String, String>> = None;
+    for (n, line) in doc.lines().enumerate() {
+        let t = line.trim();
+        match &mut block {
+            None if t == "```vectors" => block = Some(BTreeMap::new()),
+            None => {}
+            Some(fields) if t == "```" => {
+                let id = fields
+                    .get("id")
+                    .unwrap_or_else(|| panic!("vectors block ending on line {} has no id", n + 1))
+                    .clone();
+                let v = Vector {
+                    id,
+                    fields: std::mem::take(fields),
+                    used: RefCell::new(BTreeSet::new()),
+                };
+                v.text("id");
+                vectors.push(v);
+                block = None;
+            }
+            Some(_) if t.is_empty() || t.starts_with('#') => {}
+            Some(fields) => {
+                let (k, v) = t
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("FORMAT.md line {}: expected `key = value`", n + 1));
+                let old = fields.insert(k.trim().to_string(), v.trim().to_string());
+                assert!(
+                    old.is_none(),
+                    "FORMAT.md line {}: duplicate key {}",
+                    n + 1,
+                    k.trim()
+                );
+            }
+        }
+    }
+    assert!(block.is_none(), "unterminated vectors block in FORMAT.md");
+    let mut ids = BTreeSet::new();
+    for v in &vectors {
+        assert!(ids.insert(v.id.clone()), "duplicate vector id {}", v.id);
+    }
+    vectors
+}
+
+fn vector<'a>(vectors: &'a [Vector], id: &str) -> &'a Vector {
+    vectors
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("FORMAT.md has no vector `{id}`"))
+}
+
+// ---------------------------------------------------------------------------
+// Blob vectors.
+
+fn gen_key(v: &Vector) -> SymKey {
+    SymKey::from_bytes(v.array("vault_key"))
+}
+
+fn header_of(v: &Vector) -> Header {
+    Header {
+        generation: u32::try_from(v.int("generation")).expect("generation fits u32"),
+        file_id: v.array("file_id"),
+        salt: v.array("salt"),
+    }
+}
+
+/// Recompute a blob vector and check every value; returns the blob.
+fn check_blob(v: &Vector) -> Vec<u8> {
+    let id = &v.id;
+    assert_eq!(v.text("kind"), "blob", "{id}: not a blob vector");
+    let key = gen_key(v);
+    let header = header_of(v);
+    let plain = v.bytes("plaintext");
+    assert!(!plain.is_empty(), "{id}: blob vectors need a plaintext");
+
+    // File key: HKDF-SHA256(vault key, salt, "pkfs content v1").
+    assert_eq!(blob::CONTENT_INFO, b"pkfs content v1");
+    let file_key = hkdf32(&key, Some(&header.salt), b"pkfs content v1");
+    assert_eq!(
+        hex(file_key.as_bytes()),
+        hex(&v.bytes("file_key")),
+        "{id}: file_key"
+    );
+
+    // Header: the library's encoding and the spec's table agree with the document.
+    let doc_header = v.bytes("header");
+    assert_eq!(hex(&header.encode()), hex(&doc_header), "{id}: header");
+    let mut spec_header = b"PKFS".to_vec();
+    spec_header.extend_from_slice(&[1, 0]);
+    spec_header.extend_from_slice(&header.generation.to_be_bytes());
+    spec_header.extend_from_slice(&header.file_id);
+    spec_header.extend_from_slice(&header.salt);
+    assert_eq!(hex(&spec_header), hex(&doc_header), "{id}: header layout");
+    assert_eq!(doc_header.len() as u64, offsets::HEADER_LEN);
+    assert_eq!(
+        Header::decode(&doc_header),
+        Ok(header.clone()),
+        "{id}: header decode"
+    );
+
+    let fc = FileCipher::new(&key, &header);
+    let gcm = Gcm::new(&file_key);
+    let mut out = header.encode().to_vec();
+    for (i, chunk) in plain.chunks(offsets::PAGE_SIZE as usize).enumerate() {
+        let iv: [u8; 12] = v.array(&format!("iv.{i}"));
+        let page = fc.seal_page_with_iv(i as u64, &iv, chunk);
+        assert_eq!(page.len(), 28 + chunk.len(), "{id}: page {i} length");
+
+        let mut aad = header.file_id.to_vec();
+        aad.extend_from_slice(&(i as u64).to_be_bytes());
+        let doc_aad = v.bytes(&format!("page.{i}.aad"));
+        assert_eq!(hex(&aad), hex(&doc_aad), "{id}: page {i} aad");
+
+        assert_eq!(
+            hex(&page[..28]),
+            hex(&v.bytes(&format!("page.{i}.iv_tag"))),
+            "{id}: page {i} iv|tag"
+        );
+        if let Some(ct) = v.opt_bytes(&format!("page.{i}.ciphertext")) {
+            assert_eq!(hex(&page[28..]), hex(&ct), "{id}: page {i} ciphertext");
+        }
+
+        // Second path: plain AES-256-GCM under the documented key and AAD.
+        assert_eq!(
+            hex(&gcm.seal_envelope_with_iv(&iv, &doc_aad, chunk)),
+            hex(&page),
+            "{id}: page {i} is not AES-GCM(file_key, iv, aad) as documented"
+        );
+        assert_eq!(&gcm.open_envelope(&doc_aad, &page).unwrap()[..], chunk);
+        assert_eq!(&fc.open_page(i as u64, &page).unwrap()[..], chunk);
+        out.extend_from_slice(&page);
+    }
+
+    let blob_len = v.int("blob_len");
+    assert_eq!(out.len() as u64, blob_len, "{id}: blob_len");
+    assert_eq!(
+        offsets::blob_len(plain.len() as u64),
+        blob_len,
+        "{id}: offsets::blob_len"
+    );
+    assert_eq!(
+        offsets::plain_len(blob_len),
+        Some(plain.len() as u64),
+        "{id}: offsets::plain_len"
+    );
+    assert_eq!(
+        hex(&Sha256::digest(&out)),
+        hex(&v.bytes("blob_sha256")),
+        "{id}: blob_sha256"
+    );
+    if let Some(doc_blob) = v.opt_bytes("blob") {
+        assert_eq!(hex(&out), hex(&doc_blob), "{id}: blob");
+    }
+
+    // The blob decrypts back to the plaintext through the whole-file reader.
+    let generation = header.generation;
+    let opened = blob::open(|g| (g == generation).then_some(&key), &out)
+        .unwrap_or_else(|e| panic!("{id}: open failed: {e}"))
+        .expect("non-empty blob");
+    assert_eq!(opened.header, header);
+    assert_eq!(
+        hex(&opened.plaintext()),
+        hex(&plain),
+        "{id}: decrypted plaintext"
+    );
+
+    v.assert_all_used();
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Name vectors.
+
+fn check_name(v: &Vector) {
+    let id = &v.id;
+    assert_eq!(v.text("kind"), "name", "{id}: not a name vector");
+    let key = gen_key(v);
+    let diriv: [u8; 16] = v.array("diriv");
+    let name = v.bytes("name");
+
+    // Name key: HKDF-SHA256(vault key, no salt, "pkfs names v1"), 64 bytes.
+    assert_eq!(names::NAME_INFO, b"pkfs names v1");
+    let mut name_key = [0u8; 64];
+    hkdf_into(&key, None, b"pkfs names v1", &mut name_key);
+    let doc_name_key: [u8; 64] = v.array("name_key");
+    assert_eq!(hex(&name_key), hex(&doc_name_key), "{id}: name_key");
+
+    // Padding 1..=16 bytes of value k to a multiple of 16.
+    let k = 16 - name.len() % 16;
+    let mut padded = name.clone();
+    padded.resize(name.len() + k, k as u8);
+    let doc_padded = v.bytes("padded");
+    assert_eq!(hex(&padded), hex(&doc_padded), "{id}: padded");
+
+    let nc = NameCipher::new(&key);
+    let encoded = nc.encrypt(&diriv, &name);
+    let doc_encoded = v.text("encoded");
+    assert_eq!(encoded, doc_encoded, "{id}: encoded");
+
+    // Second path: AES-256-SIV(name_key, AD = [diriv], padded), base64url no padding.
+    let sealed = siv::seal(&SivKey::from_bytes(doc_name_key), &diriv, &doc_padded);
+    assert_eq!(
+        URL_SAFE_NO_PAD.encode(&sealed),
+        doc_encoded,
+        "{id}: SIV path"
+    );
+    assert_eq!(sealed.len(), 16 + doc_padded.len());
+
+    assert_eq!(
+        nc.decrypt(&diriv, doc_encoded),
+        Ok(name.clone()),
+        "{id}: decrypt"
+    );
+    let mut other_iv = diriv;
+    other_iv[0] ^= 1;
+    assert!(
+        nc.decrypt(&other_iv, doc_encoded).is_err(),
+        "{id}: diriv not bound"
+    );
+
+    match (v.text("disk"), DiskName::from_encoded(encoded.clone())) {
+        ("direct", DiskName::Direct(e)) => {
+            assert_eq!(e, doc_encoded);
+            assert!(e.len() <= names::MAX_DIRECT);
+            assert_eq!(names::classify(&e), EntryKind::Direct);
+        }
+        ("long", DiskName::Long { entry, encoded: e }) => {
+            assert_eq!(e, doc_encoded);
+            assert!(e.len() > 255, "{id}: long names are those over 255 bytes");
+            assert_eq!(names::MAX_DIRECT, 255);
+            let doc_entry = v.text("entry");
+            assert_eq!(entry, doc_entry, "{id}: entry");
+            assert_eq!(names::long_entry(doc_encoded), doc_entry);
+            let spec_entry = format!(
+                ".L.{}",
+                URL_SAFE_NO_PAD.encode(Sha256::digest(doc_encoded.as_bytes()))
+            );
+            assert_eq!(
+                spec_entry, doc_entry,
+                "{id}: entry is .L. + b64url(sha256(encoded))"
+            );
+            let sidecar = names::sidecar_of(&entry);
+            assert_eq!(sidecar, v.text("sidecar"), "{id}: sidecar");
+            assert_eq!(sidecar, format!("{doc_entry}.name"));
+            assert_eq!(
+                v.text("sidecar_content"),
+                doc_encoded,
+                "{id}: sidecar_content"
+            );
+            assert_eq!(names::classify(&entry), EntryKind::Long);
+            assert_eq!(names::classify(&sidecar), EntryKind::Sidecar);
+        }
+        (doc, got) => panic!("{id}: document says disk = {doc}, library gives {got:?}"),
+    }
+    v.assert_all_used();
+}
+
+// ---------------------------------------------------------------------------
+// Tests.
+
+#[test]
+fn document_holds_every_required_vector() {
+    let vectors = load();
+    let ids: BTreeSet<&str> = vectors.iter().map(|v| v.id.as_str()).collect();
+    for id in REQUIRED {
+        assert!(ids.contains(id), "FORMAT.md lost vector `{id}`");
+    }
+}
+
+#[test]
+fn every_vector_matches_the_library() {
+    let vectors = load();
+    let mut checked = 0;
+    for v in &vectors {
+        match v.text("kind") {
+            "blob" => {
+                check_blob(v);
+            }
+            "name" => check_name(v),
+            other => panic!("vector {}: unknown kind `{other}`", v.id),
+        }
+        checked += 1;
+    }
+    assert!(checked >= REQUIRED.len());
+}
+
+#[test]
+fn one_page_vector_detects_every_flipped_byte() {
+    let vectors = load();
+    let v = vector(&vectors, "blob-one-page");
+    let good = check_blob(v);
+    let key = gen_key(v);
+    let generation = header_of(v).generation;
+    for i in 0..good.len() {
+        for mask in [0x01u8, 0x80, 0xff] {
+            let mut bad = good.clone();
+            bad[i] ^= mask;
+            let r = blob::open(|g| (g == generation).then_some(&key), &bad);
+            assert!(
+                r.is_err(),
+                "flipping byte {i} with {mask:#04x} went unnoticed"
+            );
+        }
+    }
+    // Every truncation fails too, except to the header (an empty file by rule).
+    for len in 1..good.len() {
+        let r = blob::open(|g| (g == generation).then_some(&key), &good[..len]);
+        if len as u64 == offsets::HEADER_LEN {
+            assert_eq!(r.unwrap().unwrap().plaintext().len(), 0);
+        } else {
+            assert!(r.is_err(), "truncation to {len} bytes went unnoticed");
+        }
+    }
+}
+
+#[test]
+fn empty_file_forms() {
+    let vectors = load();
+    let v = vector(&vectors, "blob-one-page");
+    let key = gen_key(v);
+    let header = header_of(v);
+    let generation = header.generation;
+    // A zero-byte blob and a header-only blob are both the empty file; the
+    // writer produces the header-only form.
+    assert!(blob::open(|_| Some(&key), &[]).unwrap().is_none());
+    let header_only = blob::seal(&key, &header, &[]);
+    assert_eq!(hex(&header_only), hex(&v.bytes("header")));
+    let opened = blob::open(|g| (g == generation).then_some(&key), &header_only)
+        .unwrap()
+        .unwrap();
+    assert!(opened.plaintext().is_empty());
+    assert_eq!(offsets::blob_len(0), 0);
+    assert_eq!(offsets::plain_len(0), Some(0));
+    assert_eq!(offsets::plain_len(offsets::HEADER_LEN), Some(0));
+}
+
+#[test]
+fn two_page_vector_follows_the_rewrite_rule() {
+    let vectors = load();
+    let v = vector(&vectors, "blob-two-pages");
+    let good = check_blob(v);
+    let key = gen_key(v);
+    let old = blob::open(|_| Some(&key), &good).unwrap().unwrap();
+    let mut plain = old.plaintext().to_vec();
+
+    // Unchanged content: every byte is kept.
+    let same = blob::reseal(&key, &old, &plain);
+    assert_eq!(
+        hex(&same),
+        hex(&good),
+        "rewrite of unchanged content changed the blob"
+    );
+
+    // Change page 1 only: header and page 0 kept, page 1 gets a fresh IV.
+    let last = plain.len() - 1;
+    plain[last] ^= 0x20;
+    let new = blob::reseal(&key, &old, &plain);
+    let p1 = offsets::page_blob_offset(1) as usize;
+    assert_eq!(
+        hex(&new[..p1]),
+        hex(&good[..p1]),
+        "header and page 0 must be kept"
+    );
+    assert_ne!(
+        new[p1..p1 + 12],
+        good[p1..p1 + 12],
+        "a changed page needs a fresh IV"
+    );
+    let reopened = blob::open(|_| Some(&key), &new).unwrap().unwrap();
+    assert_eq!(hex(&reopened.plaintext()), hex(&plain));
+
+    // Moving page 1 into page 0's place, or swapping them, fails.
+    let p0 = offsets::page_blob_offset(0) as usize;
+    let mut moved = good[..p0].to_vec();
+    moved.extend_from_slice(&good[p1..]);
+    assert!(blob::open(|_| Some(&key), &moved).is_err());
+}
