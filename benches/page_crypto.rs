@@ -33,15 +33,19 @@ fn bench_pages(c: &mut Criterion) {
     let header = Header::new(0);
     let fc = FileCipher::new(&key, &header);
     let plain = plaintext(PAGE);
-    let sealed = fc.seal_page(7, &plain);
+    // Page 7 of a longer file: a full mid-file page, sealed with final = false.
+    let sealed = fc.seal_page(7, false, &plain);
 
     let mut g = c.benchmark_group("page_4KiB");
     g.throughput(Throughput::Bytes(PAGE as u64));
     g.bench_function("seal", |b| {
-        b.iter(|| fc.seal_page(black_box(7), black_box(&plain)))
+        b.iter(|| fc.seal_page(black_box(7), black_box(false), black_box(&plain)))
     });
     g.bench_function("open", |b| {
-        b.iter(|| fc.open_page(black_box(7), black_box(&sealed)).unwrap())
+        b.iter(|| {
+            fc.open_page(black_box(7), black_box(false), black_box(&sealed))
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -129,13 +133,13 @@ fn measure_seal_mbps() -> f64 {
     let plain = plaintext(PAGE);
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_millis(200) {
-        black_box(fc.seal_page(black_box(0), black_box(&plain)));
+        black_box(fc.seal_page(black_box(0), black_box(false), black_box(&plain)));
     }
     let start = Instant::now();
     let mut pages = 0u64;
     while start.elapsed() < Duration::from_secs(1) {
         for _ in 0..256 {
-            black_box(fc.seal_page(black_box(pages), black_box(&plain)));
+            black_box(fc.seal_page(black_box(pages), black_box(false), black_box(&plain)));
             pages += 1;
         }
     }

@@ -7,9 +7,11 @@
 //! format   blob header, page offsets, names    (pure, unit-tested)
 //! store    blob files, encrypted tree, git history
 //! vault    node home, root key protectors, metadata, VaultManager
-//! cli      clap commands (thin)
+//! args     the clap definition (shared by the binary and the man pages)
+//! cli      the commands, in the binary crate (thin)
 //! ```
 
+pub mod args;
 pub mod crypto;
 pub mod error;
 

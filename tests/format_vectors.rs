@@ -18,7 +18,7 @@ use pkfs::crypto::aead::Gcm;
 use pkfs::crypto::kdf::{hkdf32, hkdf_into};
 use pkfs::crypto::siv::{self, SivKey};
 use pkfs::crypto::SymKey;
-use pkfs::format::blob::{self, FileCipher, Header};
+use pkfs::format::blob::{self, BlobError, FileCipher, Header};
 use pkfs::format::names::{self, DiskName, EntryKind, NameCipher};
 use pkfs::format::offsets;
 
@@ -227,14 +227,19 @@ fn check_blob(v: &Vector) -> Vec<u8> {
 
     let fc = FileCipher::new(&key, &header);
     let gcm = Gcm::new(&file_key);
+    let pages = offsets::page_count(plain.len() as u64);
     let mut out = header.encode().to_vec();
     for (i, chunk) in plain.chunks(offsets::PAGE_SIZE as usize).enumerate() {
+        let last = i as u64 + 1 == pages;
         let iv: [u8; 12] = v.array(&format!("iv.{i}"));
-        let page = fc.seal_page_with_iv(i as u64, &iv, chunk);
+        let page = fc.seal_page_with_iv(i as u64, last, &iv, chunk);
         assert_eq!(page.len(), 28 + chunk.len(), "{id}: page {i} length");
 
+        // AAD: file id (16) || i as u64 BE (8) || final (1: 01 on the last page).
         let mut aad = header.file_id.to_vec();
         aad.extend_from_slice(&(i as u64).to_be_bytes());
+        aad.push(u8::from(last));
+        assert_eq!(aad.len(), 25);
         let doc_aad = v.bytes(&format!("page.{i}.aad"));
         assert_eq!(hex(&aad), hex(&doc_aad), "{id}: page {i} aad");
 
@@ -254,7 +259,13 @@ fn check_blob(v: &Vector) -> Vec<u8> {
             "{id}: page {i} is not AES-GCM(file_key, iv, aad) as documented"
         );
         assert_eq!(&gcm.open_envelope(&doc_aad, &page).unwrap()[..], chunk);
-        assert_eq!(&fc.open_page(i as u64, &page).unwrap()[..], chunk);
+        assert_eq!(&fc.open_page(i as u64, last, &page).unwrap()[..], chunk);
+        // The final flag is authenticated: the same bytes under the other flag fail.
+        assert_eq!(
+            fc.open_page(i as u64, !last, &page),
+            Err(BlobError::TagMismatch(i as u64)),
+            "{id}: page {i} opened with the wrong final flag"
+        );
         out.extend_from_slice(&page);
     }
 
@@ -269,6 +280,11 @@ fn check_blob(v: &Vector) -> Vec<u8> {
         offsets::plain_len(blob_len),
         Some(plain.len() as u64),
         "{id}: offsets::plain_len"
+    );
+    assert_eq!(
+        offsets::page_count(plain.len() as u64),
+        pages,
+        "{id}: offsets::page_count"
     );
     assert_eq!(
         hex(&Sha256::digest(&out)),
@@ -429,15 +445,18 @@ fn one_page_vector_detects_every_flipped_byte() {
             );
         }
     }
-    // Every truncation fails too, except to the header (an empty file by rule).
+    // Every truncation fails too, including the cut to exactly the header: a
+    // header without pages is not a blob (only a zero-byte blob is an empty file).
     for len in 1..good.len() {
         let r = blob::open(|g| (g == generation).then_some(&key), &good[..len]);
-        if len as u64 == offsets::HEADER_LEN {
-            assert_eq!(r.unwrap().unwrap().plaintext().len(), 0);
-        } else {
-            assert!(r.is_err(), "truncation to {len} bytes went unnoticed");
-        }
+        assert!(r.is_err(), "truncation to {len} bytes went unnoticed");
     }
+    let header_len = offsets::HEADER_LEN as usize;
+    assert_eq!(
+        blob::open(|g| (g == generation).then_some(&key), &good[..header_len]).err(),
+        Some(BlobError::BadLength(offsets::HEADER_LEN)),
+        "a header-only blob must be rejected"
+    );
 }
 
 #[test]
@@ -447,18 +466,20 @@ fn empty_file_forms() {
     let key = gen_key(v);
     let header = header_of(v);
     let generation = header.generation;
-    // A zero-byte blob and a header-only blob are both the empty file; the
-    // writer produces the header-only form.
+    // The only empty file is the zero-byte blob; the writer produces it, and a
+    // header without pages (the document's header alone) is rejected.
     assert!(blob::open(|_| Some(&key), &[]).unwrap().is_none());
-    let header_only = blob::seal(&key, &header, &[]);
-    assert_eq!(hex(&header_only), hex(&v.bytes("header")));
-    let opened = blob::open(|g| (g == generation).then_some(&key), &header_only)
-        .unwrap()
-        .unwrap();
-    assert!(opened.plaintext().is_empty());
+    assert!(blob::seal(&key, &header, &[]).is_empty());
+    let header_only = v.bytes("header");
+    assert_eq!(header_only.len() as u64, offsets::HEADER_LEN);
+    assert_eq!(
+        blob::open(|g| (g == generation).then_some(&key), &header_only).err(),
+        Some(BlobError::BadLength(offsets::HEADER_LEN)),
+        "a header-only blob must be rejected"
+    );
     assert_eq!(offsets::blob_len(0), 0);
     assert_eq!(offsets::plain_len(0), Some(0));
-    assert_eq!(offsets::plain_len(offsets::HEADER_LEN), Some(0));
+    assert_eq!(offsets::plain_len(offsets::HEADER_LEN), None);
 }
 
 #[test]
@@ -467,21 +488,31 @@ fn two_page_vector_follows_the_rewrite_rule() {
     let v = vector(&vectors, "blob-two-pages");
     let good = check_blob(v);
     let key = gen_key(v);
-    let old = blob::open(|_| Some(&key), &good).unwrap().unwrap();
+    let generation = header_of(v).generation;
+    let key_of = |g: u32| (g == generation).then_some(&key);
+    let old = blob::open(key_of, &good).unwrap().unwrap();
     let mut plain = old.plaintext().to_vec();
 
     // Unchanged content: every byte is kept.
-    let same = blob::reseal(&key, &old, &plain);
+    let same = blob::reseal(key_of, &old, &plain).unwrap();
     assert_eq!(
         hex(&same),
         hex(&good),
         "rewrite of unchanged content changed the blob"
     );
 
+    // The key of the old header's generation is used, never another one.
+    assert_eq!(
+        blob::reseal(|g| (g != generation).then_some(&key), &old, &plain),
+        Err(BlobError::UnknownGeneration(generation))
+    );
+    // Rewriting to empty content gives the zero-byte blob.
+    assert_eq!(blob::reseal(key_of, &old, &[]), Ok(Vec::new()));
+
     // Change page 1 only: header and page 0 kept, page 1 gets a fresh IV.
     let last = plain.len() - 1;
     plain[last] ^= 0x20;
-    let new = blob::reseal(&key, &old, &plain);
+    let new = blob::reseal(key_of, &old, &plain).unwrap();
     let p1 = offsets::page_blob_offset(1) as usize;
     assert_eq!(
         hex(&new[..p1]),
@@ -493,12 +524,86 @@ fn two_page_vector_follows_the_rewrite_rule() {
         good[p1..p1 + 12],
         "a changed page needs a fresh IV"
     );
-    let reopened = blob::open(|_| Some(&key), &new).unwrap().unwrap();
+    let reopened = blob::open(key_of, &new).unwrap().unwrap();
     assert_eq!(hex(&reopened.plaintext()), hex(&plain));
+
+    // Shrinking to page 0's content: page 0 becomes final, so it is re-sealed
+    // even though its plaintext is unchanged.
+    let old_plain = old.plaintext();
+    let first = &old_plain[..offsets::PAGE_SIZE as usize];
+    let shrunk = blob::reseal(key_of, &old, first).unwrap();
+    assert_eq!(shrunk.len(), p1);
+    assert_eq!(hex(&shrunk[..58]), hex(&good[..58]), "header kept");
+    assert_ne!(
+        shrunk[58..p1],
+        good[58..p1],
+        "page 0 became final and must be re-sealed"
+    );
+    assert_eq!(
+        hex(&blob::open(key_of, &shrunk).unwrap().unwrap().plaintext()),
+        hex(first)
+    );
 
     // Moving page 1 into page 0's place, or swapping them, fails.
     let p0 = offsets::page_blob_offset(0) as usize;
     let mut moved = good[..p0].to_vec();
     moved.extend_from_slice(&good[p1..]);
-    assert!(blob::open(|_| Some(&key), &moved).is_err());
+    assert!(blob::open(key_of, &moved).is_err());
+    let mut swapped = good[..p0].to_vec();
+    swapped.extend_from_slice(&good[p1..]);
+    swapped.extend_from_slice(&good[p0..p1]);
+    assert!(blob::open(key_of, &swapped).is_err());
+}
+
+#[test]
+fn two_page_vector_binds_the_final_flag() {
+    let vectors = load();
+    let v = vector(&vectors, "blob-two-pages");
+    let good = check_blob(v);
+    let key = gen_key(v);
+    let header = header_of(v);
+    let generation = header.generation;
+    let key_of = |g: u32| (g == generation).then_some(&key);
+    let plain = v.bytes("plaintext");
+    let page_size = offsets::PAGE_SIZE as usize;
+    let p1 = offsets::page_blob_offset(1) as usize;
+
+    // Truncating at the page boundary leaves a length-valid blob of one full
+    // page, but page 0 was sealed as non-final: authentication fails.
+    assert_eq!(offsets::plain_len(p1 as u64), Some(offsets::PAGE_SIZE));
+    assert_eq!(
+        blob::open(key_of, &good[..p1]).err(),
+        Some(BlobError::TagMismatch(0)),
+        "truncation at the page boundary went unnoticed"
+    );
+
+    // Appending a copy of the last page: the former last page is no longer last.
+    let mut longer = good.clone();
+    longer.extend_from_slice(&good[p1..]);
+    assert!(
+        blob::open(key_of, &longer).is_err(),
+        "appended page accepted"
+    );
+
+    // Re-sealing a page with the other final flag, same key, IV and plaintext,
+    // gives a tag different from the document's: the flag is in the AAD.
+    let fc = FileCipher::new(&key, &header);
+    for (i, last) in [(0u64, true), (1u64, false)] {
+        let iv: [u8; 12] = v.array(&format!("iv.{i}"));
+        let chunk = &plain[i as usize * page_size..plain.len().min((i as usize + 1) * page_size)];
+        let flipped = fc.seal_page_with_iv(i, last, &iv, chunk);
+        let doc_iv_tag = v.bytes(&format!("page.{i}.iv_tag"));
+        assert_eq!(hex(&flipped[..12]), hex(&doc_iv_tag[..12]), "same IV");
+        assert_ne!(
+            hex(&flipped[12..28]),
+            hex(&doc_iv_tag[12..28]),
+            "page {i} sealed with final = {last} has the document's tag"
+        );
+        // GCM's keystream does not depend on the AAD: only the tag differs.
+        let start = offsets::page_blob_offset(i) as usize;
+        assert_eq!(
+            hex(&flipped[28..]),
+            hex(&good[start + 28..start + 28 + chunk.len()])
+        );
+    }
 }

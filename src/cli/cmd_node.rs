@@ -6,7 +6,7 @@ use pkfs::vault::{Node, Passphrase};
 use pkfs::Error;
 use serde_json::json;
 
-use super::args::KeyCmd;
+use pkfs::args::KeyCmd;
 use super::config::{Config, PassSource};
 use super::{new_root_key, pass, unlock, Out};
 

@@ -8,7 +8,7 @@ use pkfs::vault::{Node, Vault};
 use pkfs::Error;
 use serde_json::json;
 
-use super::args::SecretCmd;
+use pkfs::args::SecretCmd;
 use super::config::Config;
 use super::{fmt_time, parse_entry, parse_target, secret_io, unlock, Out};
 
@@ -122,7 +122,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 let t = parse_entry(&target)?;
                 vaults
                     .get(&t.vault)?
-                    .mutate(|tree, ch| Ok(ch.extend(tree.mkdir(&t.path, parents)?)))?;
+                    .apply(|tree| tree.mkdir(&t.path, parents))?;
             }
         }
         SecretCmd::Rm { targets, recursive } => {
@@ -130,7 +130,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 let t = parse_entry(&target)?;
                 vaults
                     .get(&t.vault)?
-                    .mutate(|tree, ch| Ok(ch.extend(tree.remove(&t.path, recursive)?)))?;
+                    .apply(|tree| tree.remove(&t.path, recursive))?;
             }
         }
         SecretCmd::Mv { source, dest } => {
@@ -146,7 +146,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             if s.vault == d.vault {
                 vaults
                     .get(&s.vault)?
-                    .mutate(|tree, ch| Ok(ch.extend(tree.rename(&s.path, &d.path)?)))?;
+                    .apply(|tree| tree.rename(&s.path, &d.path))?;
             } else {
                 secret_io::move_between(&node, &s, &d)?;
             }

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use pkfs::Error;
 use serde_json::json;
 
-use super::args::VaultCmd;
+use pkfs::args::VaultCmd;
 use super::config::Config;
 use super::{fmt_time, unlock, Out};
 

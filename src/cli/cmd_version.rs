@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::args::VersionCmd;
+use pkfs::args::VersionCmd;
 use super::config::Config;
 use super::{fmt_time, unlock, Out};
 

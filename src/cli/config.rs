@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use pkfs::crypto::kdf::Argon2Params;
 use pkfs::vault::home::default_home;
 
-use super::args::Global;
+use pkfs::args::Global;
 
 /// Where the passphrase comes from, in the documented order of precedence.
 #[derive(Debug, Clone)]

@@ -1,6 +1,5 @@
 //! The command-line front end: thin commands over the library API.
 
-mod args;
 mod cmd_node;
 mod cmd_secret;
 mod cmd_vault;
@@ -9,7 +8,7 @@ mod config;
 mod pass;
 mod secret_io;
 
-pub use args::Cli;
+pub use pkfs::args::Cli;
 
 use pkfs::crypto::rsa::RootKeypair;
 use pkfs::store::VPath;
@@ -17,7 +16,7 @@ use pkfs::vault::{Node, Passphrase};
 use pkfs::Error;
 use serde::Serialize;
 
-use args::Command;
+use pkfs::args::Command;
 use config::Config;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

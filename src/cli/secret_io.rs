@@ -88,7 +88,7 @@ pub fn move_between(node: &Node, src: &Target, dst: &Target) -> Result<(), Error
         }
         Ok(())
     })?;
-    from.mutate(|tree, ch| Ok(ch.extend(tree.remove(&src.path, true)?)))
+    from.apply(|tree| tree.remove(&src.path, true))
 }
 
 /// An environment variable name for a secret's file name.

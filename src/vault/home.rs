@@ -34,12 +34,35 @@ pub fn default_home() -> PathBuf {
     }
 }
 
+/// `init` adopts a missing or empty directory, or the leftovers of an interrupted
+/// init; never a directory holding anything else (say, the user's own home).
+fn refuse_foreign_content(root: &Path) -> Result<()> {
+    const OURS: [&str; 4] = ["lock", "metadata", "root.pub", "vaults"];
+    let entries = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(root, e)),
+    };
+    for ent in entries {
+        let name = ent.map_err(|e| Error::io(root, e))?.file_name();
+        let name = name.to_string_lossy();
+        if !OURS.contains(&name.as_ref()) && !name.starts_with(".tmp-") {
+            return Err(Error::Usage(format!(
+                "{} is not empty (it holds {name:?}); choose a new or empty directory for the node",
+                root.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Home {
     /// Create (or adopt an empty) home for `pkfs init`, locked.
     pub fn create(root: &Path) -> Result<Home> {
         if root.join("root.key").exists() {
             return Err(Error::AlreadyInitialized { home: root.into() });
         }
+        refuse_foreign_content(root)?;
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(root, e))?;

@@ -5,8 +5,8 @@ pub mod home;
 pub mod metadata;
 pub mod node;
 pub mod protector;
-pub mod vault;
+pub mod handle;
 
 pub use node::Node;
 pub use protector::{Passphrase, Protector};
-pub use vault::{Vault, VaultStat};
+pub use handle::{Vault, VaultStat};

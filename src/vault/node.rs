@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::home::Home;
 use super::metadata::{self, Table, VaultRecord, WrappedKey};
 use super::protector::{open_key_file, seal_key_file, Protector};
-use super::vault::Vault;
+use super::handle::Vault;
 use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{random_array, Keychain, SymKey};
 use crate::error::{Error, Result};
@@ -199,7 +199,10 @@ impl Node {
         self.table.vaults.retain(|v| v.name != name);
         self.save_table().inspect_err(|_| self.table = before)?;
         let dir = self.home.vault_dir(&id);
-        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
+            _ => {}
+        }
         fsync_dir(&self.home.vaults_dir())
     }
 

@@ -71,6 +71,14 @@ impl Vault {
         out
     }
 
+    /// Run one tree operation that reports its changes, and commit them.
+    pub fn apply(&self, op: impl FnOnce(&Tree) -> Result<Vec<Change>>) -> Result<()> {
+        self.mutate(|t, ch| {
+            ch.extend(op(t)?);
+            Ok(())
+        })
+    }
+
     /// Write a secret, creating missing parent directories (as `pass insert` does).
     pub fn write(&self, p: &VPath, data: &[u8]) -> Result<()> {
         self.mutate(|t, ch| {

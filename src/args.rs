@@ -1,5 +1,6 @@
-//! The clap definition of the command line. Values are validated into
-//! [`super::config::Config`] before any command runs.
+//! The clap definition of the command line. It lives in the library so the man
+//! pages can be generated from it; the binary validates these values into its
+//! `Config` before any command runs.
 
 use std::path::PathBuf;
 

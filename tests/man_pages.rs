@@ -1,0 +1,220 @@
+//! The man pages under `man/` are generated from the clap definition. This test
+//! fails when they are stale; regenerate them with
+//!
+//!     PKFS_BLESS=1 cargo test --test man_pages
+
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+use pkfs::args::Cli;
+use pkfs::error::EXIT_CODES;
+
+fn roff_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('-', "\\-")
+}
+
+fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
+    match page {
+        "pkfs" => &[
+            ("pkfs init", "Create a node; asks for a passphrase twice."),
+            (
+                "echo s3cret | pkfs secret write work:db/password",
+                "Store a secret.",
+            ),
+            ("pkfs version log work", "Show what changed, and when."),
+        ],
+        "init" => &[
+            ("pkfs init", "Create the node in the default home."),
+            (
+                "pkfs --home /srv/pkfs --passfile ~/.pkfs-pass init",
+                "Create it elsewhere, passphrase from a file.",
+            ),
+        ],
+        "passwd" => &[(
+            "pkfs passwd --new-passfile new.txt",
+            "Change the passphrase; the old one is asked for.",
+        )],
+        "key" => &[(
+            "pkfs key rotate-root",
+            "New root keypair; no vault data is re-encrypted.",
+        )],
+        "vault" => &[
+            ("pkfs vault create work", "Create an empty vault."),
+            ("pkfs vault list --json", "List vaults as JSON."),
+            (
+                "pkfs vault delete old --yes",
+                "Delete a vault without asking.",
+            ),
+        ],
+        "secret" => &[
+            (
+                "pkfs secret add ~/.ssh/id_ed25519 work:ssh/",
+                "Copy a file into a vault directory.",
+            ),
+            ("pkfs secret cat work:db/password", "Print a secret."),
+            (
+                "pkfs secret env work:db -- psql",
+                "Run a command with each secret as a variable.",
+            ),
+            (
+                "pkfs secret import ./certs work:certs",
+                "Import a directory tree in one commit.",
+            ),
+        ],
+        "version" => &[
+            (
+                "pkfs version log work -n 5",
+                "The last five versions with their changes.",
+            ),
+            ("pkfs version checkout work HEAD~2", "Go back two versions."),
+            (
+                "pkfs version checkout work latest",
+                "Return to the latest version.",
+            ),
+        ],
+        "gc" => &[(
+            "pkfs gc",
+            "Drop discarded versions of every vault and repack.",
+        )],
+        _ => &[],
+    }
+}
+
+fn common_sections(page: &str) -> String {
+    let mut s = String::from(".SH EXAMPLES\n");
+    for (cmd, what) in examples(page) {
+        s += &format!(".TP\n\\fB{}\\fR\n{}\n", roff_escape(cmd), roff_escape(what));
+    }
+    s += ".SH EXIT STATUS\n";
+    for (code, what) in EXIT_CODES {
+        s += &format!(".TP\n\\fB{}\\fR\n{}\n", *code as u8, roff_escape(what));
+    }
+    s += ".SH ENVIRONMENT\n";
+    for (var, what) in [
+        ("PKFS_HOME", "The node home, as --home."),
+        (
+            "PKFS_PASSFILE",
+            "Read the passphrase from this file, as --passfile.",
+        ),
+        (
+            "XDG_DATA_HOME",
+            "The default home is $XDG_DATA_HOME/pkfs (else ~/.local/share/pkfs).",
+        ),
+        (
+            "PKFS_LOG",
+            "Log filter (tracing EnvFilter syntax), overriding -q and -v.",
+        ),
+    ] {
+        s += &format!(".TP\n\\fB{var}\\fR\n{}\n", roff_escape(what));
+    }
+    s += ".SH FILES\n";
+    for (file, what) in [
+        (
+            "HOME/root.key",
+            "The root private key, sealed by the passphrase (Argon2id, AES-256-GCM).",
+        ),
+        (
+            "HOME/root.pub",
+            "The root public key; the node id derives from it.",
+        ),
+        ("HOME/metadata", "The encrypted vault table."),
+        ("HOME/lock", "Held by the one process that owns the home."),
+        (
+            "HOME/vaults/ID/",
+            "A vault: its encrypted tree (contents/) and its git history (.git).",
+        ),
+    ] {
+        s += &format!(
+            ".TP\n\\fI{}\\fR\n{}\n",
+            roff_escape(file),
+            roff_escape(what)
+        );
+    }
+    s += ".SH SEE ALSO\n\\fBpkfs\\fR(1); docs/FORMAT.md, docs/SECURITY.md in the source tree\n";
+    s
+}
+
+fn render(cmd: clap::Command, page: &str) -> String {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .date("")
+        .render(&mut buf)
+        .expect("rendering to memory");
+    let mut text = String::from_utf8(buf).expect("roff is UTF-8");
+    text += &common_sections(page);
+    text
+}
+
+/// `pkfs.1`, then one page per subcommand at every depth (`pkfs-vault-create.1`),
+/// so every page a SUBCOMMANDS section names exists.
+fn pages() -> Vec<(String, String)> {
+    let mut root = Cli::command();
+    root.build(); // propagates global options into every subcommand
+    let mut out = vec![("pkfs.1".to_string(), render(root.clone(), "pkfs"))];
+    let mut todo: Vec<(Vec<String>, clap::Command)> = root
+        .get_subcommands()
+        .filter(|c| c.get_name() != "help")
+        .map(|c| (vec![c.get_name().to_string()], c.clone()))
+        .collect();
+    while let Some((path, cmd)) = todo.pop() {
+        for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_string());
+            todo.push((p, sub.clone()));
+        }
+        let page = format!("pkfs-{}", path.join("-"));
+        let cmd = cmd
+            .name(page.clone())
+            .bin_name(format!("pkfs {}", path.join(" ")));
+        out.push((format!("{page}.1"), render(cmd, &path[0])));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn man_pages_are_current() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("man");
+    let bless = std::env::var_os("PKFS_BLESS").is_some();
+    let mut stale = Vec::new();
+    let pages = pages();
+    if bless {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    for (file, text) in &pages {
+        let path = dir.join(file);
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(file.clone());
+        }
+    }
+    // A page for a subcommand that no longer exists is stale too.
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".1") && !pages.iter().any(|(f, _)| *f == name) {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale man pages {stale:?}; run `PKFS_BLESS=1 cargo test --test man_pages`"
+    );
+}
+
+#[test]
+fn every_page_has_the_required_sections() {
+    for (file, text) in pages() {
+        for section in [
+            ".SH NAME",
+            ".SH SYNOPSIS",
+            ".SH EXAMPLES",
+            ".SH EXIT STATUS",
+            ".SH FILES",
+            ".SH ENVIRONMENT",
+        ] {
+            assert!(text.contains(section), "{file} lacks {section}");
+        }
+    }
+}
