@@ -32,20 +32,38 @@ pub enum ExitCode {
 pub const EXIT_CODES: &[(ExitCode, &str)] = &[
     (ExitCode::Ok, "success"),
     (ExitCode::Failure, "other failure (I/O, git)"),
-    (ExitCode::Usage, "usage: bad arguments, bad reference, empty passphrase, no confirmation"),
+    (
+        ExitCode::Usage,
+        "usage: bad arguments, bad reference, empty passphrase, no confirmation",
+    ),
     (ExitCode::WrongPassphrase, "wrong passphrase"),
-    (ExitCode::NotInitialized, "not initialized: no node at the home"),
-    (ExitCode::AlreadyInitialized, "the home already holds a node"),
+    (
+        ExitCode::NotInitialized,
+        "not initialized: no node at the home",
+    ),
+    (
+        ExitCode::AlreadyInitialized,
+        "the home already holds a node",
+    ),
     (ExitCode::VaultDefined, "the vault already exists"),
     (ExitCode::VaultUndefined, "the vault does not exist"),
     (ExitCode::InvalidName, "invalid name or path"),
-    (ExitCode::Corrupt, "corrupt data: failed authentication or unparseable file"),
-    (ExitCode::HomeLocked, "the home is locked by another pkfs process"),
+    (
+        ExitCode::Corrupt,
+        "corrupt data: failed authentication or unparseable file",
+    ),
+    (
+        ExitCode::HomeLocked,
+        "the home is locked by another pkfs process",
+    ),
     (ExitCode::MountFailure, "mount failure"),
     (ExitCode::FsckFindings, "fsck found problems"),
     (ExitCode::NotFound, "no such secret or directory"),
     (ExitCode::Exists, "already exists"),
-    (ExitCode::WrongKind, "not a directory, is a directory, or directory not empty"),
+    (
+        ExitCode::WrongKind,
+        "not a directory, is a directory, or directory not empty",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

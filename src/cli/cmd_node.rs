@@ -6,9 +6,9 @@ use pkfs::vault::{Node, Passphrase};
 use pkfs::Error;
 use serde_json::json;
 
-use pkfs::args::KeyCmd;
 use super::config::{Config, PassSource};
 use super::{new_root_key, pass, unlock, Out};
+use pkfs::args::KeyCmd;
 
 pub fn init(cfg: &Config) -> anyhow::Result<()> {
     let out = Out::new(cfg);

@@ -8,9 +8,9 @@ use pkfs::vault::{Node, Vault};
 use pkfs::Error;
 use serde_json::json;
 
-use pkfs::args::SecretCmd;
 use super::config::Config;
 use super::{fmt_time, parse_entry, parse_target, secret_io, unlock, Out};
+use pkfs::args::SecretCmd;
 
 /// Vaults opened so far in this command, by name.
 pub(super) struct Vaults<'n> {

@@ -5,9 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use pkfs::Error;
 use serde_json::json;
 
-use pkfs::args::VaultCmd;
 use super::config::Config;
 use super::{fmt_time, unlock, Out};
+use pkfs::args::VaultCmd;
 
 pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
     let out = Out::new(cfg);

@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use pkfs::args::VersionCmd;
 use super::config::Config;
 use super::{fmt_time, unlock, Out};
+use pkfs::args::VersionCmd;
 
 pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
     let out = Out::new(cfg);

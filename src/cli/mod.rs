@@ -16,8 +16,8 @@ use pkfs::vault::{Node, Passphrase};
 use pkfs::Error;
 use serde::Serialize;
 
-use pkfs::args::Command;
 use config::Config;
+use pkfs::args::Command;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_args(&cli.global);

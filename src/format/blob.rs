@@ -155,7 +155,8 @@ impl FileCipher {
             "page of {} bytes",
             plain.len()
         );
-        self.gcm.seal_envelope_with_iv(iv, &self.aad(index, last), plain)
+        self.gcm
+            .seal_envelope_with_iv(iv, &self.aad(index, last), plain)
     }
 
     /// Authenticate and decrypt page `index` (`iv | tag | ciphertext`).
@@ -315,7 +316,10 @@ mod tests {
         assert_eq!(open_plain(&blob[..100]), Err(BlobError::TagMismatch(0)));
         assert!(open_plain(&blob[..blob.len() - 1]).is_err());
         // Truncation at a page boundary: the new last page was not sealed as final.
-        assert_eq!(open_plain(&blob[..58 + 4124]), Err(BlobError::TagMismatch(0)));
+        assert_eq!(
+            open_plain(&blob[..58 + 4124]),
+            Err(BlobError::TagMismatch(0))
+        );
         // A header alone is not a valid blob.
         assert_eq!(open_plain(&blob[..58]), Err(BlobError::BadLength(58)));
     }
@@ -358,8 +362,15 @@ mod tests {
         let old = open(key_of, &blob).unwrap().unwrap();
         plain[5000] = 8;
         let new = reseal(key_of, &old, &plain).unwrap();
-        assert_eq!(new[..58 + 4124], blob[..58 + 4124], "header and page 0 kept");
-        assert_ne!(new[58 + 4124..58 + 2 * 4124], blob[58 + 4124..58 + 2 * 4124]);
+        assert_eq!(
+            new[..58 + 4124],
+            blob[..58 + 4124],
+            "header and page 0 kept"
+        );
+        assert_ne!(
+            new[58 + 4124..58 + 2 * 4124],
+            blob[58 + 4124..58 + 2 * 4124]
+        );
         assert_eq!(new[58 + 2 * 4124..], blob[58 + 2 * 4124..], "page 2 kept");
         assert_eq!(open_plain(&new).unwrap(), plain);
         // Growing the file re-seals the old final page, which is no longer final.

@@ -1,12 +1,12 @@
 //! The node and its vaults: home layout, root-key protectors, the encrypted
 //! metadata table, and the vault manager.
 
+pub mod handle;
 pub mod home;
 pub mod metadata;
 pub mod node;
 pub mod protector;
-pub mod handle;
 
+pub use handle::{Vault, VaultStat};
 pub use node::Node;
 pub use protector::{Passphrase, Protector};
-pub use handle::{Vault, VaultStat};

@@ -4,10 +4,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::handle::Vault;
 use super::home::Home;
 use super::metadata::{self, Table, VaultRecord, WrappedKey};
 use super::protector::{open_key_file, seal_key_file, Protector};
-use super::handle::Vault;
 use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{random_array, Keychain, SymKey};
 use crate::error::{Error, Result};
