@@ -68,37 +68,38 @@ pub const EXIT_CODES: &[(ExitCode, &str)] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no pkfs node at {home} (run `pkfs init` first)")]
+    #[error("no pkfs node at {home:?} (run `pkfs init` first)")]
     NotInitialized { home: PathBuf },
-    #[error("{home} already holds a pkfs node; nothing was changed")]
+    #[error("{home:?} already holds a pkfs node; nothing was changed")]
     AlreadyInitialized { home: PathBuf },
     #[error("wrong passphrase")]
     WrongPassphrase,
-    #[error("vault '{0}' already exists")]
+    #[error("vault {0:?} already exists")]
     VaultDefined(String),
-    #[error("vault '{0}' does not exist")]
+    #[error("vault {0:?} does not exist")]
     VaultUndefined(String),
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
-    #[error("corrupt data in {path}: {what}")]
+    #[error("corrupt data in {path:?}: {what}")]
     Corrupt { path: String, what: String },
-    #[error("{home} is in use by another pkfs process (lock held)")]
+    #[error("{home:?} is in use by another pkfs process (lock held)")]
     HomeLocked { home: PathBuf },
-    #[error("{0}: no such secret or directory")]
+    #[error("{0:?}: no such secret or directory")]
     NotFound(String),
-    #[error("{0}: already exists")]
+    #[error("{0:?}: already exists")]
     Exists(String),
-    #[error("{0}: not a directory")]
+    #[error("{0:?}: not a directory")]
     NotADirectory(String),
-    #[error("{0}: is a directory")]
+    #[error("{0:?}: is a directory")]
     IsADirectory(String),
-    #[error("{0}: directory not empty (use -r)")]
+    #[error("{0:?}: directory not empty (use -r)")]
     NotEmpty(String),
+    /// The message is ours; any user-supplied part in it is quoted with `{:?}`.
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
     Unsafe(String),
-    #[error("{path}: {source}")]
+    #[error("{path:?}: {source}")]
     Io {
         path: PathBuf,
         #[source]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
-use pkfs::store::{Kind, VPath};
+use pkfs::store::{Change, Kind, Tree, VPath};
 use pkfs::vault::{Node, Vault};
 use pkfs::Error;
 use serde_json::json;
@@ -44,6 +44,12 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
     match cmd {
         SecretCmd::Write { target } => {
             let t = parse_entry(&target)?;
+            if t.dir {
+                return Err(Error::Usage(format!(
+                    "{target:?}: expected a secret's path, not a directory"
+                ))
+                .into());
+            }
             let mut data = zeroize::Zeroizing::new(Vec::new());
             std::io::stdin()
                 .read_to_end(&mut data)
@@ -56,10 +62,13 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             let data =
                 zeroize::Zeroizing::new(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
             let mut path = t.path.clone();
-            if path.is_root() || vault.tree().stat(&path).is_ok_and(|e| e.kind == Kind::Dir) {
+            if t.dir
+                || path.is_root()
+                || vault.tree().stat(&path).is_ok_and(|e| e.kind == Kind::Dir)
+            {
                 let name = file
                     .file_name()
-                    .ok_or_else(|| Error::Usage(format!("{}: not a file name", file.display())))?;
+                    .ok_or_else(|| Error::Usage(format!("{file:?}: not a file name")))?;
                 path = path.join(name.as_encoded_bytes())?;
             }
             vault.write(&path, &data)?;
@@ -118,30 +127,17 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             }
         }
         SecretCmd::Mkdir { targets, parents } => {
-            for target in targets {
-                let t = parse_entry(&target)?;
-                vaults
-                    .get(&t.vault)?
-                    .apply(|tree| tree.mkdir(&t.path, parents))?;
-            }
+            per_vault(&mut vaults, &targets, |tree, p| tree.mkdir(p, parents))?;
         }
         SecretCmd::Rm { targets, recursive } => {
-            for target in targets {
-                let t = parse_entry(&target)?;
-                vaults
-                    .get(&t.vault)?
-                    .apply(|tree| tree.remove(&t.path, recursive))?;
-            }
+            per_vault(&mut vaults, &targets, |tree, p| tree.remove(p, recursive))?;
         }
         SecretCmd::Mv { source, dest } => {
             let s = parse_entry(&source)?;
             let d = if dest.contains(':') {
                 parse_target(&dest)?
             } else {
-                super::Target {
-                    vault: s.vault.clone(),
-                    path: VPath::parse(&dest)?,
-                }
+                parse_target(&format!("{}:{dest}", s.vault))?
             };
             if s.vault == d.vault {
                 vaults
@@ -180,6 +176,34 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 return Err(secret_io::exec_with(&vars, &command).into());
             }
         }
+    }
+    Ok(())
+}
+
+/// Apply `op` to every target, with one commit per vault. All targets are
+/// parsed before anything changes.
+fn per_vault(
+    vaults: &mut Vaults,
+    targets: &[String],
+    op: impl Fn(&Tree, &VPath) -> Result<Vec<Change>, Error>,
+) -> Result<(), Error> {
+    let parsed: Vec<_> = targets
+        .iter()
+        .map(|t| parse_entry(t))
+        .collect::<Result<_, _>>()?;
+    let mut order: Vec<&str> = Vec::new();
+    for t in &parsed {
+        if !order.contains(&t.vault.as_str()) {
+            order.push(&t.vault);
+        }
+    }
+    for name in order {
+        vaults.get(name)?.mutate(|tree, ch| {
+            for t in parsed.iter().filter(|t| t.vault == name) {
+                ch.extend(op(tree, &t.path)?);
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

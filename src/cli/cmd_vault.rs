@@ -79,7 +79,7 @@ fn confirm_delete(name: &str) -> Result<(), Error> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(Error::Usage(format!(
-            "refusing to delete vault '{name}' without confirmation; pass --yes"
+            "refusing to delete vault {name:?} without confirmation; pass --yes"
         )));
     }
     eprint!("Delete vault '{name}' with all its secrets and history? Type its name to confirm: ");

@@ -67,9 +67,8 @@ pub(crate) fn new_root_key(cfg: &Config) -> Result<RootKeypair, Error> {
         tracing::info!("using the test-only root key {}", path.display());
         let pem =
             zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
-        return RootKeypair::from_pkcs8_pem(&pem).map_err(|_| {
-            Error::Usage(format!("{} is not an RSA-4096 PKCS#8 key", path.display()))
-        });
+        return RootKeypair::from_pkcs8_pem(&pem)
+            .map_err(|_| Error::Usage(format!("{path:?} is not an RSA-4096 PKCS#8 key")));
     }
     if !cfg.quiet {
         eprintln!("Generating an RSA-4096 root keypair (this takes a few seconds)...");
@@ -118,6 +117,8 @@ impl Out {
 pub(crate) struct Target {
     pub vault: String,
     pub path: VPath,
+    /// The path was written with a trailing '/': it names a directory.
+    pub dir: bool,
 }
 
 pub(crate) fn parse_target(s: &str) -> Result<Target, Error> {
@@ -128,9 +129,11 @@ pub(crate) fn parse_target(s: &str) -> Result<Target, Error> {
     if vault.is_empty() {
         return Err(Error::Usage(format!("{s:?}: expected VAULT:PATH")));
     }
+    let path_ = VPath::parse(path)?;
     Ok(Target {
         vault: vault.to_string(),
-        path: VPath::parse(path)?,
+        dir: path.ends_with('/') && !path_.is_root(),
+        path: path_,
     })
 }
 

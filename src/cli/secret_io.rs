@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pkfs::store::{Kind, VPath};
 use pkfs::vault::{Node, Vault};
@@ -13,44 +13,61 @@ use zeroize::Zeroizing;
 use super::cmd_secret::Vaults;
 use super::{parse_target, Target};
 
-/// Copy a local directory tree into `dest`, as one commit. Returns the file count.
+/// Copy a local directory tree into `dest`, as one commit. Every name is checked
+/// before anything is written, so an invalid one (say `.git`) imports nothing.
+/// Returns the file count.
 pub fn import(vault: &Vault, dir: &Path, dest: &VPath, quiet: bool) -> Result<usize, Error> {
     let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
     if !meta.is_dir() {
         return Err(Error::NotADirectory(dir.display().to_string()));
     }
+    let plan = plan_import(dir, dest, quiet)?;
     vault.mutate(|tree, ch| {
         ch.extend(tree.mkdir(dest, true)?);
         let mut files = 0;
-        let mut stack = vec![(dir.to_path_buf(), dest.clone())];
-        while let Some((local, inside)) = stack.pop() {
-            let mut entries: Vec<_> = std::fs::read_dir(&local)
-                .map_err(|e| Error::io(&local, e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| Error::io(&local, e))?;
-            entries.sort_by_key(|e| e.file_name());
-            for ent in entries {
-                let path = ent.path();
-                let target = inside.join(ent.file_name().as_bytes())?;
-                let ft = ent.file_type().map_err(|e| Error::io(&path, e))?;
-                if ft.is_dir() {
-                    ch.extend(tree.mkdir(&target, true)?);
-                    stack.push((path, target));
-                } else if ft.is_file() {
-                    let data =
-                        Zeroizing::new(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
-                    ch.push(tree.write(&target, &data)?);
-                    files += 1;
-                } else if !quiet {
-                    eprintln!(
-                        "pkfs: skipped {} (not a regular file or directory)",
-                        path.display()
-                    );
-                }
+        for (local, target, is_dir) in &plan {
+            if *is_dir {
+                ch.extend(tree.mkdir(target, true)?);
+            } else {
+                let data = Zeroizing::new(std::fs::read(local).map_err(|e| Error::io(local, e))?);
+                ch.push(tree.write(target, &data)?);
+                files += 1;
             }
         }
         Ok(files)
     })
+}
+
+/// (local path, vault path, is a directory) for every entry below `dir`, parents
+/// before children.
+fn plan_import(
+    dir: &Path,
+    dest: &VPath,
+    quiet: bool,
+) -> Result<Vec<(PathBuf, VPath, bool)>, Error> {
+    let mut plan = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), dest.clone())];
+    while let Some((local, inside)) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&local)
+            .map_err(|e| Error::io(&local, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::io(&local, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for ent in entries {
+            let path = ent.path();
+            let target = inside.join(ent.file_name().as_bytes())?;
+            let ft = ent.file_type().map_err(|e| Error::io(&path, e))?;
+            if ft.is_dir() {
+                plan.push((path.clone(), target.clone(), true));
+                stack.push((path, target));
+            } else if ft.is_file() {
+                plan.push((path, target, false));
+            } else if !quiet {
+                eprintln!("pkfs: skipped {path:?} (not a regular file or directory)");
+            }
+        }
+    }
+    Ok(plan)
 }
 
 /// Move `src` in one vault to `dst` in another: copy (one commit), then remove
@@ -135,7 +152,7 @@ pub fn collect_env(vaults: &mut Vaults, targets: &[String]) -> Result<EnvVars, E
         if kind == Kind::Dir {
             if rename.is_some() {
                 return Err(Error::Usage(format!(
-                    "{spec}: =NAME only applies to a single secret"
+                    "{spec:?}: =NAME only applies to a single secret"
                 )));
             }
             for (p, e) in tree.walk(&t.path)? {

@@ -181,7 +181,8 @@ impl History {
     /// Stage everything under `contents/` (additions, modifications and removals)
     /// and commit it with the encrypted `changes`. When HEAD is detached at an older
     /// version, the later versions are saved under a discarded ref and the new commit
-    /// continues from HEAD. Returns the new commit id (hex).
+    /// continues from HEAD. Returns the new commit id (hex), or HEAD's id when the
+    /// tree did not change (then nothing is committed).
     pub fn commit(&self, changes: &[Change]) -> Result<String> {
         let message = self.seal_message(changes)?;
         let repo = self.repo.borrow();
@@ -195,6 +196,14 @@ impl History {
             .ctx("staging files")?;
         index.write().ctx("writing the index")?;
         let tree_id = index.write_tree().ctx("writing the tree")?;
+        // A mutation that changed no byte (say, rewriting a secret with its own
+        // content) makes no commit, and so discards no later versions either.
+        if let Some(head) = head_target(repo)? {
+            let head_commit = repo.find_commit(head).ctx("reading HEAD")?;
+            if head_commit.tree_id() == tree_id {
+                return Ok(head.to_string());
+            }
+        }
         let tree = repo.find_tree(tree_id).ctx("reading the new tree")?;
         let parent = match self.prepare_parent(repo)? {
             Some(id) => Some(repo.find_commit(id).ctx("reading the parent commit")?),

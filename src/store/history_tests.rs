@@ -274,8 +274,26 @@ fn commit_while_detached_discards_later_versions() {
 
     // A second discard gets its own ref.
     h.checkout(&a).unwrap();
-    h.commit(&[]).unwrap();
+    put(v, "z", b"another change");
+    h.commit(&[ch(ChangeKind::Added, "z")]).unwrap();
     assert_eq!(discarded_refs(&h.repo.borrow()).unwrap().len(), 2);
+}
+
+#[test]
+fn a_commit_that_changes_nothing_is_skipped_and_discards_nothing() {
+    let (d, h) = setup();
+    let v = d.path();
+    put(v, "a", b"1");
+    let first = h.commit(&[ch(ChangeKind::Added, "a")]).unwrap();
+    put(v, "a", b"2");
+    let second = h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
+    let before = h.log(None, true).unwrap().len();
+    assert_eq!(h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap(), second);
+    assert_eq!(h.log(None, true).unwrap().len(), before);
+    h.checkout(&first).unwrap();
+    assert_eq!(h.commit(&[]).unwrap(), first);
+    assert!(discarded_refs(&h.repo.borrow()).unwrap().is_empty());
+    assert!(!h.head().unwrap().at_latest, "still at the older version");
 }
 
 #[test]

@@ -420,7 +420,10 @@ impl Tree {
             target = to.join(name)?;
         }
         if target.starts_with(from) {
-            return Err(Error::Usage(format!("cannot move '{from}' into itself")));
+            return Err(Error::Usage(format!(
+                "cannot move {:?} into itself",
+                from.to_string()
+            )));
         }
         let dst = self.locate(&target)?;
         let replaced = match Self::kind_at(&dst.path)? {

@@ -48,8 +48,7 @@ fn refuse_foreign_content(root: &Path) -> Result<()> {
         let name = name.to_string_lossy();
         if !OURS.contains(&name.as_ref()) && !name.starts_with(".tmp-") {
             return Err(Error::Usage(format!(
-                "{} is not empty (it holds {name:?}); choose a new or empty directory for the node",
-                root.display()
+                "{root:?} is not empty (it holds {name:?}); choose a new or empty directory for the node"
             )));
         }
     }
@@ -86,8 +85,7 @@ impl Home {
         };
         if meta.mode() & 0o077 != 0 {
             return Err(Error::Unsafe(format!(
-                "{} is accessible by other users (mode {:o}); run `chmod 700 {}`",
-                root.display(),
+                "{root:?} is accessible by other users (mode {:o}); run `chmod 700 {}`",
                 meta.mode() & 0o777,
                 root.display()
             )));
@@ -96,8 +94,8 @@ impl Home {
         match std::fs::symlink_metadata(&key) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(Error::Unsafe(format!(
-                    "{} is a symlink; refusing it",
-                    key.display()
+                    "{:?} is a symlink; refusing it",
+                    key
                 )))
             }
             Ok(_) => {}

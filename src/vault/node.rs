@@ -26,12 +26,18 @@ pub struct Node {
     protector: Box<dyn Protector>,
 }
 
-/// Check a vault name: the rules of a file name.
+/// Check a vault name: the rules of a file name, and no ':' (which separates the
+/// vault from the path in `VAULT:PATH`).
 pub fn check_vault_name(name: &str) -> Result<()> {
-    names::validate(name.as_bytes()).map_err(|reason| Error::InvalidName {
+    let invalid = |reason| Error::InvalidName {
         name: name.to_string(),
         reason,
-    })
+    };
+    names::validate(name.as_bytes()).map_err(invalid)?;
+    if name.contains(':') {
+        return Err(invalid("contains ':' (VAULT:PATH separator)"));
+    }
+    Ok(())
 }
 
 pub fn now_unix() -> i64 {
