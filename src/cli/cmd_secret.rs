@@ -9,7 +9,7 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
-use super::{fmt_time, parse_entry, parse_target, secret_io, unlock, Out};
+use super::{fmt_time, parse_entry, parse_target, secret_io, shown_name, unlock, Out};
 use pkfs::args::SecretCmd;
 
 /// Vaults opened so far in this command, by name.
@@ -101,7 +101,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 out.emit(&v)?;
             } else {
                 for e in &listing.entries {
-                    let name = String::from_utf8_lossy(&e.name);
+                    let name = shown_name(&e.name);
                     let suffix = if e.kind == Kind::Dir { "/" } else { "" };
                     if long {
                         out.data(format!(

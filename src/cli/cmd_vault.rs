@@ -6,7 +6,7 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
-use super::{fmt_time, unlock, Out};
+use super::{fmt_time, shown_name, unlock, Out};
 use pkfs::args::VaultCmd;
 
 pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
@@ -32,7 +32,7 @@ pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
                 out.emit(&v)?;
             } else {
                 for r in list {
-                    out.data(format!("{}\t{}", r.name, r.id));
+                    out.data(format!("{}\t{}", shown_name(r.name.as_bytes()), r.id));
                 }
             }
         }

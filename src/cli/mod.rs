@@ -112,6 +112,30 @@ impl Out {
     }
 }
 
+/// A name for display. On a terminal, control characters are shown escaped (as
+/// `ls` does), so a hostile name cannot move the cursor or fake extra lines;
+/// into a pipe, names pass unchanged.
+pub(crate) fn shown_name(name: &[u8]) -> String {
+    let text = String::from_utf8_lossy(name);
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        escape_controls(&text)
+    } else {
+        text.into_owned()
+    }
+}
+
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A `VAULT[:PATH]` argument.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -179,6 +203,12 @@ mod tests {
         assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(fmt_time(1_795_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(fmt_time(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_terminals() {
+        assert_eq!(escape_controls("plain name"), "plain name");
+        assert_eq!(escape_controls("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
     }
 
     #[test]
