@@ -62,10 +62,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             let data =
                 zeroize::Zeroizing::new(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
             let mut path = t.path.clone();
-            if t.dir
-                || path.is_root()
-                || vault.tree().stat(&path).is_ok_and(|e| e.kind == Kind::Dir)
-            {
+            if t.dir || vault.tree().is_dir(&path)? {
                 let name = file
                     .file_name()
                     .ok_or_else(|| Error::Usage(format!("{file:?}: not a file name")))?;

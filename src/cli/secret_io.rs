@@ -77,7 +77,7 @@ pub fn move_between(node: &Node, src: &Target, dst: &Target) -> Result<(), Error
     let to = node.open_vault(&dst.vault)?;
     let kind = from.tree().stat(&src.path)?.kind;
     let mut dest = dst.path.clone();
-    if dest.is_root() || to.tree().stat(&dest).is_ok_and(|e| e.kind == Kind::Dir) {
+    if to.tree().is_dir(&dest)? {
         dest = dest.join(src.path.name().unwrap_or_default())?;
     }
     to.mutate(|tree, ch| {

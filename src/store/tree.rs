@@ -177,6 +177,15 @@ impl Tree {
         }
     }
 
+    /// True when `p` is an existing directory; false when missing or not one.
+    pub fn is_dir(&self, p: &VPath) -> Result<bool> {
+        match self.stat(p) {
+            Ok(e) => Ok(e.kind == Kind::Dir),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn exists(&self, p: &VPath) -> Result<bool> {
         match self.stat(p) {
             Ok(_) => Ok(true),
@@ -186,9 +195,7 @@ impl Tree {
     }
 
     pub fn list(&self, p: &VPath) -> Result<Listing> {
-        if !p.is_root() && self.stat(p)?.kind != Kind::Dir {
-            return Err(Error::NotADirectory(p.to_string()));
-        }
+        // Resolving the path already fails with NotFound / NotADirectory.
         let dir = self.backing_dir(p)?;
         let iv = self.diriv(&dir, p)?;
         let mut out = Listing::default();
@@ -415,7 +422,7 @@ impl Tree {
             Some((k, _)) => k,
         };
         let mut target = to.clone();
-        if self.exists(to)? && self.stat(to)?.kind == Kind::Dir {
+        if self.is_dir(to)? {
             let name = from.name().unwrap_or_default();
             target = to.join(name)?;
         }
