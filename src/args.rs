@@ -56,6 +56,15 @@ pub enum Command {
     /// Root key operations
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Mount every vault under DIR (runs the daemon)
+    Mount(MountArgs),
+    /// Flush, commit and unmount the running daemon's mount
+    Umount {
+        /// The mountpoint (default: wherever this home is mounted)
+        dir: Option<PathBuf>,
+    },
+    /// Show whether the home is mounted, pending changes and cache figures
+    Status,
     /// Create, list, rename, delete and describe vaults
     #[command(subcommand, visible_alias = "vaults")]
     Vault(VaultCmd),
@@ -164,4 +173,28 @@ pub enum VersionCmd {
     },
     /// Move a vault to REF: a commit id prefix, HEAD~N, or `latest`
     Checkout { vault: String, reference: String },
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Empty directory to mount on
+    pub dir: PathBuf,
+    /// Stay in the foreground and log to stderr
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Mount read-only
+    #[arg(long)]
+    pub ro: bool,
+    /// Let other users in (with the kernel's permission checks)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Size of the decrypted page cache (K, M, G suffixes)
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    pub cache_size: String,
+    /// Quiet time in a vault before its changes are committed (ms, s, m suffixes)
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub commit_delay: String,
+    /// Mount options, comma separated (ro, allow_other, default_permissions, ...)
+    #[arg(short = 'o', value_name = "OPT,...", value_delimiter = ',')]
+    pub options: Vec<String>,
 }

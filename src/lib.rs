@@ -13,6 +13,7 @@
 
 pub mod args;
 pub mod crypto;
+pub mod daemon;
 pub mod error;
 
 pub use error::{Error, ExitCode, Result};

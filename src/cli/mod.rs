@@ -1,5 +1,6 @@
 //! The command-line front end: thin commands over the library API.
 
+mod cmd_mount;
 mod cmd_node;
 mod cmd_secret;
 mod cmd_vault;
@@ -27,6 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Passwd { new_passfile } => cmd_node::passwd(&cfg, new_passfile.as_deref()),
         Command::Key(k) => cmd_node::key(&cfg, k),
         Command::Gc { vaults } => cmd_node::gc(&cfg, &vaults),
+        Command::Mount(m) => cmd_mount::mount(&cfg, m),
+        Command::Umount { dir } => cmd_mount::umount(&cfg, dir.as_deref()),
+        Command::Status => cmd_mount::status(&cfg),
         Command::Vault(v) => cmd_vault::run(&cfg, v),
         Command::Secret(s) => cmd_secret::run(&cfg, s),
         Command::Version(v) => cmd_version::run(&cfg, v),

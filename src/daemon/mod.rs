@@ -1,0 +1,5 @@
+//! The mount daemon: mount lifecycle, control socket, commit scheduler.
+
+pub mod client;
+pub mod control;
+pub mod protocol;
