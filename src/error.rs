@@ -109,6 +109,8 @@ pub enum Error {
     History(String),
     #[error("{0}")]
     Crypto(&'static str),
+    #[error("mount failed: {0}")]
+    Mount(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -144,6 +146,7 @@ impl Error {
                 ExitCode::WrongKind
             }
             Error::Usage(_) => ExitCode::Usage,
+            Error::Mount(_) => ExitCode::MountFailure,
             Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
                 ExitCode::Failure
             }

@@ -15,6 +15,7 @@ pub mod args;
 pub mod crypto;
 pub mod daemon;
 pub mod error;
+pub mod fs;
 
 pub use error::{Error, ExitCode, Result};
 pub mod format;

@@ -1,19 +1,387 @@
 //! `pkfs mount`, `umount`, `status`.
 
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use pkfs::args::MountArgs;
+use pkfs::daemon::mount::{self, Ctl, MountPlan};
+use pkfs::daemon::protocol::{Request, Response};
+use pkfs::daemon::{client, control};
+use pkfs::fs::{FsCore, MountConfig};
+use pkfs::Error;
+use serde_json::json;
 
 use super::config::Config;
+use super::{unlock, Out};
 
-pub fn mount(_cfg: &Config, _args: MountArgs) -> anyhow::Result<()> {
-    anyhow::bail!("mount: under construction")
+/// `64M`, `512K`, `1G`, or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, Error> {
+    let bad = || Error::Usage(format!("{s:?} is not a size (examples: 64M, 512K, 1G)"));
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(bad()),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(mult).ok_or_else(bad)
 }
 
-pub fn umount(_cfg: &Config, _dir: Option<&Path>) -> anyhow::Result<()> {
-    anyhow::bail!("umount: under construction")
+/// `2s`, `500ms`, `1m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let bad = || Error::Usage(format!("{s:?} is not a duration (examples: 2s, 500ms, 1m)"));
+    let t = s.trim();
+    let (num, unit) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (t, 1000)
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    Ok(Duration::from_millis(n.checked_mul(unit).ok_or_else(bad)?))
 }
 
-pub fn status(_cfg: &Config) -> anyhow::Result<()> {
-    anyhow::bail!("status: under construction")
+/// The validated mount request.
+fn plan(cfg: &Config, a: &MountArgs) -> Result<MountPlan, Error> {
+    let mut ro = a.ro;
+    let mut allow_other = a.allow_other;
+    let mut extra = Vec::new();
+    for o in &a.options {
+        match o.as_str() {
+            "" => {}
+            "ro" => ro = true,
+            "rw" => ro = false,
+            "allow_other" => allow_other = true,
+            // Generic options mount(8) passes along, or ones pkfs always sets.
+            "default_permissions" | "defaults" | "auto" | "noauto" | "user" | "nouser"
+            | "users" | "_netdev" | "nofail" | "dev" | "suid" | "exec" | "async" => {}
+            o if o.starts_with("x-") || o.starts_with("comment=") => {}
+            "nodev" | "nosuid" | "noexec" | "noatime" | "sync" | "dirsync" => {
+                extra.push(o.to_string())
+            }
+            other => {
+                return Err(Error::Usage(format!("unknown mount option {other:?}")));
+            }
+        }
+    }
+    let mountpoint = std::path::absolute(&a.dir).map_err(|e| Error::io(&a.dir, e))?;
+    Ok(MountPlan {
+        mountpoint,
+        home: cfg.home.clone(),
+        fs: MountConfig {
+            ro,
+            cache_bytes: parse_size(&a.cache_size)?,
+            commit_delay: parse_duration(&a.commit_delay)?,
+            ttl: Duration::from_secs(1),
+        },
+        allow_other,
+        options: extra,
+    })
+}
+
+pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
+    let plan = plan(cfg, &a)?;
+    if let Some(s) = client::connect(&cfg.home) {
+        let status = match client::call(&s, &Request::Status) {
+            Ok(Response::Status(ref j)) => j.clone(),
+            _ => String::new(),
+        };
+        return Err(Error::Mount(format!(
+            "the home {} is already mounted ({status})",
+            cfg.home.display()
+        ))
+        .into());
+    }
+    mount::check_mountpoint(&plan.mountpoint)?;
+    let node = unlock(cfg)?;
+    if a.foreground {
+        return serve(cfg, node, plan, None);
+    }
+    // Daemonize: the parent returns once the child reports the mount live.
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors; the result is checked.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("creating a pipe");
+    }
+    // SAFETY: no other threads exist yet in this process.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            // SAFETY: fds[0] is ours to close; setsid detaches from the terminal.
+            unsafe {
+                libc::close(fds[0]);
+                libc::setsid();
+            }
+            // SAFETY: fds[1] is an open descriptor owned by nobody else.
+            let ready = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+            let res = serve(cfg, node, plan, Some(ready));
+            std::process::exit(if res.is_ok() { 0 } else { 1 });
+        }
+        _ => {
+            drop(node);
+            // SAFETY: fds[1] belongs to the child now.
+            unsafe { libc::close(fds[1]) };
+            // SAFETY: fds[0] is an open descriptor owned by nobody else.
+            let mut r = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]) };
+            let mut msg = String::new();
+            let _ = r.read_to_string(&mut msg);
+            match msg.strip_prefix("OK") {
+                Some(_) => Ok(()),
+                None if msg.is_empty() => Err(Error::Mount("the daemon exited early".into()).into()),
+                None => Err(Error::Mount(msg.trim().to_string()).into()),
+            }
+        }
+    }
+}
+
+/// Log to `HOME/pkfs.log` (0600) in the background; stdio goes to /dev/null.
+fn daemon_stdio(home: &Path) -> anyhow::Result<()> {
+    let log = home.join("pkfs.log");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let null = std::fs::File::open("/dev/null")?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: duplicating open descriptors onto 0, 1, 2.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(f.as_raw_fd(), 1);
+        libc::dup2(f.as_raw_fd(), 2);
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+fn serve(
+    cfg: &Config,
+    node: pkfs::vault::Node,
+    plan: MountPlan,
+    ready: Option<std::fs::File>,
+) -> anyhow::Result<()> {
+    // Keys are in memory from here on: no core dumps, no ptrace by others.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let report = |ready: &Option<std::fs::File>, msg: &str| {
+        if let Some(mut f) = ready.as_ref() {
+            let _ = f.write_all(msg.as_bytes());
+        }
+    };
+    let mounted = match mount::mount(node, plan.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            report(&ready, &format!("{e}"));
+            return Err(e.into());
+        }
+    };
+    let core = mounted.core.clone();
+    let (tx, rx) = mpsc::channel::<Ctl>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sock = client::socket_path(&cfg.home);
+    let listener = match control::bind(&sock) {
+        Ok(l) => l,
+        Err(e) => {
+            report(&ready, &format!("control socket {}: {e}", sock.display()));
+            return Err(e.into());
+        }
+    };
+    let handler = make_handler(core.clone(), tx, plan.mountpoint.clone());
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || control::serve(listener, handler, stop))
+    };
+    if ready.is_some() {
+        daemon_stdio(&cfg.home)?;
+    }
+    tracing::info!("mounted {} at {}", cfg.home.display(), plan.mountpoint.display());
+    report(&ready, "OK");
+    drop(ready);
+    let res = mounted.run(rx);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = std::fs::remove_file(&sock);
+    let _ = server.join();
+    tracing::info!("unmounted {}", plan.mountpoint.display());
+    res.map_err(Into::into)
+}
+
+/// Subcommands that only read (no re-sync of the mount needed afterwards).
+fn read_only(args: &[String]) -> bool {
+    const READS: [&str; 7] = ["cat", "ls", "list", "stat", "log", "env", "status"];
+    let words: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    words.get(1).is_some_and(|w| READS.contains(w))
+}
+
+fn make_handler(
+    core: Arc<FsCore>,
+    tx: mpsc::Sender<Ctl>,
+    mountpoint: PathBuf,
+) -> control::Handler {
+    let tx = parking_lot::Mutex::new(tx);
+    Arc::new(move |req: Request| match req {
+        Request::Status => Response::Status(status_json(&core, &mountpoint).to_string()),
+        Request::Unmount => {
+            let (rtx, rrx) = mpsc::channel();
+            if tx.lock().send(Ctl::Unmount(rtx)).is_err() {
+                return Response::Error {
+                    code: pkfs::ExitCode::MountFailure as i32,
+                    message: "the daemon is shutting down".into(),
+                };
+            }
+            match rrx.recv_timeout(Duration::from_secs(120)) {
+                Ok(Ok(())) => Response::Ok,
+                Ok(Err(message)) => Response::Error {
+                    code: pkfs::ExitCode::MountFailure as i32,
+                    message,
+                },
+                Err(_) => Response::Error {
+                    code: pkfs::ExitCode::MountFailure as i32,
+                    message: "timed out waiting for the unmount".into(),
+                },
+            }
+        }
+        Request::Command(c) => {
+            let changes = !read_only(&c.args);
+            let node = core.node.clone();
+            core.exclusive(changes, || super::remote::execute(node, c))
+        }
+    })
+}
+
+fn status_json(core: &FsCore, mountpoint: &Path) -> serde_json::Value {
+    let vaults: Vec<_> = core
+        .vaults
+        .read()
+        .iter()
+        .map(|v| {
+            let p = v.pending.lock();
+            json!({
+                "name": v.name(),
+                "pending_changes": p.changes.len(),
+                "last_commit": p.last_commit.as_ref().map(|(id, _)| id.clone()),
+                "last_commit_time": p.last_commit.as_ref().map(|(_, t)| *t),
+                "last_error": p.last_error.clone(),
+            })
+        })
+        .collect();
+    json!({
+        "mounted": true,
+        "mountpoint": mountpoint,
+        "pid": std::process::id(),
+        "read_only": core.cfg.ro,
+        "commit_delay_ms": core.cfg.commit_delay.as_millis() as u64,
+        "cache": core.cache.stats(),
+        "open_files": core.open.lock().len(),
+        "vaults": vaults,
+    })
+}
+
+/// Find the home mounted at `dir` from /proc/mounts (its fsname is the home).
+fn home_of_mount(dir: &Path) -> Option<PathBuf> {
+    let want = std::path::absolute(dir).ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (src, mnt, ty) = (f.next()?, f.next()?, f.next()?);
+        (ty.starts_with("fuse") && Path::new(mnt) == want).then(|| PathBuf::from(src))
+    })
+}
+
+pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
+    let out = Out::new(cfg);
+    let home = match dir.and_then(home_of_mount) {
+        Some(h) if h.join("root.key").exists() => h,
+        _ => cfg.home.clone(),
+    };
+    let Some(s) = client::connect(&home) else {
+        // No daemon: a dead mount left by a killed one can still be cleaned up.
+        if let Some(d) = dir {
+            if std::fs::read_dir(d).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN)) {
+                mount::detach(d);
+                out.say(format!("Cleaned up the dead mount at {}", d.display()));
+                return Ok(());
+            }
+        }
+        return Err(Error::Mount(format!("{} is not mounted", home.display())).into());
+    };
+    match client::call(&s, &Request::Unmount)? {
+        Response::Ok => {
+            out.say("Unmounted; every change is committed.");
+            Ok(())
+        }
+        Response::Error { ref message, .. } => Err(Error::Mount(message.clone()).into()),
+        _ => Err(Error::Mount("unexpected reply from the daemon".into()).into()),
+    }
+}
+
+pub fn status(cfg: &Config) -> anyhow::Result<()> {
+    let out = Out::new(cfg);
+    let Some(s) = client::connect(&cfg.home) else {
+        if out.json() {
+            return out.emit(&json!({"mounted": false, "home": cfg.home}));
+        }
+        out.data(format!("{}: not mounted", cfg.home.display()));
+        return Ok(());
+    };
+    let reply = client::call(&s, &Request::Status)?;
+    let Response::Status(text) = &reply else {
+        return Err(Error::Mount("unexpected reply from the daemon".into()).into());
+    };
+    let v: serde_json::Value = serde_json::from_str(text)?;
+    if out.json() {
+        return out.emit(&v);
+    }
+    out.data(format!(
+        "{}: mounted at {} (pid {})",
+        cfg.home.display(),
+        v["mountpoint"].as_str().unwrap_or("?"),
+        v["pid"]
+    ));
+    let c = &v["cache"];
+    out.data(format!(
+        "cache: {} KiB clean, {} KiB dirty of {} KiB; {} hits, {} misses",
+        c["clean_bytes"].as_u64().unwrap_or(0) / 1024,
+        c["dirty_bytes"].as_u64().unwrap_or(0) / 1024,
+        c["capacity_bytes"].as_u64().unwrap_or(0) / 1024,
+        c["hits"],
+        c["misses"]
+    ));
+    for vault in v["vaults"].as_array().into_iter().flatten() {
+        let last = vault["last_commit"].as_str().map_or("-".to_string(), |id| {
+            id.chars().take(12).collect()
+        });
+        out.data(format!(
+            "vault {}: {} pending change(s), last commit {}{}",
+            vault["name"].as_str().unwrap_or("?"),
+            vault["pending_changes"],
+            last,
+            vault["last_error"]
+                .as_str()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(())
 }

@@ -2,4 +2,5 @@
 
 pub mod client;
 pub mod control;
+pub mod mount;
 pub mod protocol;

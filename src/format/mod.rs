@@ -5,5 +5,6 @@
 //! * [`names`]: file-name encryption, long names and name validation.
 
 pub mod blob;
+pub mod links;
 pub mod names;
 pub mod offsets;

@@ -188,11 +188,21 @@ impl History {
         let repo = self.repo.borrow();
         let repo = &*repo;
         let mut index = repo.index().ctx("opening the index")?;
+        // Only files, directories and symlinks are versioned: FIFOs, sockets and
+        // device nodes made through the mount stay out of the history.
+        let workdir = self.vault_dir.clone();
+        let mut versioned = |path: &Path, _: &[u8]| -> i32 {
+            match fs::symlink_metadata(workdir.join(path)) {
+                Ok(m) if m.is_file() || m.is_dir() || m.file_type().is_symlink() => 0,
+                Ok(_) => 1,
+                Err(_) => 0,
+            }
+        };
         index
-            .update_all([TRACKED], None)
+            .update_all([TRACKED], Some(&mut versioned))
             .ctx("staging removed files")?;
         index
-            .add_all([TRACKED], IndexAddOption::FORCE, None)
+            .add_all([TRACKED], IndexAddOption::FORCE, Some(&mut versioned))
             .ctx("staging files")?;
         index.write().ctx("writing the index")?;
         let tree_id = index.write_tree().ctx("writing the tree")?;

@@ -1,6 +1,7 @@
 //! Storage: the encrypted backing tree of a vault, and its git history.
 
 pub mod atomic;
+pub mod dirfd;
 pub mod history;
 pub mod tree;
 pub mod vpath;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a mutation did to one plaintext path; the list goes, encrypted, into the
 /// commit message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     Added,

@@ -79,6 +79,10 @@ impl Tree {
         }
     }
 
+    pub fn keys(&self) -> &Keychain {
+        &self.keys
+    }
+
     pub fn contents_dir(&self) -> &Path {
         &self.contents
     }

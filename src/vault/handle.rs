@@ -56,6 +56,11 @@ impl Vault {
         &self.tree
     }
 
+    /// Take the vault apart (the mount keeps the history and the record).
+    pub fn into_parts(self) -> (VaultRecord, History) {
+        (self.record, self.history)
+    }
+
     pub fn history(&self) -> &History {
         &self.history
     }

@@ -31,7 +31,7 @@ pub const MAGIC: &[u8; 8] = b"PKFSROOT";
 pub const VERSION: u8 = 1;
 
 /// Seals and opens the root private key.
-pub trait Protector {
+pub trait Protector: Send + Sync {
     /// The id written to `root.key`.
     fn id(&self) -> u8;
     /// Seal `secret`; `aad` is the file prefix, which the result must authenticate.

@@ -1,0 +1,195 @@
+//! The mount daemon's life: mount, serve, commit on a timer, and on unmount,
+//! SIGTERM or SIGINT write everything back, commit and leave.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{MountOption, SessionACL};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::fs::{FsCore, MountConfig, PkFs};
+use crate::vault::Node;
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Settings of one mount.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub mountpoint: PathBuf,
+    pub home: PathBuf,
+    pub fs: MountConfig,
+    pub allow_other: bool,
+    /// Extra `-o` options passed to the kernel as they are.
+    pub options: Vec<String>,
+}
+
+/// Requests from the control socket to the daemon's main loop.
+pub enum Ctl {
+    Unmount(Sender<std::result::Result<(), String>>),
+}
+
+/// Refuse a mountpoint that is missing, not a directory, or not empty. A dead
+/// FUSE mount left by a killed daemon is cleaned up first.
+pub fn check_mountpoint(dir: &Path) -> Result<()> {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            tracing::warn!("cleaning up a dead mount at {}", dir.display());
+            detach(dir);
+            return check_mountpoint(dir);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Mount(format!(
+            "mountpoint {dir:?} does not exist"
+        ))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(Error::Mount(format!(
+            "mountpoint {dir:?} is not a directory"
+        ))),
+        Err(e) => Err(Error::Mount(format!("mountpoint {dir:?}: {e}"))),
+        Ok(mut it) => match it.next() {
+            None => Ok(()),
+            Some(_) => Err(Error::Mount(format!(
+                "mountpoint {dir:?} is not empty"
+            ))),
+        },
+    }
+}
+
+/// Lazily detach whatever is mounted at `dir` (a dead mount).
+pub fn detach(dir: &Path) {
+    if let Ok(c) = CString::new(dir.as_os_str().as_bytes()) {
+        // SAFETY: valid C string; failure is tolerated (fusermount is tried next).
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return;
+        }
+    }
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(dir)
+        .status();
+}
+
+/// Unmount `dir` (EBUSY when something still uses it).
+fn unmount(dir: &Path) -> std::result::Result<(), String> {
+    let c = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: valid C string; the result is checked.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EBUSY) {
+        return Err(format!("{}: mountpoint is busy", dir.display()));
+    }
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("running fusermount3: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A mounted, serving file system.
+pub struct Mounted {
+    pub core: Arc<FsCore>,
+    session: fuser::BackgroundSession,
+    plan: MountPlan,
+}
+
+/// Mount `node`'s vaults as `plan` says and start serving.
+pub fn mount(node: Node, plan: MountPlan) -> Result<Mounted> {
+    check_mountpoint(&plan.mountpoint)?;
+    let names: Vec<String> = node.vaults().iter().map(|r| r.name.clone()).collect();
+    let core = Arc::new(FsCore::new(Arc::new(Mutex::new(node)), plan.fs.clone()));
+    for n in names {
+        core.add_vault(&n)?;
+    }
+    let mut cfg = fuser::Config::default();
+    cfg.n_threads = Some(4);
+    cfg.clone_fd = true;
+    let mut opts = vec![
+        MountOption::FSName(plan.home.display().to_string()),
+        MountOption::Subtype("pkfs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if plan.fs.ro {
+        opts.push(MountOption::RO);
+    }
+    opts.extend(plan.options.iter().map(|o| MountOption::CUSTOM(o.clone())));
+    cfg.mount_options = opts;
+    if plan.allow_other {
+        cfg.acl = SessionACL::All;
+    }
+    let session = fuser::Session::new(PkFs(core.clone()), &plan.mountpoint, &cfg)
+        .map_err(|e| Error::Mount(format!("{}: {e}", plan.mountpoint.display())))?;
+    *core.notifier.lock() = Some(session.notifier());
+    let session = session
+        .spawn()
+        .map_err(|e| Error::Mount(format!("starting the session: {e}")))?;
+    Ok(Mounted {
+        core,
+        session,
+        plan,
+    })
+}
+
+impl Mounted {
+    /// Serve until unmounted (by `pkfs umount`, a signal, or `umount`), committing
+    /// quiet vaults on the way. Returns once everything is committed.
+    pub fn run(self, ctl: Receiver<Ctl>) -> Result<()> {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t);
+            libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        }
+        let dir = self.plan.mountpoint.clone();
+        loop {
+            if self.session.guard.is_finished() {
+                tracing::info!("{} was unmounted", dir.display());
+                break;
+            }
+            if SIGNALLED.load(Ordering::SeqCst) {
+                tracing::info!("signal received: unmounting {}", dir.display());
+                let _ = self.core.commit_all();
+                if unmount(&dir).is_err() {
+                    detach(&dir);
+                }
+                break;
+            }
+            match ctl.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ctl::Unmount(reply)) => {
+                    let _ = self.core.commit_all();
+                    match unmount(&dir) {
+                        Ok(()) => {
+                            let _ = self.session.join();
+                            let res = self.core.commit_all().map_err(|e| e.to_string());
+                            let _ = reply.send(res.clone());
+                            return res.map_err(Error::Mount);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+            self.core.commit_due();
+        }
+        let _ = self.session.join();
+        self.core.commit_all()
+    }
+}

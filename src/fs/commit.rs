@@ -1,0 +1,171 @@
+//! Committing what the mount changed, and re-syncing after outside changes
+//! (control commands such as `version checkout`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fuser::INodeNo;
+
+use super::core::FsCore;
+use super::inodes::ROOT_INO;
+use super::vaults::VaultFs;
+use crate::error::{Error, Result};
+use crate::store::history::History;
+
+impl FsCore {
+    /// Write back every open file of `v` and commit its pending changes, holding
+    /// the vault's gate so that no file is caught half-written.
+    pub fn commit_vault(&self, v: &Arc<VaultFs>) -> Result<Option<String>> {
+        let _gate = v.gate.write();
+        let files: Vec<_> = self
+            .open
+            .lock()
+            .values()
+            .filter(|f| f.vault == v.id)
+            .cloned()
+            .collect();
+        for f in files {
+            f.state
+                .lock()
+                .write_back(&v.keys, &self.cache)
+                .map_err(|e| Error::io(&v.contents, e))?;
+        }
+        self.open
+            .lock()
+            .retain(|_, f| *f.handles.lock() > 0 || f.state.lock().is_dirty());
+        let changes = v.pending.lock().changes.clone();
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let res = v.history.lock().commit(&changes);
+        let mut p = v.pending.lock();
+        match res {
+            Ok(id) => {
+                p.clear();
+                p.last_commit = Some((id.clone(), crate::vault::node::now_unix()));
+                Ok(Some(id))
+            }
+            Err(e) => {
+                p.last_error = Some(e.to_string());
+                // Retry after another quiet period.
+                p.last = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit every vault whose changes have been quiet for the commit delay.
+    pub fn commit_due(&self) {
+        let vaults = self.vaults.read().clone();
+        for v in vaults {
+            let due = v
+                .pending
+                .lock()
+                .last
+                .is_some_and(|t| t.elapsed() >= self.cfg.commit_delay);
+            if due {
+                if let Err(e) = self.commit_vault(&v) {
+                    tracing::error!("commit of vault {} failed: {e}", v.id);
+                }
+            }
+        }
+    }
+
+    /// Commit everything now (unmount, control commands).
+    pub fn commit_all(&self) -> Result<()> {
+        let mut first_err = None;
+        for v in self.vaults.read().clone() {
+            if let Err(e) = self.commit_vault(&v) {
+                tracing::error!("commit of vault {} failed: {e}", v.id);
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Run `f` (a control command on the node) with the mount quiet: pending
+    /// changes committed first, every vault's gate held. When `changed`, the
+    /// mount then re-reads the vault table and drops what the kernel cached.
+    pub fn exclusive<R>(&self, changed: bool, f: impl FnOnce() -> R) -> R {
+        if let Err(e) = self.commit_all() {
+            tracing::error!("committing before a control command: {e}");
+        }
+        let vaults = self.vaults.read().clone();
+        let guards: Vec<_> = vaults.iter().map(|v| v.gate.write()).collect();
+        let out = f();
+        drop(guards);
+        if changed {
+            self.resync();
+        }
+        out
+    }
+
+    /// Follow the node's vault table and the vaults' trees after outside changes.
+    pub fn resync(&self) {
+        let records: Vec<(String, String)> = self
+            .node
+            .lock()
+            .vaults()
+            .iter()
+            .map(|r| (r.id.clone(), r.name.clone()))
+            .collect();
+        let mut entries: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut inodes_gone: Vec<u64> = Vec::new();
+        let current = self.vaults.read().clone();
+        for v in &current {
+            let old_name = v.name();
+            match records.iter().find(|(id, _)| *id == v.id) {
+                None => {
+                    self.vaults.write().retain(|x| x.id != v.id);
+                    self.inodes.write().remove_vault_root(v.root_ino);
+                    entries.push((ROOT_INO, old_name.into_bytes()));
+                    continue;
+                }
+                Some((_, name)) if *name != old_name => {
+                    *v.name.write() = name.clone();
+                    self.inodes.write().rename_vault_root(v.root_ino, name);
+                    entries.push((ROOT_INO, old_name.into_bytes()));
+                }
+                _ => {}
+            }
+            if let Some(dir) = v.contents.parent() {
+                match History::open(dir, v.keys.first()) {
+                    Ok(h) => *v.history.lock() = h,
+                    Err(e) => tracing::error!("reopening the history of {}: {e}", v.id),
+                }
+            }
+            for (ino, parent, name) in self.inodes.write().detach_vault(&v.id) {
+                entries.push((parent, name));
+                inodes_gone.push(ino);
+            }
+            inodes_gone.push(v.root_ino);
+        }
+        for (id, name) in &records {
+            if !current.iter().any(|v| v.id == *id) {
+                if let Err(e) = self.add_vault(name) {
+                    tracing::error!("adding vault {id} to the mount: {e}");
+                }
+            }
+        }
+        for f in self.open.lock().values() {
+            f.state.lock().forget_cache(&self.cache);
+        }
+        self.forget_dirs();
+        self.invalidate(&entries, &inodes_gone);
+    }
+
+    fn invalidate(&self, entries: &[(u64, Vec<u8>)], inodes: &[u64]) {
+        let Some(n) = self.notifier.lock().clone() else {
+            return;
+        };
+        for (parent, name) in entries {
+            let _ = n.inval_entry(
+                INodeNo(*parent),
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name),
+            );
+        }
+        for ino in inodes {
+            let _ = n.inval_inode(INodeNo(*ino), 0, 0);
+        }
+    }
+}

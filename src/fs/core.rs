@@ -1,0 +1,351 @@
+//! Shared state of the mount and the mapping from inodes to backing entries.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{Errno, FileAttr, FileType, INodeNo, Notifier};
+use lru::LruCache;
+use parking_lot::{Mutex, RwLock};
+
+use super::cache::PageCache;
+use super::content::OpenFile;
+use super::errno::{FsResult, IoErrno};
+use super::inodes::{Inodes, ROOT_INO};
+use super::vaults::VaultFs;
+use crate::format::names::{self, DirIv, DiskName, EntryKind};
+use crate::format::offsets;
+use crate::store::atomic::write_atomic;
+use crate::store::dirfd::DirFd;
+use crate::vault::Node;
+
+/// Validated mount settings.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub ro: bool,
+    pub cache_bytes: u64,
+    pub commit_delay: Duration,
+    pub ttl: Duration,
+}
+
+pub struct DirHandle {
+    pub fd: DirFd,
+    pub iv: DirIv,
+}
+
+/// An open file handle: which inode, and whether writes append.
+#[derive(Clone, Copy)]
+pub struct Handle {
+    pub ino: u64,
+    pub append: bool,
+    pub write: bool,
+}
+
+pub struct FsCore {
+    pub node: Arc<Mutex<Node>>,
+    pub cfg: MountConfig,
+    pub inodes: RwLock<Inodes>,
+    pub vaults: RwLock<Vec<Arc<VaultFs>>>,
+    dirs: Mutex<LruCache<u64, Arc<DirHandle>>>,
+    pub open: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    pub handles: Mutex<HashMap<u64, Handle>>,
+    dir_lists: Mutex<HashMap<u64, DirList>>,
+    next_fh: AtomicU64,
+    pub cache: PageCache,
+    pub notifier: Mutex<Option<Notifier>>,
+    pub started: SystemTime,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A directory listing taken at opendir, served by offset.
+pub type DirList = Arc<Vec<(u64, FileType, Vec<u8>)>>;
+
+/// Where an entry lives: its parent's backing directory and its disk name.
+pub struct Entry {
+    pub vault: Arc<VaultFs>,
+    pub dir: Arc<DirHandle>,
+    pub disk: DiskName,
+}
+
+impl Entry {
+    pub fn name(&self) -> &str {
+        self.disk.entry()
+    }
+
+    pub fn write_sidecar(&self) -> FsResult<()> {
+        if let DiskName::Long { entry, encoded } = &self.disk {
+            write_atomic(
+                &self.dir.fd.at(&names::sidecar_of(entry)),
+                encoded.as_bytes(),
+            )
+            .errno()?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_sidecar(&self) {
+        if let DiskName::Long { entry, .. } = &self.disk {
+            let _ = self.dir.fd.unlink(&names::sidecar_of(entry));
+        }
+    }
+}
+
+impl FsCore {
+    pub fn new(node: Arc<Mutex<Node>>, cfg: MountConfig) -> FsCore {
+        FsCore {
+            node,
+            cache: PageCache::new(cfg.cache_bytes),
+            cfg,
+            inodes: RwLock::new(Inodes::default()),
+            vaults: RwLock::new(Vec::new()),
+            dirs: Mutex::new(LruCache::new(
+                NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN),
+            )),
+            open: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            dir_lists: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            notifier: Mutex::new(None),
+            started: SystemTime::now(),
+            // SAFETY: geteuid/getegid cannot fail.
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+        }
+    }
+
+    pub fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, h);
+        fh
+    }
+
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let list = Arc::new(self.read_dir(ino)?);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dir_lists.lock().insert(fh, list);
+        Ok(fh)
+    }
+
+    pub fn dir_listing(&self, fh: u64) -> Option<DirList> {
+        self.dir_lists.lock().get(&fh).cloned()
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dir_lists.lock().remove(&fh);
+    }
+
+    /// The open state of `ino`, if it is open (the map lock is not kept).
+    pub fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        let of = self.open.lock().get(&ino).cloned();
+        of
+    }
+
+    pub fn vault_of(&self, ino: u64) -> FsResult<Arc<VaultFs>> {
+        self.inodes
+            .read()
+            .get(ino)
+            .ok_or(Errno::ENOENT)?
+            .vault
+            .clone()
+            .ok_or(Errno::EPERM)
+    }
+
+    pub fn vault_by_name(&self, name: &[u8]) -> Option<Arc<VaultFs>> {
+        self.vaults
+            .read()
+            .iter()
+            .find(|v| v.name().as_bytes() == name)
+            .cloned()
+    }
+
+    pub fn forget_dirs(&self) {
+        self.dirs.lock().clear();
+    }
+
+    /// The backing directory of directory inode `ino`.
+    pub fn dir(&self, ino: u64) -> FsResult<Arc<DirHandle>> {
+        let cached = self.dirs.lock().get(&ino).cloned();
+        if let Some(d) = cached {
+            return Ok(d);
+        }
+        let (vault, chain) = {
+            let inodes = self.inodes.read();
+            let i = inodes.get(ino).ok_or(Errno::ENOENT)?;
+            let vault = i.vault.clone().ok_or(Errno::EPERM)?;
+            (vault, inodes.chain(ino).ok_or(Errno::ENOENT)?)
+        };
+        let root = self.dirs.lock().get(&vault.root_ino).cloned();
+        let mut cur = match root {
+            Some(d) => d,
+            None => {
+                let fd = DirFd::open(&vault.contents).errno()?;
+                let iv = fd.read_diriv().errno()?;
+                let h = Arc::new(DirHandle { fd, iv });
+                self.dirs.lock().put(vault.root_ino, h.clone());
+                h
+            }
+        };
+        for (step, name) in chain {
+            let cached = self.dirs.lock().get(&step).cloned();
+            if let Some(d) = cached {
+                cur = d;
+                continue;
+            }
+            let disk = DiskName::from_encoded(vault.names.encrypt(&cur.iv, &name));
+            let fd = cur.fd.child(disk.entry()).errno()?;
+            let iv = fd.read_diriv().map_err(|_| Errno::EIO)?;
+            let h = Arc::new(DirHandle { fd, iv });
+            self.dirs.lock().put(step, h.clone());
+            cur = h;
+        }
+        Ok(cur)
+    }
+
+    /// The entry `name` in directory inode `parent`.
+    pub fn child_entry(&self, parent: u64, name: &[u8]) -> FsResult<Entry> {
+        names::validate(name).map_err(|_| {
+            if name.len() > names::NAME_MAX {
+                Errno::ENAMETOOLONG
+            } else {
+                Errno::EINVAL
+            }
+        })?;
+        let vault = self.vault_of(parent)?;
+        let dir = self.dir(parent)?;
+        let disk = DiskName::from_encoded(vault.names.encrypt(&dir.iv, name));
+        Ok(Entry { vault, dir, disk })
+    }
+
+    /// The entry of inode `ino` (not a root).
+    pub fn entry_of(&self, ino: u64) -> FsResult<Entry> {
+        let (parent, name) = {
+            let inodes = self.inodes.read();
+            let i = inodes.get(ino).ok_or(Errno::ENOENT)?;
+            if i.parent == ROOT_INO || ino == ROOT_INO {
+                return Err(Errno::EPERM);
+            }
+            (i.parent, i.name.clone())
+        };
+        self.child_entry(parent, &name)
+    }
+
+    /// Decrypted entries of directory inode `ino`: (name, disk entry, file type).
+    pub fn list(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, String, FileType)>> {
+        let vault = self.vault_of(ino)?;
+        let dir = self.dir(ino)?;
+        let mut out = Vec::new();
+        for raw in dir.fd.entries().errno()? {
+            let encoded = match names::classify(&raw) {
+                EntryKind::Direct => raw.clone(),
+                EntryKind::Long => {
+                    match std::fs::read_to_string(dir.fd.at(&names::sidecar_of(&raw))) {
+                        Ok(enc) if names::long_entry(&enc) == raw => enc,
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            let Ok(name) = vault.names.decrypt(&dir.iv, &encoded) else {
+                tracing::warn!("an entry name in a directory of a vault does not authenticate");
+                continue;
+            };
+            if names::validate(&name).is_err() {
+                continue;
+            }
+            let Ok(m) = dir.fd.stat(&raw) else { continue };
+            out.push((name, raw, file_type(&m)));
+        }
+        Ok(out)
+    }
+
+    /// Attributes of a backing entry as the mount shows them.
+    pub fn attr(&self, ino: u64, m: &Metadata) -> FileAttr {
+        let kind = file_type(m);
+        let mut size = match kind {
+            FileType::RegularFile => offsets::plain_len(m.len()).unwrap_or(0),
+            FileType::Directory => 4096,
+            _ => m.len(),
+        };
+        let mut mtime = ts(m.mtime(), m.mtime_nsec());
+        let mut ctime = ts(m.ctime(), m.ctime_nsec());
+        if let Some(of) = self.open_file(ino) {
+            let st = of.state.lock();
+            size = st.size;
+            if let Some(t) = st.pending_mtime {
+                mtime = t;
+                ctime = ctime.max(t);
+            }
+        }
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: ts(m.atime(), m.atime_nsec()),
+            mtime,
+            ctime,
+            crtime: ctime,
+            kind,
+            perm: (m.mode() & 0o7777) as u16,
+            nlink: m.nlink() as u32,
+            uid: m.uid(),
+            gid: m.gid(),
+            rdev: m.rdev() as u32,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    /// Attributes of the mount root.
+    pub fn root_attr(&self) -> FileAttr {
+        let n = self.vaults.read().len() as u32;
+        FileAttr {
+            ino: INodeNo(ROOT_INO),
+            size: 4096,
+            blocks: 8,
+            atime: self.started,
+            mtime: self.started,
+            ctime: self.started,
+            crtime: self.started,
+            kind: FileType::Directory,
+            perm: 0o755,
+            nlink: 2 + n,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+}
+
+pub fn file_type(m: &Metadata) -> FileType {
+    let t = m.file_type();
+    if t.is_dir() {
+        FileType::Directory
+    } else if t.is_symlink() {
+        FileType::Symlink
+    } else if t.is_fifo() {
+        FileType::NamedPipe
+    } else if t.is_char_device() {
+        FileType::CharDevice
+    } else if t.is_block_device() {
+        FileType::BlockDevice
+    } else if t.is_socket() {
+        FileType::Socket
+    } else {
+        FileType::RegularFile
+    }
+}
+
+fn ts(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec as u64)
+    }
+}

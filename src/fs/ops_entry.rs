@@ -1,0 +1,496 @@
+//! Namespace operations inside a vault: lookup, attributes, create/remove/rename
+//! of directories, links, symlinks and special files.
+
+use std::os::unix::fs::MetadataExt;
+
+use fuser::{Errno, FileAttr, FileType, TimeOrNow};
+
+use super::core::{file_type, Entry, FsCore};
+use super::errno::{FsResult, IoErrno};
+use super::inodes::ROOT_INO;
+use crate::crypto::random_array;
+use crate::format::names::DIRIV_FILE;
+use crate::store::dirfd::timespec;
+use crate::store::ChangeKind;
+
+/// Who asked: the new entry's owner.
+#[derive(Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+}
+
+fn when(t: TimeOrNow) -> libc::timespec {
+    match t {
+        TimeOrNow::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        TimeOrNow::SpecificTime(t) => timespec(t),
+    }
+}
+
+impl FsCore {
+    pub(super) fn check_writable(&self) -> FsResult<()> {
+        if self.cfg.ro {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn path_of(&self, ino: u64) -> String {
+        self.inodes.read().path_of(ino).unwrap_or_default()
+    }
+
+    fn child_path(&self, parent: u64, name: &[u8]) -> String {
+        let p = self.path_of(parent);
+        let n = String::from_utf8_lossy(name);
+        if p.is_empty() {
+            n.into_owned()
+        } else {
+            format!("{p}/{n}")
+        }
+    }
+
+    /// Register the entry `name` of `parent` and return its attributes.
+    fn found(&self, parent: u64, name: &[u8], e: &Entry) -> FsResult<FileAttr> {
+        let m = e.dir.fd.stat(e.name()).errno()?;
+        let ino = self.inodes.write().found(
+            &e.vault,
+            parent,
+            name,
+            file_type(&m),
+            (m.dev(), m.ino()),
+        );
+        Ok(self.attr(ino, &m))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<FileAttr> {
+        if parent == ROOT_INO {
+            return self.root_lookup(name);
+        }
+        let e = self.child_entry(parent, name)?;
+        self.found(parent, name, &e)
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        if let Some(of) = self.open_file(ino) {
+            let m = of.state.lock().file().metadata().errno()?;
+            return Ok(self.attr(ino, &m));
+        }
+        let vault = self.vault_of(ino)?;
+        if ino == vault.root_ino {
+            let m = std::fs::metadata(&vault.contents).errno()?;
+            return Ok(self.attr(ino, &m));
+        }
+        let e = self.entry_of(ino)?;
+        let m = e.dir.fd.stat(e.name()).errno()?;
+        Ok(self.attr(ino, &m))
+    }
+
+    pub fn setattr(&self, ino: u64, a: SetAttr) -> FsResult<FileAttr> {
+        if ino == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        self.check_writable()?;
+        let vault = self.vault_of(ino)?;
+        let _gate = vault.gate.read();
+        let entry = if ino == vault.root_ino {
+            None
+        } else {
+            Some(self.entry_of(ino)?)
+        };
+        let (fd, name) = match &entry {
+            Some(e) => (&e.dir.fd, Some(e.name())),
+            None => (&self.dir(ino)?.fd, None),
+        };
+        if let Some(size) = a.size {
+            self.truncate_ino(ino, size, entry.as_ref())?;
+        }
+        if a.uid.is_some() || a.gid.is_some() {
+            fd.chown(name, a.uid, a.gid).errno()?;
+        }
+        if let Some(mode) = a.mode {
+            fd.chmod(name, mode).errno()?;
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            // Pending writes carry their own mtime; write them back first so an
+            // explicit time wins.
+            if let Some(of) = self.open_file(ino) {
+                of.state
+                    .lock()
+                    .write_back(&vault.keys, &self.cache)
+                    .errno()?;
+            }
+            fd.utimens(name, a.atime.map(when), a.mtime.map(when))
+                .errno()?;
+        }
+        vault.record(ChangeKind::Modified, self.path_of(ino));
+        self.getattr(ino)
+    }
+
+    fn truncate_ino(&self, ino: u64, size: u64, e: Option<&Entry>) -> FsResult<()> {
+        let e = e.ok_or(Errno::EISDIR)?;
+        let vault = &e.vault;
+        if let Some(of) = self.open_file(ino) {
+            let mut st = of.state.lock();
+            st.truncate(size, &self.cache).errno()?;
+            return st.write_back(&vault.keys, &self.cache).errno();
+        }
+        let m = e.dir.fd.stat(e.name()).errno()?;
+        match file_type(&m) {
+            FileType::RegularFile => {}
+            FileType::Directory => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
+        }
+        let f = e.dir.fd.open_file(e.name(), false).errno()?;
+        let mut st = super::content::FileState::open(f, &vault.keys, &self.cache).errno()?;
+        st.truncate(size, &self.cache).errno()?;
+        st.write_back(&vault.keys, &self.cache).errno()
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let e = self.entry_of(ino)?;
+        let disk = e.dir.fd.readlink(e.name()).errno()?;
+        let plain = e
+            .vault
+            .links
+            .open_target(disk.as_os_str().as_encoded_bytes())
+            .ok_or_else(|| {
+                tracing::warn!("a symlink target does not authenticate");
+                Errno::EIO
+            })?;
+        Ok(plain.to_vec())
+    }
+
+    /// Give a new entry its owner (when running as root) and exact mode.
+    fn own(&self, e: &Entry, parent: u64, who: Caller, mode: Option<u32>) -> FsResult<()> {
+        if self.uid == 0 {
+            let pm = if parent == e.vault.root_ino {
+                std::fs::metadata(&e.vault.contents).errno()?
+            } else {
+                e.dir.fd.stat_self().errno()?
+            };
+            let gid = if pm.mode() & libc::S_ISGID != 0 {
+                pm.gid()
+            } else {
+                who.gid
+            };
+            e.dir
+                .fd
+                .chown(Some(e.name()), Some(who.uid), Some(gid))
+                .errno()?;
+        }
+        if let Some(mode) = mode {
+            e.dir.fd.chmod(Some(e.name()), mode).errno()?;
+        }
+        Ok(())
+    }
+
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+        who: Caller,
+    ) -> FsResult<FileAttr> {
+        if parent == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        self.check_writable()?;
+        let e = self.child_entry(parent, name)?;
+        let _gate = e.vault.gate.read();
+        let _ns = e.vault.ns.lock();
+        e.write_sidecar()?;
+        let made = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
+            e.dir.fd.create_file(e.name(), 0o600).map(drop)
+        } else {
+            e.dir.fd.mknod(e.name(), mode, rdev as u64)
+        };
+        if let Err(err) = made {
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                e.remove_sidecar();
+            }
+            return Err(super::errno::from_io(&err));
+        }
+        self.own(&e, parent, who, Some(mode & 0o7777))?;
+        e.vault
+            .record(ChangeKind::Added, self.child_path(parent, name));
+        self.found(parent, name, &e)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> FsResult<FileAttr> {
+        if parent == ROOT_INO {
+            return self.root_mkdir(name);
+        }
+        self.check_writable()?;
+        let e = self.child_entry(parent, name)?;
+        let _gate = e.vault.gate.read();
+        let _ns = e.vault.ns.lock();
+        e.write_sidecar()?;
+        let iv = random_array();
+        e.dir.fd.mkdir_with_iv(e.name(), mode, &iv).errno()?;
+        let pm = e.dir.fd.stat_self().errno()?;
+        let inherit = if pm.mode() & libc::S_ISGID != 0 {
+            libc::S_ISGID
+        } else {
+            0
+        };
+        self.own(&e, parent, who, Some((mode & 0o7777) | inherit))?;
+        e.vault
+            .record(ChangeKind::Added, format!("{}/", self.child_path(parent, name)));
+        self.found(parent, name, &e)
+    }
+
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        who: Caller,
+    ) -> FsResult<FileAttr> {
+        if parent == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        self.check_writable()?;
+        let e = self.child_entry(parent, name)?;
+        let disk_target = e
+            .vault
+            .links
+            .seal_target(target)
+            .ok_or(Errno::ENAMETOOLONG)?;
+        let _gate = e.vault.gate.read();
+        let _ns = e.vault.ns.lock();
+        e.write_sidecar()?;
+        e.dir.fd.symlink(e.name(), &disk_target).errno()?;
+        self.own(&e, parent, who, None)?;
+        e.vault
+            .record(ChangeKind::Added, self.child_path(parent, name));
+        self.found(parent, name, &e)
+    }
+
+    pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<FileAttr> {
+        if newparent == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        self.check_writable()?;
+        let src = self.entry_of(ino)?;
+        let dst = self.child_entry(newparent, newname)?;
+        if src.vault.id != dst.vault.id {
+            return Err(Errno::EXDEV);
+        }
+        let _gate = dst.vault.gate.read();
+        let _ns = dst.vault.ns.lock();
+        if file_type(&src.dir.fd.stat(src.name()).errno()?) == FileType::Directory {
+            return Err(Errno::EPERM);
+        }
+        dst.write_sidecar()?;
+        src.dir
+            .fd
+            .link_to(src.name(), &dst.dir.fd, dst.name())
+            .errno()?;
+        dst.vault
+            .record(ChangeKind::Added, self.child_path(newparent, newname));
+        self.found(newparent, newname, &dst)
+    }
+
+    /// The inode (if known) of an existing backing entry.
+    fn known_ino(&self, e: &Entry) -> Option<(u64, std::fs::Metadata)> {
+        let m = e.dir.fd.stat(e.name()).ok()?;
+        let ino = self.inodes.read().by_backing(&e.vault.id, m.dev(), m.ino());
+        Some((ino.unwrap_or(0), m))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        if parent == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        self.check_writable()?;
+        let e = self.child_entry(parent, name)?;
+        let _gate = e.vault.gate.read();
+        let _ns = e.vault.ns.lock();
+        let (ino, m) = self.known_ino(&e).ok_or(Errno::ENOENT)?;
+        if m.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        e.dir.fd.unlink(e.name()).errno()?;
+        e.remove_sidecar();
+        if m.nlink() <= 1 && ino != 0 {
+            self.inodes.write().unlinked(ino);
+        }
+        e.vault
+            .record(ChangeKind::Removed, self.child_path(parent, name));
+        Ok(())
+    }
+
+    /// A backing directory with nothing but its IV (and leftovers of ours) in it.
+    fn empty_backing_dir(&self, e: &Entry) -> FsResult<bool> {
+        let d = e.dir.fd.child(e.name()).errno()?;
+        Ok(d.entries()
+            .errno()?
+            .iter()
+            .all(|n| n == DIRIV_FILE || n.starts_with(".tmp-")))
+    }
+
+    /// Remove the empty backing directory of entry `e`.
+    fn remove_dir_entry(&self, e: &Entry) -> FsResult<()> {
+        if !self.empty_backing_dir(e)? {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let d = e.dir.fd.child(e.name()).errno()?;
+        let iv = d.read_diriv().ok();
+        for n in d.entries().errno()? {
+            let _ = d.unlink(&n);
+        }
+        if let Err(err) = e.dir.fd.rmdir(e.name()) {
+            if let Some(iv) = iv {
+                let _ = std::fs::write(d.at(DIRIV_FILE), iv);
+            }
+            return Err(super::errno::from_io(&err));
+        }
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        if parent == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        self.check_writable()?;
+        let e = self.child_entry(parent, name)?;
+        let _gate = e.vault.gate.read();
+        let _ns = e.vault.ns.lock();
+        let (ino, m) = self.known_ino(&e).ok_or(Errno::ENOENT)?;
+        if !m.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        self.remove_dir_entry(&e)?;
+        e.remove_sidecar();
+        if ino != 0 {
+            self.inodes.write().unlinked(ino);
+        }
+        e.vault
+            .record(ChangeKind::Removed, format!("{}/", self.child_path(parent, name)));
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
+        if parent == ROOT_INO || newparent == ROOT_INO {
+            return self.root_rename(parent, name, newparent, newname, flags);
+        }
+        self.check_writable()?;
+        let src = self.child_entry(parent, name)?;
+        let dst = self.child_entry(newparent, newname)?;
+        if src.vault.id != dst.vault.id {
+            return Err(Errno::EXDEV);
+        }
+        let vault = src.vault.clone();
+        let _gate = vault.gate.read();
+        let _ns = vault.ns.lock();
+        let (src_ino, sm) = self.known_ino(&src).ok_or(Errno::ENOENT)?;
+        let target = self.known_ino(&dst);
+        let old_path = self.child_path(parent, name);
+        let new_path = self.child_path(newparent, newname);
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if exchange {
+            let (dst_ino, _) = target.ok_or(Errno::ENOENT)?;
+            src.dir
+                .fd
+                .rename_to(src.name(), &dst.dir.fd, dst.name(), flags)
+                .errno()?;
+            let mut inodes = self.inodes.write();
+            inodes.moved(src_ino, newparent, newname);
+            inodes.moved(dst_ino, parent, name);
+            drop(inodes);
+            vault.record(ChangeKind::Modified, old_path);
+            vault.record(ChangeKind::Modified, new_path);
+            return Ok(());
+        }
+        if let Some((_, tm)) = &target {
+            if tm.dev() == sm.dev() && tm.ino() == sm.ino() {
+                // Two links to one file: rename(2) does nothing.
+                return Ok(());
+            }
+            if flags & libc::RENAME_NOREPLACE != 0 {
+                return Err(Errno::EEXIST);
+            }
+            match (sm.is_dir(), tm.is_dir()) {
+                (true, false) => return Err(Errno::ENOTDIR),
+                (false, true) => return Err(Errno::EISDIR),
+                (true, true) => self.remove_dir_entry(&dst)?,
+                _ => {}
+            }
+        }
+        dst.write_sidecar()?;
+        src.dir
+            .fd
+            .rename_to(src.name(), &dst.dir.fd, dst.name(), flags)
+            .errno()?;
+        src.remove_sidecar();
+        let mut inodes = self.inodes.write();
+        if let Some((dst_ino, tm)) = target {
+            if dst_ino != 0 && (tm.is_dir() || tm.nlink() <= 1) {
+                inodes.unlinked(dst_ino);
+            }
+        }
+        if src_ino != 0 {
+            inodes.moved(src_ino, newparent, newname);
+        }
+        drop(inodes);
+        let slash = if sm.is_dir() { "/" } else { "" };
+        vault.record(ChangeKind::Removed, format!("{old_path}{slash}"));
+        vault.record(ChangeKind::Added, format!("{new_path}{slash}"));
+        Ok(())
+    }
+
+    /// A snapshot of a directory's entries with inode numbers, "." and ".." first.
+    pub fn read_dir(&self, ino: u64) -> FsResult<Vec<(u64, FileType, Vec<u8>)>> {
+        if ino == ROOT_INO {
+            return Ok(self.root_entries());
+        }
+        let parent = self
+            .inodes
+            .read()
+            .get(ino)
+            .map(|i| i.parent)
+            .ok_or(Errno::ENOENT)?;
+        let mut out = vec![
+            (ino, FileType::Directory, b".".to_vec()),
+            (parent, FileType::Directory, b"..".to_vec()),
+        ];
+        let dir = self.dir(ino)?;
+        let vault = self.vault_of(ino)?;
+        for (name, raw, kind) in self.list(ino)? {
+            let known = dir
+                .fd
+                .stat(&raw)
+                .ok()
+                .and_then(|m| self.inodes.read().by_backing(&vault.id, m.dev(), m.ino()));
+            // Unknown entries get a number from the far end of the range; the
+            // kernel only shows it (readdir's d_ino), lookups assign the real one.
+            let shown = known.unwrap_or(u64::MAX - out.len() as u64);
+            out.push((shown, kind, name));
+        }
+        Ok(out)
+    }
+}

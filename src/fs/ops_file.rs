@@ -1,0 +1,197 @@
+//! File contents: open/create, read/write through the page cache, write-back.
+
+use std::sync::Arc;
+
+use fuser::{Errno, FileAttr};
+
+use super::content::{FileState, OpenFile};
+use super::core::{Entry, FsCore, Handle};
+use super::errno::{FsResult, IoErrno};
+use super::inodes::ROOT_INO;
+use super::ops_entry::Caller;
+use crate::store::ChangeKind;
+
+impl FsCore {
+    /// The shared open state of `ino`, creating it from `e` (or from `file`).
+    fn open_state(
+        &self,
+        ino: u64,
+        e: &Entry,
+        write: bool,
+        file: Option<std::fs::File>,
+    ) -> FsResult<Arc<OpenFile>> {
+        let mut open = self.open.lock();
+        if let Some(of) = open.get(&ino).cloned() {
+            if write && !of.state.lock().writable {
+                let f = e.dir.fd.open_file(e.name(), false).errno()?;
+                of.state.lock().replace_file(f, true);
+            }
+            *of.handles.lock() += 1;
+            return Ok(of);
+        }
+        let (f, writable) = match file {
+            Some(f) => (f, true),
+            None => match e.dir.fd.open_file(e.name(), self.cfg.ro) {
+                Ok(f) => (f, !self.cfg.ro),
+                Err(err) if !write && err.raw_os_error() == Some(libc::EACCES) => {
+                    (e.dir.fd.open_file(e.name(), true).errno()?, false)
+                }
+                Err(err) => return Err(super::errno::from_io(&err)),
+            },
+        };
+        let mut st = FileState::open(f, &e.vault.keys, &self.cache).map_err(|err| {
+            tracing::warn!("an open file of vault {} is not a valid blob", e.vault.id);
+            super::errno::from_io(&err)
+        })?;
+        st.writable = writable;
+        let of = Arc::new(OpenFile::new(ino, e.vault.id.clone(), st));
+        *of.handles.lock() = 1;
+        open.insert(ino, of.clone());
+        Ok(of)
+    }
+
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+        if ino == ROOT_INO {
+            return Err(Errno::EISDIR);
+        }
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        if write || flags & libc::O_TRUNC != 0 {
+            self.check_writable()?;
+        }
+        let vault = self.vault_of(ino)?;
+        if ino == vault.root_ino {
+            return Err(Errno::EISDIR);
+        }
+        let e = self.entry_of(ino)?;
+        let of = self.open_state(ino, &e, write, None)?;
+        if flags & libc::O_TRUNC != 0 {
+            let _gate = vault.gate.read();
+            let mut st = of.state.lock();
+            if st.size != 0 {
+                st.truncate(0, &self.cache).errno()?;
+                vault.record(ChangeKind::Modified, self.path_of(ino));
+            }
+        }
+        Ok(self.new_fh(Handle {
+            ino,
+            append: flags & libc::O_APPEND != 0,
+            write,
+        }))
+    }
+
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+        who: Caller,
+    ) -> FsResult<(FileAttr, u64)> {
+        let attr = self.mknod(parent, name, libc::S_IFREG | (mode & 0o7777), 0, who)?;
+        let ino = attr.ino.0;
+        let e = self.entry_of(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        // The creator may write even if the new mode says otherwise.
+        let f = e.dir.fd.open_file(e.name(), false).errno()?;
+        self.open_state(ino, &e, true, Some(f))?;
+        let fh = self.new_fh(Handle {
+            ino,
+            append: flags & libc::O_APPEND != 0,
+            write,
+        });
+        Ok((attr, fh))
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<(Handle, Arc<OpenFile>)> {
+        let h = *self.handles.lock().get(&fh).ok_or(Errno::EBADF)?;
+        let of = self.open.lock().get(&h.ino).cloned().ok_or(Errno::EBADF)?;
+        Ok((h, of))
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (_, of) = self.handle(fh)?;
+        let st = of.state.lock();
+        st.read(offset, size, &self.cache).errno()
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let (h, of) = self.handle(fh)?;
+        if !h.write {
+            return Err(Errno::EBADF);
+        }
+        let vault = self.vault_of(h.ino)?;
+        let _gate = vault.gate.read();
+        let mut st = of.state.lock();
+        let at = if h.append { st.size } else { offset };
+        st.write(at, data, &self.cache).errno()?;
+        if self.cache.over_dirty_budget() || st.dirty_pages() > self.cache.dirty_limit() / 2 {
+            st.write_back(&vault.keys, &self.cache).errno()?;
+        }
+        drop(st);
+        vault.record(ChangeKind::Modified, self.path_of(h.ino));
+        Ok(data.len() as u32)
+    }
+
+    /// Write back an open file's changes (close, fsync, release).
+    pub fn flush(&self, fh: u64, sync: bool) -> FsResult<()> {
+        let (h, of) = self.handle(fh)?;
+        let vault = self.vault_of(h.ino)?;
+        let _gate = vault.gate.read();
+        let mut st = of.state.lock();
+        st.write_back(&vault.keys, &self.cache).errno()?;
+        if sync {
+            st.file().sync_data().errno()?;
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let res = self.flush(fh, false);
+        let Some(h) = self.handles.lock().remove(&fh) else {
+            return res;
+        };
+        let mut open = self.open.lock();
+        if let Some(of) = open.get(&h.ino).cloned() {
+            let mut n = of.handles.lock();
+            *n = n.saturating_sub(1);
+            if *n == 0 && !of.state.lock().is_dirty() {
+                open.remove(&h.ino);
+            }
+        }
+        res
+    }
+
+    pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        if mode != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let (h, of) = self.handle(fh)?;
+        if !h.write {
+            return Err(Errno::EBADF);
+        }
+        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        let vault = self.vault_of(h.ino)?;
+        let _gate = vault.gate.read();
+        let mut st = of.state.lock();
+        if end > st.size {
+            st.truncate(end, &self.cache).errno()?;
+            st.write_back(&vault.keys, &self.cache).errno()?;
+            vault.record(ChangeKind::Modified, self.path_of(h.ino));
+        }
+        Ok(())
+    }
+
+    /// Space figures of the disk under the home.
+    pub fn statfs(&self, ino: u64) -> FsResult<libc::statvfs> {
+        let vault = match self.vault_of(ino) {
+            Ok(v) => v,
+            Err(_) => self.vaults.read().first().cloned().ok_or(Errno::ENOENT)?,
+        };
+        crate::store::dirfd::DirFd::open(&vault.contents)
+            .errno()?
+            .statvfs()
+            .errno()
+    }
+}

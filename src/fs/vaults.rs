@@ -1,0 +1,98 @@
+//! Per-vault state of the mount: keys, ciphers, history, pending changes, locks.
+//!
+//! Lock order: `gate` (shared by every mutation, exclusive for a commit or a
+//! control command) → `ns` (namespace changes of this vault, one at a time) →
+//! an open file's content lock.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::crypto::Keychain;
+use crate::format::links::LinkCipher;
+use crate::format::names::NameCipher;
+use crate::store::history::History;
+use crate::store::{Change, ChangeKind};
+use crate::vault::Vault;
+
+pub struct VaultFs {
+    pub id: String,
+    pub name: RwLock<String>,
+    pub contents: PathBuf,
+    pub keys: Keychain,
+    pub names: NameCipher,
+    pub links: LinkCipher,
+    pub history: Mutex<History>,
+    pub pending: Mutex<Pending>,
+    pub gate: RwLock<()>,
+    pub ns: Mutex<()>,
+    pub root_ino: u64,
+}
+
+#[derive(Default)]
+pub struct Pending {
+    pub changes: Vec<Change>,
+    seen: std::collections::HashSet<(ChangeKind, String)>,
+    pub last: Option<Instant>,
+    pub last_commit: Option<(String, i64)>,
+    pub last_error: Option<String>,
+}
+
+impl Pending {
+    /// Record a change (repeats of the same change are kept once).
+    pub fn record(&mut self, kind: ChangeKind, path: String) {
+        self.last = Some(Instant::now());
+        if let Some(c) = self.changes.last() {
+            if c.kind == kind && c.path == path {
+                return;
+            }
+        }
+        // A file added or already modified in this batch needs no "modified".
+        if kind == ChangeKind::Modified
+            && (self.seen.contains(&(ChangeKind::Added, path.clone()))
+                || self.seen.contains(&(ChangeKind::Modified, path.clone())))
+        {
+            return;
+        }
+        self.seen.insert((kind, path.clone()));
+        self.changes.push(Change::new(kind, path));
+    }
+
+    /// The batch was committed.
+    pub fn clear(&mut self) {
+        self.changes.clear();
+        self.seen.clear();
+        self.last = None;
+        self.last_error = None;
+    }
+}
+
+impl VaultFs {
+    pub fn new(vault: Vault, root_ino: u64) -> VaultFs {
+        let keys = vault.tree().keys().clone();
+        let contents = vault.tree().contents_dir().to_path_buf();
+        let (record, history) = vault.into_parts();
+        VaultFs {
+            id: record.id.clone(),
+            name: RwLock::new(record.name.clone()),
+            contents,
+            names: NameCipher::new(keys.first()),
+            links: LinkCipher::new(keys.first()),
+            keys,
+            history: Mutex::new(history),
+            pending: Mutex::new(Pending::default()),
+            gate: RwLock::new(()),
+            ns: Mutex::new(()),
+            root_ino,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.name.read().clone()
+    }
+
+    pub fn record(&self, kind: ChangeKind, path: String) {
+        self.pending.lock().record(kind, path);
+    }
+}

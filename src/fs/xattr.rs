@@ -1,0 +1,162 @@
+//! `user.*` extended attributes, stored encrypted on the backing entry (names
+//! and values; layout in `format::links`). Other namespaces are not supported.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use fuser::Errno;
+
+use super::core::FsCore;
+use super::errno::FsResult;
+use super::inodes::ROOT_INO;
+use crate::store::ChangeKind;
+
+fn c(p: &std::path::Path) -> FsResult<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+fn last_errno() -> Errno {
+    super::errno::from_io(&std::io::Error::last_os_error())
+}
+
+impl FsCore {
+    fn xattr_target(&self, ino: u64) -> FsResult<PathBuf> {
+        if ino == ROOT_INO {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let v = self.vault_of(ino)?;
+        if ino == v.root_ino {
+            return Ok(self.dir(ino)?.fd.path());
+        }
+        let e = self.entry_of(ino)?;
+        Ok(e.dir.fd.at(e.name()))
+    }
+
+    fn disk_xattr_name(&self, ino: u64, name: &[u8]) -> FsResult<String> {
+        if !name.starts_with(b"user.") {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let n = self.vault_of(ino)?.links.xattr_name(name);
+        if n.len() > 255 {
+            return Err(Errno::ERANGE);
+        }
+        Ok(n)
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
+        self.check_writable()?;
+        let disk = self.disk_xattr_name(ino, name)?;
+        let vault = self.vault_of(ino)?;
+        let sealed = vault.links.seal_xattr(&disk, value);
+        let path = c(&self.xattr_target(ino)?)?;
+        let n = CString::new(disk).map_err(|_| Errno::EINVAL)?;
+        let _gate = vault.gate.read();
+        // SAFETY: valid C strings and buffer; result checked.
+        let rc = unsafe {
+            libc::lsetxattr(
+                path.as_ptr(),
+                n.as_ptr(),
+                sealed.as_ptr().cast(),
+                sealed.len(),
+                flags,
+            )
+        };
+        if rc < 0 {
+            return Err(last_errno());
+        }
+        vault.record(ChangeKind::Modified, self.path_of(ino));
+        Ok(())
+    }
+
+    /// The raw (sealed) value of a backing xattr.
+    fn raw_get(path: &CString, name: &CString) -> FsResult<Vec<u8>> {
+        // SAFETY: a null buffer with size 0 asks for the size; result checked.
+        let len =
+            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        if len < 0 {
+            return Err(last_errno());
+        }
+        let mut buf = vec![0u8; len as usize];
+        // SAFETY: buf has room for len bytes; result checked.
+        let got = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if got < 0 {
+            return Err(last_errno());
+        }
+        buf.truncate(got as usize);
+        Ok(buf)
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
+        let disk = match self.disk_xattr_name(ino, name) {
+            Err(Errno::EOPNOTSUPP) => return Err(Errno::ENODATA),
+            other => other?,
+        };
+        let path = c(&self.xattr_target(ino)?)?;
+        let n = CString::new(disk.clone()).map_err(|_| Errno::EINVAL)?;
+        let raw = Self::raw_get(&path, &n)?;
+        let vault = self.vault_of(ino)?;
+        let plain = vault.links.open_xattr(&disk, &raw).ok_or_else(|| {
+            tracing::warn!("an extended attribute does not authenticate");
+            Errno::EIO
+        })?;
+        Ok(plain.to_vec())
+    }
+
+    /// NUL-separated plaintext names.
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        if ino == ROOT_INO {
+            return Ok(Vec::new());
+        }
+        let path = c(&self.xattr_target(ino)?)?;
+        // SAFETY: size query with a null buffer; result checked.
+        let len = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+        if len < 0 {
+            return Err(last_errno());
+        }
+        let mut buf = vec![0u8; len as usize];
+        // SAFETY: buf has room for len bytes; result checked.
+        let got = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got < 0 {
+            return Err(last_errno());
+        }
+        buf.truncate(got as usize);
+        let vault = self.vault_of(ino)?;
+        let mut out = Vec::new();
+        for raw in buf.split(|b| *b == 0).filter(|s| !s.is_empty()) {
+            if let Some(name) = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| vault.links.xattr_plain_name(s))
+            {
+                out.extend_from_slice(&name);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
+        self.check_writable()?;
+        let disk = match self.disk_xattr_name(ino, name) {
+            Err(Errno::EOPNOTSUPP) => return Err(Errno::ENODATA),
+            other => other?,
+        };
+        let path = c(&self.xattr_target(ino)?)?;
+        let n = CString::new(disk).map_err(|_| Errno::EINVAL)?;
+        let vault = self.vault_of(ino)?;
+        let _gate = vault.gate.read();
+        // SAFETY: valid C strings; result checked.
+        if unsafe { libc::lremovexattr(path.as_ptr(), n.as_ptr()) } < 0 {
+            return Err(last_errno());
+        }
+        vault.record(ChangeKind::Modified, self.path_of(ino));
+        Ok(())
+    }
+}
