@@ -7,7 +7,7 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::{Config, PassSource};
-use super::{new_root_key, pass, unlock, Out};
+use super::{new_root_key, pass, unlock, unlock_verified, Out};
 use pkfs::args::KeyCmd;
 
 pub fn init(cfg: &Config) -> anyhow::Result<()> {
@@ -33,11 +33,15 @@ pub fn init(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run by the daemon, both passphrases come from the client: the current one
+/// (verified against `root.key`) and the new one (already confirmed).
 pub fn passwd(cfg: &Config, new_passfile: Option<&Path>) -> anyhow::Result<()> {
-    let mut node = unlock(cfg)?;
-    let src = match new_passfile {
-        Some(p) => PassSource::File(p.to_path_buf()),
-        None => PassSource::Terminal,
+    let mut node = unlock_verified(cfg)?;
+    let src = match (&cfg.new_pass, new_passfile) {
+        (Some(p), _) => PassSource::Provided(p.clone()),
+        _ if cfg.remote() => PassSource::Unavailable,
+        (None, Some(p)) => PassSource::File(p.to_path_buf()),
+        (None, None) => PassSource::Terminal,
     };
     let new = pass::read(&src, "New passphrase: ", true)?;
     node.change_protector(Box::new(Passphrase::new(new, cfg.kdf)))?;

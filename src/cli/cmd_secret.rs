@@ -1,7 +1,6 @@
 //! `pkfs secret ...` (Polykey's `pk secrets`).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 
 use pkfs::store::{Change, Kind, Tree, VPath};
 use pkfs::vault::{Node, Vault};
@@ -9,7 +8,9 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
-use super::{fmt_time, parse_entry, parse_target, secret_io, shown_name, unlock, Out};
+use super::{
+    fmt_time, parse_entry, parse_target, read_stdin, secret_io, shown_name, unlock, write_out, Out,
+};
 use pkfs::args::SecretCmd;
 
 /// Vaults opened so far in this command, by name.
@@ -50,17 +51,15 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let mut data = zeroize::Zeroizing::new(Vec::new());
-            std::io::stdin()
-                .read_to_end(&mut data)
-                .map_err(|e| Error::io("stdin", e))?;
+            let data = read_stdin(cfg)?;
             vaults.get(&t.vault)?.write(&t.path, &data)?;
         }
         SecretCmd::Add { file, target } => {
             let t = parse_target(&target)?;
             let vault = vaults.get(&t.vault)?;
+            let local = cfg.local_path(&file);
             let data =
-                zeroize::Zeroizing::new(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
+                zeroize::Zeroizing::new(std::fs::read(&local).map_err(|e| Error::io(&file, e))?);
             let mut path = t.path.clone();
             if t.dir || vault.tree().is_dir(&path)? {
                 let name = file
@@ -75,13 +74,10 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| parse_entry(t))
                 .collect::<Result<_, _>>()?;
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
             for t in parsed {
                 let data = vaults.get(&t.vault)?.tree().read(&t.path)?;
-                lock.write_all(&data).map_err(|e| Error::io("stdout", e))?;
+                write_out(&data).map_err(|e| Error::io("stdout", e))?;
             }
-            lock.flush().map_err(|e| Error::io("stdout", e))?;
         }
         SecretCmd::Ls { target, long } => {
             let t = parse_target(&target)?;
@@ -162,13 +158,24 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
         }
         SecretCmd::Import { dir, target } => {
             let t = parse_target(&target)?;
+            let dir = cfg.local_path(&dir);
             let n = secret_io::import(vaults.get(&t.vault)?, &dir, &t.path, cfg.quiet)?;
             out.say(format!("Imported {n} file(s) into {}:{}", t.vault, t.path));
         }
         SecretCmd::Env { targets, command } => {
+            // The daemon never starts a command: it hands the variables to the
+            // client, which does (see remote.rs).
+            if cfg.remote() && !command.is_empty() && !cfg.env_values {
+                return Err(Error::Usage(
+                    "the pkfs daemon does not run commands; the client must".into(),
+                )
+                .into());
+            }
             let vars = secret_io::collect_env(&mut vaults, &targets)?;
             if command.is_empty() {
                 secret_io::print_exports(&vars)?;
+            } else if cfg.remote() {
+                secret_io::send_env_values(&vars)?;
             } else {
                 return Err(secret_io::exec_with(&vars, &command).into());
             }

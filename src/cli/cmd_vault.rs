@@ -1,12 +1,12 @@
 //! `pkfs vault ...`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 
 use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
-use super::{fmt_time, shown_name, unlock, Out};
+use super::{fmt_time, shown_name, unlock, write_err, Out};
 use pkfs::args::VaultCmd;
 
 pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
@@ -46,7 +46,7 @@ pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
                 .find(|v| v.name == name)
                 .ok_or_else(|| Error::VaultUndefined(name.clone()))?;
             if !yes {
-                confirm_delete(&name)?;
+                confirm_delete(cfg, &name)?;
             }
             node.delete_vault(&name)?;
             out.say(format!("Deleted vault {name}"));
@@ -75,15 +75,21 @@ pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn confirm_delete(name: &str) -> Result<(), Error> {
+/// Ask on the terminal for the vault's name. Run by the daemon, there is no
+/// terminal: the client asks before sending, and adds `--yes`.
+pub(super) fn confirm_delete(cfg: &Config, name: &str) -> Result<(), Error> {
     let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
+    if cfg.remote() || !stdin.is_terminal() {
         return Err(Error::Usage(format!(
             "refusing to delete vault {name:?} without confirmation; pass --yes"
         )));
     }
-    eprint!("Delete vault '{name}' with all its secrets and history? Type its name to confirm: ");
-    let _ = std::io::stderr().flush();
+    write_err(
+        format!(
+            "Delete vault '{name}' with all its secrets and history? Type its name to confirm: "
+        )
+        .as_bytes(),
+    );
     let mut line = String::new();
     stdin
         .lock()

@@ -7,33 +7,54 @@ mod cmd_vault;
 mod cmd_version;
 mod config;
 mod pass;
+pub mod remote;
 mod secret_io;
 
 pub use pkfs::args::Cli;
 
+use std::io::Read;
+use std::ops::{Deref, DerefMut};
+
+use parking_lot::MutexGuard;
 use pkfs::crypto::rsa::RootKeypair;
+use pkfs::daemon::client;
 use pkfs::store::VPath;
+use pkfs::vault::protector::open_key_file;
 use pkfs::vault::{Node, Passphrase};
 use pkfs::Error;
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use config::Config;
 use pkfs::args::Command;
+use remote::{write_err, write_out};
 
+/// Run a command: through the mount daemon when one runs for this home and the
+/// command is one it runs (see [`remote`]), else here.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_args(&cli.global);
     init_logging(&cfg);
-    match cli.command {
-        Command::Init => cmd_node::init(&cfg),
-        Command::Passwd { new_passfile } => cmd_node::passwd(&cfg, new_passfile.as_deref()),
-        Command::Key(k) => cmd_node::key(&cfg, k),
-        Command::Gc { vaults } => cmd_node::gc(&cfg, &vaults),
-        Command::Mount(m) => cmd_mount::mount(&cfg, m),
-        Command::Umount { dir } => cmd_mount::umount(&cfg, dir.as_deref()),
-        Command::Status => cmd_mount::status(&cfg),
-        Command::Vault(v) => cmd_vault::run(&cfg, v),
-        Command::Secret(s) => cmd_secret::run(&cfg, s),
-        Command::Version(v) => cmd_version::run(&cfg, v),
+    if remote::through_daemon(&cli.command) {
+        if let Some(probe) = client::connect(&cfg.home) {
+            return remote::forward(&cfg, &cli.command, probe);
+        }
+    }
+    dispatch(&cfg, cli.command)
+}
+
+/// The command functions, shared by local runs and the daemon.
+fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init => cmd_node::init(cfg),
+        Command::Passwd { new_passfile } => cmd_node::passwd(cfg, new_passfile.as_deref()),
+        Command::Key(k) => cmd_node::key(cfg, k),
+        Command::Gc { vaults } => cmd_node::gc(cfg, &vaults),
+        Command::Mount(m) => cmd_mount::mount(cfg, m),
+        Command::Umount { dir } => cmd_mount::umount(cfg, dir.as_deref()),
+        Command::Status => cmd_mount::status(cfg),
+        Command::Vault(v) => cmd_vault::run(cfg, v),
+        Command::Secret(s) => cmd_secret::run(cfg, s),
+        Command::Version(v) => cmd_version::run(cfg, v),
     }
 }
 
@@ -54,8 +75,38 @@ fn init_logging(cfg: &Config) {
         .try_init();
 }
 
-/// Ask for the passphrase (only once the home is known to exist) and unlock.
-pub(crate) fn unlock(cfg: &Config) -> Result<Node, Error> {
+/// The node a command works on: freshly unlocked here, or the daemon's, locked
+/// for the length of the command.
+pub(crate) enum NodeGuard<'a> {
+    Own(Box<Node>),
+    Daemon(MutexGuard<'a, Node>),
+}
+
+impl Deref for NodeGuard<'_> {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        match self {
+            NodeGuard::Own(n) => n,
+            NodeGuard::Daemon(g) => g,
+        }
+    }
+}
+
+impl DerefMut for NodeGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Node {
+        match self {
+            NodeGuard::Own(n) => n,
+            NodeGuard::Daemon(g) => g,
+        }
+    }
+}
+
+/// Ask for the passphrase (only once the home is known to exist) and unlock;
+/// run by the daemon, take its node (no passphrase needed: it is unlocked).
+pub(crate) fn unlock(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
+    if let Some(shared) = &cfg.daemon_node {
+        return Ok(NodeGuard::Daemon(shared.lock()));
+    }
     if !cfg.home.join("root.key").exists() {
         return Err(Error::NotInitialized {
             home: cfg.home.clone(),
@@ -63,6 +114,39 @@ pub(crate) fn unlock(cfg: &Config) -> Result<Node, Error> {
     }
     let pass = pass::read(&cfg.pass, "Passphrase: ", false)?;
     Node::unlock(&cfg.home, Box::new(Passphrase::new(pass, cfg.kdf)))
+        .map(|n| NodeGuard::Own(Box::new(n)))
+}
+
+/// [`unlock`], and on the daemon side prove the client knows the passphrase:
+/// the one it sent must open `root.key` (`passwd` asks for it either way).
+pub(crate) fn unlock_verified(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
+    if cfg.remote() {
+        // Checked before taking the node so Argon2id does not stall the mount;
+        // root.key only ever changes by an atomic rename.
+        let pass = pass::read(&cfg.pass, "Passphrase: ", false)?;
+        let path = cfg.home.join("root.key");
+        let file = Zeroizing::new(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
+        open_key_file(&Passphrase::new(pass, cfg.kdf), &file)?;
+    }
+    unlock(cfg)
+}
+
+/// The command's standard input, to the end (on the daemon side: what the
+/// client sent).
+pub(crate) fn read_stdin(cfg: &Config) -> Result<Zeroizing<Vec<u8>>, Error> {
+    if let Some(data) = &cfg.stdin {
+        return Ok(data.clone());
+    }
+    if cfg.remote() {
+        return Err(Error::Usage(
+            "the client sent no standard input to the pkfs daemon".into(),
+        ));
+    }
+    let mut data = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io("stdin", e))?;
+    Ok(data)
 }
 
 /// A fresh root keypair (or the test-only fixed key).
@@ -75,7 +159,7 @@ pub(crate) fn new_root_key(cfg: &Config) -> Result<RootKeypair, Error> {
             .map_err(|_| Error::Usage(format!("{path:?} is not an RSA-4096 PKCS#8 key")));
     }
     if !cfg.quiet {
-        eprintln!("Generating an RSA-4096 root keypair (this takes a few seconds)...");
+        write_err(b"Generating an RSA-4096 root keypair (this takes a few seconds)...\n");
     }
     RootKeypair::generate().map_err(|_| Error::Crypto("RSA key generation failed"))
 }
@@ -101,17 +185,19 @@ impl Out {
     /// A status line for humans (suppressed by -q and --json).
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", line.as_ref());
+            self.data(line);
         }
     }
 
-    /// Data: always printed (it is what was asked for).
+    /// Data: always printed (it is what was asked for). A closed stdout is not
+    /// an error here (`pkfs secret ls v | head -1`).
     pub fn data(&self, line: impl AsRef<str>) {
-        println!("{}", line.as_ref());
+        let _ = write_out(format!("{}\n", line.as_ref()).as_bytes());
     }
 
     pub fn emit<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        let text = serde_json::to_string_pretty(value)?;
+        write_out(format!("{text}\n").as_bytes()).map_err(|e| Error::io("stdout", e))?;
         Ok(())
     }
 }
@@ -121,7 +207,7 @@ impl Out {
 /// into a pipe, names pass unchanged.
 pub(crate) fn shown_name(name: &[u8]) -> String {
     let text = String::from_utf8_lossy(name);
-    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    if remote::stdout_is_terminal() {
         escape_controls(&text)
     } else {
         text.into_owned()

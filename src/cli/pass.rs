@@ -1,5 +1,7 @@
 //! Passphrase input: `--passfile`, `PKFS_PASSFILE`, `--extpass`, or the terminal
 //! without echo. Never argv. Passphrases live only in zeroizing buffers.
+//! Inside the mount daemon there is no such source: a command gets what its
+//! client sent (`Provided`), or fails (`Unavailable`); the daemon never prompts.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -17,6 +19,12 @@ pub fn read(src: &PassSource, prompt: &str, confirm: bool) -> Result<Pass, Error
     let pass = match src {
         PassSource::File(p) => from_file(p)?,
         PassSource::Command(c) => from_command(c)?,
+        PassSource::Provided(p) => p.clone(),
+        PassSource::Unavailable => {
+            return Err(Error::Usage(
+                "the pkfs daemon cannot ask for a passphrase; the command must send it".into(),
+            ))
+        }
         PassSource::Terminal => {
             let first = from_terminal(prompt)?;
             if confirm {

@@ -5,13 +5,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
+use pkfs::daemon::protocol::encode_env_values;
 use pkfs::store::{Kind, VPath};
 use pkfs::vault::{Node, Vault};
 use pkfs::Error;
 use zeroize::Zeroizing;
 
 use super::cmd_secret::Vaults;
-use super::{parse_target, Target};
+use super::{parse_target, write_err, write_out, Target};
 
 /// Copy a local directory tree into `dest`, as one commit. Every name is checked
 /// before anything is written, so an invalid one (say `.git`) imports nothing.
@@ -63,7 +64,10 @@ fn plan_import(
             } else if ft.is_file() {
                 plan.push((path, target, false));
             } else if !quiet {
-                eprintln!("pkfs: skipped {path:?} (not a regular file or directory)");
+                write_err(
+                    format!("pkfs: skipped {path:?} (not a regular file or directory)\n")
+                        .as_bytes(),
+                );
             }
         }
     }
@@ -132,7 +136,7 @@ fn valid_env_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-type EnvVars = Vec<(String, Zeroizing<Vec<u8>>)>;
+use pkfs::daemon::protocol::EnvVars;
 
 /// `VAULT[:PATH][=NAME]...` to (name, value) pairs; later ones win.
 pub fn collect_env(vaults: &mut Vaults, targets: &[String]) -> Result<EnvVars, Error> {
@@ -183,11 +187,15 @@ pub fn exec_with(vars: &EnvVars, command: &[String]) -> Error {
     Error::io(&command[0], err)
 }
 
+/// The daemon side of `secret env -- CMD`: the variables, encoded for the
+/// client, which runs CMD.
+pub fn send_env_values(vars: &EnvVars) -> Result<(), Error> {
+    let pairs: Vec<(String, &[u8])> = vars.iter().map(|(n, v)| (n.clone(), &v[..])).collect();
+    write_out(&encode_env_values(&pairs)).map_err(|e| Error::io("stdout", e))
+}
+
 /// Print `export NAME='value'` lines, quoted for POSIX shells.
 pub fn print_exports(vars: &EnvVars) -> Result<(), Error> {
-    use std::io::Write;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     for (n, v) in vars {
         let mut line = Zeroizing::new(format!("export {n}='").into_bytes());
         for &b in v.iter() {
@@ -198,7 +206,7 @@ pub fn print_exports(vars: &EnvVars) -> Result<(), Error> {
             }
         }
         line.extend_from_slice(b"'\n");
-        out.write_all(&line).map_err(|e| Error::io("stdout", e))?;
+        write_out(&line).map_err(|e| Error::io("stdout", e))?;
     }
     Ok(())
 }

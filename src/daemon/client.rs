@@ -1,1 +1,77 @@
-//! (placeholder)
+//! The client's side of the control socket: find a running daemon for a home,
+//! and make one request of it.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use super::control::{euid, peer_uid};
+use super::protocol::{read_frame, write_frame, ProtocolError, Request, Response, MAX_FRAME};
+use crate::error::Error;
+
+/// `HOME/run/pkfs.sock`.
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join("run").join("pkfs.sock")
+}
+
+/// A connection to the daemon of `home`, if one answers there. A missing socket
+/// file, a stale one (`ECONNREFUSED`), or any other failure to connect means no
+/// daemon runs: `None`. So is a peer that is not our own user (which only a
+/// misconfigured home could allow): nothing is sent to it.
+pub fn connect(home: &Path) -> Option<UnixStream> {
+    let path = socket_path(home);
+    let stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("no daemon at {}: {e}", path.display());
+            return None;
+        }
+    };
+    match peer_uid(&stream) {
+        Ok(uid) if uid == euid() => Some(stream),
+        Ok(uid) => {
+            tracing::warn!(
+                "{} is served by uid {uid}, not by this user; ignoring it",
+                path.display()
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!("{}: cannot identify the daemon: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Send `req` and wait for the answer.
+pub fn call(stream: &UnixStream, req: &Request) -> Result<Response, Error> {
+    let path = stream
+        .peer_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("control socket"));
+    let fail = |kind: io::ErrorKind, msg: String| Error::io(&path, io::Error::new(kind, msg));
+    match write_frame(stream, req) {
+        Ok(()) => {}
+        Err(ProtocolError::TooLarge(n)) => {
+            return Err(Error::Usage(format!(
+                "the request ({n} bytes) exceeds the daemon's limit of {} MiB",
+                MAX_FRAME >> 20
+            )))
+        }
+        Err(ProtocolError::Io(e)) => return Err(Error::io(&path, e)),
+        Err(e) => return Err(fail(io::ErrorKind::InvalidData, e.to_string())),
+    }
+    match read_frame::<_, Response>(stream) {
+        Ok(r) => Ok(r),
+        Err(ProtocolError::Closed) => Err(fail(
+            io::ErrorKind::UnexpectedEof,
+            "the daemon closed the connection without answering".into(),
+        )),
+        Err(ProtocolError::Io(e)) => Err(Error::io(&path, e)),
+        Err(e) => Err(fail(
+            io::ErrorKind::InvalidData,
+            format!("bad answer from the daemon: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,544 @@
+//! Commands and the mount daemon.
+//!
+//! While `pkfs mount` runs, the daemon owns the home. The client side
+//! ([`forward`]) sends vault, secret, version, key, passwd and gc commands over
+//! the control socket; the daemon side ([`execute`]) runs them with the same
+//! command functions, against its unlocked node, with their output captured
+//! (see [`write_out`]) and sent back.
+//!
+//! What crosses the socket (see `pkfs::daemon::protocol`): the argv without
+//! `--passfile`/`--extpass`, the working directory, whether stdout is a
+//! terminal, the `PKFS_TEST_ONLY_*` variables, and only what a command needs of
+//! the client: its standard input (`secret write`), its passphrases (`passwd`).
+//! The daemon never prompts, never reads a passphrase file and never starts a
+//! user's command: `secret env -- CMD` fetches the variables and runs CMD here.
+
+use std::cell::RefCell;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use clap::Parser;
+use parking_lot::Mutex;
+use pkfs::args::{Command, SecretCmd, VaultCmd};
+use pkfs::daemon::client;
+use pkfs::daemon::protocol::{decode_env_values, CommandRequest, Request, Response};
+use pkfs::vault::Node;
+use pkfs::Error;
+use zeroize::Zeroizing;
+
+use super::config::{Config, PassSource, ENV_TEST_PREFIX};
+use super::{cmd_vault, pass, secret_io, Cli};
+
+// ---------------------------------------------------------------------------
+// Output: the real stdout/stderr, or a capture for the daemon.
+
+struct Capture {
+    stdout: Zeroizing<Vec<u8>>,
+    stderr: Zeroizing<Vec<u8>>,
+    stdout_tty: bool,
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<Capture>> = const { RefCell::new(None) };
+}
+
+/// Append without leaving copies behind: a full buffer is replaced by a bigger
+/// one and the old one is wiped when dropped.
+fn append(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+    if buf.capacity() - buf.len() < bytes.len() {
+        let want = (buf.len() + bytes.len()).max(buf.capacity() * 2).max(4096);
+        let mut bigger = Zeroizing::new(Vec::with_capacity(want));
+        bigger.extend_from_slice(buf);
+        *buf = bigger;
+    }
+    buf.extend_from_slice(bytes);
+}
+
+/// Write to standard output, or to this thread's capture.
+pub(crate) fn write_out(bytes: &[u8]) -> std::io::Result<()> {
+    let captured = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(cap) => {
+            append(&mut cap.stdout, bytes);
+            true
+        }
+        None => false,
+    });
+    if captured {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Write to standard error, or to this thread's capture.
+pub(crate) fn write_err(bytes: &[u8]) {
+    let captured = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(cap) => {
+            append(&mut cap.stderr, bytes);
+            true
+        }
+        None => false,
+    });
+    if !captured {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(bytes);
+        let _ = err.flush();
+    }
+}
+
+/// Is the (client's) standard output a terminal?
+pub(crate) fn stdout_is_terminal() -> bool {
+    CAPTURE
+        .with(|c| c.borrow().as_ref().map(|cap| cap.stdout_tty))
+        .unwrap_or_else(|| std::io::stdout().is_terminal())
+}
+
+/// Run `f` with this thread's output captured; returns (result, stdout, stderr).
+fn captured<R>(stdout_tty: bool, f: impl FnOnce() -> R) -> (R, Vec<u8>, Vec<u8>) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CAPTURE.with(|c| c.borrow_mut().take());
+        }
+    }
+    CAPTURE.with(|c| {
+        *c.borrow_mut() = Some(Capture {
+            stdout: Zeroizing::new(Vec::new()),
+            stderr: Zeroizing::new(Vec::new()),
+            stdout_tty,
+        })
+    });
+    let reset = Reset;
+    let r = f();
+    let cap = CAPTURE.with(|c| c.borrow_mut().take());
+    drop(reset);
+    let (mut out, mut err) = match cap {
+        Some(c) => (c.stdout, c.stderr),
+        None => Default::default(),
+    };
+    (r, std::mem::take(&mut *out), std::mem::take(&mut *err))
+}
+
+// ---------------------------------------------------------------------------
+// The daemon side.
+
+/// The exit code of a command's error, as `main` computes it.
+fn exit_code(err: &anyhow::Error) -> i32 {
+    match err.downcast_ref::<Error>() {
+        Some(e) => e.exit_code() as i32,
+        None => pkfs::ExitCode::Failure as i32,
+    }
+}
+
+/// Run one client's command against the daemon's node, output captured.
+/// `init`, `mount`, `umount` and `status` are refused (exit code 2).
+#[allow(dead_code)] // called by the mount daemon
+pub fn execute(node: Arc<Mutex<Node>>, mut req: CommandRequest) -> Response {
+    let usage = pkfs::ExitCode::Usage as i32;
+    let cli = match Cli::try_parse_from(&req.args) {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            return Response::Error {
+                code: usage,
+                message: first.trim_start_matches("error: ").to_string(),
+            };
+        }
+    };
+    let refused = match &cli.command {
+        Command::Init => Some("init"),
+        Command::Mount(_) => Some("mount"),
+        Command::Umount { .. } => Some("umount"),
+        Command::Status => Some("status"),
+        _ => None,
+    };
+    if let Some(name) = refused {
+        return Response::Error {
+            code: usage,
+            message: format!("the pkfs daemon does not run `pkfs {name}`"),
+        };
+    }
+    let stdout_tty = req.stdout_tty;
+    let cfg = Config::for_daemon(&cli.global, node, &mut req);
+    drop(req);
+    let (result, stdout, mut stderr) = captured(stdout_tty, || super::dispatch(&cfg, cli.command));
+    let code = match result {
+        Ok(()) => 0,
+        Err(err) => {
+            stderr.extend_from_slice(format!("pkfs: {err:#}\n").as_bytes());
+            exit_code(&err)
+        }
+    };
+    Response::Command {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client side.
+
+/// Is `cmd` run by the daemon when one runs?
+pub(super) fn through_daemon(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Vault(_)
+            | Command::Secret(_)
+            | Command::Version(_)
+            | Command::Key(_)
+            | Command::Passwd { .. }
+            | Command::Gc { .. }
+    )
+}
+
+/// Have the daemon run `cmd`; print what it printed and exit with its code.
+/// `probe` (the connection that showed a daemon runs) is closed first: what the
+/// command needs of the user is gathered before the request connection opens,
+/// so the daemon's request timeout never runs while someone types.
+pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow::Result<()> {
+    drop(probe);
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let mut args = client_args(std::env::args_os())?;
+    let mut req_stdin = None;
+    let (mut pass_now, mut pass_new) = (None, None);
+    let mut exec_command = None;
+    match cmd {
+        Command::Passwd { new_passfile } => {
+            // Both are asked for here, in the order a local `passwd` asks.
+            pass_now = Some(pass::read(&cfg.pass, "Passphrase: ", false)?);
+            let src = match new_passfile {
+                Some(p) => PassSource::File(p.clone()),
+                None => PassSource::Terminal,
+            };
+            pass_new = Some(pass::read(&src, "New passphrase: ", true)?);
+        }
+        Command::Secret(SecretCmd::Write { .. }) => {
+            let mut data = Zeroizing::new(Vec::new());
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .map_err(|e| Error::io("stdin", e))?;
+            req_stdin = Some(data);
+        }
+        Command::Secret(SecretCmd::Env { command, .. }) if !command.is_empty() => {
+            exec_command = Some(command.clone());
+        }
+        Command::Vault(VaultCmd::Delete { name, yes: false }) if std::io::stdin().is_terminal() => {
+            // The daemon cannot ask; without a terminal it refuses as a local
+            // run would.
+            cmd_vault::confirm_delete(cfg, name)?;
+            insert_option(&mut args, "--yes");
+        }
+        _ => {}
+    }
+    let mut req = CommandRequest::new(args, cwd);
+    let take = |z: Option<Zeroizing<Vec<u8>>>| z.map(|mut z| std::mem::take(&mut *z));
+    req.stdin = take(req_stdin);
+    req.passphrase = take(pass_now);
+    req.new_passphrase = take(pass_new);
+    req.stdout_tty = std::io::stdout().is_terminal();
+    req.env_values = exec_command.is_some();
+    req.test_env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(ENV_TEST_PREFIX))
+        .collect();
+    let stream = client::connect(&cfg.home).ok_or_else(|| {
+        anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
+    })?;
+    let resp = client::call(&stream, &Request::Command(req))?;
+    drop(stream);
+    match &resp {
+        Response::Command {
+            code: 0,
+            stdout,
+            stderr,
+        } if exec_command.is_some() => {
+            write_err(stderr);
+            let vars = decode_env_values(stdout)
+                .map_err(|e| anyhow!("bad variables from the pkfs daemon: {e}"))?;
+            let command = exec_command.unwrap_or_default();
+            Err(secret_io::exec_with(&vars, &command).into())
+        }
+        Response::Command {
+            code,
+            stdout,
+            stderr,
+        } => {
+            let written = write_out(stdout);
+            write_err(stderr);
+            written.map_err(|e| Error::io("stdout", e))?;
+            if *code != 0 {
+                std::process::exit(*code);
+            }
+            Ok(())
+        }
+        Response::Error { code, message } => {
+            write_err(format!("pkfs: {message}\n").as_bytes());
+            std::process::exit(*code)
+        }
+        other => Err(anyhow!("unexpected answer from the pkfs daemon: {other:?}")),
+    }
+}
+
+/// The argv to send: `"pkfs"` first, every argument as UTF-8, and no
+/// `--passfile`/`--extpass` (up to a `--`, after which arguments are data).
+fn client_args(argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<String>, Error> {
+    let mut out = vec!["pkfs".to_string()];
+    let mut rest = false;
+    let mut skip_value = false;
+    for a in argv.skip(1) {
+        let a = a.into_string().map_err(|a| {
+            Error::Usage(format!(
+                "{a:?}: arguments that are not UTF-8 cannot be sent to the pkfs daemon"
+            ))
+        })?;
+        if skip_value {
+            skip_value = false;
+        } else if rest {
+            out.push(a);
+        } else if a == "--" {
+            rest = true;
+            out.push(a);
+        } else if a == "--passfile" || a == "--extpass" {
+            skip_value = true;
+        } else if !(a.starts_with("--passfile=") || a.starts_with("--extpass=")) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// Add an option to a parsed command line: before a `--`, else at the end.
+fn insert_option(args: &mut Vec<String>, opt: &str) {
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.insert(at, opt.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        client_args(s.iter().map(std::ffi::OsString::from)).unwrap()
+    }
+
+    #[test]
+    fn passphrase_options_are_not_forwarded() {
+        assert_eq!(
+            argv(&[
+                "/usr/bin/pkfs",
+                "--passfile",
+                "/p",
+                "--home",
+                "/h",
+                "--extpass=cat x",
+                "secret",
+                "--passfile=/q",
+                "cat",
+                "--extpass",
+                "echo pw",
+                "v:a"
+            ]),
+            ["pkfs", "--home", "/h", "secret", "cat", "v:a"]
+        );
+        // After `--`, arguments belong to the user's command.
+        assert_eq!(
+            argv(&["pkfs", "secret", "env", "v", "--", "cmd", "--passfile", "x"]),
+            ["pkfs", "secret", "env", "v", "--", "cmd", "--passfile", "x"]
+        );
+    }
+
+    #[test]
+    fn options_go_before_a_double_dash() {
+        let mut a = argv(&["pkfs", "vault", "delete", "--", "-v"]);
+        insert_option(&mut a, "--yes");
+        assert_eq!(a, ["pkfs", "vault", "delete", "--yes", "--", "-v"]);
+        let mut a = argv(&["pkfs", "vault", "delete", "v"]);
+        insert_option(&mut a, "--yes");
+        assert_eq!(a, ["pkfs", "vault", "delete", "v", "--yes"]);
+        assert!(Cli::try_parse_from(&a).is_ok());
+    }
+
+    #[test]
+    fn capture_collects_output_and_resets() {
+        let (r, out, err) = captured(true, || {
+            assert!(stdout_is_terminal());
+            write_out(b"one ").unwrap();
+            write_out(&vec![b'x'; 10_000]).unwrap();
+            write_err(b"warn\n");
+            7
+        });
+        assert_eq!(r, 7);
+        assert_eq!(out.len(), 4 + 10_000);
+        assert!(out.starts_with(b"one x"));
+        assert_eq!(err, b"warn\n");
+        assert!(CAPTURE.with(|c| c.borrow().is_none()));
+        // A panic inside does not leave the capture set.
+        let _ = std::panic::catch_unwind(|| captured(false, || panic!("boom")));
+        assert!(CAPTURE.with(|c| c.borrow().is_none()));
+    }
+
+    // -- execute(), the daemon side, against a real node. --------------------
+
+    use pkfs::crypto::kdf::Argon2Params;
+    use pkfs::crypto::rsa::RootKeypair;
+    use pkfs::vault::protector::open_key_file;
+    use pkfs::vault::Passphrase;
+
+    struct Daemon {
+        tmp: tempfile::TempDir,
+        node: Arc<Mutex<Node>>,
+    }
+
+    fn pass(p: &str) -> Box<Passphrase> {
+        let bytes = Zeroizing::new(p.as_bytes().to_vec());
+        Box::new(Passphrase::new(bytes, Argon2Params::TEST_ONLY))
+    }
+
+    /// A node (passphrase "pw") with vault `v`, as a daemon holds it.
+    fn daemon() -> Daemon {
+        static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let pem = PEM.get_or_init(|| RootKeypair::generate().unwrap().to_pkcs8_pem().to_string());
+        let tmp = tempfile::tempdir().unwrap();
+        let root = RootKeypair::from_pkcs8_pem(pem).unwrap();
+        let mut node = Node::init(&tmp.path().join("home"), pass("pw"), root).unwrap();
+        node.create_vault("v").unwrap();
+        std::fs::create_dir(tmp.path().join("cwd")).unwrap();
+        // Node is not Send until `Protector: Send` (which the daemon needs);
+        // these tests use it on one thread.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let node = Arc::new(Mutex::new(node));
+        Daemon { tmp, node }
+    }
+
+    impl Daemon {
+        fn req(&self, args: &[&str]) -> CommandRequest {
+            let mut argv = vec!["pkfs".to_string()];
+            argv.extend(args.iter().map(|a| a.to_string()));
+            let mut r = CommandRequest::new(argv, self.tmp.path().join("cwd"));
+            r.test_env = vec![("PKFS_TEST_ONLY_FAST_KDF".into(), "1".into())];
+            r
+        }
+
+        fn run(&self, req: CommandRequest) -> (i32, Vec<u8>, String) {
+            match execute(self.node.clone(), req) {
+                Response::Command {
+                    code,
+                    ref stdout,
+                    ref stderr,
+                } => (code, stdout.clone(), String::from_utf8_lossy(stderr).into()),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn ok(&self, args: &[&str]) -> Vec<u8> {
+            let (code, out, err) = self.run(self.req(args));
+            assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+            out
+        }
+
+        /// Exit code and the one error line.
+        fn fails(&self, req: CommandRequest) -> (i32, String) {
+            let (code, out, err) = self.run(req);
+            assert!(code != 0 && out.is_empty(), "{code} {out:?}");
+            assert!(
+                err.starts_with("pkfs: ") && err.lines().count() == 1,
+                "{err:?}"
+            );
+            (code, err)
+        }
+    }
+
+    fn refused(resp: Response) -> String {
+        match resp {
+            Response::Error {
+                code: 2,
+                ref message,
+            } => message.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn execute_runs_commands_with_captured_output() {
+        let d = daemon();
+        let mut w = d.req(&["secret", "write", "v:a\x1bb"]);
+        w.stdin = Some(b"s3cret\0\xff".to_vec());
+        assert_eq!(d.run(w).0, 0);
+        assert_eq!(d.ok(&["secret", "cat", "v:a\x1bb"]), b"s3cret\0\xff");
+        assert_eq!(d.ok(&["secret", "ls", "v:"]), b"a\x1bb\n");
+        let mut tty = d.req(&["secret", "ls", "v:"]);
+        tty.stdout_tty = true;
+        assert_eq!(d.run(tty).1, b"a\\u{1b}b\n");
+        let (code, err) = d.fails(d.req(&["secret", "cat", "v:nope"]));
+        assert_eq!(code, 13, "{err}");
+        // Without input, a write fails rather than read the daemon's stdin.
+        assert_eq!(d.fails(d.req(&["secret", "write", "v:b"])).0, 2);
+    }
+
+    #[test]
+    fn execute_refuses_what_the_daemon_does_not_run() {
+        let d = daemon();
+        for args in [&["init"][..], &["status"], &["umount"], &["mount", "/mnt"]] {
+            let msg = refused(execute(d.node.clone(), d.req(args)));
+            assert!(msg.contains("does not run"), "{msg}");
+        }
+        refused(execute(d.node.clone(), d.req(&["--no-such-flag", "gc"])));
+        // No terminal to confirm on, and no command is ever started.
+        let (code, err) = d.fails(d.req(&["vault", "delete", "v"]));
+        assert!(code == 2 && err.contains("--yes"), "{err}");
+        let (code, err) = d.fails(d.req(&["secret", "env", "v", "--", "/bin/true"]));
+        assert!(code == 2 && err.contains("does not run commands"), "{err}");
+    }
+
+    #[test]
+    fn execute_resolves_paths_against_the_clients_directory() {
+        let d = daemon();
+        std::fs::write(d.tmp.path().join("cwd/f.txt"), b"local").unwrap();
+        d.ok(&["secret", "add", "f.txt", "v:"]);
+        assert_eq!(d.ok(&["secret", "cat", "v:f.txt"]), b"local");
+    }
+
+    #[test]
+    fn execute_hands_env_values_to_the_client() {
+        let d = daemon();
+        let mut w = d.req(&["secret", "write", "v:K"]);
+        w.stdin = Some(b"it's".to_vec());
+        assert_eq!(d.run(w).0, 0);
+        let mut r = d.req(&["secret", "env", "v:K=NAME", "--", "cmd"]);
+        r.env_values = true;
+        let (code, out, _) = d.run(r);
+        assert_eq!(code, 0);
+        let vars = decode_env_values(&out).unwrap();
+        assert_eq!((vars[0].0.as_str(), &vars[0].1[..]), ("NAME", &b"it's"[..]));
+        assert_eq!(d.ok(&["secret", "env", "v:K"]), b"export K='it'\\''s'\n");
+    }
+
+    #[test]
+    fn execute_passwd_verifies_the_current_passphrase() {
+        let d = daemon();
+        let root_key = d.tmp.path().join("home/root.key");
+        let with = |now: Option<&str>, new: Option<&str>| {
+            let mut r = d.req(&["passwd"]);
+            r.passphrase = now.map(|p| p.as_bytes().to_vec());
+            r.new_passphrase = new.map(|p| p.as_bytes().to_vec());
+            r
+        };
+        assert_eq!(d.fails(with(None, Some("new"))).0, 2);
+        assert_eq!(d.fails(with(Some("wrong"), Some("new"))).0, 3);
+        assert_eq!(d.fails(with(Some("pw"), None)).0, 2);
+        let file = std::fs::read(&root_key).unwrap();
+        assert!(
+            open_key_file(&*pass("pw"), &file).is_ok(),
+            "unchanged so far"
+        );
+        assert_eq!(d.run(with(Some("pw"), Some("new"))).0, 0);
+        let file = std::fs::read(&root_key).unwrap();
+        assert!(open_key_file(&*pass("new"), &file).is_ok());
+        assert!(open_key_file(&*pass("pw"), &file).is_err());
+    }
+}
