@@ -14,6 +14,12 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v git >/dev/null || need+=(git)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl ca-certificates)
+# The mount and its tests: FUSE, and the real tools the tests drive.
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v rsync >/dev/null || need+=(rsync)
+command -v vim >/dev/null || need+=(vim)
+command -v setfattr >/dev/null || need+=(attr)
 if [ ${#need[@]} -gt 0 ]; then
     echo "ensure-deps: installing ${need[*]}" >&2
     as_root apt-get update -qq

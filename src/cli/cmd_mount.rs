@@ -17,7 +17,7 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
-use super::{unlock, Out};
+use super::{unlock_owned, Out};
 
 /// `64M`, `512K`, `1G`, or plain bytes.
 pub fn parse_size(s: &str) -> Result<u64, Error> {
@@ -108,7 +108,7 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
         .into());
     }
     mount::check_mountpoint(&plan.mountpoint)?;
-    let node = unlock(cfg)?;
+    let node = unlock_owned(cfg)?;
     if a.foreground {
         return serve(cfg, node, plan, None);
     }
@@ -328,11 +328,30 @@ pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
     };
     match client::call(&s, &Request::Unmount)? {
         Response::Ok => {
+            wait_for_exit(&home);
             out.say("Unmounted; every change is committed.");
             Ok(())
         }
         Response::Error { ref message, .. } => Err(Error::Mount(message.clone()).into()),
         _ => Err(Error::Mount("unexpected reply from the daemon".into()).into()),
+    }
+}
+
+/// Wait (up to a minute) until the daemon has let go of the home's lock, so the
+/// next command can open the home itself.
+fn wait_for_exit(home: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(home.join("lock")) else {
+        return;
+    };
+    for _ in 0..600 {
+        // SAFETY: valid descriptor; a shared, non-blocking probe of the lock.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            // SAFETY: as above; release the probe at once.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

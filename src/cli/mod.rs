@@ -107,6 +107,11 @@ pub(crate) fn unlock(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
     if let Some(shared) = &cfg.daemon_node {
         return Ok(NodeGuard::Daemon(shared.lock()));
     }
+    unlock_owned(cfg).map(|n| NodeGuard::Own(Box::new(n)))
+}
+
+/// Open and unlock the home in this process (what the mount daemon does).
+pub(crate) fn unlock_owned(cfg: &Config) -> Result<Node, Error> {
     if !cfg.home.join("root.key").exists() {
         return Err(Error::NotInitialized {
             home: cfg.home.clone(),
@@ -114,7 +119,6 @@ pub(crate) fn unlock(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
     }
     let pass = pass::read(&cfg.pass, "Passphrase: ", false)?;
     Node::unlock(&cfg.home, Box::new(Passphrase::new(pass, cfg.kdf)))
-        .map(|n| NodeGuard::Own(Box::new(n)))
 }
 
 /// [`unlock`], and on the daemon side prove the client knows the passphrase:

@@ -135,7 +135,6 @@ fn exit_code(err: &anyhow::Error) -> i32 {
 
 /// Run one client's command against the daemon's node, output captured.
 /// `init`, `mount`, `umount` and `status` are refused (exit code 2).
-#[allow(dead_code)] // called by the mount daemon
 pub fn execute(node: Arc<Mutex<Node>>, mut req: CommandRequest) -> Response {
     let usage = pkfs::ExitCode::Usage as i32;
     let cli = match Cli::try_parse_from(&req.args) {
@@ -408,9 +407,6 @@ mod tests {
         let mut node = Node::init(&tmp.path().join("home"), pass("pw"), root).unwrap();
         node.create_vault("v").unwrap();
         std::fs::create_dir(tmp.path().join("cwd")).unwrap();
-        // Node is not Send until `Protector: Send` (which the daemon needs);
-        // these tests use it on one thread.
-        #[allow(clippy::arc_with_non_send_sync)]
         let node = Arc::new(Mutex::new(node));
         Daemon { tmp, node }
     }

@@ -223,15 +223,27 @@ impl FsCore {
 
     /// The entry of inode `ino` (not a root).
     pub fn entry_of(&self, ino: u64) -> FsResult<Entry> {
-        let (parent, name) = {
+        let (parent, name, aliases) = {
             let inodes = self.inodes.read();
             let i = inodes.get(ino).ok_or(Errno::ENOENT)?;
             if i.parent == ROOT_INO || ino == ROOT_INO {
                 return Err(Errno::EPERM);
             }
-            (i.parent, i.name.clone())
+            (i.parent, i.name.clone(), i.aliases.clone())
         };
-        self.child_entry(parent, &name)
+        let main = self.child_entry(parent, &name);
+        if aliases.is_empty() || matches!(&main, Ok(e) if e.dir.fd.stat(e.name()).is_ok()) {
+            return main;
+        }
+        // A hard-linked file whose main name is gone: any other link will do.
+        for (p, n) in aliases {
+            if let Ok(e) = self.child_entry(p, &n) {
+                if e.dir.fd.stat(e.name()).is_ok() {
+                    return Ok(e);
+                }
+            }
+        }
+        main
     }
 
     /// Decrypted entries of directory inode `ino`: (name, disk entry, file type).

@@ -22,6 +22,8 @@ pub struct Inode {
     pub vault: Option<Arc<VaultFs>>,
     pub lookups: u64,
     backing: Option<(u64, u64)>,
+    /// Other names of a hard-linked file, tried when the main one is gone.
+    pub aliases: Vec<(u64, Vec<u8>)>,
 }
 
 pub struct Inodes {
@@ -42,6 +44,7 @@ impl Default for Inodes {
                 vault: None,
                 lookups: 1,
                 backing: None,
+                aliases: Vec::new(),
             },
         );
         Inodes {
@@ -74,6 +77,7 @@ impl Inodes {
                 vault: Some(vault),
                 lookups: 1,
                 backing: None,
+                aliases: Vec::new(),
             },
         );
     }
@@ -102,8 +106,14 @@ impl Inodes {
         if let Some(&ino) = self.by_backing.get(&key) {
             if let Some(i) = self.map.get_mut(&ino) {
                 if i.kind == kind {
-                    i.parent = parent;
-                    i.name = name.to_vec();
+                    if (i.parent, i.name.as_slice()) != (parent, name) {
+                        let old = (i.parent, std::mem::replace(&mut i.name, name.to_vec()));
+                        i.aliases.retain(|a| (a.0, a.1.as_slice()) != (parent, name));
+                        if !i.aliases.contains(&old) {
+                            i.aliases.push(old);
+                        }
+                        i.parent = parent;
+                    }
                     i.lookups += 1;
                     return ino;
                 }
@@ -119,6 +129,7 @@ impl Inodes {
                 vault: Some(vault.clone()),
                 lookups: 1,
                 backing: Some(backing),
+                aliases: Vec::new(),
             },
         );
         self.by_backing.insert(key, ino);
@@ -132,11 +143,34 @@ impl Inodes {
             .copied()
     }
 
-    /// Move an inode to a new (parent, name).
-    pub fn moved(&mut self, ino: u64, parent: u64, name: &[u8]) {
+    /// The name (from_parent, from_name) of `ino` became (parent, name).
+    pub fn moved(&mut self, ino: u64, from: (u64, &[u8]), parent: u64, name: &[u8]) {
         if let Some(i) = self.map.get_mut(&ino) {
-            i.parent = parent;
-            i.name = name.to_vec();
+            if let Some(a) = i
+                .aliases
+                .iter_mut()
+                .find(|a| (a.0, a.1.as_slice()) == from)
+            {
+                *a = (parent, name.to_vec());
+            } else {
+                i.parent = parent;
+                i.name = name.to_vec();
+            }
+        }
+    }
+
+    /// The name (parent, name) of `ino` was removed; another link, if any,
+    /// becomes its main name.
+    pub fn name_removed(&mut self, ino: u64, parent: u64, name: &[u8]) {
+        if let Some(i) = self.map.get_mut(&ino) {
+            if (i.parent, i.name.as_slice()) == (parent, name) {
+                if let Some((p, n)) = i.aliases.pop() {
+                    i.parent = p;
+                    i.name = n;
+                }
+            } else {
+                i.aliases.retain(|a| (a.0, a.1.as_slice()) != (parent, name));
+            }
         }
     }
 

@@ -329,8 +329,12 @@ impl FsCore {
         }
         e.dir.fd.unlink(e.name()).errno()?;
         e.remove_sidecar();
-        if m.nlink() <= 1 && ino != 0 {
-            self.inodes.write().unlinked(ino);
+        if ino != 0 {
+            let mut inodes = self.inodes.write();
+            inodes.name_removed(ino, parent, name);
+            if m.nlink() <= 1 {
+                inodes.unlinked(ino);
+            }
         }
         e.vault
             .record(ChangeKind::Removed, self.child_path(parent, name));
@@ -419,8 +423,8 @@ impl FsCore {
                 .rename_to(src.name(), &dst.dir.fd, dst.name(), flags)
                 .errno()?;
             let mut inodes = self.inodes.write();
-            inodes.moved(src_ino, newparent, newname);
-            inodes.moved(dst_ino, parent, name);
+            inodes.moved(src_ino, (parent, name), newparent, newname);
+            inodes.moved(dst_ino, (newparent, newname), parent, name);
             drop(inodes);
             vault.record(ChangeKind::Modified, old_path);
             vault.record(ChangeKind::Modified, new_path);
@@ -449,12 +453,15 @@ impl FsCore {
         src.remove_sidecar();
         let mut inodes = self.inodes.write();
         if let Some((dst_ino, tm)) = target {
-            if dst_ino != 0 && (tm.is_dir() || tm.nlink() <= 1) {
-                inodes.unlinked(dst_ino);
+            if dst_ino != 0 {
+                inodes.name_removed(dst_ino, newparent, newname);
+                if tm.is_dir() || tm.nlink() <= 1 {
+                    inodes.unlinked(dst_ino);
+                }
             }
         }
         if src_ino != 0 {
-            inodes.moved(src_ino, newparent, newname);
+            inodes.moved(src_ino, (parent, name), newparent, newname);
         }
         drop(inodes);
         let slash = if sm.is_dir() { "/" } else { "" };
