@@ -72,6 +72,28 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "Return to the latest version.",
             ),
         ],
+        "mount" => &[
+            (
+                "pkfs mount ~/secrets",
+                "Unlock and mount every vault under ~/secrets/VAULT/.",
+            ),
+            (
+                "pkfs mount -f --commit-delay 10s ~/secrets",
+                "Stay in the foreground; commit after 10 s of quiet.",
+            ),
+            (
+                "sudo pkfs mount --allow-other --cache-size 256M /mnt/pkfs",
+                "Let other users in (kernel permission checks) with a bigger cache.",
+            ),
+        ],
+        "umount" => &[(
+            "pkfs umount ~/secrets",
+            "Write back, commit and unmount; fails while the mount is busy.",
+        )],
+        "status" => &[(
+            "pkfs status --json",
+            "Mountpoint, pending changes per vault and cache figures as JSON.",
+        )],
         "gc" => &[(
             "pkfs gc",
             "Drop discarded versions of every vault and repack.",
@@ -119,6 +141,11 @@ fn common_sections(page: &str) -> String {
         ),
         ("HOME/metadata", "The encrypted vault table."),
         ("HOME/lock", "Held by the one process that owns the home."),
+        (
+            "HOME/run/pkfs.sock",
+            "Control socket of the mount daemon (0600); other commands go through it.",
+        ),
+        ("HOME/pkfs.log", "Log of the mount daemon when it runs in the background."),
         (
             "HOME/vaults/ID/",
             "A vault: its encrypted tree (contents/) and its git history (.git).",

@@ -65,14 +65,36 @@ fn init_logging(cfg: &Config) {
         (_, 1) => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PKFS_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("PKFS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // fuser's debug output names every file it is asked about: plaintext names
+    // must never reach the daemon's log, whatever filter was asked for.
+    if let Ok(d) = "fuser=error".parse() {
+        filter = filter.add_directive(d);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
+        .log_internal_errors(false)
         .try_init();
+}
+
+/// stderr for logs: a failed write (the daemon's log on a full disk) is
+/// dropped rather than allowed to take the process down.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The node a command works on: freshly unlocked here, or the daemon's, locked

@@ -281,6 +281,8 @@ impl FsCore {
         let mut size = match kind {
             FileType::RegularFile => offsets::plain_len(m.len()).unwrap_or(0),
             FileType::Directory => 4096,
+            // base64url(iv | tag | target): the plaintext target's length.
+            FileType::Symlink => (m.len() * 3 / 4).saturating_sub(28),
             _ => m.len(),
         };
         let mut mtime = ts(m.mtime(), m.mtime_nsec());

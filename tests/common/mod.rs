@@ -786,3 +786,4 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         }
     }
 }
+pub mod mount;
