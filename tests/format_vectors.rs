@@ -7,18 +7,21 @@
 //! (HKDF, AES-GCM, AES-SIV, SHA-256), so the document's prose and the library's
 //! composition of those primitives are tied together too.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+mod common;
+
+use common::vectors::{hex, load, vector, Vector};
 use pkfs::crypto::aead::Gcm;
 use pkfs::crypto::kdf::{hkdf32, hkdf_into};
 use pkfs::crypto::siv::{self, SivKey};
 use pkfs::crypto::SymKey;
 use pkfs::format::blob::{self, BlobError, FileCipher, Header};
+use pkfs::format::links::{self, LinkCipher};
 use pkfs::format::names::{self, DiskName, EntryKind, NameCipher};
 use pkfs::format::offsets;
 
@@ -29,152 +32,9 @@ const REQUIRED: &[&str] = &[
     "name-a",
     "name-secret-txt",
     "name-long-200",
+    "symlink-target",
+    "xattr",
 ];
-
-// ---------------------------------------------------------------------------
-// Parsing the document.
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => panic!("not a hex digit: {:?}", c as char),
-        }
-    }
-    let s = s.as_bytes();
-    assert!(s.len() % 2 == 0, "odd-length hex string");
-    s.chunks(2)
-        .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
-        .collect()
-}
-
-/// A bytes expression: whitespace-separated hex tokens, each optionally `*N`.
-fn bytes_expr(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for token in s.split_whitespace() {
-        let (h, n) = match token.split_once('*') {
-            Some((h, n)) => (h, n.parse::<usize>().expect("repeat count")),
-            None => (token, 1),
-        };
-        let b = unhex(h);
-        for _ in 0..n {
-            out.extend_from_slice(&b);
-        }
-    }
-    out
-}
-
-struct Vector {
-    id: String,
-    fields: BTreeMap<String, String>,
-    used: RefCell<BTreeSet<String>>,
-}
-
-impl Vector {
-    fn opt(&self, key: &str) -> Option<&str> {
-        let v = self.fields.get(key)?;
-        self.used.borrow_mut().insert(key.to_string());
-        Some(v)
-    }
-
-    fn text(&self, key: &str) -> &str {
-        self.opt(key)
-            .unwrap_or_else(|| panic!("vector {}: missing `{key}`", self.id))
-    }
-
-    fn bytes(&self, key: &str) -> Vec<u8> {
-        bytes_expr(self.text(key))
-    }
-
-    fn opt_bytes(&self, key: &str) -> Option<Vec<u8>> {
-        self.opt(key).map(bytes_expr)
-    }
-
-    fn array<const N: usize>(&self, key: &str) -> [u8; N] {
-        let b = self.bytes(key);
-        b.as_slice()
-            .try_into()
-            .unwrap_or_else(|_| panic!("vector {}: `{key}` is {} bytes, not {N}", self.id, b.len()))
-    }
-
-    fn int(&self, key: &str) -> u64 {
-        self.text(key)
-            .parse()
-            .unwrap_or_else(|_| panic!("vector {}: `{key}` is not a decimal integer", self.id))
-    }
-
-    /// Every line of the block must have been checked: a typo or a stale key in
-    /// the document is a failure, not silently ignored.
-    fn assert_all_used(&self) {
-        let used = self.used.borrow();
-        let unused: Vec<_> = self.fields.keys().filter(|k| !used.contains(*k)).collect();
-        assert!(
-            unused.is_empty(),
-            "vector {}: keys never checked: {unused:?}",
-            self.id
-        );
-    }
-}
-
-fn load() -> Vec<Vector> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md");
-    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut vectors = Vec::new();
-    let mut block: Option<BTreeMap<String, String>> = None;
-    for (n, line) in doc.lines().enumerate() {
-        let t = line.trim();
-        match &mut block {
-            None if t == "```vectors" => block = Some(BTreeMap::new()),
-            None => {}
-            Some(fields) if t == "```" => {
-                let id = fields
-                    .get("id")
-                    .unwrap_or_else(|| panic!("vectors block ending on line {} has no id", n + 1))
-                    .clone();
-                let v = Vector {
-                    id,
-                    fields: std::mem::take(fields),
-                    used: RefCell::new(BTreeSet::new()),
-                };
-                v.text("id");
-                vectors.push(v);
-                block = None;
-            }
-            Some(_) if t.is_empty() || t.starts_with('#') => {}
-            Some(fields) => {
-                let (k, v) = t
-                    .split_once('=')
-                    .unwrap_or_else(|| panic!("FORMAT.md line {}: expected `key = value`", n + 1));
-                let old = fields.insert(k.trim().to_string(), v.trim().to_string());
-                assert!(
-                    old.is_none(),
-                    "FORMAT.md line {}: duplicate key {}",
-                    n + 1,
-                    k.trim()
-                );
-            }
-        }
-    }
-    assert!(block.is_none(), "unterminated vectors block in FORMAT.md");
-    let mut ids = BTreeSet::new();
-    for v in &vectors {
-        assert!(ids.insert(v.id.clone()), "duplicate vector id {}", v.id);
-    }
-    vectors
-}
-
-fn vector<'a>(vectors: &'a [Vector], id: &str) -> &'a Vector {
-    vectors
-        .iter()
-        .find(|v| v.id == id)
-        .unwrap_or_else(|| panic!("FORMAT.md has no vector `{id}`"))
-}
 
 // ---------------------------------------------------------------------------
 // Blob vectors.
@@ -420,6 +280,8 @@ fn every_vector_matches_the_library() {
                 check_blob(v);
             }
             "name" => check_name(v),
+            "symlink" => check_symlink(v),
+            "xattr" => check_xattr(v),
             other => panic!("vector {}: unknown kind `{other}`", v.id),
         }
         checked += 1;
@@ -606,4 +468,46 @@ fn two_page_vector_binds_the_final_flag() {
             hex(&good[start + 28..start + 28 + chunk.len()])
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Symlink targets and extended attributes.
+
+fn check_symlink(v: &Vector) {
+    let key = gen_key(v);
+    assert_eq!(
+        hex(hkdf32(&key, None, links::LINK_INFO).as_bytes()),
+        hex(&v.bytes("link_key")),
+        "{}",
+        v.id
+    );
+    let c = LinkCipher::new(&key);
+    let disk = c.seal_target_with_iv(&v.array("iv"), &v.bytes("target"));
+    assert_eq!(disk.as_deref(), Some(v.text("disk")), "{}", v.id);
+    let back = c
+        .open_target(v.text("disk").as_bytes())
+        .expect("vector target opens");
+    assert_eq!(back.as_slice(), v.bytes("target").as_slice());
+    v.assert_all_used();
+}
+
+fn check_xattr(v: &Vector) {
+    let key = gen_key(v);
+    assert_eq!(
+        hex(hkdf32(&key, None, links::XATTR_INFO).as_bytes()),
+        hex(&v.bytes("xattr_key")),
+        "{}",
+        v.id
+    );
+    let c = LinkCipher::new(&key);
+    let name = c.xattr_name(&v.bytes("name"));
+    assert_eq!(name, v.text("disk_name"), "{}", v.id);
+    let sealed = c.seal_xattr_with_iv(&name, &v.array("iv"), &v.bytes("value"));
+    assert_eq!(hex(&sealed), hex(&v.bytes("sealed")), "{}", v.id);
+    assert_eq!(c.xattr_plain_name(&name).unwrap(), v.bytes("name"));
+    assert_eq!(
+        c.open_xattr(&name, &sealed).unwrap().as_slice(),
+        v.bytes("value").as_slice()
+    );
+    v.assert_all_used();
 }

@@ -68,8 +68,19 @@ fn plan(cfg: &Config, a: &MountArgs) -> Result<MountPlan, Error> {
             "rw" => ro = false,
             "allow_other" => allow_other = true,
             // Generic options mount(8) passes along, or ones pkfs always sets.
-            "default_permissions" | "defaults" | "auto" | "noauto" | "user" | "nouser"
-            | "users" | "_netdev" | "nofail" | "dev" | "suid" | "exec" | "async" => {}
+            "default_permissions"
+            | "defaults"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "users"
+            | "_netdev"
+            | "nofail"
+            | "dev"
+            | "suid"
+            | "exec"
+            | "async" => {}
             o if o.starts_with("x-") || o.starts_with("comment=") => {}
             "nodev" | "nosuid" | "noexec" | "noatime" | "sync" | "dirsync" => {
                 extra.push(o.to_string())
@@ -142,7 +153,9 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
             let _ = r.read_to_string(&mut msg);
             match msg.strip_prefix("OK") {
                 Some(_) => Ok(()),
-                None if msg.is_empty() => Err(Error::Mount("the daemon exited early".into()).into()),
+                None if msg.is_empty() => {
+                    Err(Error::Mount("the daemon exited early".into()).into())
+                }
                 None => Err(Error::Mount(msg.trim().to_string()).into()),
             }
         }
@@ -211,7 +224,11 @@ fn serve(
     if ready.is_some() {
         daemon_stdio(&cfg.home)?;
     }
-    tracing::info!("mounted {} at {}", cfg.home.display(), plan.mountpoint.display());
+    tracing::info!(
+        "mounted {} at {}",
+        cfg.home.display(),
+        plan.mountpoint.display()
+    );
     report(&ready, "OK");
     drop(ready);
     let res = mounted.run(rx);
@@ -234,11 +251,7 @@ fn read_only(args: &[String]) -> bool {
     words.get(1).is_some_and(|w| READS.contains(w))
 }
 
-fn make_handler(
-    core: Arc<FsCore>,
-    tx: mpsc::Sender<Ctl>,
-    mountpoint: PathBuf,
-) -> control::Handler {
+fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -> control::Handler {
     let tx = parking_lot::Mutex::new(tx);
     Arc::new(move |req: Request| match req {
         Request::Status => Response::Status(status_json(&core, &mountpoint).to_string()),
@@ -388,9 +401,9 @@ pub fn status(cfg: &Config) -> anyhow::Result<()> {
         c["misses"]
     ));
     for vault in v["vaults"].as_array().into_iter().flatten() {
-        let last = vault["last_commit"].as_str().map_or("-".to_string(), |id| {
-            id.chars().take(12).collect()
-        });
+        let last = vault["last_commit"]
+            .as_str()
+            .map_or("-".to_string(), |id| id.chars().take(12).collect());
         out.data(format!(
             "vault {}: {} pending change(s), last commit {}{}",
             vault["name"].as_str().unwrap_or("?"),

@@ -45,20 +45,18 @@ pub fn check_mountpoint(dir: &Path) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             tracing::warn!("cleaning up a dead mount at {}", dir.display());
             detach(dir);
-            return check_mountpoint(dir);
+            check_mountpoint(dir)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Mount(format!(
-            "mountpoint {dir:?} does not exist"
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::Mount(format!("mountpoint {dir:?} does not exist")))
+        }
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(Error::Mount(format!(
             "mountpoint {dir:?} is not a directory"
         ))),
         Err(e) => Err(Error::Mount(format!("mountpoint {dir:?}: {e}"))),
         Ok(mut it) => match it.next() {
             None => Ok(()),
-            Some(_) => Err(Error::Mount(format!(
-                "mountpoint {dir:?} is not empty"
-            ))),
+            Some(_) => Err(Error::Mount(format!("mountpoint {dir:?} is not empty"))),
         },
     }
 }
@@ -151,8 +149,14 @@ impl Mounted {
     pub fn run(self, ctl: Receiver<Ctl>) -> Result<()> {
         // SAFETY: the handler only stores to an atomic.
         unsafe {
-            libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t);
-            libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t);
+            libc::signal(
+                libc::SIGTERM,
+                on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t,
+            );
+            libc::signal(
+                libc::SIGINT,
+                on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t,
+            );
             libc::signal(libc::SIGHUP, libc::SIG_IGN);
         }
         let dir = self.plan.mountpoint.clone();

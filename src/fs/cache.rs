@@ -88,7 +88,8 @@ impl PageCache {
     /// Account for pages becoming dirty (positive) or clean (negative).
     pub fn add_dirty(&self, delta: isize) {
         if delta >= 0 {
-            self.dirty_pages.fetch_add(delta as usize, Ordering::Relaxed);
+            self.dirty_pages
+                .fetch_add(delta as usize, Ordering::Relaxed);
         } else {
             self.dirty_pages
                 .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);

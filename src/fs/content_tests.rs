@@ -33,7 +33,10 @@ fn on_disk(path: &std::path::Path) -> Vec<u8> {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -96,7 +99,8 @@ fn unchanged_pages_keep_their_ciphertext() {
     let path = dir.path().join("blob");
     let cache = PageCache::new(64 * PAGE_SIZE);
     let mut st = open_state(&path, &cache);
-    st.write(0, &vec![7u8; 10 * PAGE_SIZE as usize], &cache).unwrap();
+    st.write(0, &vec![7u8; 10 * PAGE_SIZE as usize], &cache)
+        .unwrap();
     st.write_back(&keys(), &cache).unwrap();
     let before = std::fs::read(&path).unwrap();
     st.write(5 * PAGE_SIZE + 3, b"x", &cache).unwrap();
@@ -104,7 +108,8 @@ fn unchanged_pages_keep_their_ciphertext() {
     let after = std::fs::read(&path).unwrap();
     let changed: Vec<u64> = (0..10)
         .filter(|&i| {
-            let r = offsets::page_blob_offset(i) as usize..offsets::page_blob_offset(i + 1) as usize;
+            let r =
+                offsets::page_blob_offset(i) as usize..offsets::page_blob_offset(i + 1) as usize;
             before[r.clone()] != after[r]
         })
         .collect();
@@ -118,7 +123,8 @@ fn a_tampered_page_is_an_error_not_data() {
     let path = dir.path().join("blob");
     let cache = PageCache::new(64 * PAGE_SIZE);
     let mut st = open_state(&path, &cache);
-    st.write(0, &vec![1u8; 3 * PAGE_SIZE as usize], &cache).unwrap();
+    st.write(0, &vec![1u8; 3 * PAGE_SIZE as usize], &cache)
+        .unwrap();
     st.write_back(&keys(), &cache).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[offsets::page_blob_offset(1) as usize + 40] ^= 1;

@@ -108,7 +108,8 @@ impl Inodes {
                 if i.kind == kind {
                     if (i.parent, i.name.as_slice()) != (parent, name) {
                         let old = (i.parent, std::mem::replace(&mut i.name, name.to_vec()));
-                        i.aliases.retain(|a| (a.0, a.1.as_slice()) != (parent, name));
+                        i.aliases
+                            .retain(|a| (a.0, a.1.as_slice()) != (parent, name));
                         if !i.aliases.contains(&old) {
                             i.aliases.push(old);
                         }
@@ -146,11 +147,7 @@ impl Inodes {
     /// The name (from_parent, from_name) of `ino` became (parent, name).
     pub fn moved(&mut self, ino: u64, from: (u64, &[u8]), parent: u64, name: &[u8]) {
         if let Some(i) = self.map.get_mut(&ino) {
-            if let Some(a) = i
-                .aliases
-                .iter_mut()
-                .find(|a| (a.0, a.1.as_slice()) == from)
-            {
+            if let Some(a) = i.aliases.iter_mut().find(|a| (a.0, a.1.as_slice()) == from) {
                 *a = (parent, name.to_vec());
             } else {
                 i.parent = parent;
@@ -169,7 +166,8 @@ impl Inodes {
                     i.name = n;
                 }
             } else {
-                i.aliases.retain(|a| (a.0, a.1.as_slice()) != (parent, name));
+                i.aliases
+                    .retain(|a| (a.0, a.1.as_slice()) != (parent, name));
             }
         }
     }

@@ -65,13 +65,10 @@ impl FsCore {
     /// Register the entry `name` of `parent` and return its attributes.
     fn found(&self, parent: u64, name: &[u8], e: &Entry) -> FsResult<FileAttr> {
         let m = e.dir.fd.stat(e.name()).errno()?;
-        let ino = self.inodes.write().found(
-            &e.vault,
-            parent,
-            name,
-            file_type(&m),
-            (m.dev(), m.ino()),
-        );
+        let ino =
+            self.inodes
+                .write()
+                .found(&e.vault, parent, name, file_type(&m), (m.dev(), m.ino()));
         Ok(self.attr(ino, &m))
     }
 
@@ -251,8 +248,10 @@ impl FsCore {
             0
         };
         self.own(&e, parent, who, Some((mode & 0o7777) | inherit))?;
-        e.vault
-            .record(ChangeKind::Added, format!("{}/", self.child_path(parent, name)));
+        e.vault.record(
+            ChangeKind::Added,
+            format!("{}/", self.child_path(parent, name)),
+        );
         self.found(parent, name, &e)
     }
 
@@ -386,8 +385,10 @@ impl FsCore {
         if ino != 0 {
             self.inodes.write().unlinked(ino);
         }
-        e.vault
-            .record(ChangeKind::Removed, format!("{}/", self.child_path(parent, name)));
+        e.vault.record(
+            ChangeKind::Removed,
+            format!("{}/", self.child_path(parent, name)),
+        );
         Ok(())
     }
 

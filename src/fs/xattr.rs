@@ -72,8 +72,7 @@ impl FsCore {
     /// The raw (sealed) value of a backing xattr.
     fn raw_get(path: &CString, name: &CString) -> FsResult<Vec<u8>> {
         // SAFETY: a null buffer with size 0 asks for the size; result checked.
-        let len =
-            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        let len = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
         if len < 0 {
             return Err(last_errno());
         }

@@ -287,7 +287,7 @@ mod tests {
         }
         fs::write(d.at("f"), b"deep").unwrap();
         assert_eq!(fs::read(d.at("f")).unwrap(), b"deep");
-        assert!(t.path().join(long.repeat(1)).is_dir());
+        assert!(t.path().join(&long).is_dir());
     }
 
     #[test]
@@ -296,7 +296,9 @@ mod tests {
         let d = DirFd::open(t.path()).unwrap();
         fs::write(d.at("a"), b"A").unwrap();
         fs::write(d.at("b"), b"B").unwrap();
-        let err = d.rename_to("a", &d, "b", libc::RENAME_NOREPLACE).unwrap_err();
+        let err = d
+            .rename_to("a", &d, "b", libc::RENAME_NOREPLACE)
+            .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
         d.rename_to("a", &d, "b", libc::RENAME_EXCHANGE).unwrap();
         assert_eq!(fs::read(d.at("a")).unwrap(), b"B");

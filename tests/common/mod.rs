@@ -787,3 +787,4 @@ pub fn copy_tree(src: &Path, dst: &Path) {
     }
 }
 pub mod mount;
+pub mod vectors;
