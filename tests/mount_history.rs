@@ -8,25 +8,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::mount::Mounted;
+use common::mount::{is_mounted, Mounted};
 use common::*;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/// Is `dir` a mountpoint right now (per /proc/self/mounts)?
-fn is_mounted(dir: &Path) -> bool {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
-    let want = dir.as_os_str().as_bytes();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(1).is_some_and(|m| m.as_bytes() == want))
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()

@@ -14,20 +14,11 @@ use std::os::unix::io::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::mount::Mounted;
+use common::mount::{is_mounted, Mounted};
 use common::*;
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/// Is `dir` a mountpoint right now (per /proc/self/mounts)?
-fn is_mounted(dir: &Path) -> bool {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
-    let want = dir.as_os_str().as_bytes();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(1).is_some_and(|m| m.as_bytes() == want))
-}
 
 /// Is process `pid` alive (present and not a zombie)?
 fn alive(pid: i32) -> bool {

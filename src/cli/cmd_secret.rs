@@ -217,5 +217,6 @@ fn kind_word(k: Kind) -> &'static str {
         Kind::File => "file",
         Kind::Dir => "dir",
         Kind::Symlink => "link",
+        Kind::Special => "special",
     }
 }

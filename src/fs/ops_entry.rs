@@ -205,11 +205,7 @@ impl FsCore {
         rdev: u32,
         who: Caller,
     ) -> FsResult<FileAttr> {
-        if parent == ROOT_INO {
-            return Err(Errno::EPERM);
-        }
-        self.check_writable()?;
-        let e = self.child_entry(parent, name)?;
+        let e = self.entry_to_change(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
         e.write_sidecar()?;
@@ -262,11 +258,7 @@ impl FsCore {
         target: &[u8],
         who: Caller,
     ) -> FsResult<FileAttr> {
-        if parent == ROOT_INO {
-            return Err(Errno::EPERM);
-        }
-        self.check_writable()?;
-        let e = self.child_entry(parent, name)?;
+        let e = self.entry_to_change(parent, name)?;
         let disk_target = e
             .vault
             .links
@@ -307,6 +299,16 @@ impl FsCore {
         self.found(newparent, newname, &dst)
     }
 
+    /// Entry `name` of `parent` for a change: not at the mount root (vaults are
+    /// made and removed otherwise), and not on a read-only mount.
+    fn entry_to_change(&self, parent: u64, name: &[u8]) -> FsResult<Entry> {
+        if parent == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        self.check_writable()?;
+        self.child_entry(parent, name)
+    }
+
     /// The inode (if known) of an existing backing entry.
     fn known_ino(&self, e: &Entry) -> Option<(u64, std::fs::Metadata)> {
         let m = e.dir.fd.stat(e.name()).ok()?;
@@ -315,11 +317,7 @@ impl FsCore {
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
-        if parent == ROOT_INO {
-            return Err(Errno::EPERM);
-        }
-        self.check_writable()?;
-        let e = self.child_entry(parent, name)?;
+        let e = self.entry_to_change(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
         let (ino, m) = self.known_ino(&e).ok_or(Errno::ENOENT)?;
@@ -369,11 +367,7 @@ impl FsCore {
     }
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
-        if parent == ROOT_INO {
-            return Err(Errno::EPERM);
-        }
-        self.check_writable()?;
-        let e = self.child_entry(parent, name)?;
+        let e = self.entry_to_change(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
         let (ino, m) = self.known_ino(&e).ok_or(Errno::ENOENT)?;

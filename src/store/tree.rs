@@ -29,6 +29,8 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A FIFO, socket or device node (made through the mount).
+    Special,
 }
 
 /// One decrypted directory entry.
@@ -144,8 +146,10 @@ impl Tree {
                     Kind::Dir
                 } else if m.file_type().is_symlink() {
                     Kind::Symlink
-                } else {
+                } else if m.is_file() {
                     Kind::File
+                } else {
+                    Kind::Special
                 };
                 Ok(Some((kind, m)))
             }
@@ -270,6 +274,12 @@ impl Tree {
         match Self::kind_at(&loc.path)? {
             None => return Err(Error::NotFound(p.to_string())),
             Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
+            // Reading a FIFO would block; a symlink's target is not its content.
+            Some((Kind::Symlink | Kind::Special, _)) => {
+                return Err(Error::Usage(format!(
+                    "{p:?} is not a regular file (a symlink or special file made through the mount)"
+                )))
+            }
             Some(_) => {}
         }
         let bytes = fs::read(&loc.path).map_err(|e| Error::io(&loc.path, e))?;

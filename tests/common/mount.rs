@@ -8,6 +8,16 @@ use serde_json::Value;
 
 use super::Node;
 
+/// Is `dir` a mountpoint right now (per /proc/self/mounts)?
+pub fn is_mounted(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let want = dir.as_os_str().as_bytes();
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1).is_some_and(|m| m.as_bytes() == want))
+}
+
 pub struct Mounted {
     pub node: Node,
     pub mnt: PathBuf,
