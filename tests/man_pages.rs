@@ -145,7 +145,10 @@ fn common_sections(page: &str) -> String {
             "HOME/run/pkfs.sock",
             "Control socket of the mount daemon (0600); other commands go through it.",
         ),
-        ("HOME/pkfs.log", "Log of the mount daemon when it runs in the background."),
+        (
+            "HOME/pkfs.log",
+            "Log of the mount daemon when it runs in the background.",
+        ),
         (
             "HOME/vaults/ID/",
             "A vault: its encrypted tree (contents/) and its git history (.git).",
