@@ -177,7 +177,11 @@ impl Inodes {
     pub fn unlinked(&mut self, ino: u64) {
         if let Some(i) = self.map.get(&ino) {
             if let (Some(v), Some(b)) = (&i.vault, i.backing) {
-                self.by_backing.remove(&(v.id.clone(), b.0, b.1));
+                let key = (v.id.clone(), b.0, b.1);
+                // The backing number may already belong to a newer file.
+                if self.by_backing.get(&key) == Some(&ino) {
+                    self.by_backing.remove(&key);
+                }
             }
         }
     }
