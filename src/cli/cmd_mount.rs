@@ -289,13 +289,22 @@ fn status_json(core: &FsCore, mountpoint: &Path) -> serde_json::Value {
         .read()
         .iter()
         .map(|v| {
-            let p = v.pending.lock();
+            let (pending, last, error) = {
+                let p = v.pending.lock();
+                (p.changes.len(), p.last_commit.clone(), p.last_error.clone())
+            };
+            // Before the mount's first commit, the vault's current version.
+            let last = last.or_else(|| {
+                let h = v.history.lock();
+                let head = h.log(Some(1000), false).ok()?.into_iter().find(|e| e.head)?;
+                Some((head.id, head.time))
+            });
             json!({
                 "name": v.name(),
-                "pending_changes": p.changes.len(),
-                "last_commit": p.last_commit.as_ref().map(|(id, _)| id.clone()),
-                "last_commit_time": p.last_commit.as_ref().map(|(_, t)| *t),
-                "last_error": p.last_error.clone(),
+                "pending_changes": pending,
+                "last_commit": last.as_ref().map(|(id, _)| id.clone()),
+                "last_commit_time": last.as_ref().map(|(_, t)| *t),
+                "last_error": error,
             })
         })
         .collect();
