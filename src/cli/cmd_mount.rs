@@ -296,7 +296,11 @@ fn status_json(core: &FsCore, mountpoint: &Path) -> serde_json::Value {
             // Before the mount's first commit, the vault's current version.
             let last = last.or_else(|| {
                 let h = v.history.lock();
-                let head = h.log(Some(1000), false).ok()?.into_iter().find(|e| e.head)?;
+                let head = h
+                    .log(Some(1000), false)
+                    .ok()?
+                    .into_iter()
+                    .find(|e| e.head)?;
                 Some((head.id, head.time))
             });
             json!({
