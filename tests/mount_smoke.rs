@@ -44,3 +44,20 @@ fn the_cli_refuses_to_read_fifos_and_symlinks_made_through_the_mount() {
         Some("target")
     );
 }
+
+#[test]
+fn mount_options_from_o_and_flags() {
+    let mut m = Mounted::with_args(&["--ro", "-o", "noatime,nosuid,nodev,default_permissions"]);
+    let err = std::fs::write(m.path("x"), b"no").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    m.umount();
+    m.node
+        .fail(
+            common::ExitCode::Usage,
+            ["mount", m.mnt.to_str().unwrap(), "-o", "bogus"],
+        )
+        .stderr_has("unknown mount option");
+    m.mount(&["-o", "rw,noexec"]);
+    std::fs::write(m.path("x"), b"yes").unwrap();
+    assert_eq!(std::fs::read(m.path("x")).unwrap(), b"yes");
+}

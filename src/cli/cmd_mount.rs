@@ -156,7 +156,11 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
                 None if msg.is_empty() => {
                     Err(Error::Mount("the daemon exited early".into()).into())
                 }
-                None => Err(Error::Mount(msg.trim().to_string()).into()),
+                None => {
+                    let msg = msg.trim();
+                    let inner = msg.strip_prefix("mount failed: ").unwrap_or(msg);
+                    Err(Error::Mount(inner.to_string()).into())
+                }
             }
         }
     }

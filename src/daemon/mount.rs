@@ -29,7 +29,8 @@ pub struct MountPlan {
     pub home: PathBuf,
     pub fs: MountConfig,
     pub allow_other: bool,
-    /// Extra `-o` options passed to the kernel as they are.
+    /// Extra kernel mount flags from `-o` (nodev, nosuid, noexec, noatime,
+    /// sync, dirsync).
     pub options: Vec<String>,
 }
 
@@ -125,7 +126,17 @@ pub fn mount(node: Node, plan: MountPlan) -> Result<Mounted> {
     if plan.fs.ro {
         opts.push(MountOption::RO);
     }
-    opts.extend(plan.options.iter().map(|o| MountOption::CUSTOM(o.clone())));
+    for o in &plan.options {
+        opts.push(match o.as_str() {
+            "nodev" => MountOption::NoDev,
+            "nosuid" => MountOption::NoSuid,
+            "noexec" => MountOption::NoExec,
+            "noatime" => MountOption::NoAtime,
+            "sync" => MountOption::Sync,
+            "dirsync" => MountOption::DirSync,
+            other => return Err(Error::Usage(format!("unknown mount option {other:?}"))),
+        });
+    }
     cfg.mount_options = opts;
     if plan.allow_other {
         cfg.acl = SessionACL::All;
