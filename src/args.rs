@@ -65,6 +65,11 @@ pub enum Command {
     },
     /// Show whether the home is mounted, pending changes and cache figures
     Status,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Create, list, rename, delete and describe vaults
     #[command(subcommand, visible_alias = "vaults")]
     Vault(VaultCmd),

@@ -94,6 +94,16 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             "pkfs status --json",
             "Mountpoint, pending changes per vault and cache figures as JSON.",
         )],
+        "completions" => &[
+            (
+                "pkfs completions bash > ~/.local/share/bash-completion/completions/pkfs",
+                "Install bash completion for this user.",
+            ),
+            (
+                "pkfs completions fish > ~/.config/fish/completions/pkfs.fish",
+                "The same for fish.",
+            ),
+        ],
         "gc" => &[(
             "pkfs gc",
             "Drop discarded versions of every vault and repack.",

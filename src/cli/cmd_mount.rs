@@ -81,7 +81,10 @@ fn plan(cfg: &Config, a: &MountArgs) -> Result<MountPlan, Error> {
             | "suid"
             | "exec"
             | "async" => {}
-            o if o.starts_with("x-") || o.starts_with("comment=") => {}
+            o if o.starts_with("x-")
+                || o.starts_with("comment=")
+                || o.starts_with("fsname=")
+                || o.starts_with("subtype=") => {}
             "nodev" | "nosuid" | "noexec" | "noatime" | "sync" | "dirsync" => {
                 extra.push(o.to_string())
             }
@@ -235,7 +238,9 @@ fn serve(
     );
     report(&ready, "OK");
     drop(ready);
+    mount::sd_notify("READY=1");
     let res = mounted.run(rx);
+    mount::sd_notify("STOPPING=1");
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = std::fs::remove_file(&sock);
     let _ = server.join();

@@ -6,6 +6,7 @@ mod cmd_secret;
 mod cmd_vault;
 mod cmd_version;
 mod config;
+pub mod fstab;
 mod pass;
 pub mod remote;
 mod secret_io;
@@ -52,6 +53,11 @@ fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
         Command::Mount(m) => cmd_mount::mount(cfg, m),
         Command::Umount { dir } => cmd_mount::umount(cfg, dir.as_deref()),
         Command::Status => cmd_mount::status(cfg),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "pkfs", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Vault(v) => cmd_vault::run(cfg, v),
         Command::Secret(s) => cmd_secret::run(cfg, s),
         Command::Version(v) => cmd_version::run(cfg, v),

@@ -39,6 +39,28 @@ pub enum Ctl {
     Unmount(Sender<std::result::Result<(), String>>),
 }
 
+/// Tell systemd (when it started us with `Type=notify`) how we are doing:
+/// `READY=1` once the mount is live, `STOPPING=1` when leaving.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        tracing::warn!("notifying systemd: {e}");
+    }
+}
+
 /// Refuse a mountpoint that is missing, not a directory, or not empty. A dead
 /// FUSE mount left by a killed daemon is cleaned up first.
 pub fn check_mountpoint(dir: &Path) -> Result<()> {
