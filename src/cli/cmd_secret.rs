@@ -159,7 +159,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
         SecretCmd::Import { dir, target } => {
             let t = parse_target(&target)?;
             let dir = cfg.local_path(&dir);
-            let n = secret_io::import(vaults.get(&t.vault)?, &dir, &t.path, cfg.quiet)?;
+            let n = secret_io::import(vaults.get(&t.vault)?, &dir, &t.path, cfg)?;
             out.say(format!("Imported {n} file(s) into {}:{}", t.vault, t.path));
         }
         SecretCmd::Env { targets, command } => {

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::config::Config;
-use super::{fmt_time, unlock, Out};
+use super::{fmt_time, progress, unlock, Out};
 use pkfs::args::VersionCmd;
 
 pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
@@ -59,7 +59,15 @@ pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
         }
         VersionCmd::Checkout { vault, reference } => {
             let v = node.open_vault(&vault)?;
-            let id = v.history().checkout(&reference)?;
+            let bar = progress::bar(cfg, 0, "checkout");
+            let id = v
+                .history()
+                .checkout_with_progress(&reference, &mut |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                });
+            bar.finish_and_clear();
+            let id = id?;
             let head = v.history().head()?;
             if out.json() {
                 out.emit(&json!({"vault": vault, "id": id, "at_latest": head.at_latest}))?;

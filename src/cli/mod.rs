@@ -8,6 +8,7 @@ mod cmd_version;
 mod config;
 pub mod fstab;
 mod pass;
+mod progress;
 pub mod remote;
 mod secret_io;
 
@@ -190,10 +191,13 @@ pub(crate) fn new_root_key(cfg: &Config) -> Result<RootKeypair, Error> {
         return RootKeypair::from_pkcs8_pem(&pem)
             .map_err(|_| Error::Usage(format!("{path:?} is not an RSA-4096 PKCS#8 key")));
     }
-    if !cfg.quiet {
+    let spin = progress::spinner(cfg, "Generating an RSA-4096 root keypair");
+    if spin.is_hidden() && !cfg.quiet {
         write_err(b"Generating an RSA-4096 root keypair (this takes a few seconds)...\n");
     }
-    RootKeypair::generate().map_err(|_| Error::Crypto("RSA key generation failed"))
+    let key = RootKeypair::generate().map_err(|_| Error::Crypto("RSA key generation failed"));
+    spin.finish_and_clear();
+    key
 }
 
 /// Human or JSON output, honouring `-q`.

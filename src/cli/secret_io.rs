@@ -12,18 +12,20 @@ use pkfs::Error;
 use zeroize::Zeroizing;
 
 use super::cmd_secret::Vaults;
-use super::{parse_target, write_err, write_out, Target};
+use super::config::Config;
+use super::{parse_target, progress, write_err, write_out, Target};
 
 /// Copy a local directory tree into `dest`, as one commit. Every name is checked
 /// before anything is written, so an invalid one (say `.git`) imports nothing.
 /// Returns the file count.
-pub fn import(vault: &Vault, dir: &Path, dest: &VPath, quiet: bool) -> Result<usize, Error> {
+pub fn import(vault: &Vault, dir: &Path, dest: &VPath, cfg: &Config) -> Result<usize, Error> {
     let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
     if !meta.is_dir() {
         return Err(Error::NotADirectory(dir.display().to_string()));
     }
-    let plan = plan_import(dir, dest, quiet)?;
-    vault.mutate(|tree, ch| {
+    let plan = plan_import(dir, dest, cfg.quiet)?;
+    let bar = progress::bar(cfg, plan.len() as u64, "import");
+    let res = vault.mutate(|tree, ch| {
         ch.extend(tree.mkdir(dest, true)?);
         let mut files = 0;
         for (local, target, is_dir) in &plan {
@@ -34,9 +36,12 @@ pub fn import(vault: &Vault, dir: &Path, dest: &VPath, quiet: bool) -> Result<us
                 ch.push(tree.write(target, &data)?);
                 files += 1;
             }
+            bar.inc(1);
         }
         Ok(files)
-    })
+    });
+    bar.finish_and_clear();
+    res
 }
 
 /// (local path, vault path, is a directory) for every entry below `dir`, parents

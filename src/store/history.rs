@@ -290,6 +290,15 @@ impl History {
     /// version must be in main's history. Uncommitted changes are overwritten, so
     /// commit first. Returns the commit id.
     pub fn checkout(&self, spec: &str) -> Result<String> {
+        self.checkout_with_progress(spec, &mut |_, _| {})
+    }
+
+    /// [`History::checkout`], reporting (files done, files in all) as it goes.
+    pub fn checkout_with_progress(
+        &self,
+        spec: &str,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<String> {
         let repo = self.repo.borrow();
         let repo = &*repo;
         let main = main_tip(repo)?.ok_or_else(no_versions)?;
@@ -309,7 +318,8 @@ impl History {
         opts.force()
             .remove_untracked(true)
             .remove_ignored(true)
-            .path(TRACKED);
+            .path(TRACKED)
+            .progress(|_, done, total| progress(done, total));
         repo.checkout_tree(commit.as_object(), Some(&mut opts))
             .ctx("checking out the version")?;
         if target == main {
