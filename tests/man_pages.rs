@@ -104,6 +104,16 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "The same for fish.",
             ),
         ],
+        "format" => &[
+            (
+                "ls -a ~/.local/share/pkfs/vaults/*/contents",
+                "Encrypted names only: nothing of the plaintext tree shows.",
+            ),
+            (
+                "git -C ~/.local/share/pkfs/vaults/ID log --stat",
+                "The history holds ciphertext and encrypted messages only.",
+            ),
+        ],
         "gc" => &[(
             "pkfs gc",
             "Drop discarded versions of every vault and repack.",
@@ -170,7 +180,7 @@ fn common_sections(page: &str) -> String {
             roff_escape(what)
         );
     }
-    s += ".SH SEE ALSO\n\\fBpkfs\\fR(1); docs/FORMAT.md, docs/SECURITY.md in the source tree\n";
+    s += ".SH SEE ALSO\n\\fBpkfs\\fR(1), \\fBpkfs\\fR(5); docs/FORMAT.md, docs/SECURITY.md in the source tree\n";
     s
 }
 
@@ -183,6 +193,72 @@ fn render(cmd: clap::Command, page: &str) -> String {
     let mut text = String::from_utf8(buf).expect("roff is UTF-8");
     text += &common_sections(page);
     text
+}
+
+/// Inline markdown (`code`, **bold**) to roff, escaped.
+fn inline(text: &str) -> String {
+    let mut out = String::new();
+    let mut code = false;
+    let mut bold = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("**") {
+            bold = !bold;
+            out += if bold { "\\fB" } else { "\\fR" };
+            rest = &rest[2..];
+            continue;
+        }
+        if c == '`' {
+            code = !code;
+            out += if code { "\\fB" } else { "\\fR" };
+        } else {
+            out += &roff_escape(&c.to_string());
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    if out.starts_with('.') || out.starts_with('\'') {
+        out.insert_str(0, "\\&");
+    }
+    out
+}
+
+/// `pkfs.5`: the home layout and on-disk format, from docs/FORMAT.md.
+fn format_page() -> String {
+    let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md"))
+        .expect("docs/FORMAT.md");
+    let mut s = String::from(
+        ".TH pkfs 5 \"\" \"pkfs\"\n.SH NAME\npkfs \\- home layout and on\\-disk format of pkfs\n\
+         .SH SYNOPSIS\n\\fIHOME\\fR/{root.key,root.pub,metadata,lock,run/,vaults/ID/{contents/,.git/}}\n\
+         .SH DESCRIPTION\n",
+    );
+    let mut fenced = false;
+    for line in md.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            s += if fenced { ".PP\n.nf\n" } else { ".fi\n" };
+            continue;
+        }
+        if fenced {
+            s += &format!("\\&{}\n", roff_escape(line));
+        } else if line.starts_with("# ") {
+        } else if let Some(h) = line.strip_prefix("## ") {
+            s += &format!(".SH {}\n", inline(&h.to_uppercase()));
+        } else if let Some(h) = line.strip_prefix("### ") {
+            s += &format!(".SS {}\n", inline(h));
+        } else if line.starts_with('|') {
+            if !line.starts_with("|-") && !line.starts_with("|--") {
+                s += &format!(".br\n{}\n", inline(line.trim_matches('|').trim()));
+            }
+        } else if let Some(item) = line.trim_start().strip_prefix("- ") {
+            s += &format!(".IP \\(bu 2\n{}\n", inline(item));
+        } else if line.trim().is_empty() {
+            s += ".PP\n";
+        } else {
+            s += &format!("{}\n", inline(line.trim()));
+        }
+    }
+    s += &common_sections("format");
+    s
 }
 
 /// `pkfs.1`, then one page per subcommand at every depth (`pkfs-vault-create.1`),
@@ -208,6 +284,7 @@ fn pages() -> Vec<(String, String)> {
             .bin_name(format!("pkfs {}", path.join(" ")));
         out.push((format!("{page}.1"), render(cmd, &path[0])));
     }
+    out.push(("pkfs.5".to_string(), format_page()));
     out.sort();
     out
 }
@@ -233,7 +310,8 @@ fn man_pages_are_current() {
     // A page for a subcommand that no longer exists is stale too.
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".1") && !pages.iter().any(|(f, _)| *f == name) {
+        if (name.ends_with(".1") || name.ends_with(".5")) && !pages.iter().any(|(f, _)| *f == name)
+        {
             stale.push(name);
         }
     }
