@@ -76,13 +76,13 @@ pub enum Error {
     WrongPassphrase,
     #[error("vault {0:?} already exists")]
     VaultDefined(String),
-    #[error("vault {0:?} does not exist")]
+    #[error("vault {0:?} does not exist (`pkfs vault list` shows the vaults)")]
     VaultUndefined(String),
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("corrupt data in {path:?}: {what}")]
     Corrupt { path: String, what: String },
-    #[error("{home:?} is in use by another pkfs process (lock held)")]
+    #[error("{home:?} is in use by another pkfs process (lock held; `pkfs status` shows a mount)")]
     HomeLocked { home: PathBuf },
     #[error("{0:?}: no such secret or directory")]
     NotFound(String),
