@@ -28,7 +28,12 @@ else
     RSS_MB=${BENCH_RSS_MB:-2048}
     VENDOR_CRATES=${BENCH_VENDOR_CRATES:-0}   # 0 = all
 fi
-TIMEOUT=${BENCH_TIMEOUT:-900}   # seconds before a single step is declared hung
+TIMEOUT=${BENCH_TIMEOUT:-900}
+# Which parts to run (default: all). BENCH_MERGE_RAW=FILE adds the rows of an earlier
+# run's raw.tsv (e.g. bench/results/latest-raw.tsv) to this one's report, so that
+# phases can be run separately; BENCH_NOTE adds a line to the report's notes.
+PHASES=" ${BENCH_PHASES:-io tree edit rss unlock} "
+has_phase() { [[ "$PHASES" == *" $1 "* ]]; }   # seconds before a single step is declared hung
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -85,7 +90,7 @@ mount_t() {
     case $1 in
         plain) ;;
         gocryptfs)
-            timeout "$TIMEOUT" gocryptfs -q -extpass "cat $PF" "$GC_CIPHER" "$GC_MNT"
+            timeout "$TIMEOUT" gocryptfs -q -nosyslog -extpass "cat $PF" "$GC_CIPHER" "$GC_MNT"
             MOUNTED[gocryptfs]=1 ;;
         pkfs)
             timeout "$TIMEOUT" "$PKFS" --home "$PK_HOME" --passfile "$PF" -q mount "$PK_MNT"
@@ -183,6 +188,9 @@ done
 rm -rf "$W"
 mkdir -p "$W" "$PLAIN" "$GC_CIPHER" "$GC_MNT" "$PK_MNT" "$PK2_MNT" "$RESULTS_DIR"
 : >"$RAW"; : >"$NOTES"
+if [ -n "${BENCH_MERGE_RAW:-}" ]; then
+    MERGE_COPY=$(mktemp); cp "$BENCH_MERGE_RAW" "$MERGE_COPY"
+fi
 echo "bench-passphrase-$$-$RANDOM" >"$PF"; chmod 600 "$PF"
 
 log "work dir $W ($(df -T "$W" | awk 'NR==2{print $2}'))"
@@ -212,6 +220,7 @@ BENCH_T0=$(now)
 # ---------------------------------------------------------------- WRITE / READ
 WBYTES=$((WRITE_COUNT * 131072))
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN{printf "%.1f", b/1e6/s}'; }
+if has_phase io; then
 for r in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do
         d=$(dir_t "$t"); rm -f "$d/zero"
@@ -234,8 +243,10 @@ for r in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do rm -f "$(dir_t "$t")/zero"; done
 done
 pk_wait_idle >/dev/null
+fi
 
 # ---------------------------------------------------------------- tree workloads
+if has_phase tree; then
 for r in $(seq 1 "$RUNS"); do
     # UNTAR (tarball warm in the page cache of the underlying disk, target cold)
     for t in "${TARGETS[@]}"; do
@@ -292,7 +303,10 @@ for r in $(seq 1 "$RUNS"); do
     done
 done
 
+fi
+
 # ---------------------------------------------------------------- pkfs only: history growth of a 4 KiB edit
+if has_phase edit; then
 log "pkfs: history growth after a 4 KiB edit in a ${EDIT_MB} MiB file"
 pk -q vault create e >/dev/null
 EID=$("$PKFS" --home "$PK_HOME" --json vault list | python3 -c '
@@ -303,22 +317,24 @@ EBYTES=$((EDIT_MB * 1048576))
 timeout "$TIMEOUT" dd if=/dev/urandom of="$EF" bs=1M count="$EDIT_MB" conv=fsync status=none
 pk_wait_idle >/dev/null
 for r in $(seq 1 "$RUNS"); do
-    timeout "$TIMEOUT" "$PKFS" --home "$PK_HOME" -q gc >/dev/null || note "pkfs gc failed (run $r, before)"
+    timeout "$TIMEOUT" "$PKFS" --home "$PK_HOME" -q gc e >/dev/null || note "pkfs gc failed (run $r, before)"
     before=$(du -sb "$EGIT" | cut -f1)
     # 4 KiB at a page-aligned offset in a different place each run
     seek=$(( (EBYTES / 4096) * r / (RUNS + 1) ))
     timeout "$TIMEOUT" dd if=/dev/urandom of="$EF" bs=4K count=1 seek="$seek" conv=notrunc,fsync status=none
     pk_wait_idle >/dev/null
     t0=$(now)
-    timeout "$TIMEOUT" "$PKFS" --home "$PK_HOME" -q gc >/dev/null || note "pkfs gc failed (run $r, after)"
+    timeout "$TIMEOUT" "$PKFS" --home "$PK_HOME" -q gc e >/dev/null || note "pkfs gc failed (run $r, after)"
     record GC_SECONDS pkfs "$r" "$(elapsed "$t0")"
     after=$(du -sb "$EGIT" | cut -f1)
     record EDIT_GROWTH_BYTES pkfs "$r" "$((after - before))"
     record EDIT_GROWTH_PCT pkfs "$r" "$(awk -v a="$after" -v b="$before" -v f="$EBYTES" 'BEGIN{printf "%.4f", (a-b)*100/f}')"
 done
 rm -f "$EF"; pk_wait_idle >/dev/null
+fi
 
 # ---------------------------------------------------------------- pkfs only: peak RSS writing RSS_MB
+if has_phase rss; then
 for r in $(seq 1 "$RUNS"); do
     log "run $r pkfs peak RSS while writing ${RSS_MB} MiB"
     umount_t pkfs; mount_t pkfs   # fresh daemon: VmHWM starts from zero
@@ -332,10 +348,12 @@ for r in $(seq 1 "$RUNS"); do
     record RSS_AFTER_COMMIT_MIB pkfs "$r" "$(awk -v k="$hwm" 'BEGIN{printf "%.1f", k/1024}')"
     rm -f "$PK_MNT/v/rss"; pk_wait_idle >/dev/null
 done
+fi
 umount_t pkfs
 umount_t gocryptfs
 
 # ---------------------------------------------------------------- pkfs only: unlock + mount (real KDF)
+if has_phase unlock; then
 log "pkfs: init a node WITHOUT the fast KDF, then time unlock+mount"
 env -u PKFS_TEST_ONLY_FAST_KDF "$PKFS" --home "$PK2_HOME" --passfile "$PF" -q init >/dev/null
 env -u PKFS_TEST_ONLY_FAST_KDF "$PKFS" --home "$PK2_HOME" --passfile "$PF" -q vault create v >/dev/null
@@ -350,13 +368,24 @@ done
 # gocryptfs reference for the same figure (its own scrypt KDF, default parameters)
 for r in $(seq 1 "$RUNS"); do
     t0=$(now)
-    gocryptfs -q -extpass "cat $PF" "$GC_CIPHER" "$GC_MNT"; MOUNTED[gocryptfs]=1
+    gocryptfs -q -nosyslog -extpass "cat $PF" "$GC_CIPHER" "$GC_MNT"; MOUNTED[gocryptfs]=1
     record UNLOCK_MOUNT gocryptfs "$r" "$(elapsed "$t0")"
     umount_t gocryptfs
 done
+fi
 BENCH_SECONDS=$(elapsed "$BENCH_T0")
 
 # ---------------------------------------------------------------- report
+if grep -qiE 'error|panic|warn' "$PK_HOME/pkfs.log" 2>/dev/null; then
+    note "pkfs daemon log has error/warning lines (first 5): $(grep -iE 'error|panic|warn' "$PK_HOME/pkfs.log" | head -5 | tr '\n' ' ')"
+fi
+[ -z "${BENCH_NOTE:-}" ] || note "$BENCH_NOTE"
+note "phases run in this invocation: $PHASES(runs: $RUNS, quick: $QUICK)"
+if [ -n "${BENCH_MERGE_RAW:-}" ]; then
+    # rows of the earlier run for figures this invocation did not measure
+    awk -F'\t' 'NR==FNR{have[$1"\t"$2]=1; next} !(($1"\t"$2) in have)' "$RAW" "$MERGE_COPY" >>"$RAW"
+    note "figures not measured in this invocation were merged from an earlier run's raw file ($BENCH_MERGE_RAW)"
+fi
 STAMP=$(date +%Y-%m-%d)
 HOST=$(hostname)
 OUT="$RESULTS_DIR/$STAMP-$HOST.md"

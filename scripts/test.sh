@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, integration (real FUSE mounts), format vectors,
-# then POSIX conformance with pjdfstest (needs root, as CI runs).
+# then, as root (as CI runs): POSIX conformance with pjdfstest, and the Debian
+# package built, installed with dpkg, checked and removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
@@ -9,6 +10,7 @@ cargo build --locked --all-targets
 cargo test --locked
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/pjdfstest.sh target/debug/pkfs
+    bash scripts/package.sh --check
 else
-    echo "test.sh: pjdfstest skipped (it needs root: run scripts/pjdfstest.sh as root)" >&2
+    echo "test.sh: pjdfstest and the package check skipped (they need root)" >&2
 fi

@@ -56,7 +56,10 @@ fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
         Command::Status => cmd_mount::status(cfg),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "pkfs", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "pkfs", &mut script);
+            // Through the output sink: `pkfs completions bash | head` is no panic.
+            let _ = write_out(&script);
             Ok(())
         }
         Command::Vault(v) => cmd_vault::run(cfg, v),
