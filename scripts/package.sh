@@ -117,6 +117,29 @@ for f in /usr/share/bash-completion/completions/pkfs \
     /usr/share/doc/pkfs/copyright; do
     [ -s "$f" ] || fail "$f is missing or empty"
 done
+[ -s /usr/share/man/man5/pkfs.5.gz ] || fail "man page pkfs.5.gz not installed"
+[ "$(env -u MANPATH man -w 5 pkfs)" = /usr/share/man/man5/pkfs.5.gz ] ||
+    fail "man -w 5 pkfs does not find the format page"
+
+# The fstab form of the README, through fuse3's mount.fuse3 and the installed
+# binary: `mount -t fuse.pkfs HOME DIR -o passfile=...,allow_other`.
+scratch=$(mktemp -d)
+(
+    set -e
+    printf 'package check passphrase\n' >"$scratch/pass"
+    mkdir "$scratch/mnt"
+    PKFS_TEST_ONLY_FAST_KDF=1 /usr/bin/pkfs -q --home "$scratch/home" --passfile "$scratch/pass" init >/dev/null
+    /usr/bin/pkfs -q --home "$scratch/home" --passfile "$scratch/pass" vault create v
+    mount -t fuse.pkfs "$scratch/home" "$scratch/mnt" \
+        -o "passfile=$scratch/pass,allow_other,noatime"
+    grep -q " $scratch/mnt fuse" /proc/mounts
+    echo fstab >"$scratch/mnt/v/f"
+    /usr/bin/pkfs --home "$scratch/home" umount "$scratch/mnt" >/dev/null
+    [ "$(/usr/bin/pkfs --home "$scratch/home" --passfile "$scratch/pass" secret cat v:f)" = fstab ]
+) || { umount -l "$scratch/mnt" 2>/dev/null; rm -rf "$scratch"; fail "mount -t fuse.pkfs (the fstab form) failed"; }
+rm -rf "$scratch"
+say "mount -t fuse.pkfs HOME DIR -o passfile=...: mounted, written, committed"
+
 # The bash completion loads and registers itself.
 bash -c '. /usr/share/bash-completion/completions/pkfs && complete -p pkfs' >/dev/null ||
     fail "the bash completion does not register a completion for pkfs"

@@ -122,8 +122,86 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-fn common_sections(page: &str) -> String {
-    let mut s = String::from(".SH EXAMPLES\n");
+/// The fields of `--json` output, by page: part of the interface, kept stable.
+fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
+    match page {
+        "pkfs-vault-list" => &[
+            ("(array of objects)", "one per vault"),
+            ("name", "vault name"),
+            ("id", "vault id (Base58 of 16 random bytes)"),
+            ("created", "creation time, Unix seconds"),
+        ],
+        "pkfs-vault-stat" => &[
+            ("name, id, created", "as in vault list"),
+            (
+                "files, directories",
+                "counts in the vault's current version",
+            ),
+            ("bytes", "plaintext bytes in its files"),
+            ("commits", "versions up to the current one"),
+            ("head", "commit id of the current version"),
+            ("at_latest", "true unless checked out at an older version"),
+        ],
+        "pkfs-secret-ls" => &[
+            ("(array of objects)", "one per entry"),
+            ("name", "entry name"),
+            ("kind", "file, dir, symlink or special"),
+            ("size", "plaintext size in bytes (files)"),
+            ("mode", "permission bits, as a decimal number"),
+            ("mtime", "modification time, Unix seconds"),
+        ],
+        "pkfs-secret-stat" => &[
+            ("vault, path", "what was asked for"),
+            ("kind, size, mode, mtime", "as in secret ls"),
+        ],
+        "pkfs-version-log" => &[
+            ("(array of objects)", "one per version, newest first"),
+            ("id", "commit id"),
+            ("time", "commit time, Unix seconds"),
+            ("head", "true for the version the vault is at"),
+            ("discarded", "true for versions only --all shows"),
+            (
+                "changes",
+                "array of {kind: added|modified|removed, path}; directories end in /",
+            ),
+        ],
+        "pkfs-status" => &[
+            (
+                "mounted",
+                "false (with home) when no daemon runs; then nothing else",
+            ),
+            (
+                "mountpoint, pid, read_only, commit_delay_ms, open_files",
+                "the running mount",
+            ),
+            (
+                "cache",
+                "{capacity_bytes, clean_bytes, dirty_bytes, hits, misses}",
+            ),
+            (
+                "vaults",
+                "array of {name, pending_changes, last_commit, last_commit_time, last_error}",
+            ),
+        ],
+        _ => &[],
+    }
+}
+
+fn common_sections(page: &str, full: &str) -> String {
+    let mut s = String::new();
+    let fields = json_fields(full);
+    if !fields.is_empty() {
+        s += ".SH JSON OUTPUT\nWith \\fB\\-\\-json\\fR the output is one JSON value with these fields \
+              (stable; new fields may be added):\n";
+        for (name, what) in fields {
+            s += &format!(
+                ".TP\n\\fB{}\\fR\n{}\n",
+                roff_escape(name),
+                roff_escape(what)
+            );
+        }
+    }
+    s += ".SH EXAMPLES\n";
     for (cmd, what) in examples(page) {
         s += &format!(".TP\n\\fB{}\\fR\n{}\n", roff_escape(cmd), roff_escape(what));
     }
@@ -184,14 +262,14 @@ fn common_sections(page: &str) -> String {
     s
 }
 
-fn render(cmd: clap::Command, page: &str) -> String {
+fn render(cmd: clap::Command, page: &str, full: &str) -> String {
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd)
         .date("")
         .render(&mut buf)
         .expect("rendering to memory");
     let mut text = String::from_utf8(buf).expect("roff is UTF-8");
-    text += &common_sections(page);
+    text += &common_sections(page, full);
     text
 }
 
@@ -257,7 +335,7 @@ fn format_page() -> String {
             s += &format!("{}\n", inline(line.trim()));
         }
     }
-    s += &common_sections("format");
+    s += &common_sections("format", "pkfs.5");
     s
 }
 
@@ -266,7 +344,7 @@ fn format_page() -> String {
 fn pages() -> Vec<(String, String)> {
     let mut root = Cli::command();
     root.build(); // propagates global options into every subcommand
-    let mut out = vec![("pkfs.1".to_string(), render(root.clone(), "pkfs"))];
+    let mut out = vec![("pkfs.1".to_string(), render(root.clone(), "pkfs", "pkfs"))];
     let mut todo: Vec<(Vec<String>, clap::Command)> = root
         .get_subcommands()
         .filter(|c| c.get_name() != "help")
@@ -282,7 +360,7 @@ fn pages() -> Vec<(String, String)> {
         let cmd = cmd
             .name(page.clone())
             .bin_name(format!("pkfs {}", path.join(" ")));
-        out.push((format!("{page}.1"), render(cmd, &path[0])));
+        out.push((format!("{page}.1"), render(cmd, &path[0], &page)));
     }
     out.push(("pkfs.5".to_string(), format_page()));
     out.sort();
@@ -319,6 +397,25 @@ fn man_pages_are_current() {
         stale.is_empty(),
         "stale man pages {stale:?}; run `PKFS_BLESS=1 cargo test --test man_pages`"
     );
+}
+
+#[test]
+fn json_fields_are_documented_where_json_is_printed() {
+    let pages = pages();
+    for page in [
+        "pkfs-vault-list.1",
+        "pkfs-vault-stat.1",
+        "pkfs-secret-ls.1",
+        "pkfs-secret-stat.1",
+        "pkfs-version-log.1",
+        "pkfs-status.1",
+    ] {
+        let (_, text) = pages.iter().find(|(f, _)| f == page).expect(page);
+        assert!(
+            text.contains(".SH JSON OUTPUT"),
+            "{page} documents no JSON fields"
+        );
+    }
 }
 
 #[test]
