@@ -77,6 +77,28 @@ impl PageCache {
         }
     }
 
+    /// Append bytes `range` of a cached page to `out`; false on a miss.
+    pub fn copy_into(
+        &self,
+        id: u64,
+        page: u64,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let mut c = self.clean.lock();
+        match c.get(&(id, page)) {
+            Some(p) => {
+                out.extend_from_slice(&p[range]);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
     pub fn put(&self, id: u64, page: u64, data: PageBuf) {
         self.clean.lock().put((id, page), data);
     }

@@ -27,6 +27,8 @@ use crate::format::blob::{FileCipher, Header};
 use crate::format::offsets::{self, HEADER_LEN, PAGE_OVERHEAD, PAGE_SIZE};
 use crate::store::dirfd::timespec;
 
+const ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+
 fn eio() -> io::Error {
     io::Error::from_raw_os_error(libc::EIO)
 }
@@ -159,11 +161,21 @@ impl FileState {
         let end = (offset + len as u64).min(self.size);
         let mut out = Vec::with_capacity((end - offset) as usize);
         for i in offsets::pages_touched(offset, end - offset) {
-            let page = self.page(i, cache)?;
             let start = i * PAGE_SIZE;
-            let from = offset.max(start) - start;
-            let to = end.min(start + PAGE_SIZE) - start;
-            out.extend_from_slice(&page[from as usize..to as usize]);
+            let from = (offset.max(start) - start) as usize;
+            let to = (end.min(start + PAGE_SIZE) - start) as usize;
+            // Copy straight out of the dirty page or the cache; a page loaded
+            // from disk moves into the cache after the copy (no clones).
+            if let Some(p) = self.dirty.get(&i) {
+                out.extend_from_slice(&p[from..to]);
+            } else if !cache.copy_into(self.cache_id, i, from..to, &mut out) {
+                let mut buf = zero_page();
+                self.load_from_disk(i, &mut buf)?;
+                out.extend_from_slice(&buf[from..to]);
+                if start < self.disk_valid {
+                    cache.put(self.cache_id, i, buf);
+                }
+            }
         }
         Ok(out)
     }
@@ -328,13 +340,15 @@ impl FileState {
         let mut sealed: Vec<(u64, Vec<u8>)> = Vec::new();
         for i in below.into_iter().chain(old_pc..new_pc) {
             let plain_len = offsets::page_plain_len(self.size, i) as usize;
-            let page = if self.dirty.contains_key(&i) || i < old_pc {
-                self.page(i, cache)?
-            } else {
-                zero_page()
-            };
+            let last = i + 1 == new_pc;
             let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
-            let ct = fc.seal_page(i, i + 1 == new_pc, &page[..plain_len]);
+            let ct = if let Some(p) = self.dirty.get(&i) {
+                fc.seal_page(i, last, &p[..plain_len])
+            } else if i < old_pc {
+                fc.seal_page(i, last, &self.page(i, cache)?[..plain_len])
+            } else {
+                fc.seal_page(i, last, &ZEROS[..plain_len])
+            };
             sealed.push((i, ct));
             if sealed.len() >= 256 {
                 self.flush_sealed(&mut sealed)?;
