@@ -136,9 +136,16 @@ scratch=$(mktemp -d)
     echo fstab >"$scratch/mnt/v/f"
     /usr/bin/pkfs --home "$scratch/home" umount "$scratch/mnt" >/dev/null
     [ "$(/usr/bin/pkfs --home "$scratch/home" --passfile "$scratch/pass" secret cat v:f)" = fstab ]
+    # An fstab line as the README shows it (util-linux mount -T reads another fstab).
+    printf '%s %s fuse.pkfs noauto,passfile=%s 0 0\n' \
+        "$scratch/home" "$scratch/mnt" "$scratch/pass" >"$scratch/fstab"
+    mount -T "$scratch/fstab" "$scratch/mnt"
+    grep -q " $scratch/mnt fuse" /proc/mounts
+    [ "$(cat "$scratch/mnt/v/f")" = fstab ]
+    umount "$scratch/mnt"
 ) || { umount -l "$scratch/mnt" 2>/dev/null; rm -rf "$scratch"; fail "mount -t fuse.pkfs (the fstab form) failed"; }
 rm -rf "$scratch"
-say "mount -t fuse.pkfs HOME DIR -o passfile=...: mounted, written, committed"
+say "mount -t fuse.pkfs and an fstab line: mounted, written, committed, unmounted"
 
 # The bash completion loads and registers itself.
 bash -c '. /usr/share/bash-completion/completions/pkfs && complete -p pkfs' >/dev/null ||
