@@ -248,16 +248,24 @@ fn serve(
     res.map_err(Into::into)
 }
 
-/// Subcommands that only read (no re-sync of the mount needed afterwards).
+/// Commands that only read (no re-sync of the mount needed afterwards). The
+/// argv is parsed as the daemon will parse it, so global options in any place
+/// do not matter; anything unparsable counts as a change (the safe side).
 fn read_only(args: &[String]) -> bool {
-    const READS: [&str; 7] = ["cat", "ls", "list", "stat", "log", "env", "status"];
-    let words: Vec<&str> = args
-        .iter()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    words.get(1).is_some_and(|w| READS.contains(w))
+    use clap::Parser;
+    use pkfs::args::{Command, SecretCmd, VaultCmd, VersionCmd};
+    match super::Cli::try_parse_from(args).map(|c| c.command) {
+        Ok(Command::Secret(s)) => matches!(
+            s,
+            SecretCmd::Cat { .. }
+                | SecretCmd::Ls { .. }
+                | SecretCmd::Stat { .. }
+                | SecretCmd::Env { .. }
+        ),
+        Ok(Command::Vault(v)) => matches!(v, VaultCmd::List | VaultCmd::Stat { .. }),
+        Ok(Command::Version(v)) => matches!(v, VersionCmd::Log { .. }),
+        _ => false,
+    }
 }
 
 fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -> control::Handler {
@@ -438,4 +446,35 @@ pub fn status(cfg: &Config) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_only;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn reads_and_changes_are_told_apart_wherever_global_options_sit() {
+        for r in [
+            "pkfs secret cat v:a",
+            "pkfs --home h secret ls v",
+            "pkfs --json vault list",
+            "pkfs version log v -n 3",
+            "pkfs secrets stat --home h v:a",
+        ] {
+            assert!(read_only(&argv(r)), "{r}");
+        }
+        for w in [
+            "pkfs secret write v:a",
+            "pkfs --home h version checkout v HEAD~1",
+            "pkfs vault rename a b",
+            "pkfs gc",
+            "pkfs not a command",
+        ] {
+            assert!(!read_only(&argv(w)), "{w}");
+        }
+    }
 }

@@ -42,6 +42,7 @@ impl FsCore {
         match res {
             Ok(id) => {
                 p.clear();
+                v.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 p.last_commit = Some((id.clone(), crate::vault::node::now_unix()));
                 Ok(Some(id))
             }

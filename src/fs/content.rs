@@ -53,6 +53,8 @@ pub struct OpenFile {
     pub vault: String,
     pub state: Mutex<FileState>,
     pub handles: Mutex<u32>,
+    /// The vault's commit count when a write last recorded this file.
+    pub recorded: std::sync::atomic::AtomicU64,
 }
 
 impl OpenFile {
@@ -62,6 +64,7 @@ impl OpenFile {
             vault,
             state: Mutex::new(state),
             handles: Mutex::new(0),
+            recorded: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
 }

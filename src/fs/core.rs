@@ -246,8 +246,8 @@ impl FsCore {
         main
     }
 
-    /// Decrypted entries of directory inode `ino`: (name, disk entry, file type).
-    pub fn list(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, String, FileType)>> {
+    /// Decrypted entries of directory inode `ino`: (name, backing metadata).
+    pub fn list(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, Metadata)>> {
         let vault = self.vault_of(ino)?;
         let dir = self.dir(ino)?;
         let mut out = Vec::new();
@@ -270,7 +270,7 @@ impl FsCore {
                 continue;
             }
             let Ok(m) = dir.fd.stat(&raw) else { continue };
-            out.push((name, raw, file_type(&m)));
+            out.push((name, m));
         }
         Ok(out)
     }

@@ -480,18 +480,13 @@ impl FsCore {
             (ino, FileType::Directory, b".".to_vec()),
             (parent, FileType::Directory, b"..".to_vec()),
         ];
-        let dir = self.dir(ino)?;
         let vault = self.vault_of(ino)?;
-        for (name, raw, kind) in self.list(ino)? {
-            let known = dir
-                .fd
-                .stat(&raw)
-                .ok()
-                .and_then(|m| self.inodes.read().by_backing(&vault.id, m.dev(), m.ino()));
+        for (name, m) in self.list(ino)? {
+            let known = self.inodes.read().by_backing(&vault.id, m.dev(), m.ino());
             // Unknown entries get a number from the far end of the range; the
             // kernel only shows it (readdir's d_ino), lookups assign the real one.
             let shown = known.unwrap_or(u64::MAX - out.len() as u64);
-            out.push((shown, kind, name));
+            out.push((shown, file_type(&m), name));
         }
         Ok(out)
     }

@@ -1,5 +1,6 @@
 //! File contents: open/create, read/write through the page cache, write-back.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fuser::{Errno, FileAttr};
@@ -130,7 +131,12 @@ impl FsCore {
             st.write_back(&vault.keys, &self.cache).errno()?;
         }
         drop(st);
-        vault.record(ChangeKind::Modified, self.path_of(h.ino));
+        // Once per file and commit: the path walk stays off the write path. A
+        // commit runs under the gate held exclusively, so no write races it.
+        let commits = vault.commits.load(Ordering::Relaxed);
+        if of.recorded.swap(commits, Ordering::Relaxed) != commits {
+            vault.record(ChangeKind::Modified, self.path_of(h.ino));
+        }
         Ok(data.len() as u32)
     }
 

@@ -28,6 +28,8 @@ pub struct VaultFs {
     pub gate: RwLock<()>,
     pub ns: Mutex<()>,
     pub root_ino: u64,
+    /// Commits made by the mount: a write records its file once per commit.
+    pub commits: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ impl VaultFs {
             gate: RwLock::new(()),
             ns: Mutex::new(()),
             root_ino,
+            commits: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
