@@ -34,10 +34,15 @@ impl FsCore {
             .lock()
             .retain(|_, f| *f.handles.lock() > 0 || f.state.lock().is_dirty());
         let changes = v.pending.lock().changes.clone();
-        if changes.is_empty() {
+        // Nothing recorded, and nothing journaled by an earlier daemon that died
+        // before committing it: nothing to do.
+        if changes.is_empty() && v.history.lock().journal_is_empty() {
             return Ok(None);
         }
         let res = v.history.lock().commit(&changes);
+        if res.is_ok() {
+            v.reseal();
+        }
         let mut p = v.pending.lock();
         match res {
             Ok(id) => {
@@ -131,7 +136,10 @@ impl FsCore {
             }
             if let Some(dir) = v.contents.parent() {
                 match History::open(dir, v.keys.first()) {
-                    Ok(h) => *v.history.lock() = h,
+                    Ok(h) => {
+                        *v.history.lock() = h;
+                        v.reseal();
+                    }
                     Err(e) => tracing::error!("reopening the history of {}: {e}", v.id),
                 }
             }

@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::cache::PageCache;
 use super::content::OpenFile;
-use super::errno::{FsResult, IoErrno};
+use super::errno::{from_error, from_io, FsResult, IoErrno};
 use super::inodes::{Inodes, ROOT_INO};
 use super::vaults::VaultFs;
 use crate::format::names::{self, DirIv, DiskName, EntryKind};
@@ -219,6 +219,52 @@ impl FsCore {
         let dir = self.dir(parent)?;
         let disk = DiskName::from_encoded(vault.names.encrypt(&dir.iv, name));
         Ok(Entry { vault, dir, disk })
+    }
+
+    /// Journal entry `e` before changing it, so that the next commit adopts
+    /// the change and a crash before that commit does not look like tampering.
+    /// A file with other hard links journals the whole vault (its other names
+    /// change with it and may not be known here).
+    pub fn mark(&self, e: &Entry) -> FsResult<()> {
+        let dir = std::fs::read_link(e.dir.fd.path()).map_err(|err| from_io(&err))?;
+        let linked = e
+            .dir
+            .fd
+            .stat(e.name())
+            .is_ok_and(|m| m.is_file() && m.nlink() > 1);
+        let abs = if linked {
+            e.vault.contents.clone()
+        } else {
+            dir.join(e.disk.entry())
+        };
+        let seal = e.vault.seal.read().clone();
+        let rel = seal.rel(&abs).ok_or(Errno::EIO)?;
+        e.vault.history.lock().mark(rel).map_err(|err| {
+            tracing::error!("vault {}: writing the change journal: {err}", e.vault.id);
+            from_error(&err)
+        })
+    }
+
+    /// [`FsCore::mark`] the entry of inode `ino`.
+    pub fn mark_ino(&self, ino: u64) -> FsResult<()> {
+        self.mark(&self.entry_of(ino)?)
+    }
+
+    /// Check that the backing file of `e` is what HEAD committed there (unless
+    /// the journal says it changed since): a swapped, rolled-back or planted blob
+    /// is EIO, never someone else's plaintext.
+    pub fn verify(&self, e: &Entry, file: &std::fs::File) -> FsResult<()> {
+        let dir = std::fs::read_link(e.dir.fd.path()).map_err(|err| from_io(&err))?;
+        let abs = dir.join(e.disk.entry());
+        let seal = e.vault.seal.read().clone();
+        let covered = |rel: &str| e.vault.history.lock().covers(rel);
+        seal.verify_file(&abs, file, covered).map_err(|err| {
+            tracing::error!("vault {}: {err}", e.vault.id);
+            match err {
+                crate::error::Error::Corrupt { .. } => Errno::EIO,
+                err => from_error(&err),
+            }
+        })
     }
 
     /// The entry of inode `ino` (not a root).

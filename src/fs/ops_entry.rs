@@ -114,6 +114,9 @@ impl FsCore {
             Some(e) => (&e.dir.fd, Some(e.name())),
             None => (&self.dir(ino)?.fd, None),
         };
+        if let (Some(e), true) = (&entry, a.size.is_some() || a.mode.is_some()) {
+            self.mark(e)?;
+        }
         if let Some(size) = a.size {
             self.truncate_ino(ino, size, entry.as_ref())?;
         }
@@ -208,6 +211,7 @@ impl FsCore {
         let e = self.entry_to_change(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
+        self.mark(&e)?;
         e.write_sidecar()?;
         let made = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
             e.dir.fd.create_file(e.name(), 0o600).map(drop)
@@ -234,6 +238,7 @@ impl FsCore {
         let e = self.child_entry(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
+        self.mark(&e)?;
         e.write_sidecar()?;
         let iv = random_array();
         e.dir.fd.mkdir_with_iv(e.name(), mode, &iv).errno()?;
@@ -266,6 +271,7 @@ impl FsCore {
             .ok_or(Errno::ENAMETOOLONG)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
+        self.mark(&e)?;
         e.write_sidecar()?;
         e.dir.fd.symlink(e.name(), &disk_target).errno()?;
         self.own(&e, parent, who, None)?;
@@ -286,6 +292,7 @@ impl FsCore {
         }
         let _gate = dst.vault.gate.read();
         let _ns = dst.vault.ns.lock();
+        self.mark(&dst)?;
         if file_type(&src.dir.fd.stat(src.name()).errno()?) == FileType::Directory {
             return Err(Errno::EPERM);
         }
@@ -324,6 +331,7 @@ impl FsCore {
         if m.is_dir() {
             return Err(Errno::EISDIR);
         }
+        self.mark(&e)?;
         e.dir.fd.unlink(e.name()).errno()?;
         e.remove_sidecar();
         if ino != 0 {
@@ -374,6 +382,7 @@ impl FsCore {
         if !m.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.mark(&e)?;
         self.remove_dir_entry(&e)?;
         e.remove_sidecar();
         if ino != 0 {
@@ -411,6 +420,8 @@ impl FsCore {
         let old_path = self.child_path(parent, name);
         let new_path = self.child_path(newparent, newname);
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        self.mark(&src)?;
+        self.mark(&dst)?;
         if exchange {
             let (dst_ino, _) = target.ok_or(Errno::ENOENT)?;
             src.dir

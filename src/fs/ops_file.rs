@@ -7,7 +7,7 @@ use fuser::{Errno, FileAttr};
 
 use super::content::{FileState, OpenFile};
 use super::core::{Entry, FsCore, Handle};
-use super::errno::{FsResult, IoErrno};
+use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use super::ops_entry::Caller;
 use crate::store::ChangeKind;
@@ -65,11 +65,17 @@ impl FsCore {
             return Err(Errno::EISDIR);
         }
         let e = self.entry_of(ino)?;
+        if self.open_file(ino).is_none() {
+            // First open in this mount: the blob must be HEAD's (or journaled).
+            let f = e.dir.fd.open_file(e.name(), true).errno()?;
+            self.verify(&e, &f)?;
+        }
         let of = self.open_state(ino, &e, write, None)?;
         if flags & libc::O_TRUNC != 0 {
             let _gate = vault.gate.read();
             let mut st = of.state.lock();
             if st.size != 0 {
+                self.mark(&e)?;
                 st.truncate(0, &self.cache).errno()?;
                 vault.record(ChangeKind::Modified, self.path_of(ino));
             }
@@ -125,17 +131,19 @@ impl FsCore {
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
         let mut st = of.state.lock();
+        // Once per file and commit, before anything reaches the disk: the path
+        // walk stays off the write path. A commit runs under the gate held
+        // exclusively, so no write races it.
+        let commits = vault.commits.load(Ordering::Relaxed);
+        if of.recorded.load(Ordering::Relaxed) != commits {
+            self.mark_ino(h.ino)?;
+            of.recorded.store(commits, Ordering::Relaxed);
+            vault.record(ChangeKind::Modified, self.path_of(h.ino));
+        }
         let at = if h.append { st.size } else { offset };
         st.write(at, data, &self.cache).errno()?;
         if self.cache.over_dirty_budget() || st.dirty_pages() > self.cache.dirty_limit() / 2 {
             st.write_back(&vault.keys, &self.cache).errno()?;
-        }
-        drop(st);
-        // Once per file and commit: the path walk stays off the write path. A
-        // commit runs under the gate held exclusively, so no write races it.
-        let commits = vault.commits.load(Ordering::Relaxed);
-        if of.recorded.swap(commits, Ordering::Relaxed) != commits {
-            vault.record(ChangeKind::Modified, self.path_of(h.ino));
         }
         Ok(data.len() as u32)
     }
@@ -148,6 +156,12 @@ impl FsCore {
         let mut st = of.state.lock();
         st.write_back(&vault.keys, &self.cache).errno()?;
         if sync {
+            // The journal first: fsync'd data must not look like tampering.
+            vault
+                .history
+                .lock()
+                .sync_journal()
+                .map_err(|e| from_error(&e))?;
             st.file().sync_data().errno()?;
         }
         Ok(())
@@ -182,6 +196,7 @@ impl FsCore {
         let _gate = vault.gate.read();
         let mut st = of.state.lock();
         if end > st.size {
+            self.mark_ino(h.ino)?;
             st.truncate(end, &self.cache).errno()?;
             st.write_back(&vault.keys, &self.cache).errno()?;
             vault.record(ChangeKind::Modified, self.path_of(h.ino));

@@ -5,6 +5,7 @@
 //! an open file's content lock.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
@@ -13,6 +14,7 @@ use crate::crypto::Keychain;
 use crate::format::links::LinkCipher;
 use crate::format::names::NameCipher;
 use crate::store::history::History;
+use crate::store::seal::Seal;
 use crate::store::{Change, ChangeKind};
 use crate::vault::Vault;
 
@@ -30,6 +32,8 @@ pub struct VaultFs {
     pub root_ino: u64,
     /// Commits made by the mount: a write records its file once per commit.
     pub commits: std::sync::atomic::AtomicU64,
+    /// HEAD's tree, which files must match when opened (renewed after a commit).
+    pub seal: RwLock<Arc<Seal>>,
 }
 
 #[derive(Default)]
@@ -74,7 +78,18 @@ impl VaultFs {
     pub fn new(vault: Vault, root_ino: u64) -> VaultFs {
         let keys = vault.tree().keys().clone();
         let contents = vault.tree().contents_dir().to_path_buf();
+        let vault_dir = vault.dir().clone();
+        let seal = vault
+            .tree()
+            .seal()
+            .unwrap_or_else(|| Arc::new(Seal::new(&vault_dir, None, Vec::new())));
         let (record, history) = vault.into_parts();
+        // Changes journaled by a daemon that died before committing them are
+        // committed after the usual quiet period.
+        let pending = Pending {
+            last: (!history.journal_is_empty()).then(Instant::now),
+            ..Pending::default()
+        };
         VaultFs {
             id: record.id.clone(),
             name: RwLock::new(record.name.clone()),
@@ -83,11 +98,20 @@ impl VaultFs {
             links: LinkCipher::new(keys.first()),
             keys,
             history: Mutex::new(history),
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(pending),
             gate: RwLock::new(()),
             ns: Mutex::new(()),
             root_ino,
             commits: std::sync::atomic::AtomicU64::new(0),
+            seal: RwLock::new(seal),
+        }
+    }
+
+    /// Check reads against HEAD as it is now (after a commit or a checkout).
+    pub fn reseal(&self) {
+        match self.history.lock().seal() {
+            Ok(s) => *self.seal.write() = Arc::new(s),
+            Err(e) => tracing::error!("vault {}: reading HEAD's tree: {e}", self.id),
         }
     }
 

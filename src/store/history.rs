@@ -49,6 +49,7 @@ use git2::{
     RepositoryOpenFlags, Signature, Sort,
 };
 
+use super::journal::Journal;
 use super::Change;
 use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::hkdf32;
@@ -109,6 +110,8 @@ pub struct History {
     /// Seals and opens commit messages.
     gcm: Gcm,
     vault_dir: PathBuf,
+    /// Backing paths that may differ from HEAD (see `journal.rs`).
+    journal: RefCell<Journal>,
 }
 
 /// Attach context to a git2 error.
@@ -171,11 +174,15 @@ impl History {
         let repo = open_repo(vault_dir)?;
         write_attributes(repo.path())?;
         let key = hkdf32(vault_key, None, MSG_DOMAIN);
-        Ok(History {
+        let journal = Journal::load(vault_dir, vault_key, head_target(&repo)?)?;
+        let h = History {
             repo: RefCell::new(repo),
             gcm: Gcm::new(&key),
             vault_dir: vault_dir.to_path_buf(),
-        })
+            journal: RefCell::new(journal),
+        };
+        h.finish_interrupted_checkout()?;
+        Ok(h)
     }
 
     /// Stage everything under `contents/` (additions, modifications and removals)
@@ -184,14 +191,20 @@ impl History {
     /// continues from HEAD. Returns the new commit id (hex), or HEAD's id when the
     /// tree did not change (then nothing is committed).
     pub fn commit(&self, changes: &[Change]) -> Result<String> {
-        let message = self.seal_message(changes)?;
         let repo = self.repo.borrow();
         let repo = &*repo;
         let mut index = repo.index().ctx("opening the index")?;
         // Only files, directories and symlinks are versioned: FIFOs, sockets and
         // device nodes made through the mount stay out of the history.
+        // Only paths the journal covers are adopted: anything else that differs
+        // from HEAD was not changed by pkfs and stays visible as tampering.
         let workdir = self.vault_dir.clone();
+        let journal = self.journal.borrow();
+        let adopt_all = head_target(repo)?.is_none();
         let mut versioned = |path: &Path, _: &[u8]| -> i32 {
+            if !adopt_all && !path.to_str().is_some_and(|p| journal.covers(p)) {
+                return 1;
+            }
             match fs::symlink_metadata(workdir.join(path)) {
                 Ok(m) if m.is_file() || m.is_dir() || m.file_type().is_symlink() => 0,
                 Ok(_) => 1,
@@ -206,11 +219,13 @@ impl History {
             .ctx("staging files")?;
         index.write().ctx("writing the index")?;
         let tree_id = index.write_tree().ctx("writing the tree")?;
+        drop(journal);
         // A mutation that changed no byte (say, rewriting a secret with its own
         // content) makes no commit, and so discards no later versions either.
         if let Some(head) = head_target(repo)? {
             let head_commit = repo.find_commit(head).ctx("reading HEAD")?;
             if head_commit.tree_id() == tree_id {
+                self.journal.borrow_mut().reset(Some(head))?;
                 return Ok(head.to_string());
             }
         }
@@ -220,10 +235,13 @@ impl History {
             None => None,
         };
         let parents: Vec<&Commit<'_>> = parent.iter().collect();
+        let parent_ids: Vec<Oid> = parents.iter().map(|c| c.id()).collect();
+        let message = self.seal_message(changes, tree_id, &parent_ids)?;
         let sig = signature()?;
         let id = repo
             .commit(Some("HEAD"), &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
+        self.journal.borrow_mut().reset(Some(id))?;
         Ok(id.to_string())
     }
 
@@ -314,6 +332,22 @@ impl History {
             )));
         }
         let commit = repo.find_commit(target).ctx("reading the version")?;
+        self.open_message(&commit)?;
+        self.journal.borrow_mut().begin_checkout(target)?;
+        self.checkout_commit(repo, &commit, target == main, progress)?;
+        Ok(target.to_string())
+    }
+
+    /// Make `contents/` exactly `commit`'s tree, move HEAD there and empty the
+    /// journal. Safe to repeat after a crash.
+    fn checkout_commit(
+        &self,
+        repo: &Repository,
+        commit: &Commit<'_>,
+        is_main: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let target = commit.id();
         let mut opts = CheckoutBuilder::new();
         opts.force()
             .remove_untracked(true)
@@ -322,12 +356,12 @@ impl History {
             .progress(|_, done, total| progress(done, total));
         repo.checkout_tree(commit.as_object(), Some(&mut opts))
             .ctx("checking out the version")?;
-        if target == main {
+        if is_main {
             repo.set_head(MAIN_REF).ctx("attaching HEAD to main")?;
         } else {
             repo.set_head_detached(target).ctx("detaching HEAD")?;
         }
-        Ok(target.to_string())
+        self.journal.borrow_mut().reset(Some(target))
     }
 
     /// Where HEAD is.
@@ -342,12 +376,12 @@ impl History {
         })
     }
 
-    fn seal_message(&self, changes: &[Change]) -> Result<String> {
+    fn seal_message(&self, changes: &[Change], tree: Oid, parents: &[Oid]) -> Result<String> {
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec(changes)
                 .map_err(|e| Error::History(format!("encoding the change list: {e}")))?,
         );
-        let env = self.gcm.seal_envelope(MSG_DOMAIN, &json);
+        let env = self.gcm.seal_envelope(&message_aad(tree, parents), &json);
         Ok(format!("{MSG_HEADER}{}\n", B64.encode(env)))
     }
 
@@ -359,10 +393,8 @@ impl History {
             .strip_prefix(MSG_HEADER.as_bytes())
             .ok_or_else(bad)?;
         let env = B64.decode(body.trim_ascii()).map_err(|_| bad())?;
-        let plain = self
-            .gcm
-            .open_envelope(MSG_DOMAIN, &env)
-            .map_err(|_| bad())?;
+        let aad = message_aad(commit.tree_id(), &commit.parent_ids().collect::<Vec<_>>());
+        let plain = self.gcm.open_envelope(&aad, &env).map_err(|_| bad())?;
         serde_json::from_slice(&plain)
             .map_err(|_| Error::corrupt(what(), "commit message holds no change list"))
     }
@@ -529,8 +561,11 @@ fn resolve_spec(repo: &Repository, spec: &str, main: Oid) -> Result<Oid> {
 
 #[path = "history_gc.rs"]
 mod gc;
+#[path = "history_seal.rs"]
+mod seal;
 #[cfg(test)]
 use gc::list_dir;
+pub use seal::message_aad;
 
 #[cfg(test)]
 #[path = "history_tests.rs"]

@@ -64,7 +64,7 @@ fn init_commit_log_round_trip() {
     put(v, "a", b"a2");
     put(v, "c", b"c1");
     let changes = vec![ch(ChangeKind::Modified, "a"), ch(ChangeKind::Added, "c")];
-    let id = h.commit(&changes).unwrap();
+    let id = marked(&h).commit(&changes).unwrap();
     let log = h.log(None, false).unwrap();
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].id, id);
@@ -125,7 +125,9 @@ fn deletions_are_committed() {
     let (d, h) = setup();
     let v = d.path();
     rm(v, "sub/b");
-    let id = h.commit(&[ch(ChangeKind::Removed, "sub/b")]).unwrap();
+    let id = marked(&h)
+        .commit(&[ch(ChangeKind::Removed, "sub/b")])
+        .unwrap();
     let repo = h.repo.borrow();
     let tree = repo
         .find_commit(Oid::from_str(&id).unwrap())
@@ -148,7 +150,7 @@ fn checkout_moves_the_working_tree() {
     put(v, "newdir/.diriv", b"iv-new");
     put(v, "newdir/x", b"x1");
     rm(v, "sub/b");
-    let second = h.commit(&[]).unwrap();
+    let second = marked(&h).commit(&[]).unwrap();
 
     assert_eq!(h.checkout("HEAD~1").unwrap(), first);
     assert_eq!(get(v, "a").unwrap(), b"a1");
@@ -188,7 +190,7 @@ fn checkout_moves_the_working_tree() {
     assert_eq!(h.checkout("HEAD~0").unwrap(), first);
 
     // The index follows the checkout: an immediate commit records the same tree.
-    let e = h.commit(&[]).unwrap();
+    let e = marked(&h).commit(&[]).unwrap();
     let repo = h.repo.borrow();
     let tree_of = |id: &str| {
         repo.find_commit(Oid::from_str(id).unwrap())
@@ -235,12 +237,12 @@ fn commit_while_detached_discards_later_versions() {
     let v = d.path();
     let a = h.log(None, false).unwrap()[0].id.clone();
     put(v, "a", b"a2");
-    let b = h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
+    let b = marked(&h).commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
     put(v, "a", b"a3");
-    let dd = h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
+    let dd = marked(&h).commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
     h.checkout(&b).unwrap();
     put(v, "e", b"e1");
-    let e = h.commit(&[ch(ChangeKind::Added, "e")]).unwrap();
+    let e = marked(&h).commit(&[ch(ChangeKind::Added, "e")]).unwrap();
 
     let ids = |all| {
         h.log(None, all)
@@ -275,7 +277,7 @@ fn commit_while_detached_discards_later_versions() {
     // A second discard gets its own ref.
     h.checkout(&a).unwrap();
     put(v, "z", b"another change");
-    h.commit(&[ch(ChangeKind::Added, "z")]).unwrap();
+    marked(&h).commit(&[ch(ChangeKind::Added, "z")]).unwrap();
     assert_eq!(discarded_refs(&h.repo.borrow()).unwrap().len(), 2);
 }
 
@@ -284,14 +286,17 @@ fn a_commit_that_changes_nothing_is_skipped_and_discards_nothing() {
     let (d, h) = setup();
     let v = d.path();
     put(v, "a", b"1");
-    let first = h.commit(&[ch(ChangeKind::Added, "a")]).unwrap();
+    let first = marked(&h).commit(&[ch(ChangeKind::Added, "a")]).unwrap();
     put(v, "a", b"2");
-    let second = h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
+    let second = marked(&h).commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
     let before = h.log(None, true).unwrap().len();
-    assert_eq!(h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap(), second);
+    assert_eq!(
+        marked(&h).commit(&[ch(ChangeKind::Modified, "a")]).unwrap(),
+        second
+    );
     assert_eq!(h.log(None, true).unwrap().len(), before);
     h.checkout(&first).unwrap();
-    assert_eq!(h.commit(&[]).unwrap(), first);
+    assert_eq!(marked(&h).commit(&[]).unwrap(), first);
     assert!(discarded_refs(&h.repo.borrow()).unwrap().is_empty());
     assert!(!h.head().unwrap().at_latest, "still at the older version");
 }
@@ -311,12 +316,12 @@ fn gc_drops_discarded_and_keeps_everything_reachable() {
             .as_bytes(),
         );
         put(v, &format!("f{i}"), &[i as u8; 300]);
-        h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
+        marked(&h).commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
     }
     let doomed = h.log(None, false).unwrap()[0].id.clone();
     h.checkout("HEAD~2").unwrap();
     put(v, "g", b"new");
-    h.commit(&[ch(ChangeKind::Added, "g")]).unwrap();
+    marked(&h).commit(&[ch(ChangeKind::Added, "g")]).unwrap();
     let keep: Vec<String> = h
         .log(None, false)
         .unwrap()
@@ -373,7 +378,7 @@ fn gc_drops_discarded_and_keeps_everything_reachable() {
     h.checkout("latest").unwrap();
     assert_eq!(get(v, "g").unwrap(), b"new");
     put(v, "h", b"h1");
-    let last = h.commit(&[ch(ChangeKind::Added, "h")]).unwrap();
+    let last = marked(&h).commit(&[ch(ChangeKind::Added, "h")]).unwrap();
     let r2 = h.gc().unwrap();
     assert_eq!(r2.discarded_refs_removed, 0);
     assert_eq!(r2.objects_after, r2.objects_before);
@@ -388,7 +393,7 @@ fn message_holds_no_plaintext() {
     let v = d.path();
     put(v, "z", b"z");
     let secret = "very-secret-dir/plain-name.txt";
-    let id = h.commit(&[ch(ChangeKind::Added, secret)]).unwrap();
+    let id = marked(&h).commit(&[ch(ChangeKind::Added, secret)]).unwrap();
     let repo = h.repo.borrow();
     let odb = repo.odb().unwrap();
     let raw = odb.read(Oid::from_str(&id).unwrap()).unwrap();
@@ -471,7 +476,7 @@ fn many_files_and_binary_content_survive() {
         put(v, &format!("d{i}/.diriv"), b"iv");
     }
     let t = std::time::Instant::now();
-    h.commit(&[]).unwrap();
+    marked(&h).commit(&[]).unwrap();
     assert!(t.elapsed().as_secs() < 30);
     // CRLF bytes are stored verbatim (no text conversion).
     {
@@ -488,4 +493,103 @@ fn many_files_and_binary_content_survive() {
     assert!(!v.join("contents/d3").exists());
     h.checkout("latest").unwrap();
     assert_eq!(get(v, "d3/f1983").unwrap(), b"line\r\nfile 1983\r\n");
+}
+
+/// The tests change the work tree directly: journal all of it, as a writer would.
+fn marked(h: &History) -> &History {
+    h.mark("contents").unwrap();
+    h
+}
+
+#[test]
+fn an_unjournaled_change_is_not_adopted_by_a_commit() {
+    let (d, h) = setup();
+    let v = d.path();
+    let first = h.log(None, false).unwrap()[0].id.clone();
+    // Tampering at rest: `sub/b` replaced, never journaled.
+    put(v, "sub/b", b"evil");
+    put(v, "a", b"a2");
+    h.mark("contents/a").unwrap();
+    let second = h.commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
+    assert_ne!(first, second);
+    let repo = h.repo.borrow();
+    let tree = repo
+        .find_commit(Oid::from_str(&second).unwrap())
+        .unwrap()
+        .tree()
+        .unwrap();
+    let blob = |p: &str| tree.get_path(Path::new(p)).unwrap().id();
+    assert_eq!(
+        blob("contents/a"),
+        Oid::hash_object(git2::ObjectType::Blob, b"a2").unwrap()
+    );
+    assert_eq!(
+        blob("contents/sub/b"),
+        Oid::hash_object(git2::ObjectType::Blob, b"b1").unwrap()
+    );
+    drop(tree);
+    drop(repo);
+    // The seal of the new HEAD still refuses the tampered file.
+    let seal = h.seal().unwrap();
+    let b = v.join("contents/sub/b");
+    assert!(seal.verify_bytes(&b, b"evil").is_err());
+    assert!(seal.verify_bytes(&b, b"b1").is_ok());
+    // The journal was emptied by the commit.
+    assert!(!h.covers("contents/a"));
+}
+
+#[test]
+fn a_message_moved_to_another_commit_does_not_authenticate() {
+    let (d, h) = setup();
+    let v = d.path();
+    put(v, "a", b"a2");
+    let second = marked(&h).commit(&[ch(ChangeKind::Modified, "a")]).unwrap();
+    let repo = h.repo.borrow();
+    let c2 = repo.find_commit(Oid::from_str(&second).unwrap()).unwrap();
+    let first = c2.parent(0).unwrap();
+    // Forge: the first commit's tree with the second commit's (valid) message.
+    let sig = signature().unwrap();
+    let forged = repo
+        .commit(
+            None,
+            &sig,
+            &sig,
+            c2.message_raw().unwrap(),
+            &first.tree().unwrap(),
+            &[&first],
+        )
+        .unwrap();
+    let forged = repo.find_commit(forged).unwrap();
+    assert!(matches!(
+        h.open_message(&forged),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(h.open_message(&c2).is_ok());
+}
+
+#[test]
+fn an_interrupted_checkout_is_finished_on_the_next_open() {
+    let (d, h) = setup();
+    let v = d.path();
+    let first = h.log(None, false).unwrap()[0].id.clone();
+    put(v, "a", b"a2");
+    put(v, "c", b"c1");
+    marked(&h).commit(&[]).unwrap();
+    // A checkout of the first version killed after its journal record and part
+    // of the work tree: `c` already gone, `a` not yet rewritten, HEAD not moved.
+    h.journal
+        .borrow_mut()
+        .begin_checkout(Oid::from_str(&first).unwrap())
+        .unwrap();
+    rm(v, "c");
+    drop(h);
+    let h = History::open(v, &key()).unwrap();
+    assert_eq!(h.head().unwrap().id, first);
+    assert_eq!(get(v, "a").unwrap(), b"a1");
+    assert_eq!(get(v, "c"), None);
+    assert!(!v.join(super::super::journal::JOURNAL_FILE).exists());
+    h.seal()
+        .unwrap()
+        .verify_bytes(&v.join("contents/a"), b"a1")
+        .unwrap();
 }

@@ -3,6 +3,8 @@
 pub mod atomic;
 pub mod dirfd;
 pub mod history;
+pub mod journal;
+pub mod seal;
 pub mod tree;
 pub mod vpath;
 

@@ -15,6 +15,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::atomic::{create_dir_durable, fsync_dir, write_atomic};
+use super::seal::Seal;
 use super::vpath::VPath;
 use super::{Change, ChangeKind};
 use crate::crypto::{random_array, Keychain};
@@ -62,6 +63,8 @@ pub struct Tree {
     contents: PathBuf,
     keys: Keychain,
     names: NameCipher,
+    /// When set, every file read must match the committed version (seal.rs).
+    seal: parking_lot::RwLock<Option<std::sync::Arc<Seal>>>,
 }
 
 impl Tree {
@@ -78,7 +81,34 @@ impl Tree {
             contents: contents.to_path_buf(),
             keys,
             names,
+            seal: parking_lot::RwLock::new(None),
         }
+    }
+
+    /// Check every file read from now on against `seal` (`None`: no checks).
+    pub fn set_seal(&self, seal: Option<std::sync::Arc<Seal>>) {
+        *self.seal.write() = seal;
+    }
+
+    /// The seal reads are checked against, if any.
+    pub fn seal(&self) -> Option<std::sync::Arc<Seal>> {
+        self.seal.read().clone()
+    }
+
+    /// The backing path of entry `p` relative to the vault directory
+    /// (`contents/…`), for the change journal. Its parent must exist.
+    pub fn backing_rel(&self, p: &VPath) -> Result<String> {
+        let vault_dir = self.contents.parent().unwrap_or(&self.contents);
+        let path = if p.is_root() {
+            self.contents.clone()
+        } else {
+            self.locate(p)?.path
+        };
+        path.strip_prefix(vault_dir)
+            .ok()
+            .and_then(|r| r.to_str())
+            .map(str::to_string)
+            .ok_or_else(|| Error::corrupt(p, "backing path is not UTF-8"))
     }
 
     pub fn keys(&self) -> &Keychain {
@@ -283,6 +313,13 @@ impl Tree {
             Some(_) => {}
         }
         let bytes = fs::read(&loc.path).map_err(|e| Error::io(&loc.path, e))?;
+        let seal = self.seal.read().clone();
+        if let Some(seal) = seal {
+            seal.verify_bytes(&loc.path, &bytes).map_err(|e| match e {
+                Error::Corrupt { what, .. } => Error::corrupt(p, what),
+                e => e,
+            })?;
+        }
         match blob::open(|g| self.keys.get(g), &bytes) {
             Ok(Some(opened)) => Ok(opened.plaintext()),
             Ok(None) => Ok(Zeroizing::new(Vec::new())),

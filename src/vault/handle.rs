@@ -2,6 +2,7 @@
 //! through [`Vault::mutate`] becomes exactly one commit.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -35,6 +36,7 @@ impl Vault {
     pub(super) fn open(record: VaultRecord, dir: PathBuf, keys: Keychain) -> Result<Vault> {
         let history = History::open(&dir, keys.first())?;
         let tree = Tree::open(&dir.join("contents"), keys);
+        tree.set_seal(Some(Arc::new(history.seal()?)));
         Ok(Vault {
             record,
             dir,
@@ -67,13 +69,43 @@ impl Vault {
 
     /// Run `f` against the tree, then commit whatever it recorded, even when it
     /// failed part-way (so a partial import is still in the history).
+    ///
+    /// Each changed path is recorded in the change journal first, so that the
+    /// commit adopts it (and a crash before the commit shows it as uncommitted,
+    /// not as tampering).
     pub fn mutate<T>(&self, f: impl FnOnce(&Tree, &mut Vec<Change>) -> Result<T>) -> Result<T> {
         let mut changes = Vec::new();
         let out = f(&self.tree, &mut changes);
         if !changes.is_empty() {
+            for c in &changes {
+                self.history.mark(&self.backing_rel_of_change(&c.path))?;
+            }
+            self.history.sync_journal()?;
             self.history.commit(&changes)?;
+            self.reseal()?;
         }
         out
+    }
+
+    /// The backing path a change touched: its own when it can still be located,
+    /// else that of its nearest existing ancestor (which then covers it).
+    fn backing_rel_of_change(&self, path: &str) -> String {
+        let mut p = VPath::parse(path.trim_end_matches('/')).unwrap_or_else(|_| VPath::root());
+        loop {
+            if let Ok(rel) = self.tree.backing_rel(&p) {
+                return rel;
+            }
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => return "contents".to_string(),
+            }
+        }
+    }
+
+    /// Check reads against the (new) HEAD from now on.
+    pub fn reseal(&self) -> Result<()> {
+        self.tree.set_seal(Some(Arc::new(self.history.seal()?)));
+        Ok(())
     }
 
     /// Run one tree operation that reports its changes, and commit them.

@@ -1,0 +1,122 @@
+//! Tamper evidence of the history: the commit-chain MAC, the change journal and
+//! the seal of HEAD's tree (see `seal.rs` and `journal.rs`).
+//!
+//! A commit message is AES-256-GCM under a key derived from the vault key, with
+//! associated data
+//!
+//! ```text
+//! "pkfs history v2" | tree id (20 bytes) | parent ids (20 bytes each, in order)
+//! ```
+//!
+//! so a message authenticates only on the commit it was made for: the tree (a
+//! hash of every blob at its path) and the parents (and through them the whole
+//! chain) cannot be changed, and no commit can be forged, without the vault key,
+//! which only the root key unwraps.
+
+use std::collections::HashMap;
+
+use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
+
+use super::{head_target, main_tip, Ctx, History};
+use crate::error::{Error, Result};
+use crate::store::seal::Seal;
+
+const AAD_DOMAIN: &[u8] = b"pkfs history v2";
+
+/// The associated data of the message of a commit of `tree` with `parents`.
+pub fn message_aad(tree: Oid, parents: &[Oid]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + 20 * (1 + parents.len()));
+    aad.extend_from_slice(AAD_DOMAIN);
+    aad.extend_from_slice(tree.as_bytes());
+    for p in parents {
+        aad.extend_from_slice(p.as_bytes());
+    }
+    aad
+}
+
+impl History {
+    /// A checkout killed half-way left a journal record: finish it, so the vault
+    /// holds the new version and never a mix.
+    pub(super) fn finish_interrupted_checkout(&self) -> Result<()> {
+        let Some(target) = self.journal.borrow().interrupted_checkout() else {
+            return Ok(());
+        };
+        let repo = self.repo.borrow();
+        let repo = &*repo;
+        let commit = repo
+            .find_commit(target)
+            .ctx("reading the version of an interrupted checkout")?;
+        self.open_message(&commit)?;
+        let is_main = main_tip(repo)? == Some(target);
+        tracing::warn!("finishing an interrupted checkout of {target}");
+        self.checkout_commit(repo, &commit, is_main, &mut |_, _| {})
+    }
+
+    /// Record, before changing it, that backing path `rel` (relative to the vault
+    /// directory, `contents/…`) may now differ from HEAD.
+    pub fn mark(&self, rel: &str) -> Result<()> {
+        self.journal.borrow_mut().mark(rel)
+    }
+
+    /// Does the journal cover backing path `rel`?
+    pub fn covers(&self, rel: &str) -> bool {
+        self.journal.borrow().covers(rel)
+    }
+
+    /// Is nothing journaled (the work tree is HEAD's)?
+    pub fn journal_is_empty(&self) -> bool {
+        self.journal.borrow().is_empty()
+    }
+
+    /// Make the journal durable (before an fsync of a file it covers).
+    pub fn sync_journal(&self) -> Result<()> {
+        self.journal.borrow().sync()
+    }
+
+    /// HEAD's commit, after checking that its message authenticates (which
+    /// proves its tree and parents came from a holder of the vault key).
+    pub fn verified_head(&self) -> Result<Option<Oid>> {
+        let repo = self.repo.borrow();
+        let Some(head) = head_target(&repo)? else {
+            return Ok(None);
+        };
+        let commit = repo.find_commit(head).ctx("reading HEAD")?;
+        self.open_message(&commit)?;
+        Ok(Some(head))
+    }
+
+    /// A snapshot of HEAD's tree and of the journal, to check backing files
+    /// against. Fails when HEAD's message does not authenticate.
+    pub fn seal(&self) -> Result<Seal> {
+        let journal = self.journal.borrow().paths().to_vec();
+        let Some(head) = self.verified_head()? else {
+            return Ok(Seal::new(&self.vault_dir, None, journal));
+        };
+        let repo = self.repo.borrow();
+        let tree = repo
+            .find_commit(head)
+            .and_then(|c| c.tree())
+            .ctx("reading HEAD's tree")?;
+        let mut blobs = HashMap::new();
+        let mut bad = None;
+        tree.walk(TreeWalkMode::PreOrder, |root, entry| {
+            if entry.kind() == Some(ObjectType::Blob) {
+                match entry.name() {
+                    Ok(name) => {
+                        blobs.insert(format!("{root}{name}"), entry.id());
+                    }
+                    Err(_) => bad = Some(root.to_string()),
+                }
+            }
+            TreeWalkResult::Ok
+        })
+        .ctx("walking HEAD's tree")?;
+        if let Some(root) = bad {
+            return Err(Error::corrupt(
+                format!("commit {head}"),
+                format!("a tree entry under {root:?} has a name that is not UTF-8"),
+            ));
+        }
+        Ok(Seal::new(&self.vault_dir, Some(blobs), journal))
+    }
+}

@@ -1,0 +1,303 @@
+//! The change journal of one vault: which backing paths may differ from the
+//! committed version (HEAD), and whether a checkout was interrupted.
+//!
+//! Everything under `contents/` that the journal does not cover must be exactly
+//! what HEAD's tree holds; anything else is tampering (a swapped blob, a rolled
+//! back blob, a planted or deleted file), see `docs/SECURITY.md`. A writer marks
+//! a path here **before** it changes the backing entry; a commit adopts only
+//! covered paths and then empties the journal.
+//!
+//! # Layout of `V/journal`
+//!
+//! ```text
+//! record*        each record, appended in order:
+//!   0   4  len    u32 big-endian, bytes that follow (28 + plaintext length)
+//!   4  12  iv     random
+//!  16  16  tag    AES-256-GCM tag
+//!  32   n  ciphertext of: kind (1 byte) | data
+//!        kind 1 = path: data is a backing path relative to V ("contents/…");
+//!                 it covers that entry and everything below it
+//!        kind 2 = checkout: data is the 20-byte id of the commit being checked out
+//! key = HKDF-SHA256(vault key, no salt, "pkfs journal v1")
+//! AAD of record i = "pkfs journal v1" | HEAD commit id (20 bytes, zeros before
+//!                   the first commit) | i as u64 big-endian
+//! ```
+//!
+//! Binding every record to HEAD makes a journal stale as soon as HEAD moves: a
+//! record of an older HEAD, a reordered record or a forged one fails its tag,
+//! and reading stops at the first record that does (a torn tail after a crash
+//! is the same case). A journal that cannot be read therefore covers *less*,
+//! never more, so it can hide nothing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use git2::Oid;
+
+use crate::crypto::aead::{Gcm, IV_LEN, TAG_LEN};
+use crate::crypto::kdf::hkdf32;
+use crate::crypto::SymKey;
+use crate::error::{Error, Result};
+
+/// File name of the journal in the vault directory.
+pub const JOURNAL_FILE: &str = "journal";
+const DOMAIN: &[u8] = b"pkfs journal v1";
+const KIND_PATH: u8 = 1;
+const KIND_CHECKOUT: u8 = 2;
+/// Longest record accepted when reading (a backing path is far shorter).
+const MAX_RECORD: usize = 1 << 20;
+
+pub struct Journal {
+    path: PathBuf,
+    gcm: Gcm,
+    head: [u8; 20],
+    count: u64,
+    paths: Vec<String>,
+    checkout: Option<Oid>,
+    file: Option<File>,
+}
+
+fn head_bytes(head: Option<Oid>) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    if let Some(h) = head {
+        out.copy_from_slice(h.as_bytes());
+    }
+    out
+}
+
+impl Journal {
+    /// Read the journal of the vault at `vault_dir`, keeping the records bound to
+    /// `head`.
+    pub fn load(vault_dir: &Path, vault_key: &SymKey, head: Option<Oid>) -> Result<Journal> {
+        let key = hkdf32(vault_key, None, DOMAIN);
+        let mut j = Journal {
+            path: vault_dir.join(JOURNAL_FILE),
+            gcm: Gcm::new(&key),
+            head: head_bytes(head),
+            count: 0,
+            paths: Vec::new(),
+            checkout: None,
+            file: None,
+        };
+        let bytes = match fs::read(&j.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(j),
+            Err(e) => return Err(Error::io(&j.path, e)),
+        };
+        let mut rest = &bytes[..];
+        while rest.len() >= 4 {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if !(IV_LEN + TAG_LEN..=MAX_RECORD).contains(&len) || rest.len() < 4 + len {
+                break;
+            }
+            let aad = j.aad(j.count);
+            let Ok(plain) = j.gcm.open_envelope(&aad, &rest[4..4 + len]) else {
+                break;
+            };
+            match (plain.first(), &plain[plain.len().min(1)..]) {
+                (Some(&KIND_PATH), data) => match std::str::from_utf8(data) {
+                    Ok(p) => j.paths.push(p.to_string()),
+                    Err(_) => break,
+                },
+                (Some(&KIND_CHECKOUT), data) => match Oid::from_bytes(data) {
+                    Ok(id) => j.checkout = Some(id),
+                    Err(_) => break,
+                },
+                _ => break,
+            }
+            j.count += 1;
+            rest = &rest[4 + len..];
+        }
+        Ok(j)
+    }
+
+    fn aad(&self, index: u64) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(DOMAIN.len() + 28);
+        aad.extend_from_slice(DOMAIN);
+        aad.extend_from_slice(&self.head);
+        aad.extend_from_slice(&index.to_be_bytes());
+        aad
+    }
+
+    /// Does the journal cover backing path `rel` (relative to the vault dir)?
+    pub fn covers(&self, rel: &str) -> bool {
+        self.paths.iter().any(|p| covers(p, rel))
+    }
+
+    /// Every path recorded.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The commit an interrupted checkout was moving to.
+    pub fn interrupted_checkout(&self) -> Option<Oid> {
+        self.checkout
+    }
+
+    /// Is anything recorded?
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Record that `rel` may change (unless already covered). Not synced: see
+    /// [`Journal::sync`].
+    pub fn mark(&mut self, rel: &str) -> Result<()> {
+        if self.covers(rel) {
+            return Ok(());
+        }
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(rel.len() + 1));
+        plain.push(KIND_PATH);
+        plain.extend_from_slice(rel.as_bytes());
+        self.append(&plain)?;
+        self.paths.push(rel.to_string());
+        Ok(())
+    }
+
+    /// Record, durably, that a checkout to `target` starts now.
+    pub fn begin_checkout(&mut self, target: Oid) -> Result<()> {
+        let mut plain = vec![KIND_CHECKOUT];
+        plain.extend_from_slice(target.as_bytes());
+        self.append(&plain)?;
+        self.checkout = Some(target);
+        self.sync()
+    }
+
+    fn append(&mut self, plain: &[u8]) -> Result<()> {
+        let env = self.gcm.seal_envelope(&self.aad(self.count), plain);
+        let mut rec = Vec::with_capacity(4 + env.len());
+        rec.extend_from_slice(&(env.len() as u32).to_be_bytes());
+        rec.extend_from_slice(&env);
+        if self.file.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode_0600()
+                .open(&self.path)
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.file = Some(f);
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(&rec).map_err(|e| Error::io(&self.path, e))?;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Make the records written so far durable (before an fsync'd write).
+    pub fn sync(&self) -> Result<()> {
+        match &self.file {
+            Some(f) => f.sync_data().map_err(|e| Error::io(&self.path, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// HEAD is now `head` and the work tree matches it: forget every record.
+    pub fn reset(&mut self, head: Option<Oid>) -> Result<()> {
+        self.file = None;
+        if self.count > 0 {
+            match fs::remove_file(&self.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        self.head = head_bytes(head);
+        self.count = 0;
+        self.paths.clear();
+        self.checkout = None;
+        Ok(())
+    }
+}
+
+/// Does record `mark` cover `rel`: the same entry, anything below it, or the
+/// long-name sidecar (`NAME.name`) of that entry?
+pub fn covers(mark: &str, rel: &str) -> bool {
+    match rel.strip_prefix(mark) {
+        Some("") => true,
+        Some(rest) => rest.starts_with('/') || rest == crate::format::names::LONG_SUFFIX,
+        None => false,
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SymKey {
+        SymKey::from_bytes([7u8; 32])
+    }
+
+    #[test]
+    fn records_survive_reload_and_bind_to_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let h1 = Oid::from_bytes(&[1u8; 20]).unwrap();
+        let h2 = Oid::from_bytes(&[2u8; 20]).unwrap();
+        let mut j = Journal::load(dir.path(), &key(), Some(h1)).unwrap();
+        j.mark("contents/a").unwrap();
+        j.mark("contents/a/b").unwrap(); // covered: not written again
+        j.mark("contents/c").unwrap();
+        assert_eq!(j.count, 2);
+        let again = Journal::load(dir.path(), &key(), Some(h1)).unwrap();
+        assert!(again.covers("contents/a"));
+        assert!(again.covers("contents/a/x/y"));
+        assert!(!again.covers("contents/ab"));
+        assert!(again.covers("contents/c"));
+        // Bound to HEAD: stale once HEAD moves.
+        let stale = Journal::load(dir.path(), &key(), Some(h2)).unwrap();
+        assert!(!stale.covers("contents/a") && stale.is_empty());
+    }
+
+    #[test]
+    fn a_tampered_or_torn_record_ends_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::load(dir.path(), &key(), None).unwrap();
+        j.mark("contents/a").unwrap();
+        j.mark("contents/b").unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let bytes = fs::read(&path).unwrap();
+        // Flip a byte of the second record: only the first survives.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        let j2 = Journal::load(dir.path(), &key(), None).unwrap();
+        assert!(j2.covers("contents/a") && !j2.covers("contents/b"));
+        // A torn tail is ignored the same way.
+        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let j3 = Journal::load(dir.path(), &key(), None).unwrap();
+        assert!(j3.covers("contents/a") && !j3.covers("contents/b"));
+        // Another key reads nothing.
+        let other = Journal::load(dir.path(), &SymKey::from_bytes([8u8; 32]), None).unwrap();
+        assert!(other.is_empty());
+    }
+
+    #[test]
+    fn checkout_intent_and_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Oid::from_bytes(&[9u8; 20]).unwrap();
+        let mut j = Journal::load(dir.path(), &key(), None).unwrap();
+        j.begin_checkout(target).unwrap();
+        let j2 = Journal::load(dir.path(), &key(), None).unwrap();
+        assert_eq!(j2.interrupted_checkout(), Some(target));
+        j.reset(Some(target)).unwrap();
+        assert!(!dir.path().join(JOURNAL_FILE).exists());
+    }
+
+    #[test]
+    fn sidecars_are_covered_with_their_entry() {
+        let side = format!("contents/x{}", crate::format::names::LONG_SUFFIX);
+        assert!(covers("contents/x", &side));
+        assert!(!covers("contents/x", "contents/xy"));
+    }
+}

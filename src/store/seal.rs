@@ -1,0 +1,257 @@
+//! The seal: what the committed version (HEAD) says each backing file must be.
+//!
+//! Every blob authenticates on its own, but nothing in a blob says *where* it
+//! belongs or *which version* of its file it is. The git tree of HEAD does: it
+//! maps each backing path to the git blob id (SHA-1 of `"blob <len>\0" | bytes`)
+//! of its ciphertext, and HEAD's commit message is sealed with AAD binding that
+//! tree and the parents (see `history.rs`), so the tree cannot be forged without
+//! the vault key. A backing file that the change journal does not cover must
+//! hash to HEAD's entry for its path. This catches, on open:
+//!
+//! * two blobs swapped (within or across directories): each hashes to the other's id;
+//! * a blob rolled back to an older version of itself: an older id;
+//! * a blob emptied, planted or restored from elsewhere: not HEAD's id, or no
+//!   entry at all.
+//!
+//! Hashing is done once per file per process: a verified file is remembered by
+//! its `(dev, ino, size, mtime, ctime)` until it changes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use git2::Oid;
+use parking_lot::Mutex;
+use sha1::{Digest, Sha1};
+
+use crate::error::{Error, Result};
+
+/// What HEAD says about one backing path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Not checked: the journal says it may have changed since HEAD, or the vault
+    /// has no commit yet.
+    Unchecked,
+    /// It must be exactly this git blob.
+    Blob(Oid),
+    /// HEAD has no file there.
+    Absent,
+}
+
+/// A snapshot of HEAD's tree (backing path → blob id) and of the journal.
+pub struct Seal {
+    vault_dir: PathBuf,
+    /// `None` before the first commit: nothing to check against.
+    blobs: Option<HashMap<String, Oid>>,
+    journal: Vec<String>,
+    verified: Mutex<HashMap<(u64, u64), (Stamp, Oid)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+impl Seal {
+    pub fn new(
+        vault_dir: &Path,
+        blobs: Option<HashMap<String, Oid>>,
+        journal: Vec<String>,
+    ) -> Seal {
+        Seal {
+            vault_dir: vault_dir.to_path_buf(),
+            blobs,
+            journal,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The path of `abs` relative to the vault directory (`contents/…`).
+    pub fn rel<'a>(&self, abs: &'a Path) -> Option<&'a str> {
+        abs.strip_prefix(&self.vault_dir).ok()?.to_str()
+    }
+
+    /// What HEAD says about `rel`, given `covered` (the live journal, when the
+    /// caller keeps one) on top of the snapshot's journal.
+    pub fn expect(&self, rel: &str, covered: impl Fn(&str) -> bool) -> Expect {
+        let Some(blobs) = &self.blobs else {
+            return Expect::Unchecked;
+        };
+        if covered(rel) || self.journal.iter().any(|m| super::journal::covers(m, rel)) {
+            return Expect::Unchecked;
+        }
+        blobs
+            .get(rel)
+            .map_or(Expect::Absent, |&id| Expect::Blob(id))
+    }
+
+    /// Check the whole ciphertext `bytes` of the file at `abs`.
+    pub fn verify_bytes(&self, abs: &Path, bytes: &[u8]) -> Result<()> {
+        let expect = self.expect_abs(abs, |_| false);
+        judge(abs, expect, || Ok(blob_id_of_bytes(bytes)))
+    }
+
+    /// Check the open backing file at `abs` (hashing it unless a check of the
+    /// same, unchanged file is remembered).
+    pub fn verify_file(
+        &self,
+        abs: &Path,
+        file: &File,
+        covered: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        let expect = self.expect_abs(abs, covered);
+        let Expect::Blob(want) = expect else {
+            return judge(abs, expect, unreachable_hash);
+        };
+        let m = file.metadata().map_err(|e| Error::io(abs, e))?;
+        let key = (m.dev(), m.ino());
+        let stamp = Stamp::of(&m);
+        if let Some(&(s, id)) = self.verified.lock().get(&key) {
+            if s == stamp && id == want {
+                return Ok(());
+            }
+        }
+        let got = blob_id_of_file(file, m.len()).map_err(|e| Error::io(abs, e))?;
+        judge(abs, expect, || Ok(got))?;
+        self.verified.lock().insert(key, (stamp, got));
+        Ok(())
+    }
+
+    fn expect_abs(&self, abs: &Path, covered: impl Fn(&str) -> bool) -> Expect {
+        match self.rel(abs) {
+            Some(rel) => self.expect(rel, covered),
+            // Outside the vault (cannot happen for our own paths): nothing to say.
+            None => Expect::Unchecked,
+        }
+    }
+}
+
+fn unreachable_hash() -> Result<Oid> {
+    Ok(Oid::ZERO_SHA1)
+}
+
+/// Compare what HEAD expects with the hash `got` (computed only when needed).
+fn judge(abs: &Path, expect: Expect, got: impl FnOnce() -> Result<Oid>) -> Result<()> {
+    match expect {
+        Expect::Unchecked => Ok(()),
+        Expect::Absent => Err(Error::corrupt(
+            abs.display(),
+            "this file is not in the committed version and no change to it was journaled \
+             (planted or moved here); run `pkfs fsck`",
+        )),
+        Expect::Blob(want) => {
+            if got()? == want {
+                Ok(())
+            } else {
+                Err(Error::corrupt(
+                    abs.display(),
+                    "this file differs from its committed version and no change to it was \
+                     journaled (swapped, rolled back or replaced); run `pkfs fsck`",
+                ))
+            }
+        }
+    }
+}
+
+/// The git blob id of `bytes`.
+pub fn blob_id_of_bytes(bytes: &[u8]) -> Oid {
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    oid(h)
+}
+
+/// The git blob id of the first `len` bytes of `file`, streamed.
+pub fn blob_id_of_file(file: &File, len: u64) -> io::Result<Oid> {
+    let mut h = Sha1::new();
+    h.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let want = (len - at).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being checked",
+            ));
+        }
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(oid(h))
+}
+
+fn oid(h: Sha1) -> Oid {
+    let d = h.finalize();
+    // A SHA-1 digest is always 20 bytes, which is what Oid::from_bytes takes.
+    Oid::from_bytes(d.as_slice()).unwrap_or(Oid::ZERO_SHA1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_ids_match_git() {
+        for data in [&b""[..], b"hello", &[7u8; 3 << 20]] {
+            let want = Oid::hash_object(git2::ObjectType::Blob, data).unwrap();
+            assert_eq!(blob_id_of_bytes(data), want);
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, data).unwrap();
+            assert_eq!(blob_id_of_file(&f, data.len() as u64).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_swapped_or_planted_file_is_refused_and_a_journaled_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("contents/a");
+        let b = dir.path().join("contents/b");
+        std::fs::create_dir(dir.path().join("contents")).unwrap();
+        std::fs::write(&a, b"AAAA").unwrap();
+        std::fs::write(&b, b"BBBB").unwrap();
+        let blobs = HashMap::from([
+            ("contents/a".to_string(), blob_id_of_bytes(b"AAAA")),
+            ("contents/b".to_string(), blob_id_of_bytes(b"BBBB")),
+        ]);
+        let seal = Seal::new(dir.path(), Some(blobs), vec![]);
+        let open = |p: &Path| File::open(p).unwrap();
+        seal.verify_file(&a, &open(&a), |_| false).unwrap();
+        // Swap the two files.
+        std::fs::write(&a, b"BBBB").unwrap();
+        std::fs::write(&b, b"AAAA").unwrap();
+        assert!(matches!(
+            seal.verify_file(&a, &open(&a), |_| false),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(seal.verify_bytes(&b, b"AAAA").is_err());
+        // Journaled: not checked.
+        seal.verify_file(&a, &open(&a), |r| r == "contents/a")
+            .unwrap();
+        let planted = dir.path().join("contents/c");
+        std::fs::write(&planted, b"CCCC").unwrap();
+        assert!(seal
+            .verify_file(&planted, &open(&planted), |_| false)
+            .is_err());
+        // No commit yet: nothing to check against.
+        let fresh = Seal::new(dir.path(), None, vec![]);
+        fresh
+            .verify_file(&planted, &open(&planted), |_| false)
+            .unwrap();
+    }
+}
