@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::cache::PageCache;
 use super::content::OpenFile;
-use super::errno::{from_error, from_io, FsResult, IoErrno};
+use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::{Inodes, ROOT_INO};
 use super::vaults::VaultFs;
 use crate::format::names::{self, DirIv, DiskName, EntryKind};
@@ -67,6 +67,8 @@ pub type DirList = Arc<Vec<(u64, FileType, Vec<u8>)>>;
 
 /// Where an entry lives: its parent's backing directory and its disk name.
 pub struct Entry {
+    /// The directory inode the entry is in.
+    pub parent: u64,
     pub vault: Arc<VaultFs>,
     pub dir: Arc<DirHandle>,
     pub disk: DiskName,
@@ -218,7 +220,12 @@ impl FsCore {
         let vault = self.vault_of(parent)?;
         let dir = self.dir(parent)?;
         let disk = DiskName::from_encoded(vault.names.encrypt(&dir.iv, name));
-        Ok(Entry { vault, dir, disk })
+        Ok(Entry {
+            parent,
+            vault,
+            dir,
+            disk,
+        })
     }
 
     /// Journal entry `e` before changing it, so that the next commit adopts
@@ -226,23 +233,42 @@ impl FsCore {
     /// A file with other hard links journals the whole vault (its other names
     /// change with it and may not be known here).
     pub fn mark(&self, e: &Entry) -> FsResult<()> {
-        let dir = std::fs::read_link(e.dir.fd.path()).map_err(|err| from_io(&err))?;
         let linked = e
             .dir
             .fd
             .stat(e.name())
             .is_ok_and(|m| m.is_file() && m.nlink() > 1);
-        let abs = if linked {
-            e.vault.contents.clone()
+        let rel = if linked {
+            "contents".to_string()
         } else {
-            dir.join(e.disk.entry())
+            self.backing_rel(e)?
         };
-        let seal = e.vault.seal.read().clone();
-        let rel = seal.rel(&abs).ok_or(Errno::EIO)?;
-        e.vault.history.lock().mark(rel).map_err(|err| {
+        e.vault.history.lock().mark(&rel).map_err(|err| {
             tracing::error!("vault {}: writing the change journal: {err}", e.vault.id);
             from_error(&err)
         })
+    }
+
+    /// The backing path of `e` relative to the vault directory (`contents/…`),
+    /// built from the names (no path lookup, so it works past PATH_MAX).
+    pub fn backing_rel(&self, e: &Entry) -> FsResult<String> {
+        let chain = if e.parent == e.vault.root_ino {
+            Vec::new()
+        } else {
+            self.inodes.read().chain(e.parent).ok_or(Errno::ENOENT)?
+        };
+        let mut rel = String::from("contents");
+        let mut at = e.vault.root_ino;
+        for (step, name) in chain {
+            let d = self.dir(at)?;
+            let disk = DiskName::from_encoded(e.vault.names.encrypt(&d.iv, &name));
+            rel.push('/');
+            rel.push_str(disk.entry());
+            at = step;
+        }
+        rel.push('/');
+        rel.push_str(e.disk.entry());
+        Ok(rel)
     }
 
     /// [`FsCore::mark`] the entry of inode `ino`.
@@ -254,11 +280,10 @@ impl FsCore {
     /// the journal says it changed since): a swapped, rolled-back or planted blob
     /// is EIO, never someone else's plaintext.
     pub fn verify(&self, e: &Entry, file: &std::fs::File) -> FsResult<()> {
-        let dir = std::fs::read_link(e.dir.fd.path()).map_err(|err| from_io(&err))?;
-        let abs = dir.join(e.disk.entry());
+        let rel = self.backing_rel(e)?;
         let seal = e.vault.seal.read().clone();
         let covered = |rel: &str| e.vault.history.lock().covers(rel);
-        seal.verify_file(&abs, file, covered).map_err(|err| {
+        seal.verify_file(&rel, file, covered).map_err(|err| {
             tracing::error!("vault {}: {err}", e.vault.id);
             match err {
                 crate::error::Error::Corrupt { .. } => Errno::EIO,

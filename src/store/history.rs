@@ -238,9 +238,15 @@ impl History {
         let parent_ids: Vec<Oid> = parents.iter().map(|c| c.id()).collect();
         let message = self.seal_message(changes, tree_id, &parent_ids)?;
         let sig = signature()?;
+        // Objects first, made durable, then the ref that names them (durable
+        // too): a power cut leaves the old version or the new one.
         let id = repo
-            .commit(Some("HEAD"), &sig, &sig, &message, &tree, &parents)
+            .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
+        seal::sync_fs(repo.path())?;
+        repo.reference(MAIN_REF, id, true, "pkfs: commit")
+            .ctx("moving main to the new version")?;
+        seal::sync_fs(repo.path())?;
         self.journal.borrow_mut().reset(Some(id))?;
         Ok(id.to_string())
     }

@@ -34,6 +34,17 @@ pub fn message_aad(tree: Oid, parents: &[Oid]) -> Vec<u8> {
     aad
 }
 
+/// Flush the file system holding `path` (git writes its objects without
+/// fsync; one `syncfs` per step is far cheaper than one fsync per object).
+pub(super) fn sync_fs(path: &std::path::Path) -> Result<()> {
+    let dir = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: syncfs(2) on a descriptor we own; the result is checked.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+        return Err(Error::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 impl History {
     /// A checkout killed half-way left a journal record: finish it, so the vault
     /// holds the new version and never a mix.

@@ -105,19 +105,20 @@ impl Seal {
         judge(abs, expect, || Ok(blob_id_of_bytes(bytes)))
     }
 
-    /// Check the open backing file at `abs` (hashing it unless a check of the
-    /// same, unchanged file is remembered).
+    /// Check the open backing file at `rel` (relative to the vault directory),
+    /// hashing it unless a check of the same, unchanged file is remembered.
     pub fn verify_file(
         &self,
-        abs: &Path,
+        rel: &str,
         file: &File,
         covered: impl Fn(&str) -> bool,
     ) -> Result<()> {
-        let expect = self.expect_abs(abs, covered);
+        let shown = Path::new(rel);
+        let expect = self.expect(rel, covered);
         let Expect::Blob(want) = expect else {
-            return judge(abs, expect, unreachable_hash);
+            return judge(shown, expect, unreachable_hash);
         };
-        let m = file.metadata().map_err(|e| Error::io(abs, e))?;
+        let m = file.metadata().map_err(|e| Error::io(shown, e))?;
         let key = (m.dev(), m.ino());
         let stamp = Stamp::of(&m);
         if let Some(&(s, id)) = self.verified.lock().get(&key) {
@@ -125,8 +126,8 @@ impl Seal {
                 return Ok(());
             }
         }
-        let got = blob_id_of_file(file, m.len()).map_err(|e| Error::io(abs, e))?;
-        judge(abs, expect, || Ok(got))?;
+        let got = blob_id_of_file(file, m.len()).map_err(|e| Error::io(shown, e))?;
+        judge(shown, expect, || Ok(got))?;
         self.verified.lock().insert(key, (stamp, got));
         Ok(())
     }
@@ -231,12 +232,13 @@ mod tests {
         ]);
         let seal = Seal::new(dir.path(), Some(blobs), vec![]);
         let open = |p: &Path| File::open(p).unwrap();
-        seal.verify_file(&a, &open(&a), |_| false).unwrap();
+        seal.verify_file("contents/a", &open(&a), |_| false)
+            .unwrap();
         // Swap the two files.
         std::fs::write(&a, b"BBBB").unwrap();
         std::fs::write(&b, b"AAAA").unwrap();
         assert!(matches!(
-            seal.verify_file(&a, &open(&a), |_| false),
+            seal.verify_file("contents/a", &open(&a), |_| false),
             Err(Error::Corrupt { .. })
         ));
         assert!(seal.verify_bytes(&b, b"AAAA").is_err());
