@@ -200,6 +200,8 @@ fn serve(
     // Keys are in memory from here on: no core dumps, no ptrace by others.
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // fork(2) drops memory locks: lock the key pages again in the daemon.
+    pkfs::crypto::secmem::relock_after_fork();
     let report = |ready: &Option<std::fs::File>, msg: &str| {
         if let Some(mut f) = ready.as_ref() {
             let _ = f.write_all(msg.as_bytes());

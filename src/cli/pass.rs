@@ -3,7 +3,7 @@
 //! Inside the mount daemon there is no such source: a command gets what its
 //! client sent (`Provided`), or fails (`Unavailable`); the daemon never prompts.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -54,25 +54,52 @@ fn first_line(bytes: &[u8]) -> Pass {
     Zeroizing::new(line.to_vec())
 }
 
+/// Read `r` to the end into a zeroizing buffer. The buffer grows by copying into
+/// a bigger zeroizing one (the old one is wiped), never by `realloc`, which
+/// would leave a copy of the passphrase in freed memory.
+fn read_all(r: &mut impl Read) -> std::io::Result<Pass> {
+    let mut buf: Pass = Zeroizing::new(Vec::with_capacity(256));
+    let mut chunk = Zeroizing::new([0u8; 1024]);
+    loop {
+        let n = match r.read(&mut chunk[..]) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.len() + n > buf.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * (buf.len() + n)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 pub fn from_file(path: &Path) -> Result<Pass, Error> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    let bytes = std::fs::File::open(path)
+        .and_then(|mut f| read_all(&mut f))
+        .map_err(|e| Error::io(path, e))?;
     Ok(first_line(&bytes))
 }
 
 fn from_command(cmd: &str) -> Result<Pass, Error> {
-    let out = Command::new("/bin/sh")
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .map_err(|e| Error::io("/bin/sh", e))?;
-    let stdout = Zeroizing::new(out.stdout);
-    if !out.status.success() {
-        return Err(Error::Usage(format!(
-            "--extpass command failed ({})",
-            out.status
-        )));
+    let stdout = match child.stdout.take() {
+        Some(mut pipe) => read_all(&mut pipe),
+        None => Ok(Zeroizing::new(Vec::new())),
+    };
+    let status = child.wait().map_err(|e| Error::io("/bin/sh", e))?;
+    let stdout = stdout.map_err(|e| Error::io("--extpass output", e))?;
+    if !status.success() {
+        return Err(Error::Usage(format!("--extpass command failed ({status})")));
     }
     Ok(first_line(&stdout))
 }
@@ -91,4 +118,17 @@ fn from_terminal(prompt: &str) -> Result<Pass, Error> {
     })?;
     let s = Zeroizing::new(s);
     Ok(Zeroizing::new(s.as_bytes().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_all_grows_without_losing_bytes() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let got = read_all(&mut &data[..]).unwrap();
+        assert_eq!(&got[..], &data[..]);
+        assert_eq!(&first_line(b"pw\r\nrest")[..], b"pw");
+    }
 }

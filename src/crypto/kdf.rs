@@ -2,17 +2,12 @@
 
 use hkdf::Hkdf;
 use sha2::Sha256;
-use zeroize::Zeroizing;
 
 use super::keys::SymKey;
 
 /// HKDF-SHA256(ikm, salt, info) -> 32 bytes.
 pub fn hkdf32(ikm: &SymKey, salt: Option<&[u8]>, info: &[u8]) -> SymKey {
-    let mut out = [0u8; 32];
-    hkdf_into(ikm, salt, info, &mut out);
-    let key = SymKey::from_bytes(out);
-    zeroize::Zeroize::zeroize(&mut out);
-    key
+    SymKey::with(|out| hkdf_into(ikm, salt, info, out))
 }
 
 /// HKDF-SHA256 into an arbitrary-length buffer (at most 8160 bytes).
@@ -58,9 +53,9 @@ impl Argon2Params {
 pub fn argon2id(passphrase: &[u8], salt: &[u8], params: Argon2Params) -> Option<SymKey> {
     let p = argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32)).ok()?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
-    let mut out = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(passphrase, salt, &mut out[..]).ok()?;
-    Some(SymKey::from_bytes(*out))
+    let mut ok = false;
+    let key = SymKey::with(|out| ok = a.hash_password_into(passphrase, salt, out).is_ok());
+    ok.then_some(key)
 }
 
 #[cfg(test)]

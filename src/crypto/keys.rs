@@ -1,30 +1,39 @@
-//! Typed key material. Every key zeroizes on drop and never prints itself.
+//! Typed key material. Every key lives in locked memory (see [`super::secmem`]),
+//! zeroizes on drop and never prints itself.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use super::secmem::SecretBytes;
 
 /// A 256-bit symmetric key (vault key, metadata key, file key, KEK).
-#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
-pub struct SymKey([u8; 32]);
+#[derive(Clone, PartialEq, Eq)]
+pub struct SymKey(SecretBytes<32>);
 
 impl SymKey {
     pub const LEN: usize = 32;
 
+    /// Copy `bytes` into locked memory; the argument is zeroized.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        SymKey(bytes)
+        SymKey(SecretBytes::from_array(bytes))
     }
 
     /// Copy a key out of a slice; `None` when the length is not 32.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        let arr: [u8; 32] = bytes.try_into().ok()?;
-        Some(SymKey(arr))
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        Some(SymKey(SecretBytes::with(|k| k.copy_from_slice(bytes))))
+    }
+
+    /// A key written in place by `fill` (so it never sits on the stack).
+    pub fn with(fill: impl FnOnce(&mut [u8; 32])) -> Self {
+        SymKey(SecretBytes::with(fill))
     }
 
     pub fn generate() -> Self {
-        SymKey(random_array())
+        SymKey(SecretBytes::with(|k| fill_random(k)))
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        self.0.expose()
     }
 }
 

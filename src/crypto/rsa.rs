@@ -6,12 +6,13 @@
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
-use rsa::traits::PublicKeyParts;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::keys::SymKey;
+use super::secmem::RegionLock;
 
 pub const ROOT_KEY_BITS: usize = 4096;
 /// Size of one wrapped key: the modulus size of RSA-4096.
@@ -29,10 +30,13 @@ pub enum RsaError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct RootPublic(RsaPublicKey);
 
-/// The private half. The rsa crate zeroizes its limbs on drop.
+/// The private half. The rsa crate zeroizes its limbs on drop; the limbs of
+/// d, the primes, dP, dQ and qInv are locked in memory while the key lives.
 pub struct RootKeypair {
     private: RsaPrivateKey,
     public: RootPublic,
+    /// Dropped after `private` (fields drop in order): zeroize, then unlock.
+    _locked: RegionLock,
 }
 
 impl RootKeypair {
@@ -45,7 +49,22 @@ impl RootKeypair {
 
     fn from_private(private: RsaPrivateKey) -> Self {
         let public = RootPublic(private.to_public_key());
-        RootKeypair { private, public }
+        let mut locked = RegionLock::default();
+        locked.add_slice(private.d().as_words());
+        for p in private.primes() {
+            locked.add_slice(p.as_words());
+        }
+        for x in [private.dp(), private.dq()].into_iter().flatten() {
+            locked.add_slice(x.as_words());
+        }
+        if let Some(q) = private.qinv() {
+            locked.add_slice(q.as_montgomery().as_words());
+        }
+        RootKeypair {
+            private,
+            public,
+            _locked: locked,
+        }
     }
 
     /// Parse an unencrypted PKCS#8 DER private key (as recovered by a protector).

@@ -2,17 +2,23 @@
 //! used for file names. The output is the 16-byte synthetic IV followed by the
 //! ciphertext.
 
+use super::secmem::SecretBytes;
 use aes_siv::siv::Aes256Siv;
 use aes_siv::KeyInit;
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// The 64-byte AES-SIV key (two AES-256 keys).
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct SivKey([u8; 64]);
+/// The 64-byte AES-SIV key (two AES-256 keys), in locked memory; zeroized on drop.
+#[derive(Clone)]
+pub struct SivKey(SecretBytes<64>);
 
 impl SivKey {
+    /// Copy `bytes` into locked memory; the argument is zeroized.
     pub fn from_bytes(bytes: [u8; 64]) -> Self {
-        SivKey(bytes)
+        SivKey(SecretBytes::from_array(bytes))
+    }
+
+    /// A key written in place by `fill`.
+    pub fn with(fill: impl FnOnce(&mut [u8; 64])) -> Self {
+        SivKey(SecretBytes::with(fill))
     }
 }
 
@@ -23,7 +29,7 @@ impl std::fmt::Debug for SivKey {
 }
 
 fn cipher(key: &SivKey) -> Aes256Siv {
-    Aes256Siv::new((&key.0).into())
+    Aes256Siv::new(key.0.expose().into())
 }
 
 /// Encrypt `plain` with `ad` as the single associated-data header.

@@ -8,7 +8,15 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Replace `path` with `data` atomically; the file is created with mode 0600.
+/// The data is fsynced before the rename and the directory after it, so after a
+/// crash `path` holds either its old or its new content, never a mix or nothing.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_at(path, data, None)
+}
+
+/// [`write_atomic`] with a test-only crash point (see [`crash_point`]) between
+/// the durable temporary file and the rename.
+pub fn write_atomic_at(path: &Path, data: &[u8], before_rename: Option<&str>) -> Result<()> {
     let dir = parent_of(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -16,8 +24,52 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(data).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    if let Some(point) = before_rename {
+        crash_point(point);
+    }
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     fsync_dir(dir)
+}
+
+/// The test-only variable naming a crash point.
+pub const ENV_CRASH_AT: &str = "PKFS_TEST_ONLY_CRASH_AT";
+
+/// Test-only: when `PKFS_TEST_ONLY_CRASH_AT` (read once per process) names
+/// `point`, end the process at once with `_exit(137)`, as a kill would: no
+/// destructor, no cleanup, no flush. The crash tests (`tests/cli_crash.rs`) use
+/// it to stop a command between two steps of a multi-file update. Points:
+/// `rotate-journal-written`, `rotate-committed`, `rotate-midway`,
+/// `metadata-before-rename`, `vault-create-before-metadata`,
+/// `vault-delete-before-remove`.
+pub fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var(ENV_CRASH_AT).ok().filter(|v| !v.is_empty()));
+    if at.as_deref() == Some(point) {
+        // SAFETY: _exit ends the process without touching any memory of ours.
+        unsafe { libc::_exit(137) };
+    }
+}
+
+/// fsync every file and directory under `root` (and `root`): used once a new
+/// tree (a vault's first commit) is complete, before it is referenced.
+pub fn fsync_tree(root: &Path) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for ent in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let ent = ent.map_err(|e| Error::io(&dir, e))?;
+            let path = ent.path();
+            let ft = ent.file_type().map_err(|e| Error::io(&path, e))?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        fsync_dir(&dir)?;
+    }
+    Ok(())
 }
 
 /// fsync a directory so that renames and creations inside it are durable.

@@ -216,7 +216,9 @@ impl DirFd {
     }
 
     /// Make a new backing directory with a fresh IV, all-or-nothing: it is built
-    /// under a temporary name and renamed into place (no-replace).
+    /// under a temporary name and renamed into place (no-replace). The IV file,
+    /// the new directory and this one are fsynced, so after a crash the
+    /// directory is either absent or present with its IV.
     pub fn mkdir_with_iv(&self, name: &str, mode: u32, iv: &[u8; DIRIV_LEN]) -> io::Result<()> {
         let tmp = format!(".tmp-dir-{}", hex(&crate::crypto::random_array::<8>()));
         self.mkdir(&tmp, 0o700)?;
@@ -224,14 +226,18 @@ impl DirFd {
             let d = self.child(&tmp)?;
             let mut f = self.create_iv_file(&d)?;
             io::Write::write_all(&mut f, iv)?;
+            // Durable before the directory can appear: the IV's bytes, then its
+            // entry in the new directory; after the rename, the parent's entry.
             f.sync_all()?;
+            d.fsync()?;
             self.chmod(Some(&tmp), mode)?;
             self.rename_to(&tmp, self, name, libc::RENAME_NOREPLACE)
         })();
         if built.is_err() {
             let _ = self.remove_all(&tmp);
+            return built;
         }
-        built
+        self.fsync()
     }
 
     fn create_iv_file(&self, d: &DirFd) -> io::Result<File> {

@@ -16,6 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::store::atomic::fsync_dir;
 
 /// An open, locked home. The lock is released when this is dropped.
 pub struct Home {
@@ -65,6 +66,10 @@ impl Home {
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(root, e))?;
+        // The home's own entry must be durable before its files are.
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)?;
+        }
         let home = Self::lock(root)?;
         // Checked again under the lock: another init may have won the race.
         if root.join("root.key").exists() {
@@ -126,6 +131,26 @@ impl Home {
             root: root.to_path_buf(),
             _lock: f,
         })
+    }
+
+    /// Remove the temporary files an interrupted atomic write left in the home
+    /// (`.tmp-*`: a sealed copy of a state file that never replaced it). Under
+    /// the lock, so no write is in progress. Best effort.
+    pub fn remove_stale_temps(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        let mut removed = false;
+        for ent in entries.flatten() {
+            let name = ent.file_name();
+            let is_temp = name.to_string_lossy().starts_with(".tmp-");
+            if is_temp && ent.file_type().is_ok_and(|t| t.is_file()) {
+                removed |= std::fs::remove_file(ent.path()).is_ok();
+            }
+        }
+        if removed {
+            let _ = fsync_dir(&self.root);
+        }
     }
 
     pub fn root(&self) -> &Path {

@@ -12,7 +12,9 @@ use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{random_array, Keychain, SymKey};
 use crate::error::{Error, Result};
 use crate::format::names;
-use crate::store::atomic::{create_dir_durable, fsync_dir, write_atomic};
+use crate::store::atomic::{
+    crash_point, create_dir_durable, fsync_dir, fsync_tree, write_atomic, write_atomic_at,
+};
 use crate::store::history::History;
 use crate::store::Tree;
 
@@ -77,7 +79,8 @@ impl Node {
     /// Open and unlock the node at `path`.
     pub fn unlock(path: &Path, protector: Box<dyn Protector>) -> Result<Node> {
         let home = Home::open(path)?;
-        recover_rotation(&home)?;
+        recover_rotation(&home, protector.as_ref())?;
+        home.remove_stale_temps();
         let sealed = read(&home.root_key())?;
         let der = open_key_file(protector.as_ref(), &sealed)?;
         let root = RootKeypair::from_pkcs8_der(&der)
@@ -110,9 +113,10 @@ impl Node {
     }
 
     fn save_table(&self) -> Result<()> {
-        write_atomic(
+        write_atomic_at(
             &self.home.metadata(),
             &metadata::seal(self.root.public(), &self.table),
+            Some("metadata-before-rename"),
         )
     }
 
@@ -146,7 +150,11 @@ impl Node {
         )?;
         let sealed = seal_key_file(self.protector.as_ref(), &new_root.to_pkcs8_der());
         write_atomic(&journal.join("root.key"), &sealed)?;
+        crash_point("rotate-journal-written");
+        // Every journal file and the journal's entries are durable (write_atomic
+        // fsyncs file and directory), so COMMIT never names an incomplete set.
         write_atomic(&journal.join(JOURNAL_COMMIT), b"")?;
+        crash_point("rotate-committed");
         roll_forward(&self.home)?;
         self.root = new_root;
         self.table = table;
@@ -165,6 +173,9 @@ impl Node {
         let keys = Keychain::new(vec![(0, key.clone())]).ok_or(Error::Crypto("empty keychain"))?;
         Tree::create(&dir.join("contents"), keys)?;
         History::init(&dir, &key, &[])?;
+        // The vault is complete on disk before the table names it.
+        fsync_tree(&dir)?;
+        crash_point("vault-create-before-metadata");
         let record = VaultRecord {
             id,
             name: name.to_string(),
@@ -204,6 +215,7 @@ impl Node {
         let before = self.table.clone();
         self.table.vaults.retain(|v| v.name != name);
         self.save_table().inspect_err(|_| self.table = before)?;
+        crash_point("vault-delete-before-remove");
         let dir = self.home.vault_dir(&id);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
@@ -236,26 +248,66 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Finish (after COMMIT) or discard (before it) an interrupted rotation.
-fn recover_rotation(home: &Home) -> Result<()> {
+///
+/// Rolling forward replaces the old root key, so it happens only once the new
+/// state has been checked whole: the new `root.key` opens with `protector`,
+/// the new `root.pub` matches it and the new `metadata` opens under it. A wrong
+/// passphrase or a damaged journal changes nothing on disk.
+fn recover_rotation(home: &Home, protector: &dyn Protector) -> Result<()> {
     let journal = home.rotate_dir();
     if !journal.exists() {
         return Ok(());
     }
     if journal.join(JOURNAL_COMMIT).exists() {
+        check_new_state(home, protector)?;
+        tracing::info!("finishing an interrupted root-key rotation");
         roll_forward(home)
     } else {
+        tracing::info!("discarding an unfinished root-key rotation");
         fs::remove_dir_all(&journal).map_err(|e| Error::io(&journal, e))?;
         fsync_dir(home.root())
     }
 }
 
+/// The state a roll-forward would leave, file by file: the journal's copy if it
+/// is still there, else the one already renamed into the home.
+fn check_new_state(home: &Home, protector: &dyn Protector) -> Result<()> {
+    let journal = home.rotate_dir();
+    let pick = |f: &str| {
+        let j = journal.join(f);
+        if j.exists() {
+            j
+        } else {
+            home.root().join(f)
+        }
+    };
+    let der = open_key_file(protector, &read(&pick("root.key"))?)?;
+    let root = RootKeypair::from_pkcs8_der(&der).map_err(|_| {
+        Error::corrupt(
+            "rotate/root.key",
+            "the decrypted key is not an RSA-4096 key",
+        )
+    })?;
+    let pem = String::from_utf8(read(&pick("root.pub"))?)
+        .map_err(|_| Error::corrupt("rotate/root.pub", "not PEM"))?;
+    match RootPublic::from_pem(&pem) {
+        Ok(p) if &p == root.public() => {}
+        _ => return Err(Error::corrupt("rotate/root.pub", "does not match root.key")),
+    }
+    metadata::open(&root, &read(&pick("metadata"))?)?;
+    Ok(())
+}
+
 fn roll_forward(home: &Home) -> Result<()> {
     let journal = home.rotate_dir();
-    for f in JOURNAL_FILES {
+    for (i, f) in JOURNAL_FILES.iter().enumerate() {
         let src = journal.join(f);
         if src.exists() {
             let dst = home.root().join(f);
             fs::rename(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+        }
+        if i == 0 {
+            crash_point("rotate-midway");
         }
     }
     fsync_dir(home.root())?;

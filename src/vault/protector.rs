@@ -25,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::{argon2id, Argon2Params};
 use crate::crypto::random_array;
+use crate::crypto::secmem::RegionLock;
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"PKFSROOT";
@@ -40,17 +41,27 @@ pub trait Protector: Send + Sync {
     fn open(&self, aad: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
 }
 
-/// The passphrase protector: Argon2id KEK, AES-256-GCM.
+/// The passphrase protector: Argon2id KEK, AES-256-GCM. The daemon keeps one
+/// for as long as it runs (`key rotate-root` re-seals with it), so the
+/// passphrase's pages are locked in memory (best effort) and zeroized on drop.
 pub struct Passphrase {
     pass: Zeroizing<Vec<u8>>,
     params: Argon2Params,
+    /// Dropped after `pass`: zeroize, then unlock.
+    _locked: RegionLock,
 }
 
 impl Passphrase {
     pub const ID: u8 = 1;
 
     pub fn new(pass: Zeroizing<Vec<u8>>, params: Argon2Params) -> Self {
-        Passphrase { pass, params }
+        // `pass` is never resized again, so its buffer stays where it is locked.
+        let locked = RegionLock::new(pass.as_slice());
+        Passphrase {
+            pass,
+            params,
+            _locked: locked,
+        }
     }
 }
 
