@@ -182,30 +182,47 @@ impl FsCore {
             (vault, inodes.chain(ino).ok_or(Errno::ENOENT)?)
         };
         let root = self.dirs.lock().get(&vault.root_ino).cloned();
+        let mut rel = String::from("contents");
         let mut cur = match root {
             Some(d) => d,
             None => {
                 let fd = DirFd::open(&vault.contents).errno()?;
                 let iv = fd.read_diriv().errno()?;
+                self.verify_diriv(&vault, &rel, &iv)?;
                 let h = Arc::new(DirHandle { fd, iv });
                 self.dirs.lock().put(vault.root_ino, h.clone());
                 h
             }
         };
         for (step, name) in chain {
+            let disk = DiskName::from_encoded(vault.names.encrypt(&cur.iv, &name));
+            rel.push('/');
+            rel.push_str(disk.entry());
             let cached = self.dirs.lock().get(&step).cloned();
             if let Some(d) = cached {
                 cur = d;
                 continue;
             }
-            let disk = DiskName::from_encoded(vault.names.encrypt(&cur.iv, &name));
             let fd = cur.fd.child(disk.entry()).errno()?;
             let iv = fd.read_diriv().map_err(|_| Errno::EIO)?;
+            self.verify_diriv(&vault, &rel, &iv)?;
             let h = Arc::new(DirHandle { fd, iv });
             self.dirs.lock().put(step, h.clone());
             cur = h;
         }
         Ok(cur)
+    }
+
+    /// A directory's IV must be HEAD's too (a copied IV would make names of two
+    /// directories comparable).
+    fn verify_diriv(&self, vault: &VaultFs, dir_rel: &str, iv: &DirIv) -> FsResult<()> {
+        let rel = format!("{dir_rel}/{}", names::DIRIV_FILE);
+        let seal = vault.seal.read().clone();
+        let covered = |r: &str| vault.history.lock().covers(r);
+        seal.verify_rel_bytes(&rel, iv, covered).map_err(|err| {
+            tracing::error!("vault {}: {err}", vault.id);
+            Errno::EIO
+        })
     }
 
     /// The entry `name` in directory inode `parent`.

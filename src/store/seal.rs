@@ -105,6 +105,18 @@ impl Seal {
         judge(abs, expect, || Ok(blob_id_of_bytes(bytes)))
     }
 
+    /// Check `bytes`, the whole content of the backing file at `rel`.
+    pub fn verify_rel_bytes(
+        &self,
+        rel: &str,
+        bytes: &[u8],
+        covered: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        judge(Path::new(rel), self.expect(rel, covered), || {
+            Ok(blob_id_of_bytes(bytes))
+        })
+    }
+
     /// Check the open backing file at `rel` (relative to the vault directory),
     /// hashing it unless a check of the same, unchanged file is remembered.
     pub fn verify_file(
@@ -243,17 +255,17 @@ mod tests {
         ));
         assert!(seal.verify_bytes(&b, b"AAAA").is_err());
         // Journaled: not checked.
-        seal.verify_file(&a, &open(&a), |r| r == "contents/a")
+        seal.verify_file("contents/a", &open(&a), |r| r == "contents/a")
             .unwrap();
         let planted = dir.path().join("contents/c");
         std::fs::write(&planted, b"CCCC").unwrap();
         assert!(seal
-            .verify_file(&planted, &open(&planted), |_| false)
+            .verify_file("contents/c", &open(&planted), |_| false)
             .is_err());
         // No commit yet: nothing to check against.
         let fresh = Seal::new(dir.path(), None, vec![]);
         fresh
-            .verify_file(&planted, &open(&planted), |_| false)
+            .verify_file("contents/c", &open(&planted), |_| false)
             .unwrap();
     }
 }

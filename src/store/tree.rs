@@ -125,6 +125,15 @@ impl Tree {
             ErrorKind::NotFound => Error::corrupt(shown, "directory IV file is missing"),
             _ => Error::io(&p, e),
         })?;
+        let seal = self.seal.read().clone();
+        if let Some(seal) = seal {
+            seal.verify_bytes(&p, &bytes).map_err(|e| match e {
+                Error::Corrupt { what, .. } => {
+                    Error::corrupt(shown, format!("directory IV: {what}"))
+                }
+                e => e,
+            })?;
+        }
         bytes
             .as_slice()
             .try_into()
