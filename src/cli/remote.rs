@@ -192,6 +192,7 @@ pub(super) fn through_daemon(cmd: &Command) -> bool {
             | Command::Key(_)
             | Command::Passwd { .. }
             | Command::Gc { .. }
+            | Command::Fsck { .. }
     )
 }
 

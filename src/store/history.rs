@@ -527,8 +527,11 @@ fn resolve_spec(repo: &Repository, spec: &str, main: Oid) -> Result<Oid> {
     Err(bad_spec(spec))
 }
 
+#[path = "history_fsck.rs"]
+mod fsck;
 #[path = "history_gc.rs"]
 mod gc;
+pub use fsck::{GitCheck, GitProblem, HeadFiles};
 #[cfg(test)]
 use gc::list_dir;
 
