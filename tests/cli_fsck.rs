@@ -185,7 +185,9 @@ fn a_damaged_long_name_sidecar() {
         .collect();
     assert!(kinds.contains(&"bad-name".into()), "{j:#}");
     // A lookup needs no sidecar, but the listing cannot name the entry.
-    assert!(!v.node().ls("v:").contains(&long));
+    let o = v.node().run(["secret", "ls", "v:"]);
+    assert_eq!(o.code, ExitCode::Corrupt as i32);
+    assert!(!o.out().contains(&long) && o.out().contains("a.txt"));
     assert_eq!(v.restore().0, 0);
     v.assert_clean();
     v.assert_all_readable();
