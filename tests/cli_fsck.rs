@@ -225,3 +225,25 @@ fn through_the_mount_daemon_check_reads_and_restore_repairs() {
     v.m.umount();
     v.assert_clean();
 }
+
+#[test]
+fn a_vault_whose_directory_is_gone_is_a_finding_and_the_others_are_checked() {
+    let v = Vault::new();
+    v.node().ok(["vault", "create", "w"]);
+    let wdir = v.node().vault_dir("w");
+    fs::rename(&wdir, v.node().scratch().join("w-moved")).unwrap();
+    let (code, j) = v.fsck();
+    assert_eq!(code, 12, "{j:#}");
+    let f = findings(&j);
+    assert_eq!(f.len(), 1, "{j:#}");
+    assert_eq!(
+        (f[0]["vault"].as_str(), f[0]["kind"].as_str()),
+        (Some("w"), Some("bad-vault"))
+    );
+    assert_eq!(j["vaults"][0]["clean"], true, "{j:#}");
+    let out = v.node().run(["fsck"]).out();
+    assert!(
+        out.contains("w: bad-vault: the vault cannot be opened"),
+        "{out}"
+    );
+}

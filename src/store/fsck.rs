@@ -108,6 +108,8 @@ pub(crate) struct Seen {
     pub hash: Option<Oid>,
     /// Its content fails a check (so it needs restoring even if committed so).
     pub damaged: bool,
+    /// The backing path (as the directory listing gave it).
+    pub path: PathBuf,
 }
 
 /// The whole scan, kept for `--restore`.
@@ -176,10 +178,10 @@ impl<'a> Fsck<'a> {
             } else {
                 None
             };
-            let present: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-            for (raw, m) in &entries {
+            let present: Vec<&str> = entries.iter().map(|(n, _, _)| n.as_str()).collect();
+            for (raw, path, m) in &entries {
                 let crel = format!("{rel}/{raw}");
-                let path = dir.join(raw);
+                let path = path.clone();
                 let class = match checked {
                     true => names::classify(raw),
                     false => EntryKind::Foreign,
@@ -250,8 +252,8 @@ impl<'a> Fsck<'a> {
                 };
                 if m.is_dir() {
                     let check_inside = checked && role == Role::Dir;
-                    stack.push((path, crel.clone(), cshown.clone(), check_inside));
-                    seen.insert(crel, Seen::new(cshown, Role::Dir, None));
+                    stack.push((path.clone(), crel.clone(), cshown.clone(), check_inside));
+                    seen.insert(crel, Seen::new(cshown, Role::Dir, None, path));
                     continue;
                 }
                 progress();
@@ -285,7 +287,7 @@ impl<'a> Fsck<'a> {
                     }
                     Oid::hash_object(ObjectType::Blob, &bytes).ok()
                 };
-                let mut s = Seen::new(cshown, role, hash);
+                let mut s = Seen::new(cshown, role, hash, path);
                 s.damaged = damaged;
                 seen.insert(crel, s);
             }
@@ -313,14 +315,14 @@ impl<'a> Fsck<'a> {
 
     /// Entries of a backing directory, sorted by name (non-UTF-8 names are
     /// shown lossily; pkfs never writes one).
-    fn dir_entries(&self, dir: &Path) -> Result<Vec<(String, fs::Metadata)>> {
+    fn dir_entries(&self, dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>> {
         let rd = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         let mut out = Vec::new();
         for e in rd {
             let e = e.map_err(|e| Error::io(dir, e))?;
             let raw = e.file_name().to_string_lossy().into_owned();
             let m = fs::symlink_metadata(e.path()).map_err(|err| Error::io(e.path(), err))?;
-            out.push((raw, m));
+            out.push((raw, e.path(), m));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -399,9 +401,10 @@ impl<'a> Fsck<'a> {
 }
 
 impl Seen {
-    fn new(shown: String, role: Role, hash: Option<Oid>) -> Seen {
+    fn new(shown: String, role: Role, hash: Option<Oid>, path: PathBuf) -> Seen {
         Seen {
             shown,
+            path,
             role,
             hash,
             damaged: false,

@@ -87,7 +87,7 @@ impl Fsck<'_> {
                 .seen
                 .iter()
                 .find(|(_, s)| p.blob && s.hash == Some(id) && !s.damaged);
-            let Some((rel, s)) = holder else {
+            let Some((_, s)) = holder else {
                 let why = match p.blob {
                     true => "no intact working file holds its content",
                     false => "only blobs can be rebuilt from the working tree",
@@ -96,12 +96,12 @@ impl Fsck<'_> {
                 actions.push(Action::new("", "not-restored", detail));
                 continue;
             };
-            let path = self.vault_dir.join(rel);
+            let path = &s.path;
             let data = if s.role == Role::Link {
-                let t = fs::read_link(&path).map_err(|e| Error::io(&path, e))?;
+                let t = fs::read_link(path).map_err(|e| Error::io(path, e))?;
                 t.as_os_str().as_bytes().to_vec()
             } else {
-                fs::read(&path).map_err(|e| Error::io(&path, e))?
+                fs::read(path).map_err(|e| Error::io(path, e))?
             };
             match self
                 .history
@@ -168,7 +168,10 @@ impl Fsck<'_> {
             if done.iter().any(|d| unit.starts_with(&format!("{d}/"))) {
                 continue;
             }
-            let src = self.vault_dir.join(&unit);
+            let src = match scan.seen.get(&unit) {
+                Some(s) => s.path.clone(),
+                None => self.vault_dir.join(&unit),
+            };
             let dest = qdir.join(&unit);
             move_into(&src, &dest)?;
             let shown = scan
