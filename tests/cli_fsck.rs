@@ -219,6 +219,15 @@ fn through_the_mount_daemon_check_reads_and_restore_repairs() {
     let out = v.node().ok(["fsck", "--restore", "v"]).out();
     assert!(out.contains("v:junk: quarantined"), "{out}");
     assert!(!junk.exists());
+    // A symlink (versioned, its target encrypted) and a FIFO (not versioned)
+    // made through the mount are no problem.
+    std::os::unix::fs::symlink("a.txt", v.m.path("ln")).unwrap();
+    let fifo =
+        std::ffi::CString::new(v.m.path("fifo").into_os_string().into_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    v.m.wait_committed();
+    let out = v.node().ok(["fsck"]).out();
+    assert!(out.starts_with("v: clean;"), "{out}");
     for (p, data) in &v.content {
         assert_eq!(&fs::read(v.m.path(p)).unwrap(), data, "{p}");
     }
@@ -246,4 +255,27 @@ fn a_vault_whose_directory_is_gone_is_a_finding_and_the_others_are_checked() {
         out.contains("w: bad-vault: the vault cannot be opened"),
         "{out}"
     );
+}
+
+#[test]
+fn a_committed_orphaned_sidecar_is_quarantined_and_its_removal_committed() {
+    let mut v = Vault::new();
+    let long = "M".repeat(180);
+    v.write(&long, b"long");
+    fs::remove_file(v.blob(&long)).unwrap();
+    // The next write commits the orphan along with everything else.
+    v.write("a.txt", b"alpha again\n");
+    v.content.remove(&long);
+    let (code, j) = v.fsck();
+    assert_eq!(code, 12);
+    assert_eq!(kinds_at(&j, &long), ["orphan-sidecar"], "{j:#}");
+    let (code, out) = v.restore();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("orphaned long-name sidecar moved to quarantine/"),
+        "{out}"
+    );
+    assert!(out.contains("v: committed: "), "{out}");
+    v.assert_clean();
+    v.assert_all_readable();
 }

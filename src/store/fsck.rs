@@ -193,19 +193,15 @@ impl<'a> Fsck<'a> {
                     EntryKind::DirIv => (or_root(&shown), Role::DirIv),
                     EntryKind::Sidecar => {
                         let entry = raw.strip_suffix(names::LONG_SUFFIX).unwrap_or(raw);
-                        if !present.contains(&entry) {
-                            report.findings.push(
-                                Finding::new(
-                                    join(&shown, entry),
-                                    "orphan-sidecar",
-                                    "a long-name sidecar whose entry does not exist",
-                                )
-                                .at(&crel),
-                            );
-                        }
                         let name = iv.and_then(|iv| self.long_name(&dir, entry, &iv));
-                        let name = name.unwrap_or_else(|| entry.to_string());
-                        (join(&shown, &name), Role::Sidecar)
+                        let name = join(&shown, &name.unwrap_or_else(|| entry.to_string()));
+                        if !present.contains(&entry) {
+                            let why = "a long-name sidecar whose entry does not exist";
+                            report
+                                .findings
+                                .push(Finding::new(&name, "orphan-sidecar", why).at(&crel));
+                        }
+                        (name, Role::Sidecar)
                     }
                     EntryKind::Long | EntryKind::Direct => {
                         let name = match (iv, &class) {

@@ -47,8 +47,11 @@ impl Fsck<'_> {
         self.rewrite_objects(&scan, &qdir, &mut actions)?;
         let mut changes = Vec::new();
         if let Some(head) = &scan.head {
-            self.quarantine(&scan, head, &qdir, &mut actions)?;
+            let removed = self.quarantine(&scan, head, &qdir, &mut actions, &mut changes)?;
             for (rel, &(id, link)) in &head.files {
+                if removed.contains(rel) {
+                    continue;
+                }
                 let seen = scan.seen.get(rel);
                 let differs = match seen {
                     None => true,
@@ -67,7 +70,8 @@ impl Fsck<'_> {
         if !changes.is_empty() {
             let id = self.history.commit(&changes)?;
             let what = format!(
-                "commit {} records the {} file(s) restored from older versions",
+                "commit {} records {} change(s): files restored from older versions, \
+                 orphaned sidecars removed",
                 short(&id),
                 changes.len()
             );
@@ -122,14 +126,16 @@ impl Fsck<'_> {
     }
 
     /// Move every untracked entry (the topmost untracked directory as a whole)
-    /// to the quarantine directory.
+    /// and every orphaned long-name sidecar to the quarantine directory.
+    /// Returns the tracked ones moved (their removal goes into `changes`).
     fn quarantine(
         &self,
         scan: &Scan,
         head: &HeadFiles,
         qdir: &Path,
         actions: &mut Vec<Action>,
-    ) -> Result<()> {
+        changes: &mut Vec<Change>,
+    ) -> Result<BTreeSet<String>> {
         let tracked_under = |dir: &str| {
             let prefix = format!("{dir}/");
             head.files
@@ -163,6 +169,26 @@ impl Fsck<'_> {
             }
             units.insert(unit);
         }
+        let orphans: BTreeSet<String> = scan
+            .report
+            .findings
+            .iter()
+            .filter(|f| f.kind == "orphan-sidecar")
+            .filter_map(|f| f.rel.clone())
+            .collect();
+        let mut removed = BTreeSet::new();
+        for rel in &orphans {
+            if head.files.contains_key(rel) && !self.uncommitted(rel) {
+                units.insert(rel.clone());
+                removed.insert(rel.clone());
+                let shown = scan
+                    .seen
+                    .get(rel)
+                    .map(|s| s.shown.clone())
+                    .unwrap_or_default();
+                changes.push(Change::new(ChangeKind::Removed, shown));
+            }
+        }
         let mut done: Vec<String> = Vec::new();
         for unit in units {
             if done.iter().any(|d| unit.starts_with(&format!("{d}/"))) {
@@ -180,11 +206,15 @@ impl Fsck<'_> {
                 .map(|s| s.shown.clone())
                 .unwrap_or_default();
             let rel_dest = dest.strip_prefix(&self.vault_dir).unwrap_or(&dest);
-            let detail = format!("untracked entry moved to {}", rel_dest.display());
+            let what = match orphans.contains(&unit) {
+                true => "orphaned long-name sidecar",
+                false => "untracked entry",
+            };
+            let detail = format!("{what} moved to {}", rel_dest.display());
             actions.push(Action::new(shown, "quarantined", detail));
             done.push(unit);
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// Put back the newest intact committed version of `rel`. Returns the
