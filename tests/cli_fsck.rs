@@ -279,3 +279,28 @@ fn a_committed_orphaned_sidecar_is_quarantined_and_its_removal_committed() {
     v.assert_clean();
     v.assert_all_readable();
 }
+
+#[test]
+fn a_damaged_head_commit_is_a_finding_not_a_failure() {
+    let v = Vault::new();
+    let head = v.node().log("v", false)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let loose = v.loose_object(&head);
+    fs::set_permissions(&loose, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&loose, b"not a zlib stream").unwrap();
+    let (code, j) = v.fsck();
+    assert_eq!(code, 12, "{j:#}");
+    assert!(
+        findings(&j)
+            .iter()
+            .any(|f| f["kind"] == "git-object" && f["object"] == head.as_str()),
+        "{j:#}"
+    );
+    // Nothing to rebuild it from: reported, and the problem stays.
+    let (code, out) = v.restore();
+    assert_eq!(code, 12, "{out}");
+    assert!(out.contains("not-restored"), "{out}");
+    v.assert_all_readable();
+}

@@ -297,7 +297,17 @@ impl<'a> Fsck<'a> {
             f.object = Some(p.object.clone());
             report.findings.push(f);
         }
-        let head = self.history.head_files()?;
+        // A damaged HEAD commit or tree is already a git finding.
+        let head = match self.history.head_files() {
+            Ok(h) => h,
+            Err(e) => {
+                if git.problems.is_empty() {
+                    let why = format!("HEAD's files cannot be listed: {e}");
+                    report.findings.push(Finding::new("", "git-object", why));
+                }
+                None
+            }
+        };
         if let Some(head) = &head {
             self.compare(head, &seen, &mut report);
         }
