@@ -304,3 +304,27 @@ fn a_damaged_head_commit_is_a_finding_not_a_failure() {
     assert!(out.contains("not-restored"), "{out}");
     v.assert_all_readable();
 }
+
+#[test]
+fn a_progress_counter_on_a_terminal_only() {
+    let v = Vault::new();
+    assert!(!v.node().ok(["fsck"]).stderr.contains("Checking v"));
+    let cmd = format!(
+        "'{BIN}' --home '{}' --passfile '{}' fsck",
+        v.node().home.display(),
+        v.node().passfile.display(),
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("PKFS_TEST_ONLY_FAST_KDF", "1")
+        .env("PKFS_TEST_ONLY_ROOT_KEY", root_key(0))
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Checking v"),
+        "no progress on a terminal: {text:?}"
+    );
+    assert!(text.contains("v: clean;"), "{text:?}");
+}
