@@ -129,6 +129,16 @@ pub struct Fsck<'a> {
     pub(crate) links: LinkCipher,
 }
 
+/// The directory being walked.
+struct Here<'d> {
+    dir: &'d Path,
+    shown: &'d str,
+    iv: Option<DirIv>,
+    /// Its names are checked (false inside a foreign directory).
+    checked: bool,
+    present: Vec<&'d str>,
+}
+
 /// Blobs by file id: (plaintext path, backing path, (device, inode)).
 type FileIds = HashMap<[u8; 16], Vec<(String, String, (u64, u64))>>;
 
@@ -178,7 +188,13 @@ impl<'a> Fsck<'a> {
             } else {
                 None
             };
-            let present: Vec<&str> = entries.iter().map(|(n, _, _)| n.as_str()).collect();
+            let here = Here {
+                dir: &dir,
+                shown: &shown,
+                iv,
+                checked,
+                present: entries.iter().map(|(n, _, _)| n.as_str()).collect(),
+            };
             for (raw, path, m) in &entries {
                 let crel = format!("{rel}/{raw}");
                 let path = path.clone();
@@ -189,63 +205,7 @@ impl<'a> Fsck<'a> {
                 if m.file_type().is_fifo_or_special() {
                     continue;
                 }
-                let (cshown, role) = match class {
-                    EntryKind::DirIv => (or_root(&shown), Role::DirIv),
-                    EntryKind::Sidecar => {
-                        let entry = raw.strip_suffix(names::LONG_SUFFIX).unwrap_or(raw);
-                        let name = iv.and_then(|iv| self.long_name(&dir, entry, &iv));
-                        let name = join(&shown, &name.unwrap_or_else(|| entry.to_string()));
-                        if !present.contains(&entry) {
-                            let why = "a long-name sidecar whose entry does not exist";
-                            report
-                                .findings
-                                .push(Finding::new(&name, "orphan-sidecar", why).at(&crel));
-                        }
-                        (name, Role::Sidecar)
-                    }
-                    EntryKind::Long | EntryKind::Direct => {
-                        let name = match (iv, &class) {
-                            (None, _) => None,
-                            (Some(iv), EntryKind::Long) => self.long_name(&dir, raw, &iv),
-                            (Some(iv), _) => self.decrypt(&iv, raw),
-                        };
-                        let role = if m.is_dir() {
-                            Role::Dir
-                        } else if m.file_type().is_symlink() {
-                            Role::Link
-                        } else {
-                            Role::Blob
-                        };
-                        match name {
-                            Some(n) => (join(&shown, &n), role),
-                            None => {
-                                let why = match (iv.is_some(), class == EntryKind::Long) {
-                                    (false, _) => "cannot be decrypted: the directory IV is bad",
-                                    (true, true) => "long name whose sidecar is missing, does not match, or does not decrypt",
-                                    (true, false) => "encrypted name does not authenticate",
-                                };
-                                let p = join(&shown, raw);
-                                report
-                                    .findings
-                                    .push(Finding::new(&p, "bad-name", why).at(&crel));
-                                (p, role)
-                            }
-                        }
-                    }
-                    EntryKind::Foreign => {
-                        if checked && !raw.starts_with(".tmp-") {
-                            report.findings.push(
-                                Finding::new(
-                                    join(&shown, raw),
-                                    "foreign-entry",
-                                    "an entry pkfs never writes",
-                                )
-                                .at(&crel),
-                            );
-                        }
-                        (join(&shown, raw), Role::Foreign)
-                    }
-                };
+                let (cshown, role) = self.name_of(&here, raw, class, m, &crel, &mut report);
                 if m.is_dir() {
                     let check_inside = checked && role == Role::Dir;
                     stack.push((path.clone(), crel.clone(), cshown.clone(), check_inside));
@@ -317,6 +277,76 @@ impl<'a> Fsck<'a> {
             head,
             git,
         })
+    }
+
+    /// The plaintext path and role of entry `raw` of directory `d`; a name
+    /// that does not decrypt is a finding and is shown encrypted.
+    fn name_of(
+        &self,
+        d: &Here<'_>,
+        raw: &str,
+        class: EntryKind,
+        m: &fs::Metadata,
+        crel: &str,
+        report: &mut Report,
+    ) -> (String, Role) {
+        match class {
+            EntryKind::DirIv => (or_root(d.shown), Role::DirIv),
+            EntryKind::Sidecar => {
+                let entry = raw.strip_suffix(names::LONG_SUFFIX).unwrap_or(raw);
+                let name = d.iv.and_then(|iv| self.long_name(d.dir, entry, &iv));
+                let name = join(d.shown, &name.unwrap_or_else(|| entry.to_string()));
+                if !d.present.contains(&entry) {
+                    let why = "a long-name sidecar whose entry does not exist";
+                    report
+                        .findings
+                        .push(Finding::new(&name, "orphan-sidecar", why).at(crel));
+                }
+                (name, Role::Sidecar)
+            }
+            EntryKind::Long | EntryKind::Direct => {
+                let name = match (d.iv, &class) {
+                    (None, _) => None,
+                    (Some(iv), EntryKind::Long) => self.long_name(d.dir, raw, &iv),
+                    (Some(iv), _) => self.decrypt(&iv, raw),
+                };
+                let role = if m.is_dir() {
+                    Role::Dir
+                } else if m.file_type().is_symlink() {
+                    Role::Link
+                } else {
+                    Role::Blob
+                };
+                match name {
+                    Some(n) => (join(d.shown, &n), role),
+                    None => {
+                        let why = match (d.iv.is_some(), class == EntryKind::Long) {
+                            (false, _) => "cannot be decrypted: the directory IV is bad",
+                            (true, true) => "long name whose sidecar is missing, does not match, or does not decrypt",
+                            (true, false) => "encrypted name does not authenticate",
+                        };
+                        let p = join(d.shown, raw);
+                        report
+                            .findings
+                            .push(Finding::new(&p, "bad-name", why).at(crel));
+                        (p, role)
+                    }
+                }
+            }
+            EntryKind::Foreign => {
+                if d.checked && !raw.starts_with(".tmp-") {
+                    report.findings.push(
+                        Finding::new(
+                            join(d.shown, raw),
+                            "foreign-entry",
+                            "an entry pkfs never writes",
+                        )
+                        .at(crel),
+                    );
+                }
+                (join(d.shown, raw), Role::Foreign)
+            }
+        }
     }
 
     /// Entries of a backing directory, sorted by name (non-UTF-8 names are
