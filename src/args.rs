@@ -79,6 +79,32 @@ pub enum Command {
     /// Browse and move through a vault's history
     #[command(subcommand)]
     Version(VersionCmd),
+    /// Check vaults for corruption; with --restore, repair one from its history
+    #[command(
+        long_about = "Check vaults for corruption: every blob's header and page tags, every \
+                  encrypted name, long-name sidecar and directory IV, every git object reachable \
+                  from main, HEAD and the discarded refs, every commit message's authentication, \
+                  and the working tree against the last commit (modified, missing and untracked \
+                  entries; two blobs with one file id). Each problem is one line: \
+                  VAULT:PATH: KIND: explanation, with the plaintext path wherever the names \
+                  decrypt. No secret content is ever printed.\n\n\
+                  With --restore VAULT, every damaged, modified or missing committed file is \
+                  replaced by its last good committed version (HEAD's, else the newest older one \
+                  that decrypts, which is then committed), damaged git blobs are rebuilt from \
+                  intact working files, and untracked entries are moved (never deleted) to \
+                  VAULT_DIR/quarantine/UNIX_TIME/. Every action is reported; the vault is then \
+                  checked again.\n\n\
+                  Exit status: 0 when no problem was found (after --restore: none is left), \
+                  12 when problems were found (or remain), 9 when the metadata itself is corrupt, \
+                  7 for an unknown vault."
+    )]
+    Fsck {
+        /// Vaults to check [default: all]
+        vaults: Vec<String>,
+        /// Repair the (one) named vault from its history, then check it again
+        #[arg(long)]
+        restore: bool,
+    },
     /// Drop discarded history and repack vault repositories
     Gc {
         /// Vaults to collect [default: all]

@@ -111,6 +111,9 @@ pub enum Error {
     Crypto(&'static str),
     #[error("mount failed: {0}")]
     Mount(String),
+    /// `pkfs fsck` found this many problems (each already reported).
+    #[error("fsck found {0} problem(s)")]
+    FsckFindings(usize),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -147,6 +150,7 @@ impl Error {
             }
             Error::Usage(_) => ExitCode::Usage,
             Error::Mount(_) => ExitCode::MountFailure,
+            Error::FsckFindings(_) => ExitCode::FsckFindings,
             Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
                 ExitCode::Failure
             }

@@ -118,6 +118,20 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             "pkfs gc",
             "Drop discarded versions of every vault and repack.",
         )],
+        "fsck" => &[
+            (
+                "pkfs fsck",
+                "Check every vault; exit status 12 if anything is wrong.",
+            ),
+            (
+                "pkfs --json fsck work",
+                "Check one vault; findings as JSON.",
+            ),
+            (
+                "pkfs fsck --restore work",
+                "Put back the last good committed versions; untracked entries go to quarantine/.",
+            ),
+        ],
         _ => &[],
     }
 }
@@ -163,6 +177,32 @@ fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
             (
                 "changes",
                 "array of {kind: added|modified|removed, path}; directories end in /",
+            ),
+        ],
+        "pkfs-fsck" => &[
+            (
+                "vaults",
+                "array of {vault, clean, files, directories, commits, objects}: what was checked",
+            ),
+            (
+                "findings",
+                "array of {vault, path, kind, detail}, plus page (tag-mismatch) or object (git findings); \
+                 path is the plaintext path, empty for the repository",
+            ),
+            (
+                "kind",
+                "tag-mismatch, bad-header, truncated, bad-name, bad-diriv, bad-symlink, foreign-entry, \
+                 orphan-sidecar, modified-since-commit, missing, untracked, duplicate-file-id, \
+                 git-object, git-ref, commit-mac, bad-vault",
+            ),
+            (
+                "uncommitted",
+                "array of {vault, path}: changes since the last commit (not problems)",
+            ),
+            (
+                "actions",
+                "with --restore: array of {vault, path, action, detail}; action is restored, \
+                 quarantined, rewrote-object, committed or not-restored",
             ),
         ],
         "pkfs-status" => &[
@@ -409,6 +449,7 @@ fn json_fields_are_documented_where_json_is_printed() {
         "pkfs-secret-stat.1",
         "pkfs-version-log.1",
         "pkfs-status.1",
+        "pkfs-fsck.1",
     ] {
         let (_, text) = pages.iter().find(|(f, _)| f == page).expect(page);
         assert!(

@@ -266,6 +266,8 @@ fn read_only(args: &[String]) -> bool {
         ),
         Ok(Command::Vault(v)) => matches!(v, VaultCmd::List | VaultCmd::Stat { .. }),
         Ok(Command::Version(v)) => matches!(v, VersionCmd::Log { .. }),
+        // A check only reads; --restore rewrites files and may commit.
+        Ok(Command::Fsck { restore, .. }) => !restore,
         _ => false,
     }
 }
@@ -466,6 +468,8 @@ mod tests {
             "pkfs --json vault list",
             "pkfs version log v -n 3",
             "pkfs secrets stat --home h v:a",
+            "pkfs fsck",
+            "pkfs --json fsck v w",
         ] {
             assert!(read_only(&argv(r)), "{r}");
         }
@@ -474,6 +478,8 @@ mod tests {
             "pkfs --home h version checkout v HEAD~1",
             "pkfs vault rename a b",
             "pkfs gc",
+            "pkfs fsck --restore v",
+            "pkfs --json fsck v --restore",
             "pkfs not a command",
         ] {
             assert!(!read_only(&argv(w)), "{w}");

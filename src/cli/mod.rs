@@ -1,5 +1,6 @@
 //! The command-line front end: thin commands over the library API.
 
+mod cmd_fsck;
 mod cmd_mount;
 mod cmd_node;
 mod cmd_secret;
@@ -51,6 +52,7 @@ fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
         Command::Passwd { new_passfile } => cmd_node::passwd(cfg, new_passfile.as_deref()),
         Command::Key(k) => cmd_node::key(cfg, k),
         Command::Gc { vaults } => cmd_node::gc(cfg, &vaults),
+        Command::Fsck { vaults, restore } => cmd_fsck::run(cfg, &vaults, restore),
         Command::Mount(m) => cmd_mount::mount(cfg, m),
         Command::Umount { dir } => cmd_mount::umount(cfg, dir.as_deref()),
         Command::Status => cmd_mount::status(cfg),

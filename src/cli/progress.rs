@@ -41,3 +41,14 @@ pub fn spinner(cfg: &Config, what: &str) -> ProgressBar {
     pb.enable_steady_tick(Duration::from_millis(100));
     pb
 }
+
+/// A counter for work of unknown length (`pkfs fsck`: items checked).
+pub fn counter(cfg: &Config, what: &str) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(None, target(cfg));
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}

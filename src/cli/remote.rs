@@ -1,7 +1,7 @@
 //! Commands and the mount daemon.
 //!
 //! While `pkfs mount` runs, the daemon owns the home. The client side
-//! ([`forward`]) sends vault, secret, version, key, passwd and gc commands over
+//! ([`forward`]) sends vault, secret, version, key, passwd, gc and fsck commands over
 //! the control socket; the daemon side ([`execute`]) runs them with the same
 //! command functions, against its unlocked node, with their output captured
 //! (see [`write_out`]) and sent back.
@@ -192,6 +192,7 @@ pub(super) fn through_daemon(cmd: &Command) -> bool {
             | Command::Key(_)
             | Command::Passwd { .. }
             | Command::Gc { .. }
+            | Command::Fsck { .. }
     )
 }
 

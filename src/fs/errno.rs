@@ -27,9 +27,11 @@ pub fn from_error(e: &Error) -> Errno {
         | Error::AlreadyInitialized { .. }
         | Error::WrongPassphrase
         | Error::Unsafe(_) => Errno::EPERM,
-        Error::Corrupt { .. } | Error::History(_) | Error::Crypto(_) | Error::Mount(_) => {
-            Errno::EIO
-        }
+        Error::Corrupt { .. }
+        | Error::History(_)
+        | Error::Crypto(_)
+        | Error::Mount(_)
+        | Error::FsckFindings(_) => Errno::EIO,
     }
 }
 

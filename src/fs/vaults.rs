@@ -109,10 +109,12 @@ impl VaultFs {
 
     /// Check reads against HEAD as it is now (after a commit or a checkout).
     pub fn reseal(&self) {
-        match self.history.lock().seal() {
-            Ok(s) => *self.seal.write() = Arc::new(s),
-            Err(e) => tracing::error!("vault {}: reading HEAD's tree: {e}", self.id),
-        }
+        let seal = self.history.lock().seal().unwrap_or_else(|e| {
+            tracing::error!("vault {}: HEAD cannot vouch for the files: {e}", self.id);
+            let dir = self.contents.parent().unwrap_or(&self.contents);
+            Seal::broken(dir, e.to_string())
+        });
+        *self.seal.write() = Arc::new(seal);
     }
 
     pub fn name(&self) -> String {

@@ -174,7 +174,9 @@ impl History {
         let repo = open_repo(vault_dir)?;
         write_attributes(repo.path())?;
         let key = hkdf32(vault_key, None, MSG_DOMAIN);
-        let journal = Journal::load(vault_dir, vault_key, head_target(&repo)?)?;
+        // An unreadable HEAD binds no journal record (fsck reports the HEAD).
+        let head = head_target(&repo).ok().flatten();
+        let journal = Journal::load(vault_dir, vault_key, head)?;
         let h = History {
             repo: RefCell::new(repo),
             gcm: Gcm::new(&key),
@@ -565,10 +567,13 @@ fn resolve_spec(repo: &Repository, spec: &str, main: Oid) -> Result<Oid> {
     Err(bad_spec(spec))
 }
 
+#[path = "history_fsck.rs"]
+mod fsck;
 #[path = "history_gc.rs"]
 mod gc;
 #[path = "history_seal.rs"]
 mod seal;
+pub use fsck::{GitCheck, GitProblem, HeadFiles};
 #[cfg(test)]
 use gc::list_dir;
 pub use seal::message_aad;

@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod dirfd;
+pub mod fsck;
 pub mod history;
 pub mod journal;
 pub mod seal;

@@ -38,6 +38,9 @@ pub enum Expect {
     Blob(Oid),
     /// HEAD has no file there.
     Absent,
+    /// HEAD itself could not be read or does not authenticate: nothing is
+    /// trusted until `pkfs fsck` has looked at it.
+    Refused,
 }
 
 /// A snapshot of HEAD's tree (backing path → blob id) and of the journal.
@@ -47,6 +50,8 @@ pub struct Seal {
     blobs: Option<HashMap<String, Oid>>,
     journal: Vec<String>,
     verified: Mutex<HashMap<(u64, u64), (Stamp, Oid)>>,
+    /// Why HEAD cannot vouch for anything, when it cannot.
+    broken: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +82,16 @@ impl Seal {
             blobs,
             journal,
             verified: Mutex::new(HashMap::new()),
+            broken: None,
+        }
+    }
+
+    /// A seal for a vault whose HEAD is damaged or forged: every check fails
+    /// with `why`.
+    pub fn broken(vault_dir: &Path, why: String) -> Seal {
+        Seal {
+            broken: Some(why),
+            ..Seal::new(vault_dir, None, Vec::new())
         }
     }
 
@@ -88,6 +103,9 @@ impl Seal {
     /// What HEAD says about `rel`, given `covered` (the live journal, when the
     /// caller keeps one) on top of the snapshot's journal.
     pub fn expect(&self, rel: &str, covered: impl Fn(&str) -> bool) -> Expect {
+        if self.broken.is_some() {
+            return Expect::Refused;
+        }
         let Some(blobs) = &self.blobs else {
             return Expect::Unchecked;
         };
@@ -102,7 +120,7 @@ impl Seal {
     /// Check the whole ciphertext `bytes` of the file at `abs`.
     pub fn verify_bytes(&self, abs: &Path, bytes: &[u8]) -> Result<()> {
         let expect = self.expect_abs(abs, |_| false);
-        judge(abs, expect, || Ok(blob_id_of_bytes(bytes)))
+        self.judge(abs, expect, || Ok(blob_id_of_bytes(bytes)))
     }
 
     /// Check `bytes`, the whole content of the backing file at `rel`.
@@ -112,7 +130,7 @@ impl Seal {
         bytes: &[u8],
         covered: impl Fn(&str) -> bool,
     ) -> Result<()> {
-        judge(Path::new(rel), self.expect(rel, covered), || {
+        self.judge(Path::new(rel), self.expect(rel, covered), || {
             Ok(blob_id_of_bytes(bytes))
         })
     }
@@ -128,7 +146,7 @@ impl Seal {
         let shown = Path::new(rel);
         let expect = self.expect(rel, covered);
         let Expect::Blob(want) = expect else {
-            return judge(shown, expect, unreachable_hash);
+            return self.judge(shown, expect, unreachable_hash);
         };
         let m = file.metadata().map_err(|e| Error::io(shown, e))?;
         let key = (m.dev(), m.ino());
@@ -139,7 +157,7 @@ impl Seal {
             }
         }
         let got = blob_id_of_file(file, m.len()).map_err(|e| Error::io(shown, e))?;
-        judge(shown, expect, || Ok(got))?;
+        self.judge(shown, expect, || Ok(got))?;
         self.verified.lock().insert(key, (stamp, got));
         Ok(())
     }
@@ -151,16 +169,32 @@ impl Seal {
             None => Expect::Unchecked,
         }
     }
+
+    /// Compare what HEAD expects with the hash `got` (computed only when needed).
+    fn judge(&self, abs: &Path, expect: Expect, got: impl FnOnce() -> Result<Oid>) -> Result<()> {
+        judge(abs, expect, got, self.broken.as_deref())
+    }
 }
 
 fn unreachable_hash() -> Result<Oid> {
     Ok(Oid::ZERO_SHA1)
 }
 
-/// Compare what HEAD expects with the hash `got` (computed only when needed).
-fn judge(abs: &Path, expect: Expect, got: impl FnOnce() -> Result<Oid>) -> Result<()> {
+fn judge(
+    abs: &Path,
+    expect: Expect,
+    got: impl FnOnce() -> Result<Oid>,
+    broken: Option<&str>,
+) -> Result<()> {
     match expect {
         Expect::Unchecked => Ok(()),
+        Expect::Refused => Err(Error::corrupt(
+            abs.display(),
+            format!(
+                "the vault's committed version cannot vouch for it ({}); run `pkfs fsck`",
+                broken.unwrap_or("HEAD is unreadable")
+            ),
+        )),
         Expect::Absent => Err(Error::corrupt(
             abs.display(),
             "this file is not in the committed version and no change to it was journaled \

@@ -65,6 +65,8 @@ pub struct Tree {
     names: NameCipher,
     /// When set, every file read must match the committed version (seal.rs).
     seal: parking_lot::RwLock<Option<std::sync::Arc<Seal>>>,
+    /// Backing files this handle wrote itself (not yet committed): trusted.
+    fresh: parking_lot::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl Tree {
@@ -82,12 +84,22 @@ impl Tree {
             keys,
             names,
             seal: parking_lot::RwLock::new(None),
+            fresh: Default::default(),
         }
     }
 
     /// Check every file read from now on against `seal` (`None`: no checks).
     pub fn set_seal(&self, seal: Option<std::sync::Arc<Seal>>) {
         *self.seal.write() = seal;
+        self.fresh.lock().clear();
+    }
+
+    /// The seal to check `path` against: none for files this handle wrote.
+    fn seal_for(&self, path: &Path) -> Option<std::sync::Arc<Seal>> {
+        if self.fresh.lock().contains(path) {
+            return None;
+        }
+        self.seal.read().clone()
     }
 
     /// The seal reads are checked against, if any.
@@ -125,7 +137,7 @@ impl Tree {
             ErrorKind::NotFound => Error::corrupt(shown, "directory IV file is missing"),
             _ => Error::io(&p, e),
         })?;
-        let seal = self.seal.read().clone();
+        let seal = self.seal_for(&p);
         if let Some(seal) = seal {
             seal.verify_bytes(&p, &bytes).map_err(|e| match e {
                 Error::Corrupt { what, .. } => {
@@ -322,7 +334,7 @@ impl Tree {
             Some(_) => {}
         }
         let bytes = fs::read(&loc.path).map_err(|e| Error::io(&loc.path, e))?;
-        let seal = self.seal.read().clone();
+        let seal = self.seal_for(&loc.path);
         if let Some(seal) = seal {
             seal.verify_bytes(&loc.path, &bytes).map_err(|e| match e {
                 Error::Corrupt { what, .. } => Error::corrupt(p, what),
@@ -359,6 +371,7 @@ impl Tree {
         };
         Self::write_sidecar(&loc)?;
         write_atomic(&loc.path, &sealed)?;
+        self.fresh.lock().insert(loc.path.clone());
         Ok(Change::new(kind, p.to_string()))
     }
 
@@ -403,6 +416,7 @@ impl Tree {
             create_dir_durable(&tmp)?;
             write_atomic(&tmp.join(DIRIV_FILE), &random_array::<DIRIV_LEN>())?;
             fs::rename(&tmp, &loc.path).map_err(|e| Error::io(&loc.path, e))?;
+            self.fresh.lock().insert(loc.path.join(DIRIV_FILE));
             fsync_dir(&loc.dir)?;
             changes.push(Change::new(ChangeKind::Added, format!("{d}/")));
         }

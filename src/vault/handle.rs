@@ -10,6 +10,7 @@ use super::metadata::VaultRecord;
 use crate::crypto::Keychain;
 use crate::error::Result;
 use crate::store::history::History;
+use crate::store::seal::Seal;
 use crate::store::{Change, Kind, Tree, VPath};
 
 pub struct Vault {
@@ -36,7 +37,12 @@ impl Vault {
     pub(super) fn open(record: VaultRecord, dir: PathBuf, keys: Keychain) -> Result<Vault> {
         let history = History::open(&dir, keys.first())?;
         let tree = Tree::open(&dir.join("contents"), keys);
-        tree.set_seal(Some(Arc::new(history.seal()?)));
+        // A damaged or forged HEAD does not stop the vault from opening (fsck
+        // must look at it), but every read then fails with the reason.
+        let seal = history
+            .seal()
+            .unwrap_or_else(|e| Seal::broken(&dir, e.to_string()));
+        tree.set_seal(Some(Arc::new(seal)));
         Ok(Vault {
             record,
             dir,
@@ -104,7 +110,11 @@ impl Vault {
 
     /// Check reads against the (new) HEAD from now on.
     pub fn reseal(&self) -> Result<()> {
-        self.tree.set_seal(Some(Arc::new(self.history.seal()?)));
+        let seal = self
+            .history
+            .seal()
+            .unwrap_or_else(|e| Seal::broken(&self.dir, e.to_string()));
+        self.tree.set_seal(Some(Arc::new(seal)));
         Ok(())
     }
 

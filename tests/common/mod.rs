@@ -788,4 +788,5 @@ pub fn copy_tree(src: &Path, dst: &Path) {
 }
 pub mod mount;
 pub mod posix;
+pub mod tamper;
 pub mod vectors;

@@ -44,6 +44,17 @@ impl Mounted {
         m
     }
 
+    /// A fixture around an existing node, not mounted yet (see [`Mounted::mount`]).
+    pub fn unmounted(node: Node) -> Mounted {
+        let mnt = node.scratch().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        Mounted {
+            node,
+            mnt,
+            mounted: false,
+        }
+    }
+
     /// Mount again (after [`Mounted::umount`]).
     pub fn mount(&mut self, args: &[&str]) {
         let mut a = vec!["mount".to_string(), self.mnt.display().to_string()];
