@@ -475,8 +475,8 @@ fn root() -> &'static RootKeypair {
 
 fn table() -> impl Strategy<Value = Table> {
     let record = (
-        "[a-z0-9]{1,20}",
-        any::<String>(),
+        "[1-9A-HJ-NP-Za-km-z]{16,22}",
+        vault_name(),
         any::<i64>(),
         proptest::collection::vec((any::<u32>(), "[A-Za-z0-9+/=]{0,20}"), 0..3),
         proptest::collection::btree_map(any::<String>(), any::<String>(), 0..3),
@@ -496,6 +496,28 @@ fn table() -> impl Strategy<Value = Table> {
         });
     (any::<u32>(), proptest::collection::vec(record, 0..4))
         .prop_map(|(version, vaults)| Table { version, vaults })
+}
+
+/// The Base58 alphabet (Bitcoin's): vault ids are Base58 of 16 random bytes.
+const BASE58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// A name `vault create` accepts.
+fn vault_name() -> impl Strategy<Value = String> {
+    "[^/:\\x00]{1,60}".prop_filter("not . or ..", |n| n != "." && n != "..")
+}
+
+/// Vault ids, good and hostile: paths out of `vaults/`, separators, anything.
+fn any_vault_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[1-9A-HJ-NP-Za-km-z]{1,50}",
+        any::<String>(),
+        "(\\.\\./){1,4}[a-z]{0,8}",
+        "/[a-z/]{0,20}",
+        "[a-zA-Z0-9]{1,8}/[a-zA-Z0-9]{1,8}",
+        Just(String::new()),
+        Just("..".to_string()),
+        Just(".".to_string()),
+    ]
 }
 
 fn is_corrupt(r: &Result<Table, Error>) -> bool {
@@ -571,8 +593,42 @@ proptest! {
             ),
             Err(e) => prop_assert!(matches!(e, Error::Corrupt { .. }), "{}", e),
         }
-        let got = metadata::open(root(), &metadata_with_body(&raw));
-        prop_assert!(got.is_ok() == serde_json::from_slice::<Table>(&raw).is_ok());
+        match metadata::open(root(), &metadata_with_body(&raw)) {
+            Ok(parsed) => prop_assert_eq!(serde_json::from_slice::<Table>(&raw).ok(), Some(parsed)),
+            Err(e) => prop_assert!(matches!(e, Error::Corrupt { .. }), "{}", e),
+        }
+    }
+
+    #[test]
+    fn vault_ids_and_names_in_the_table_are_checked(
+        id in any_vault_id(),
+        name in prop_oneof![vault_name(), any::<String>()],
+    ) {
+        // A table anyone with `root.pub` can write: an id is used as a path
+        // component under `vaults/` (and removed by `vault delete`).
+        let t = Table {
+            version: 1,
+            vaults: vec![VaultRecord {
+                id: id.clone(),
+                name: name.clone(),
+                created: 0,
+                keys: vec![],
+                settings: BTreeMap::new(),
+            }],
+        };
+        let got = metadata::open(root(), &metadata_with_body(&serde_json::to_vec(&t).unwrap()));
+        let id_ok = (1..=44).contains(&id.len()) && id.chars().all(|c| BASE58.contains(c));
+        let name_ok = names::validate(name.as_bytes()).is_ok();
+        if id_ok && name_ok {
+            prop_assert_eq!(must(got)?, t);
+            // One plain path component: the vault stays inside vaults/.
+            let p = std::path::Path::new("vaults").join(&id);
+            prop_assert_eq!(p.components().count(), 2);
+            prop_assert!(matches!(p.components().nth(1), Some(std::path::Component::Normal(_))));
+        } else {
+            prop_assert!(is_corrupt(&got), "{:?} {:?}: {:?}", id, name, got);
+        }
+        prop_assert_eq!(metadata::is_vault_id(&id), id_ok);
     }
 }
 
@@ -601,4 +657,39 @@ fn deeply_nested_json_in_the_table_is_refused() {
         metadata::open(root(), &metadata_with_body(&body)).unwrap(),
         ok
     );
+}
+
+#[test]
+fn a_forged_vault_id_cannot_point_vault_delete_outside_the_home() {
+    // Node fixtures use test root key 0, the key `metadata_with_body` wraps under.
+    let node = common::Node::init();
+    let victim = node.scratch().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("keep"), b"precious").unwrap();
+    for id in [
+        victim.to_str().unwrap().to_string(),
+        "../../victim".to_string(),
+    ] {
+        let t = Table {
+            version: 1,
+            vaults: vec![VaultRecord {
+                id: id.clone(),
+                name: "evil".into(),
+                created: 0,
+                keys: vec![],
+                settings: BTreeMap::new(),
+            }],
+        };
+        let forged = metadata_with_body(&serde_json::to_vec(&t).unwrap());
+        std::fs::write(node.home.join("metadata"), forged).unwrap();
+        node.fail(
+            common::ExitCode::Corrupt,
+            ["vault", "delete", "--yes", "evil"],
+        );
+        assert_eq!(
+            std::fs::read(victim.join("keep")).unwrap(),
+            b"precious",
+            "id {id:?}"
+        );
+    }
 }
