@@ -1,159 +1,34 @@
 //! Property tests of the on-disk parsers: content blobs and their page
-//! arithmetic, encrypted names, symlink targets and xattrs, and the metadata
-//! file. Whatever bytes are on disk, a parser returns an error or the exact
-//! plaintext that was sealed; it never panics and never yields other plaintext.
+//! arithmetic, encrypted names, symlink targets and xattrs (the metadata file
+//! is in `prop_metadata.rs`). Whatever bytes are on disk, a parser returns an
+//! error or the exact plaintext that was sealed; it never panics and never
+//! yields other plaintext.
 //!
 //! Running a longer pass
 //! ---------------------
 //! Every property runs 256 cases by default (a few seconds in debug). The
 //! `PROPTEST_CASES` environment variable raises (or lowers) that for every
-//! `prop_*` suite; the RSA-heavy metadata properties run a quarter of it:
+//! `prop_*` suite; the RSA-heavy metadata properties and the live-server one
+//! run a quarter of it:
 //!
 //! ```text
-//! PROPTEST_CASES=20000 cargo test --release --test prop_format --test prop_protocol
+//! PROPTEST_CASES=20000 cargo test --release \
+//!     --test prop_format --test prop_metadata --test prop_protocol
 //! ```
 //!
-//! A failure prints the minimal input that proptest shrank it to, and the seed
-//! is saved under `tests/proptest-regressions/` so the next run tries it first
-//! (commit that file with the fix). `PROPTEST_RNG_SEED=N` replays one run.
+//! A failure prints the minimal input that proptest shrank it to, and its seed
+//! is saved beside the suite (`tests/prop_format.proptest-regressions`) so
+//! every later run tries it first: commit that file with the fix.
 
-mod common;
+mod prop_common;
 
-use std::collections::BTreeMap;
-
-use pkfs::crypto::aead::Gcm;
-use pkfs::crypto::rsa::RootKeypair;
 use pkfs::crypto::SymKey;
 use pkfs::format::blob::{self, BlobError, Header};
 use pkfs::format::links::LinkCipher;
 use pkfs::format::names::{self, DiskName, EntryKind, NameCipher, NameError};
 use pkfs::format::offsets::{self, CIPHER_PAGE, HEADER_LEN, PAGE_OVERHEAD, PAGE_SIZE};
-use pkfs::vault::metadata::{self, Table, VaultRecord, WrappedKey};
-use pkfs::Error;
+use prop_common::{bytes, config, must, mutate, mutation, plain_size};
 use proptest::prelude::*;
-use proptest::sample::Index;
-
-/// `PROPTEST_CASES` (default 256), divided by `divisor` for costly properties.
-fn config(divisor: u32) -> ProptestConfig {
-    let base = ProptestConfig::default();
-    ProptestConfig {
-        cases: (base.cases / divisor).max(8),
-        ..base
-    }
-}
-
-/// A test-case failure for an unexpected error (the error types here are not
-/// all `std::error::Error`, so `?` alone does not convert them).
-fn must<T, E: std::fmt::Debug>(r: Result<T, E>) -> Result<T, TestCaseError> {
-    r.map_err(|e| TestCaseError::fail(format!("unexpected error: {e:?}")))
-}
-
-/// `len` pseudo-random bytes from `seed` (xorshift64*): cheap even in debug,
-/// and proptest shrinks the seed and the length instead of every byte.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
-}
-
-/// Plaintext sizes, weighted towards the page boundaries.
-fn plain_size() -> impl Strategy<Value = usize> {
-    prop_oneof![
-        1usize..=64,
-        4090usize..=4100,
-        8186usize..=8198,
-        1usize..=4 * 4096 + 100,
-    ]
-}
-
-/// A change to a byte string.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip(Index, u8),
-    Set(Index, u8),
-    Truncate(Index),
-    Append(Vec<u8>),
-    Remove(Index, usize),
-    Insert(Index, Vec<u8>),
-    Overwrite(Index, Vec<u8>),
-    /// Swap two whole chunks of `chunk` bytes after a prefix of `skip` bytes
-    /// (pages of a blob).
-    SwapChunks(Index, Index),
-    /// Repeat one chunk after itself.
-    DupChunk(Index),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    let small = proptest::collection::vec(any::<u8>(), 1..40);
-    prop_oneof![
-        (any::<Index>(), 1u8..=255).prop_map(|(i, m)| Mutation::Flip(i, m)),
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
-        any::<Index>().prop_map(Mutation::Truncate),
-        small.clone().prop_map(Mutation::Append),
-        (any::<Index>(), 1usize..64).prop_map(|(i, n)| Mutation::Remove(i, n)),
-        (any::<Index>(), small.clone()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        (any::<Index>(), small).prop_map(|(i, b)| Mutation::Overwrite(i, b)),
-        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Mutation::SwapChunks(a, b)),
-        any::<Index>().prop_map(Mutation::DupChunk),
-    ]
-}
-
-/// Apply `m` to `v`, whose first `skip` bytes are a header followed by chunks of
-/// `chunk` bytes (the last may be shorter).
-fn mutate(v: &[u8], m: &Mutation, skip: usize, chunk: usize) -> Vec<u8> {
-    let mut out = v.to_vec();
-    let n = out.len();
-    let chunks = n.saturating_sub(skip).div_ceil(chunk);
-    let range = |c: usize| skip + c * chunk..(skip + (c + 1) * chunk).min(n);
-    match m {
-        Mutation::Flip(i, mask) if n > 0 => out[i.index(n)] ^= mask,
-        Mutation::Set(i, b) if n > 0 => out[i.index(n)] = *b,
-        Mutation::Truncate(i) => out.truncate(i.index(n.max(1))),
-        Mutation::Append(b) => out.extend_from_slice(b),
-        Mutation::Remove(i, len) if n > 0 => {
-            let at = i.index(n);
-            out.drain(at..(at + len).min(n));
-        }
-        Mutation::Insert(i, b) => {
-            let at = i.index(n + 1);
-            out.splice(at..at, b.iter().copied());
-        }
-        Mutation::Overwrite(i, b) if n > 0 => {
-            let at = i.index(n);
-            let end = (at + b.len()).min(n);
-            out[at..end].copy_from_slice(&b[..end - at]);
-        }
-        Mutation::SwapChunks(a, b) if chunks > 0 => {
-            let (a, b) = (a.index(chunks), b.index(chunks));
-            let (lo, hi) = (a.min(b), a.max(b));
-            let mut rebuilt = out[..skip].to_vec();
-            for c in 0..chunks {
-                let from = if c == lo {
-                    hi
-                } else if c == hi {
-                    lo
-                } else {
-                    c
-                };
-                rebuilt.extend_from_slice(&v[range(from)]);
-            }
-            out = rebuilt;
-        }
-        Mutation::DupChunk(c) if chunks > 0 => {
-            let r = range(c.index(chunks));
-            let copy = v[r.clone()].to_vec();
-            out.splice(r.end..r.end, copy);
-        }
-        _ => {}
-    }
-    out
-}
 
 // ---------------------------------------------------------------------------
 // Page arithmetic. File sizes are `off_t`: at most i64::MAX.
@@ -462,234 +337,5 @@ proptest! {
         // A value moved to another attribute name does not open.
         let other = lc.xattr_name(b"other");
         prop_assert!(other == xname || lc.open_xattr(&other, &value).is_none());
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The metadata file. The RSA private-key operation makes these the slowest.
-
-fn root() -> &'static RootKeypair {
-    static ROOT: std::sync::OnceLock<RootKeypair> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| RootKeypair::from_pkcs8_pem(&common::root_key_pem(0)).unwrap())
-}
-
-fn table() -> impl Strategy<Value = Table> {
-    let record = (
-        "[1-9A-HJ-NP-Za-km-z]{16,22}",
-        vault_name(),
-        any::<i64>(),
-        proptest::collection::vec((any::<u32>(), "[A-Za-z0-9+/=]{0,20}"), 0..3),
-        proptest::collection::btree_map(any::<String>(), any::<String>(), 0..3),
-    )
-        .prop_map(|(id, name, created, keys, settings)| VaultRecord {
-            id,
-            name,
-            created,
-            keys: keys
-                .into_iter()
-                .map(|(generation, wrapped)| WrappedKey {
-                    generation,
-                    wrapped,
-                })
-                .collect(),
-            settings,
-        });
-    (any::<u32>(), proptest::collection::vec(record, 0..4))
-        .prop_map(|(version, vaults)| Table { version, vaults })
-}
-
-/// The Base58 alphabet (Bitcoin's): vault ids are Base58 of 16 random bytes.
-const BASE58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-
-/// A name `vault create` accepts.
-fn vault_name() -> impl Strategy<Value = String> {
-    "[^/:\\x00]{1,60}".prop_filter("not . or ..", |n| n != "." && n != "..")
-}
-
-/// Vault ids, good and hostile: paths out of `vaults/`, separators, anything.
-fn any_vault_id() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[1-9A-HJ-NP-Za-km-z]{1,50}",
-        any::<String>(),
-        "(\\.\\./){1,4}[a-z]{0,8}",
-        "/[a-z/]{0,20}",
-        "[a-zA-Z0-9]{1,8}/[a-zA-Z0-9]{1,8}",
-        Just(String::new()),
-        Just("..".to_string()),
-        Just(".".to_string()),
-    ]
-}
-
-fn is_corrupt(r: &Result<Table, Error>) -> bool {
-    matches!(r, Err(Error::Corrupt { .. }))
-}
-
-/// A metadata file whose envelope holds `body`, sealed with a key wrapped under
-/// the node's public key: what anyone who can read `root.pub` can write.
-fn metadata_with_body(body: &[u8]) -> Vec<u8> {
-    let key = SymKey::from_bytes([11; 32]);
-    let wrapped = root().public().wrap_key(&key);
-    let mut out = metadata::MAGIC.to_vec();
-    out.push(metadata::VERSION);
-    out.extend_from_slice(&(wrapped.len() as u16).to_be_bytes());
-    out.extend_from_slice(&wrapped);
-    let env = Gcm::new(&key).seal_envelope(&out, body);
-    out.extend_from_slice(&env);
-    out
-}
-
-proptest! {
-    #![proptest_config(config(4))]
-
-    #[test]
-    fn metadata_round_trip(t in table()) {
-        let sealed = metadata::seal(root().public(), &t);
-        prop_assert_eq!(must(metadata::open(root(), &sealed))?, t);
-    }
-
-    #[test]
-    fn mutated_metadata_is_rejected(t in table(), m in mutation()) {
-        let sealed = metadata::seal(root().public(), &t);
-        // Header, wrapped key, then the envelope in 64-byte chunks.
-        let bad = mutate(&sealed, &m, 11 + 512, 64);
-        let got = metadata::open(root(), &bad);
-        if bad == sealed {
-            prop_assert_eq!(must(got)?, t);
-        } else {
-            prop_assert!(is_corrupt(&got), "{:?}: {:?}", m, got);
-        }
-    }
-
-    #[test]
-    fn arbitrary_metadata_bytes_are_rejected(
-        raw in proptest::collection::vec(any::<u8>(), 0..700),
-        n in any::<u16>(),
-        well_formed_header in any::<bool>(),
-    ) {
-        let mut file = raw.clone();
-        if well_formed_header {
-            // Past the magic and version checks, into the length and RSA paths.
-            let mut head = metadata::MAGIC.to_vec();
-            head.push(metadata::VERSION);
-            head.extend_from_slice(&n.to_be_bytes());
-            file.splice(0..0, head);
-        }
-        prop_assert!(is_corrupt(&metadata::open(root(), &file)));
-    }
-
-    #[test]
-    fn authenticated_but_hostile_tables_are_refused_not_panicked_on(
-        t in table(),
-        m in mutation(),
-        raw in proptest::collection::vec(any::<u8>(), 0..100),
-    ) {
-        // The envelope authenticates; only the JSON parser stands in the way.
-        let json = serde_json::to_vec(&t).unwrap();
-        let changed = mutate(&json, &m, 0, 8);
-        match metadata::open(root(), &metadata_with_body(&changed)) {
-            Ok(parsed) => prop_assert_eq!(
-                serde_json::from_slice::<Table>(&changed).ok(),
-                Some(parsed)
-            ),
-            Err(e) => prop_assert!(matches!(e, Error::Corrupt { .. }), "{}", e),
-        }
-        match metadata::open(root(), &metadata_with_body(&raw)) {
-            Ok(parsed) => prop_assert_eq!(serde_json::from_slice::<Table>(&raw).ok(), Some(parsed)),
-            Err(e) => prop_assert!(matches!(e, Error::Corrupt { .. }), "{}", e),
-        }
-    }
-
-    #[test]
-    fn vault_ids_and_names_in_the_table_are_checked(
-        id in any_vault_id(),
-        name in prop_oneof![vault_name(), any::<String>()],
-    ) {
-        // A table anyone with `root.pub` can write: an id is used as a path
-        // component under `vaults/` (and removed by `vault delete`).
-        let t = Table {
-            version: 1,
-            vaults: vec![VaultRecord {
-                id: id.clone(),
-                name: name.clone(),
-                created: 0,
-                keys: vec![],
-                settings: BTreeMap::new(),
-            }],
-        };
-        let got = metadata::open(root(), &metadata_with_body(&serde_json::to_vec(&t).unwrap()));
-        let id_ok = (1..=44).contains(&id.len()) && id.chars().all(|c| BASE58.contains(c));
-        let name_ok = names::validate(name.as_bytes()).is_ok();
-        if id_ok && name_ok {
-            prop_assert_eq!(must(got)?, t);
-            // One plain path component: the vault stays inside vaults/.
-            let p = std::path::Path::new("vaults").join(&id);
-            prop_assert_eq!(p.components().count(), 2);
-            prop_assert!(matches!(p.components().nth(1), Some(std::path::Component::Normal(_))));
-        } else {
-            prop_assert!(is_corrupt(&got), "{:?} {:?}: {:?}", id, name, got);
-        }
-        prop_assert_eq!(metadata::is_vault_id(&id), id_ok);
-    }
-}
-
-#[test]
-fn deeply_nested_json_in_the_table_is_refused() {
-    // serde_json's recursion limit, not the stack, ends this.
-    let mut body = Vec::new();
-    body.extend_from_slice(b"{\"version\":1,\"vaults\":");
-    body.extend(std::iter::repeat_n(b'[', 100_000));
-    let got = metadata::open(root(), &metadata_with_body(&body));
-    assert!(matches!(got, Err(Error::Corrupt { .. })), "{got:?}");
-    let mut settings = BTreeMap::new();
-    settings.insert("k".to_string(), "v".to_string());
-    let ok = Table {
-        version: 1,
-        vaults: vec![VaultRecord {
-            id: "a".into(),
-            name: "n".into(),
-            created: 0,
-            keys: vec![],
-            settings,
-        }],
-    };
-    let body = serde_json::to_vec(&ok).unwrap();
-    assert_eq!(
-        metadata::open(root(), &metadata_with_body(&body)).unwrap(),
-        ok
-    );
-}
-
-#[test]
-fn a_forged_vault_id_cannot_point_vault_delete_outside_the_home() {
-    // Node fixtures use test root key 0, the key `metadata_with_body` wraps under.
-    let node = common::Node::init();
-    let victim = node.scratch().join("victim");
-    std::fs::create_dir_all(&victim).unwrap();
-    std::fs::write(victim.join("keep"), b"precious").unwrap();
-    for id in [
-        victim.to_str().unwrap().to_string(),
-        "../../victim".to_string(),
-    ] {
-        let t = Table {
-            version: 1,
-            vaults: vec![VaultRecord {
-                id: id.clone(),
-                name: "evil".into(),
-                created: 0,
-                keys: vec![],
-                settings: BTreeMap::new(),
-            }],
-        };
-        let forged = metadata_with_body(&serde_json::to_vec(&t).unwrap());
-        std::fs::write(node.home.join("metadata"), forged).unwrap();
-        node.fail(
-            common::ExitCode::Corrupt,
-            ["vault", "delete", "--yes", "evil"],
-        );
-        assert_eq!(
-            std::fs::read(victim.join("keep")).unwrap(),
-            b"precious",
-            "id {id:?}"
-        );
     }
 }

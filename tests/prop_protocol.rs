@@ -7,6 +7,8 @@
 //! `PROPTEST_CASES` sets the number of cases (default 256); see the comment at
 //! the top of `tests/prop_format.rs` for a longer pass.
 
+mod prop_common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Cursor, Write};
@@ -21,6 +23,7 @@ use pkfs::daemon::protocol::{
     decode_env_values, encode_env_values, read_frame, write_frame, CommandRequest, ProtocolError,
     Request, Response, MAX_FRAME,
 };
+use prop_common::config;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -77,14 +80,6 @@ fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 // ---------------------------------------------------------------------------
 // Strategies.
-
-fn config(divisor: u32) -> ProptestConfig {
-    let base = ProptestConfig::default();
-    ProptestConfig {
-        cases: (base.cases / divisor).max(8),
-        ..base
-    }
-}
 
 fn blob() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..200)
