@@ -1,4 +1,5 @@
-//! Property tests of the metadata file (`pkfs::vault::metadata`): whatever its
+//! Property tests of the metadata file (`pkfs::vault::metadata`), and of
+//! `root.key` (`pkfs::vault::protector`): whatever its
 //! bytes, it opens to the table that was sealed or is refused as corrupt, and a
 //! table that authenticates (anyone holding `root.pub` can write one) cannot
 //! name a vault directory outside `vaults/`. These properties run a quarter of
@@ -11,13 +12,17 @@ mod prop_common;
 use std::collections::BTreeMap;
 
 use pkfs::crypto::aead::Gcm;
+use pkfs::crypto::kdf::Argon2Params;
 use pkfs::crypto::rsa::RootKeypair;
 use pkfs::crypto::SymKey;
 use pkfs::format::names;
 use pkfs::vault::metadata::{self, Table, VaultRecord, WrappedKey};
+use pkfs::vault::protector::{self, open_key_file, seal_key_file};
+use pkfs::vault::Passphrase;
 use pkfs::Error;
-use prop_common::{config, must, mutate, mutation};
+use prop_common::{bytes, config, must, mutate, mutation};
 use proptest::prelude::*;
+use zeroize::Zeroizing;
 
 fn root() -> &'static RootKeypair {
     static ROOT: std::sync::OnceLock<RootKeypair> = std::sync::OnceLock::new();
@@ -242,5 +247,78 @@ fn a_forged_vault_id_cannot_point_vault_delete_outside_the_home() {
             b"precious",
             "id {id:?}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// root.key: the passphrase-sealed root private key.
+
+fn passphrase(p: &[u8]) -> Passphrase {
+    Passphrase::new(Zeroizing::new(p.to_vec()), Argon2Params::TEST_ONLY)
+}
+
+/// Whether the Argon2id parameters `root.key` asks for (bytes 10..22) are ones
+/// the reader accepts but that cost more than a test can spend: a hostile file
+/// may ask for up to 4 GiB and 64 passes (bounded by design, and slow).
+fn costly(file: &[u8]) -> bool {
+    if file.len() < 22 {
+        return false;
+    }
+    let be = |i: usize| u32::from_be_bytes(file[i..i + 4].try_into().unwrap());
+    let p = Argon2Params {
+        m_cost_kib: be(10),
+        t_cost: be(14),
+        p_cost: be(18),
+    };
+    p.is_sane() && (p.m_cost_kib > 4096 || p.t_cost > 4 || p.p_cost > 4)
+}
+
+proptest! {
+    #![proptest_config(config(4))]
+
+    #[test]
+    fn root_key_file_round_trip_and_mutations_are_refused(
+        seed in any::<u64>(),
+        len in 1usize..2500,
+        m in mutation(),
+        pass in proptest::collection::vec(any::<u8>(), 1..40),
+    ) {
+        let secret = bytes(seed, len);
+        let file = seal_key_file(&passphrase(&pass), &secret);
+        prop_assert_eq!(&must(open_key_file(&passphrase(&pass), &file))?[..], &secret[..]);
+        let bad = mutate(&file, &m, 0, 64);
+        prop_assume!(!costly(&bad));
+        let got = open_key_file(&passphrase(&pass), &bad);
+        if bad == file {
+            prop_assert_eq!(&must(got)?[..], &secret[..]);
+        } else {
+            prop_assert!(got.is_err(), "{:?} opened", m);
+        }
+        // Another passphrase never opens it.
+        let mut other = pass.clone();
+        other[0] ^= 1;
+        prop_assert!(matches!(
+            open_key_file(&passphrase(&other), &file),
+            Err(Error::WrongPassphrase)
+        ));
+    }
+
+    #[test]
+    fn arbitrary_root_key_files_are_refused(
+        raw in proptest::collection::vec(any::<u8>(), 0..200),
+        header in any::<bool>(),
+    ) {
+        let mut file = raw;
+        if header {
+            // Past the magic, version and protector checks, with cheap parameters.
+            let mut head = protector::MAGIC.to_vec();
+            head.extend_from_slice(&[protector::VERSION, Passphrase::ID]);
+            head.extend_from_slice(&64u32.to_be_bytes());
+            head.extend_from_slice(&1u32.to_be_bytes());
+            head.extend_from_slice(&1u32.to_be_bytes());
+            file.splice(0..0, head);
+        }
+        prop_assume!(!costly(&file));
+        prop_assert!(open_key_file(&passphrase(b"pass"), &file).is_err());
     }
 }
