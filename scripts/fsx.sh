@@ -12,6 +12,8 @@
 #                 default)
 #   FSX_SEED=N    replay a run: fsx's sequence is fully determined by the seed
 #                 (default: a random seed, printed)
+#   FSX_TMPDIR=D  where the home and the mount point go (default /dev/shm when
+#                 it is a tmpfs, else /tmp)
 #
 # A longer pass, e.g. overnight:
 #   FSX_OPS=10000000 bash scripts/fsx.sh target/release/pkfs
@@ -39,7 +41,14 @@ if [ -z "$bin" ]; then
 fi
 bin=$(realpath "$bin")
 
-work=$(mktemp -d /tmp/pkfs-fsx.XXXXXX)
+# The home goes on tmpfs when there is one: fsync and msync then cost no disk
+# flush (about 4x faster here), and the run still exercises every path of pkfs.
+tmp=${FSX_TMPDIR:-}
+if [ -z "$tmp" ]; then
+    tmp=/tmp
+    if [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$(stat -f -c %T /dev/shm)" = tmpfs ]; then tmp=/dev/shm; fi
+fi
+work=$(mktemp -d "$tmp/pkfs-fsx.XXXXXX")
 mnt=$work/mnt
 cleanup() {
     "$bin" --home "$work/home" umount "$mnt" >/dev/null 2>&1 || umount -l "$mnt" 2>/dev/null || true
