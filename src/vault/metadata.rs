@@ -13,6 +13,10 @@
 //! A fresh metadata key is drawn on every write. Inside the table each vault key
 //! is again RSA-OAEP-wrapped under the root public key, so rotating the root key
 //! re-wraps keys without touching any vault data.
+//!
+//! Reading refuses (as corrupt) a table with a vault id that is not Base58 or a
+//! vault name that is not a valid file name: the envelope only proves that the
+//! writer had the public key.
 
 use std::collections::BTreeMap;
 
