@@ -10,6 +10,7 @@ cargo build --locked --all-targets
 cargo test --locked
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/pjdfstest.sh target/debug/pkfs
+    bash scripts/fsx.sh target/debug/pkfs
     bash scripts/package.sh --check
 else
     echo "test.sh: pjdfstest and the package check skipped (they need root)" >&2

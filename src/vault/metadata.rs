@@ -13,6 +13,10 @@
 //! A fresh metadata key is drawn on every write. Inside the table each vault key
 //! is again RSA-OAEP-wrapped under the root public key, so rotating the root key
 //! re-wraps keys without touching any vault data.
+//!
+//! Reading refuses (as corrupt) a table with a vault id that is not Base58 or a
+//! vault name that is not a valid file name: the envelope only proves that the
+//! writer had the public key.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +29,7 @@ use crate::crypto::aead::Gcm;
 use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{Keychain, SymKey};
 use crate::error::{Error, Result};
+use crate::format::names;
 
 pub const MAGIC: &[u8; 8] = b"PKFSMETA";
 pub const VERSION: u8 = 1;
@@ -161,5 +166,25 @@ pub fn open(root: &RootKeypair, file: &[u8]) -> Result<Table> {
         .open_envelope(&file[..11 + n], &file[11 + n..])
         .map_err(|_| bad("authentication failed"))?;
     let table: Table = serde_json::from_slice(&body).map_err(|_| bad("unparseable vault table"))?;
+    // The table can be written by anyone holding the public key, so its fields
+    // are checked like any input: an id names a directory under `vaults/` (and
+    // `vault delete` removes it), a name is an entry of the mount root.
+    for v in &table.vaults {
+        if !is_vault_id(&v.id) {
+            return Err(bad("a vault id is not Base58"));
+        }
+        if names::validate(v.name.as_bytes()).is_err() {
+            return Err(bad("a vault name is not a valid file name"));
+        }
+    }
     Ok(table)
+}
+
+/// Whether `id` has the form of a vault id: Base58 (of 16 random bytes), so a
+/// single, plain path component.
+pub fn is_vault_id(id: &str) -> bool {
+    (1..=44).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() && !b"0OIl".contains(&b))
 }
