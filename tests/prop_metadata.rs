@@ -99,13 +99,13 @@ proptest! {
 
     #[test]
     fn metadata_round_trip(t in table()) {
-        let sealed = metadata::seal(root().public(), &t);
+        let sealed = metadata::seal(root(), &t);
         prop_assert_eq!(must(metadata::open(root(), &sealed))?, t);
     }
 
     #[test]
     fn mutated_metadata_is_rejected(t in table(), m in mutation()) {
-        let sealed = metadata::seal(root().public(), &t);
+        let sealed = metadata::seal(root(), &t);
         // Header, wrapped key, then the envelope in 64-byte chunks.
         let bad = mutate(&sealed, &m, 11 + 512, 64);
         let got = metadata::open(root(), &bad);

@@ -104,6 +104,19 @@ impl RootKeypair {
         &self.public
     }
 
+    /// The key that authenticates the metadata file: only a holder of the
+    /// private key can make a table pkfs accepts (the public key alone can
+    /// wrap keys, so it proves nothing).
+    pub fn metadata_mac_key(&self) -> SymKey {
+        let der = self.to_pkcs8_der();
+        SymKey::with(|out| {
+            let hk = hkdf::Hkdf::<Sha256>::new(None, &der);
+            if hk.expand(b"pkfs metadata mac v1", out).is_err() {
+                panic!("HKDF-SHA256 can always expand 32 bytes");
+            }
+        })
+    }
+
     /// Unwrap a 32-byte key wrapped by [`RootPublic::wrap`].
     pub fn unwrap_key(&self, wrapped: &[u8]) -> Result<SymKey, RsaError> {
         if wrapped.len() != WRAPPED_LEN {

@@ -2,13 +2,19 @@
 //!
 //! ```text
 //!   0   8  magic "PKFSMETA"
-//!   8   1  version = 1
+//!   8   1  version = 2
 //!   9   2  n = length of the wrapped metadata key, u16 BE (512 for RSA-4096)
 //!  11   n  metadata key, RSA-OAEP-SHA256-wrapped under the root public key
 //! 11+n 12  iv
 //! 23+n 16  GCM tag
-//! 39+n  .  AES-256-GCM ciphertext of the JSON table; AAD = bytes 0 .. 11+n
+//! 39+n  m  AES-256-GCM ciphertext of the JSON table; AAD = bytes 0 .. 11+n
+//! end-32 32 HMAC-SHA256 of every byte before it, keyed with
+//!           HKDF-SHA256(ikm = root private key as PKCS#8 DER, no salt,
+//!                       info = "pkfs metadata mac v1")
 //! ```
+//!
+//! The envelope alone only proves the writer had the public key (which wraps
+//! keys); the HMAC proves the private key, so a forged table is refused.
 //!
 //! A fresh metadata key is drawn on every write. Inside the table each vault key
 //! is again RSA-OAEP-wrapped under the root public key, so rotating the root key
@@ -30,9 +36,13 @@ use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{Keychain, SymKey};
 use crate::error::{Error, Result};
 use crate::format::names;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 pub const MAGIC: &[u8; 8] = b"PKFSMETA";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// Length of the trailing HMAC-SHA256.
+pub const MAC_LEN: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WrappedKey {
@@ -128,10 +138,10 @@ impl std::io::Write for WipingWriter {
     }
 }
 
-/// Encrypt the table for the file.
-pub fn seal(public: &RootPublic, table: &Table) -> Vec<u8> {
+/// Encrypt the table for the file, authenticated under `root`'s private key.
+pub fn seal(root: &RootKeypair, table: &Table) -> Vec<u8> {
     let key = SymKey::generate();
-    let wrapped = public.wrap_key(&key);
+    let wrapped = root.public().wrap_key(&key);
     let mut out = MAGIC.to_vec();
     out.push(VERSION);
     out.extend_from_slice(&(wrapped.len() as u16).to_be_bytes());
@@ -143,7 +153,19 @@ pub fn seal(public: &RootPublic, table: &Table) -> Vec<u8> {
     let body = body.0;
     let env = Gcm::new(&key).seal_envelope(&out, &body);
     out.extend_from_slice(&env);
+    let tag = mac(root, &out).finalize().into_bytes();
+    out.extend_from_slice(&tag);
     out
+}
+
+fn mac(root: &RootKeypair, bytes: &[u8]) -> Hmac<Sha256> {
+    let key = root.metadata_mac_key();
+    let mut m = match <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => panic!("HMAC takes a key of any length"),
+    };
+    m.update(bytes);
+    m
 }
 
 /// Decrypt and parse the file.
@@ -153,12 +175,20 @@ pub fn open(root: &RootKeypair, file: &[u8]) -> Result<Table> {
         return Err(bad("not a pkfs metadata file"));
     }
     if file[8] != VERSION {
-        return Err(bad("unsupported metadata version"));
+        return Err(bad(if file[8] == 1 {
+            "metadata version 1 (not authenticated by the private key) is no longer accepted"
+        } else {
+            "unsupported metadata version"
+        }));
     }
     let n = u16::from_be_bytes([file[9], file[10]]) as usize;
-    if file.len() < 11 + n {
+    if file.len() < 11 + n + MAC_LEN {
         return Err(bad("truncated"));
     }
+    let (file, tag) = file.split_at(file.len() - MAC_LEN);
+    mac(root, file)
+        .verify_slice(tag)
+        .map_err(|_| bad("not written by the holder of the root key (MAC mismatch)"))?;
     let key = root
         .unwrap_key(&file[11..11 + n])
         .map_err(|_| bad("the metadata key does not unwrap under the root key"))?;

@@ -61,7 +61,7 @@ impl Node {
             version: 1,
             vaults: vec![],
         };
-        write_atomic(&home.metadata(), &metadata::seal(root.public(), &table))?;
+        write_atomic(&home.metadata(), &metadata::seal(&root, &table))?;
         write_atomic(&home.root_pub(), root.public().to_pem().as_bytes())?;
         // root.key last: its presence is what makes the home a node.
         write_atomic(
@@ -115,7 +115,7 @@ impl Node {
     fn save_table(&self) -> Result<()> {
         write_atomic_at(
             &self.home.metadata(),
-            &metadata::seal(self.root.public(), &self.table),
+            &metadata::seal(&self.root, &self.table),
             Some("metadata-before-rename"),
         )
     }
@@ -142,7 +142,7 @@ impl Node {
         create_dir_durable(&journal)?;
         write_atomic(
             &journal.join("metadata"),
-            &metadata::seal(new_root.public(), &table),
+            &metadata::seal(&new_root, &table),
         )?;
         write_atomic(
             &journal.join("root.pub"),
