@@ -80,9 +80,24 @@ fn is_corrupt(r: &Result<Table, Error>) -> bool {
     matches!(r, Err(Error::Corrupt { .. }))
 }
 
-/// A metadata file whose envelope holds `body`, sealed with a key wrapped under
-/// the node's public key: what anyone who can read `root.pub` can write.
+/// A metadata file whose envelope holds `body`, as pkfs writes it: sealed with
+/// a key wrapped under the node's public key and authenticated with the HMAC
+/// key of the private key. Tests of the table's own checks (defence in depth
+/// behind the HMAC) use it.
 fn metadata_with_body(body: &[u8]) -> Vec<u8> {
+    let mut out = forged_with_public_key(body);
+    out.truncate(out.len() - metadata::MAC_LEN);
+    let key = root().metadata_mac_key();
+    let mut m =
+        <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(key.as_bytes()).unwrap();
+    hmac::Mac::update(&mut m, &out);
+    out.extend_from_slice(&hmac::Mac::finalize(m).into_bytes());
+    out
+}
+
+/// What anyone who can read `root.pub` can write: a valid envelope, with a
+/// MAC made under a key they chose (not the private key's).
+fn forged_with_public_key(body: &[u8]) -> Vec<u8> {
     let key = SymKey::from_bytes([11; 32]);
     let wrapped = root().public().wrap_key(&key);
     let mut out = metadata::MAGIC.to_vec();
@@ -91,7 +106,32 @@ fn metadata_with_body(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&wrapped);
     let env = Gcm::new(&key).seal_envelope(&out, body);
     out.extend_from_slice(&env);
+    let mut m = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&[11; 32]).unwrap();
+    hmac::Mac::update(&mut m, &out);
+    out.extend_from_slice(&hmac::Mac::finalize(m).into_bytes());
     out
+}
+
+#[test]
+fn a_table_forged_with_the_public_key_alone_is_refused() {
+    let t = Table {
+        version: 1,
+        vaults: vec![VaultRecord {
+            id: "a".into(),
+            name: "work".into(),
+            created: 0,
+            keys: vec![],
+            settings: BTreeMap::new(),
+        }],
+    };
+    let body = serde_json::to_vec(&t).unwrap();
+    let got = metadata::open(root(), &forged_with_public_key(&body));
+    assert!(is_corrupt(&got), "{got:?}");
+    // The same table, authenticated with the private key's MAC key, opens.
+    assert_eq!(
+        metadata::open(root(), &metadata_with_body(&body)).unwrap(),
+        t
+    );
 }
 
 proptest! {
@@ -236,17 +276,23 @@ fn a_forged_vault_id_cannot_point_vault_delete_outside_the_home() {
                 settings: BTreeMap::new(),
             }],
         };
-        let forged = metadata_with_body(&serde_json::to_vec(&t).unwrap());
-        std::fs::write(node.home.join("metadata"), forged).unwrap();
-        node.fail(
-            common::ExitCode::Corrupt,
-            ["vault", "delete", "--yes", "evil"],
-        );
-        assert_eq!(
-            std::fs::read(victim.join("keep")).unwrap(),
-            b"precious",
-            "id {id:?}"
-        );
+        // Forged with the public key alone (refused by the MAC), and even with
+        // a valid MAC (refused by the id check).
+        for forged in [
+            forged_with_public_key(&serde_json::to_vec(&t).unwrap()),
+            metadata_with_body(&serde_json::to_vec(&t).unwrap()),
+        ] {
+            std::fs::write(node.home.join("metadata"), forged).unwrap();
+            node.fail(
+                common::ExitCode::Corrupt,
+                ["vault", "delete", "--yes", "evil"],
+            );
+            assert_eq!(
+                std::fs::read(victim.join("keep")).unwrap(),
+                b"precious",
+                "id {id:?}"
+            );
+        }
     }
 }
 
