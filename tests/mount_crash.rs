@@ -58,6 +58,8 @@ fn writer(dir: PathBuf, c: usize, stop: Arc<AtomicBool>, durable: Durable) {
             let mut f = std::fs::File::create(&p)?;
             f.write_all(&data)?;
             f.sync_all()?;
+            // The new name is durable too (fsyncdir reaches the backing dir).
+            std::fs::File::open(&dir)?.sync_all()?;
             let mut s = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)

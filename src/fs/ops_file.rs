@@ -172,6 +172,20 @@ impl FsCore {
         Ok(())
     }
 
+    /// Make a directory's entries durable (after the journal that covers them).
+    pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
+        if ino == ROOT_INO {
+            return Ok(());
+        }
+        let vault = self.vault_of(ino)?;
+        vault
+            .history
+            .lock()
+            .sync_journal()
+            .map_err(|e| from_error(&e))?;
+        self.dir(ino)?.fd.fsync().errno()
+    }
+
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let res = self.flush(fh, false);
         let Some(h) = self.handles.lock().remove(&fh) else {
