@@ -24,16 +24,7 @@ const CRASH: &str = "PKFS_TEST_ONLY_CRASH_AT";
 const CRASHED: i32 = 137;
 
 fn setup(n: &Node) -> Vec<(String, Vec<u8>)> {
-    n.ok(["vault", "create", "w"]);
-    let secrets = vec![
-        ("v:top".to_string(), b"top secret".to_vec()),
-        ("v:dir/nested/deep.bin".to_string(), pseudo_random(9000, 1)),
-        ("w:other".to_string(), b"in the second vault".to_vec()),
-    ];
-    for (t, d) in &secrets {
-        n.write(t, d);
-    }
-    secrets
+    common::fixtures::secrets_in_two_vaults(n)
 }
 
 fn vault_names(n: &Node) -> Vec<String> {

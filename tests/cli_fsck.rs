@@ -318,14 +318,8 @@ fn a_progress_counter_on_a_terminal_only() {
         v.node().home.display(),
         v.node().passfile.display(),
     );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("PKFS_TEST_ONLY_FAST_KDF", "1")
-        .env("PKFS_TEST_ONLY_ROOT_KEY", root_key(0))
-        .output()
-        .expect("script(1) from util-linux");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = common::fixtures::on_a_terminal(&cmd);
+    assert!(ok, "{text}");
     assert!(
         text.contains("Checking v"),
         "no progress on a terminal: {text:?}"

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{root_key, Node, BIN};
+use common::{Node, BIN};
 
 fn import_dir(node: &Node) -> std::path::PathBuf {
     for i in 0..40 {
@@ -29,14 +29,8 @@ fn import_shows_a_bar_on_a_terminal_only() {
         node.passfile.display(),
         dir.display()
     );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("PKFS_TEST_ONLY_FAST_KDF", "1")
-        .env("PKFS_TEST_ONLY_ROOT_KEY", root_key(0))
-        .output()
-        .expect("script(1) from util-linux");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = common::fixtures::on_a_terminal(&cmd);
+    assert!(ok, "{text}");
     assert!(text.contains("import ["), "no bar on a terminal: {text:?}");
     assert!(text.contains("/40"), "{text:?}");
     assert_eq!(node.ls("v:tty").len(), 40);

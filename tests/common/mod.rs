@@ -786,6 +786,7 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         }
     }
 }
+pub mod fixtures;
 pub mod mount;
 pub mod posix;
 pub mod tamper;
