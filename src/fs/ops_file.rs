@@ -65,8 +65,10 @@ impl FsCore {
             return Err(Errno::EISDIR);
         }
         let e = self.entry_of(ino)?;
-        if self.open_file(ino).is_none() {
+        let replaces = write && flags & libc::O_TRUNC != 0;
+        if self.open_file(ino).is_none() && !replaces {
             // First open in this mount: the blob must be HEAD's (or journaled).
+            // Opening to truncate keeps nothing of the old content: no check.
             // A backing file its owner may not read (mode 0200 and the like)
             // cannot be read through the mount either: nothing to check.
             match e.dir.fd.open_file(e.name(), true) {

@@ -82,7 +82,7 @@ impl VaultFs {
         let seal = vault
             .tree()
             .seal()
-            .unwrap_or_else(|| Arc::new(Seal::new(&vault_dir, None, Vec::new())));
+            .unwrap_or_else(|| Arc::new(Seal::new(&vault_dir, None, Default::default())));
         let (record, history) = vault.into_parts();
         // Changes journaled by a daemon that died before committing them are
         // committed after the usual quiet period.
@@ -114,6 +114,7 @@ impl VaultFs {
             let dir = self.contents.parent().unwrap_or(&self.contents);
             Seal::broken(dir, e.to_string())
         });
+        seal.inherit(&self.seal.read());
         *self.seal.write() = Arc::new(seal);
     }
 

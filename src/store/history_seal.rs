@@ -99,7 +99,7 @@ impl History {
     /// A snapshot of HEAD's tree and of the journal, to check backing files
     /// against. Fails when HEAD's message does not authenticate.
     pub fn seal(&self) -> Result<Seal> {
-        let journal = self.journal.borrow().paths().to_vec();
+        let journal = self.journal.borrow().paths().clone();
         let Some(head) = self.verified_head()? else {
             return Ok(Seal::new(&self.vault_dir, None, journal));
         };

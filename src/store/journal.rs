@@ -53,9 +53,36 @@ pub struct Journal {
     gcm: Gcm,
     head: [u8; 20],
     count: u64,
-    paths: Vec<String>,
+    paths: PathSet,
     checkout: Option<Oid>,
     file: Option<File>,
+}
+
+/// Backing paths, each covering itself, everything below it and its long-name
+/// sidecar; `covers` costs one lookup per level of the path asked about.
+#[derive(Debug, Clone, Default)]
+pub struct PathSet(std::collections::HashSet<String>);
+
+impl PathSet {
+    pub fn insert(&mut self, rel: &str) {
+        self.0.insert(rel.to_string());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn covers(&self, rel: &str) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let own = rel.strip_suffix(crate::format::names::LONG_SUFFIX);
+        if self.0.contains(rel) || own.is_some_and(|e| self.0.contains(e)) {
+            return true;
+        }
+        rel.match_indices('/')
+            .any(|(i, _)| self.0.contains(&rel[..i]))
+    }
 }
 
 fn head_bytes(head: Option<Oid>) -> [u8; 20] {
@@ -76,7 +103,7 @@ impl Journal {
             gcm: Gcm::new(&key),
             head: head_bytes(head),
             count: 0,
-            paths: Vec::new(),
+            paths: PathSet::default(),
             checkout: None,
             file: None,
         };
@@ -97,7 +124,7 @@ impl Journal {
             };
             match (plain.first(), &plain[plain.len().min(1)..]) {
                 (Some(&KIND_PATH), data) => match std::str::from_utf8(data) {
-                    Ok(p) => j.paths.push(p.to_string()),
+                    Ok(p) => j.paths.insert(p),
                     Err(_) => break,
                 },
                 (Some(&KIND_CHECKOUT), data) => match Oid::from_bytes(data) {
@@ -108,6 +135,16 @@ impl Journal {
             }
             j.count += 1;
             rest = &rest[4 + len..];
+        }
+        if !rest.is_empty() {
+            // A torn, stale or damaged tail: cut it, so that records appended
+            // from now on follow the valid ones and can be read back.
+            let valid = (bytes.len() - rest.len()) as u64;
+            let cut = OpenOptions::new()
+                .write(true)
+                .open(&j.path)
+                .and_then(|f| f.set_len(valid).and_then(|()| f.sync_data()));
+            cut.map_err(|e| Error::io(&j.path, e))?;
         }
         Ok(j)
     }
@@ -122,11 +159,11 @@ impl Journal {
 
     /// Does the journal cover backing path `rel` (relative to the vault dir)?
     pub fn covers(&self, rel: &str) -> bool {
-        self.paths.iter().any(|p| covers(p, rel))
+        self.paths.covers(rel)
     }
 
     /// Every path recorded.
-    pub fn paths(&self) -> &[String] {
+    pub fn paths(&self) -> &PathSet {
         &self.paths
     }
 
@@ -150,7 +187,7 @@ impl Journal {
         plain.push(KIND_PATH);
         plain.extend_from_slice(rel.as_bytes());
         self.append(&plain)?;
-        self.paths.push(rel.to_string());
+        self.paths.insert(rel);
         Ok(())
     }
 
@@ -204,19 +241,9 @@ impl Journal {
         }
         self.head = head_bytes(head);
         self.count = 0;
-        self.paths.clear();
+        self.paths = PathSet::default();
         self.checkout = None;
         Ok(())
-    }
-}
-
-/// Does record `mark` cover `rel`: the same entry, anything below it, or the
-/// long-name sidecar (`NAME.name`) of that entry?
-pub fn covers(mark: &str, rel: &str) -> bool {
-    match rel.strip_prefix(mark) {
-        Some("") => true,
-        Some(rest) => rest.starts_with('/') || rest == crate::format::names::LONG_SUFFIX,
-        None => false,
     }
 }
 
@@ -295,9 +322,30 @@ mod tests {
     }
 
     #[test]
-    fn sidecars_are_covered_with_their_entry() {
+    fn a_path_covers_itself_its_subtree_and_its_sidecar() {
+        let mut set = PathSet::default();
+        set.insert("contents/x");
         let side = format!("contents/x{}", crate::format::names::LONG_SUFFIX);
-        assert!(covers("contents/x", &side));
-        assert!(!covers("contents/x", "contents/xy"));
+        assert!(set.covers("contents/x") && set.covers(&side));
+        assert!(set.covers("contents/x/y/z"));
+        assert!(!set.covers("contents/xy") && !set.covers("contents"));
+        set.insert("contents");
+        assert!(set.covers("contents/anything"));
+    }
+
+    #[test]
+    fn records_after_a_torn_tail_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::load(dir.path(), &key(), None).unwrap();
+        j.mark("contents/a").unwrap();
+        drop(j);
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0, 0, 0, 99, 1, 2, 3]).unwrap();
+        drop(f);
+        let mut j = Journal::load(dir.path(), &key(), None).unwrap();
+        j.mark("contents/b").unwrap();
+        let again = Journal::load(dir.path(), &key(), None).unwrap();
+        assert!(again.covers("contents/a") && again.covers("contents/b"));
     }
 }

@@ -26,6 +26,7 @@ use git2::Oid;
 use parking_lot::Mutex;
 use sha1::{Digest, Sha1};
 
+use super::journal::PathSet;
 use crate::error::{Error, Result};
 
 /// What HEAD says about one backing path.
@@ -48,7 +49,7 @@ pub struct Seal {
     vault_dir: PathBuf,
     /// `None` before the first commit: nothing to check against.
     blobs: Option<HashMap<String, Oid>>,
-    journal: Vec<String>,
+    journal: PathSet,
     verified: Mutex<HashMap<(u64, u64), (Stamp, Oid)>>,
     /// Why HEAD cannot vouch for anything, when it cannot.
     broken: Option<String>,
@@ -72,11 +73,7 @@ impl Stamp {
 }
 
 impl Seal {
-    pub fn new(
-        vault_dir: &Path,
-        blobs: Option<HashMap<String, Oid>>,
-        journal: Vec<String>,
-    ) -> Seal {
+    pub fn new(vault_dir: &Path, blobs: Option<HashMap<String, Oid>>, journal: PathSet) -> Seal {
         Seal {
             vault_dir: vault_dir.to_path_buf(),
             blobs,
@@ -91,7 +88,16 @@ impl Seal {
     pub fn broken(vault_dir: &Path, why: String) -> Seal {
         Seal {
             broken: Some(why),
-            ..Seal::new(vault_dir, None, Vec::new())
+            ..Seal::new(vault_dir, None, PathSet::default())
+        }
+    }
+
+    /// Keep what `old` verified: a file with the same stamp still has the
+    /// same blob id, whatever HEAD is now.
+    pub fn inherit(&self, old: &Seal) {
+        let mut mine = self.verified.lock();
+        for (k, v) in old.verified.lock().iter() {
+            mine.entry(*k).or_insert(*v);
         }
     }
 
@@ -109,7 +115,7 @@ impl Seal {
         let Some(blobs) = &self.blobs else {
             return Expect::Unchecked;
         };
-        if covered(rel) || self.journal.iter().any(|m| super::journal::covers(m, rel)) {
+        if covered(rel) || self.journal.covers(rel) {
             return Expect::Unchecked;
         }
         blobs
@@ -276,7 +282,7 @@ mod tests {
             ("contents/a".to_string(), blob_id_of_bytes(b"AAAA")),
             ("contents/b".to_string(), blob_id_of_bytes(b"BBBB")),
         ]);
-        let seal = Seal::new(dir.path(), Some(blobs), vec![]);
+        let seal = Seal::new(dir.path(), Some(blobs), PathSet::default());
         let open = |p: &Path| File::open(p).unwrap();
         seal.verify_file("contents/a", &open(&a), |_| false)
             .unwrap();
@@ -297,7 +303,7 @@ mod tests {
             .verify_file("contents/c", &open(&planted), |_| false)
             .is_err());
         // No commit yet: nothing to check against.
-        let fresh = Seal::new(dir.path(), None, vec![]);
+        let fresh = Seal::new(dir.path(), None, PathSet::default());
         fresh
             .verify_file("contents/c", &open(&planted), |_| false)
             .unwrap();
