@@ -136,6 +136,10 @@ impl FsCore {
         let commits = vault.commits.load(Ordering::Relaxed);
         if of.recorded.swap(commits, Ordering::Relaxed) != commits {
             vault.record(ChangeKind::Modified, self.path_of(h.ino));
+        } else {
+            // Still a change: a long write must not look quiet and be committed
+            // half-way (that commit stalled dd for seconds).
+            vault.pending.lock().last = Some(std::time::Instant::now());
         }
         Ok(data.len() as u32)
     }
