@@ -57,7 +57,7 @@ impl Filesystem for PkFs {
             Ok(_) => u32::MAX,
         };
         tracing::debug!(
-            "FUSE init: kernel ABI {:?}, max_write {}, max_readahead {readahead}, capabilities {:?}",
+            "FUSE init: kernel ABI {:?}, max_write {}, max_readahead {readahead} (fuser asks for ASYNC_READ, BIG_WRITES, MAX_PAGES), kernel offers {:?}",
             config.kernel_abi(),
             1 << 20,
             config.capabilities()
