@@ -65,9 +65,9 @@ impl Drop for PageBuf {
 
 /// Wiped page buffers kept for reuse: a streaming write or read frees and
 /// allocates a page per 4 KiB, and `malloc`/`free` of 4 KiB chunks showed in
-/// `perf`. At most `SPARE_MAX` pages (4 MiB); every one is all zeros.
+/// `perf`. At most `SPARE_MAX` pages (1 MiB); every one is all zeros.
 static SPARE: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
-const SPARE_MAX: usize = 1024;
+const SPARE_MAX: usize = 256;
 
 /// A page of zeros.
 pub fn zero_page() -> PageBuf {

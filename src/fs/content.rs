@@ -29,14 +29,23 @@ use crate::format::blob::{FileCipher, Header};
 use crate::format::offsets::{self, CIPHER_PAGE, HEADER_LEN, PAGE_OVERHEAD, PAGE_SIZE};
 use crate::store::dirfd::timespec;
 
-/// Most pages read, or sealed and written, with one system call (1 MiB).
-const RUN_PAGES: u64 = 256;
+/// Most pages read, or sealed and written, with one system call (256 KiB: each
+/// FUSE thread keeps a buffer that size, so a larger one costs resident memory).
+const RUN_PAGES: u64 = 64;
 /// Runs shorter than this are sealed or opened on the calling thread only.
 const PAR_MIN_PAGES: usize = 8;
 /// A read missing this many neighbouring pages is streaming through the file:
 /// its pages are not cached (the kernel's page cache holds them, and they would
 /// only evict the pages that small reads and partial writes come back to).
 const STREAM_PAGES: u64 = 32;
+
+/// Pages per parallel piece for a run of `n`: one piece per thread of the pool
+/// (each hand-off costs a wake-up; finer pieces only added scheduling).
+fn par_piece(n: u64) -> usize {
+    (n as usize)
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(PAR_MIN_PAGES / 2)
+}
 
 /// Consecutive page indexes of `pages` (ascending) as runs of at most
 /// `RUN_PAGES`: `(first, count)`.
@@ -55,7 +64,7 @@ fn runs(pages: impl IntoIterator<Item = u64>) -> impl Iterator<Item = (u64, u64)
 
 thread_local! {
     /// Each thread's buffer for a run of sealed pages, reused from request to
-    /// request (allocating and zero-filling 1 MiB per request showed in `perf`).
+    /// request (allocating and zero-filling a run per request showed in `perf`).
     static RUN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -215,7 +224,7 @@ impl FileState {
         } else {
             buf.par_chunks_mut(CIPHER_PAGE as usize)
                 .enumerate()
-                .with_min_len(PAR_MIN_PAGES / 2)
+                .with_min_len(par_piece(n))
                 .try_for_each(open)
         }
     }
@@ -500,7 +509,7 @@ impl FileState {
             buf.par_chunks_mut(CIPHER_PAGE as usize)
                 .zip(ivs.par_chunks(IV_LEN))
                 .enumerate()
-                .with_min_len(PAR_MIN_PAGES / 2)
+                .with_min_len(par_piece(n))
                 .for_each(seal);
         }
         self.file
