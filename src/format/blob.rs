@@ -171,6 +171,27 @@ impl FileCipher {
         head[IV_LEN..].copy_from_slice(&tag);
     }
 
+    /// Encrypt `plain` as page `index` into `slot` (`plain.len() + 28` bytes):
+    /// `iv | tag | ciphertext`, the same bytes as [`FileCipher::seal_page_with_iv`].
+    pub fn seal_page_into(
+        &self,
+        index: u64,
+        last: bool,
+        iv: &[u8; IV_LEN],
+        plain: &[u8],
+        slot: &mut [u8],
+    ) {
+        assert!(
+            !plain.is_empty() && plain.len() as u64 <= PAGE_SIZE,
+            "page of {} bytes",
+            plain.len()
+        );
+        let (head, body) = slot.split_at_mut(IV_LEN + TAG_LEN);
+        let tag = self.gcm.seal_into(iv, &self.aad(index, last), plain, body);
+        head[..IV_LEN].copy_from_slice(iv);
+        head[IV_LEN..].copy_from_slice(&tag);
+    }
+
     /// Authenticate and decrypt page `index` in place: on success `page[28..]`
     /// holds the plaintext; on failure it is zeroed.
     pub fn open_page_in_place(
@@ -326,6 +347,9 @@ mod tests {
             slot[IV_LEN + TAG_LEN..].copy_from_slice(&plain);
             fc.seal_page_in_place(5, n == 100, &iv, &mut slot);
             assert_eq!(slot, env);
+            let mut into = vec![0x55u8; n + IV_LEN + TAG_LEN];
+            fc.seal_page_into(5, n == 100, &iv, &plain, &mut into);
+            assert_eq!(into, env);
             fc.open_page_in_place(5, n == 100, &mut slot).unwrap();
             assert_eq!(&slot[IV_LEN + TAG_LEN..], &plain[..]);
             let mut bad = env.clone();

@@ -486,9 +486,11 @@ impl FileState {
             let i = first + k as u64;
             let dst = &mut slot[PAGE_OVERHEAD as usize..];
             let plain_len = dst.len();
-            if let Some(p) = self.dirty.get(&i) {
-                dst.copy_from_slice(&p[..plain_len]);
-            } else if i < old_pc {
+            if self.dirty.contains_key(&i) {
+                // Sealed straight from its buffer, below.
+                continue;
+            }
+            if i < old_pc {
                 dst.copy_from_slice(&self.page(i, cache)?[..plain_len]);
             } else {
                 dst.fill(0);
@@ -498,7 +500,14 @@ impl FileState {
         let seal = |(k, (slot, iv)): (usize, (&mut [u8], &[u8]))| {
             let i = first + k as u64;
             let iv: &[u8; IV_LEN] = iv.try_into().expect("IV_LEN chunk");
-            fc.seal_page_in_place(i, i + 1 == new_pc, iv, slot);
+            let last = i + 1 == new_pc;
+            match self.dirty.get(&i) {
+                Some(p) => {
+                    let plain = &p[..slot.len() - PAGE_OVERHEAD as usize];
+                    fc.seal_page_into(i, last, iv, plain, slot)
+                }
+                None => fc.seal_page_in_place(i, last, iv, slot),
+            }
         };
         if (n as usize) < PAR_MIN_PAGES {
             buf.chunks_mut(CIPHER_PAGE as usize)
