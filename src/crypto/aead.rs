@@ -33,6 +33,25 @@ impl Gcm {
         }
     }
 
+    /// Encrypt `plain` into `out` (same length) and return the tag: one pass,
+    /// no copy of the plaintext first.
+    pub fn seal_into(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        plain: &[u8],
+        out: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        let nonce = Nonce::from(*iv);
+        let (n, m) = (plain.len(), out.len());
+        let buf = aes_gcm::aead::inout::InOutBuf::new(plain, out)
+            .unwrap_or_else(|_| panic!("seal_into: {n} bytes into {m}"));
+        match self.0.encrypt_inout_detached(&nonce, aad, buf) {
+            Ok(tag) => tag.into(),
+            Err(_) => panic!("AES-GCM input over the algorithm's length limit"),
+        }
+    }
+
     /// Decrypt `buf` in place after checking `tag`; on failure `buf` is zeroed.
     pub fn open_in_place(
         &self,

@@ -159,6 +159,62 @@ impl FileCipher {
             .seal_envelope_with_iv(iv, &self.aad(index, last), plain)
     }
 
+    /// Encrypt page `index` in place: `slot` is `iv | tag | plaintext` on entry
+    /// (iv and tag are overwritten), `iv | tag | ciphertext` on return. Same
+    /// bytes as [`FileCipher::seal_page_with_iv`], without an allocation or copy.
+    pub fn seal_page_in_place(&self, index: u64, last: bool, iv: &[u8; IV_LEN], slot: &mut [u8]) {
+        let n = slot.len().saturating_sub(IV_LEN + TAG_LEN);
+        assert!(n > 0 && n as u64 <= PAGE_SIZE, "page of {n} bytes");
+        let (head, body) = slot.split_at_mut(IV_LEN + TAG_LEN);
+        let tag = self.gcm.seal_in_place(iv, &self.aad(index, last), body);
+        head[..IV_LEN].copy_from_slice(iv);
+        head[IV_LEN..].copy_from_slice(&tag);
+    }
+
+    /// Encrypt `plain` as page `index` into `slot` (`plain.len() + 28` bytes):
+    /// `iv | tag | ciphertext`, the same bytes as [`FileCipher::seal_page_with_iv`].
+    pub fn seal_page_into(
+        &self,
+        index: u64,
+        last: bool,
+        iv: &[u8; IV_LEN],
+        plain: &[u8],
+        slot: &mut [u8],
+    ) {
+        assert!(
+            !plain.is_empty() && plain.len() as u64 <= PAGE_SIZE,
+            "page of {} bytes",
+            plain.len()
+        );
+        let (head, body) = slot.split_at_mut(IV_LEN + TAG_LEN);
+        let tag = self.gcm.seal_into(iv, &self.aad(index, last), plain, body);
+        head[..IV_LEN].copy_from_slice(iv);
+        head[IV_LEN..].copy_from_slice(&tag);
+    }
+
+    /// Authenticate and decrypt page `index` in place: on success `page[28..]`
+    /// holds the plaintext; on failure it is zeroed.
+    pub fn open_page_in_place(
+        &self,
+        index: u64,
+        last: bool,
+        page: &mut [u8],
+    ) -> Result<(), BlobError> {
+        if page.len() <= IV_LEN + TAG_LEN {
+            return Err(BlobError::TagMismatch(index));
+        }
+        let (head, body) = page.split_at_mut(IV_LEN + TAG_LEN);
+        let iv: [u8; IV_LEN] = head[..IV_LEN]
+            .try_into()
+            .map_err(|_| BlobError::TagMismatch(index))?;
+        let tag: [u8; TAG_LEN] = head[IV_LEN..]
+            .try_into()
+            .map_err(|_| BlobError::TagMismatch(index))?;
+        self.gcm
+            .open_in_place(&iv, &self.aad(index, last), body, &tag)
+            .map_err(|_| BlobError::TagMismatch(index))
+    }
+
     /// Authenticate and decrypt page `index` (`iv | tag | ciphertext`).
     pub fn open_page(
         &self,
@@ -278,6 +334,29 @@ mod tests {
         let k = key();
         let o = open(|g| (g == 3).then_some(&k), blob)?;
         Ok(o.map(|o| o.plaintext().to_vec()).unwrap_or_default())
+    }
+
+    #[test]
+    fn in_place_matches_envelope() {
+        let fc = FileCipher::new(&key(), &Header::new(3));
+        for n in [1usize, 100, 4096] {
+            let plain: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+            let iv = [4u8; IV_LEN];
+            let env = fc.seal_page_with_iv(5, n == 100, &iv, &plain);
+            let mut slot = vec![0xAAu8; n + IV_LEN + TAG_LEN];
+            slot[IV_LEN + TAG_LEN..].copy_from_slice(&plain);
+            fc.seal_page_in_place(5, n == 100, &iv, &mut slot);
+            assert_eq!(slot, env);
+            let mut into = vec![0x55u8; n + IV_LEN + TAG_LEN];
+            fc.seal_page_into(5, n == 100, &iv, &plain, &mut into);
+            assert_eq!(into, env);
+            fc.open_page_in_place(5, n == 100, &mut slot).unwrap();
+            assert_eq!(&slot[IV_LEN + TAG_LEN..], &plain[..]);
+            let mut bad = env.clone();
+            bad[IV_LEN + TAG_LEN] ^= 1;
+            assert!(fc.open_page_in_place(5, n == 100, &mut bad).is_err());
+            assert!(bad[IV_LEN + TAG_LEN..].iter().all(|b| *b == 0));
+        }
     }
 
     #[test]

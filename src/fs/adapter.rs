@@ -44,7 +44,24 @@ impl PkFs {
 
 impl Filesystem for PkFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // 1 MiB writes (fuser's own limit is 16 MiB). The kernel offers its
+        // readahead window (128 KiB unless the admin raised it) as the most a
+        // daemon may ask for: take all of it. fuser derives max_pages from the
+        // larger of the two and asks for FUSE_BIG_WRITES and FUSE_MAX_PAGES.
         let _ = config.set_max_write(1 << 20);
+        let readahead = match config.set_max_readahead(u32::MAX) {
+            Err(max) => {
+                let _ = config.set_max_readahead(max);
+                max
+            }
+            Ok(_) => u32::MAX,
+        };
+        tracing::debug!(
+            "FUSE init: kernel ABI {:?}, max_write {}, max_readahead {readahead} (fuser asks for ASYNC_READ, BIG_WRITES, MAX_PAGES), kernel offers {:?}",
+            config.kernel_abi(),
+            1 << 20,
+            config.capabilities()
+        );
         Ok(())
     }
 

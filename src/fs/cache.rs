@@ -6,21 +6,73 @@
 //! (that is the dirty pages' eviction). The budget: 3/4 of `--cache-size` for
 //! clean pages and 1/4 for dirty ones, so the decrypted data held in memory never
 //! exceeds the cache size (plus one page per thread in flight). Every buffer is
-//! zeroed when it is dropped.
+//! zeroed when it is dropped (one `memset`, see [`wipe`]).
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use lru::LruCache;
 use parking_lot::Mutex;
-use zeroize::Zeroizing;
 
 use crate::format::offsets::PAGE_SIZE;
 
-pub type PageBuf = Zeroizing<Vec<u8>>;
+/// Zero `buf` with one `memset` the optimiser cannot drop: the buffer is handed
+/// to `black_box` afterwards. (`zeroize` writes byte by byte through volatile
+/// stores: on a 4 KiB page that cost as much as decrypting it, and evicting
+/// pages from the cache was the daemon's top symbol in `perf`.)
+pub fn wipe(buf: &mut [u8]) {
+    buf.fill(0);
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    std::hint::black_box(buf);
+}
 
+/// A whole decrypted page, zeroed when dropped.
+pub struct PageBuf(Box<[u8]>);
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl Clone for PageBuf {
+    fn clone(&self) -> Self {
+        let mut p = zero_page();
+        p.copy_from_slice(&self.0);
+        p
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+        if self.0.len() == PAGE_SIZE as usize {
+            let b = std::mem::take(&mut self.0);
+            let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+            if spare.len() < SPARE_MAX {
+                spare.push(b);
+            }
+        }
+    }
+}
+
+/// Wiped page buffers kept for reuse: a streaming write or read frees and
+/// allocates a page per 4 KiB, and `malloc`/`free` of 4 KiB chunks showed in
+/// `perf`. At most `SPARE_MAX` pages (1 MiB); every one is all zeros.
+static SPARE: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
+const SPARE_MAX: usize = 256;
+
+/// A page of zeros.
 pub fn zero_page() -> PageBuf {
-    Zeroizing::new(vec![0u8; PAGE_SIZE as usize])
+    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    PageBuf(spare.unwrap_or_else(|| vec![0u8; PAGE_SIZE as usize].into_boxed_slice()))
 }
 
 pub struct PageCache {
@@ -89,6 +141,28 @@ impl PageCache {
         match c.get(&(id, page)) {
             Some(p) => {
                 out.extend_from_slice(&p[range]);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Copy bytes `range` of a cached page into `out` (same length); false on a miss.
+    pub fn copy_to(
+        &self,
+        id: u64,
+        page: u64,
+        range: std::ops::Range<usize>,
+        out: &mut [u8],
+    ) -> bool {
+        let mut c = self.clean.lock();
+        match c.get(&(id, page)) {
+            Some(p) => {
+                out.copy_from_slice(&p[range]);
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 true
             }

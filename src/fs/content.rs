@@ -20,14 +20,73 @@ use std::os::unix::fs::FileExt;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use rayon::prelude::*;
 
-use super::cache::{zero_page, PageBuf, PageCache};
+use super::cache::{wipe, zero_page, PageBuf, PageCache};
+use crate::crypto::aead::IV_LEN;
 use crate::crypto::Keychain;
 use crate::format::blob::{FileCipher, Header};
-use crate::format::offsets::{self, HEADER_LEN, PAGE_OVERHEAD, PAGE_SIZE};
+use crate::format::offsets::{self, CIPHER_PAGE, HEADER_LEN, PAGE_OVERHEAD, PAGE_SIZE};
 use crate::store::dirfd::timespec;
 
-const ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+/// Most pages read, or sealed and written, with one system call (256 KiB: each
+/// FUSE thread keeps a buffer that size, so a larger one costs resident memory).
+const RUN_PAGES: u64 = 64;
+/// Runs shorter than this are sealed or opened on the calling thread only.
+const PAR_MIN_PAGES: usize = 8;
+/// A read missing this many neighbouring pages is streaming through the file:
+/// its pages are not cached (the kernel's page cache holds them, and they would
+/// only evict the pages that small reads and partial writes come back to).
+const STREAM_PAGES: u64 = 32;
+
+/// Pages per parallel piece for a run of `n`: one piece per thread of the pool
+/// (each hand-off costs a wake-up; finer pieces only added scheduling).
+fn par_piece(n: u64) -> usize {
+    (n as usize)
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(PAR_MIN_PAGES / 2)
+}
+
+/// Consecutive page indexes of `pages` (ascending) as runs of at most
+/// `RUN_PAGES`: `(first, count)`.
+fn runs(pages: impl IntoIterator<Item = u64>) -> impl Iterator<Item = (u64, u64)> {
+    let mut it = pages.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let first = it.next()?;
+        let mut n = 1;
+        while n < RUN_PAGES && it.peek() == Some(&(first + n)) {
+            it.next();
+            n += 1;
+        }
+        Some((first, n))
+    })
+}
+
+thread_local! {
+    /// Each thread's buffer for a run of sealed pages, reused from request to
+    /// request (allocating and zero-filling a run per request showed in `perf`).
+    static RUN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Call `f` with this thread's run buffer, `len` bytes long (contents
+/// unspecified), and wipe it afterwards: it holds plaintext at times. Never
+/// nested.
+fn with_run_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    RUN_BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < len {
+            b.resize(len, 0);
+        }
+        let r = f(&mut b[..len]);
+        wipe(&mut b[..len]);
+        r
+    })
+}
+
+/// Length of the sealed run of pages `first..first+n` in a file of `size` bytes.
+fn run_len(size: u64, first: u64, n: u64) -> usize {
+    ((n - 1) * CIPHER_PAGE + offsets::page_plain_len(size, first + n - 1) + PAGE_OVERHEAD) as usize
+}
 
 fn eio() -> io::Error {
     io::Error::from_raw_os_error(libc::EIO)
@@ -115,15 +174,33 @@ impl FileState {
     /// Decrypt page `i` as stored on disk (zeros past `disk_valid`) into `out`.
     fn load_from_disk(&self, i: u64, out: &mut [u8]) -> io::Result<()> {
         out.fill(0);
-        let start = i * PAGE_SIZE;
-        if start >= self.disk_valid {
+        if i * PAGE_SIZE >= self.disk_valid {
             return Ok(());
         }
+        let mut buf = [0u8; CIPHER_PAGE as usize];
+        let buf = &mut buf[..run_len(self.disk_size, i, 1)];
+        let res = self.read_run(i, 1, buf).map(|()| {
+            let plain = &buf[PAGE_OVERHEAD as usize..];
+            let valid = self.valid_len(i, plain.len());
+            out[..valid].copy_from_slice(&plain[..valid]);
+        });
+        wipe(buf);
+        res
+    }
+
+    /// How many bytes of page `i`'s stored plaintext (`len` bytes) are content.
+    fn valid_len(&self, i: u64, len: usize) -> usize {
+        (self.disk_valid.saturating_sub(i * PAGE_SIZE)).min(len as u64) as usize
+    }
+
+    /// Read pages `first..first+n` (all below `disk_valid`) from the blob into
+    /// `buf` (`run_len` bytes) with one system call and decrypt them in place, in
+    /// parallel when there are many: page `k` of the run is then
+    /// `buf[k*CIPHER_PAGE..][28..plain_len+28]`.
+    fn read_run(&self, first: u64, n: u64, buf: &mut [u8]) -> io::Result<()> {
         let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
-        let plain_len = offsets::page_plain_len(self.disk_size, i);
-        let mut buf = vec![0u8; (plain_len + PAGE_OVERHEAD) as usize];
         self.file
-            .read_exact_at(&mut buf, offsets::page_blob_offset(i))
+            .read_exact_at(buf, offsets::page_blob_offset(first))
             .map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
                     eio()
@@ -131,14 +208,25 @@ impl FileState {
                     e
                 }
             })?;
-        let last = i + 1 == offsets::page_count(self.disk_size);
-        let plain = fc.open_page(i, last, &buf).map_err(|_| {
-            tracing::warn!("page {i} of an open file failed authentication");
-            eio()
-        })?;
-        let valid = (self.disk_valid - start).min(plain.len() as u64) as usize;
-        out[..valid].copy_from_slice(&plain[..valid]);
-        Ok(())
+        let final_page = offsets::page_count(self.disk_size);
+        let open = |(k, page): (usize, &mut [u8])| {
+            let i = first + k as u64;
+            fc.open_page_in_place(i, i + 1 == final_page, page)
+                .map_err(|_| {
+                    tracing::warn!("page {i} of an open file failed authentication");
+                    eio()
+                })
+        };
+        if (n as usize) < PAR_MIN_PAGES {
+            buf.chunks_mut(CIPHER_PAGE as usize)
+                .enumerate()
+                .try_for_each(open)
+        } else {
+            buf.par_chunks_mut(CIPHER_PAGE as usize)
+                .enumerate()
+                .with_min_len(par_piece(n))
+                .try_for_each(open)
+        }
     }
 
     /// The current content of page `i` (a whole page, zeros past the end).
@@ -162,23 +250,51 @@ impl FileState {
             return Ok(Vec::new());
         }
         let end = (offset + len as u64).min(self.size);
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for i in offsets::pages_touched(offset, end - offset) {
+        let mut out = vec![0u8; (end - offset) as usize];
+        // Where page `i`'s bytes go: (range in the page, range in `out`).
+        let span = |i: u64| {
             let start = i * PAGE_SIZE;
             let from = (offset.max(start) - start) as usize;
             let to = (end.min(start + PAGE_SIZE) - start) as usize;
-            // Copy straight out of the dirty page or the cache; a page loaded
-            // from disk moves into the cache after the copy (no clones).
+            let at = (start + from as u64 - offset) as usize;
+            (from..to, at..at + (to - from))
+        };
+        // Copy straight out of the dirty page or the cache; the misses are read
+        // and decrypted afterwards, a run of neighbours at a time.
+        let mut missing = Vec::new();
+        for i in offsets::pages_touched(offset, end - offset) {
+            let (src, dst) = span(i);
             if let Some(p) = self.dirty.get(&i) {
-                out.extend_from_slice(&p[from..to]);
-            } else if !cache.copy_into(self.cache_id, i, from..to, &mut out) {
-                let mut buf = zero_page();
-                self.load_from_disk(i, &mut buf)?;
-                out.extend_from_slice(&buf[from..to]);
-                if start < self.disk_valid {
-                    cache.put(self.cache_id, i, buf);
-                }
+                out[dst].copy_from_slice(&p[src]);
+            } else if !cache.copy_to(self.cache_id, i, src, &mut out[dst])
+                && i * PAGE_SIZE < self.disk_valid
+            {
+                missing.push(i);
             }
+        }
+        for (first, n) in runs(missing) {
+            with_run_buf(run_len(self.disk_size, first, n), |buf| {
+                self.read_run(first, n, buf)?;
+                for (k, ct) in buf.chunks(CIPHER_PAGE as usize).enumerate() {
+                    let i = first + k as u64;
+                    let plain = &ct[PAGE_OVERHEAD as usize..];
+                    let (src, dst) = span(i);
+                    if n >= STREAM_PAGES {
+                        // Bytes past `disk_valid` stay zeros.
+                        let valid = self.valid_len(i, plain.len()).max(src.start);
+                        let len = valid.min(src.end) - src.start;
+                        out[dst.start..dst.start + len]
+                            .copy_from_slice(&plain[src.start..src.start + len]);
+                        continue;
+                    }
+                    let mut page = zero_page();
+                    let valid = self.valid_len(i, plain.len());
+                    page[..valid].copy_from_slice(&plain[..valid]);
+                    out[dst].copy_from_slice(&page[src]);
+                    cache.put(self.cache_id, i, page);
+                }
+                Ok::<(), io::Error>(())
+            })?;
         }
         Ok(out)
     }
@@ -337,27 +453,14 @@ impl FileState {
             offsets::page_count(self.disk_size)
         };
         let listed = self.pages_to_seal();
-        let below: Vec<u64> = listed.range(..old_pc).copied().collect();
         // Every page past the old end is new: written ones from `dirty`, the rest
-        // zeros, sealed in a stream and never cached.
-        let mut sealed: Vec<(u64, Vec<u8>)> = Vec::new();
-        for i in below.into_iter().chain(old_pc..new_pc) {
-            let plain_len = offsets::page_plain_len(self.size, i) as usize;
-            let last = i + 1 == new_pc;
-            let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
-            let ct = if let Some(p) = self.dirty.get(&i) {
-                fc.seal_page(i, last, &p[..plain_len])
-            } else if i < old_pc {
-                fc.seal_page(i, last, &self.page(i, cache)?[..plain_len])
-            } else {
-                fc.seal_page(i, last, &ZEROS[..plain_len])
-            };
-            sealed.push((i, ct));
-            if sealed.len() >= 256 {
-                self.flush_sealed(&mut sealed)?;
-            }
+        // zeros, sealed in runs and never cached.
+        let pages = listed.range(..old_pc).copied().chain(old_pc..new_pc);
+        for (first, n) in runs(pages) {
+            with_run_buf(run_len(self.size, first, n), |buf| {
+                self.seal_run(first, n, old_pc, buf, cache)
+            })?;
         }
-        self.flush_sealed(&mut sealed)?;
         if new_header {
             if let Some((h, _)) = &self.cipher {
                 self.file.write_all_at(&h.encode(), 0)?;
@@ -366,28 +469,60 @@ impl FileState {
         Ok(())
     }
 
-    /// Write sealed pages, joining neighbours into one write.
-    fn flush_sealed(&self, sealed: &mut Vec<(u64, Vec<u8>)>) -> io::Result<()> {
-        let mut run: Vec<u8> = Vec::new();
-        let mut run_start: Option<u64> = None;
-        let mut next = 0;
-        for (i, ct) in sealed.drain(..) {
-            if run_start.is_some() && i != next {
-                self.file
-                    .write_all_at(&run, offsets::page_blob_offset(run_start.unwrap_or(0)))?;
-                run.clear();
-                run_start = None;
+    /// Seal pages `first..first+n` into `buf` (`run_len` bytes; in place, in
+    /// parallel when there are many, one `getrandom` for all their IVs) and write
+    /// them with one call.
+    fn seal_run(
+        &self,
+        first: u64,
+        n: u64,
+        old_pc: u64,
+        buf: &mut [u8],
+        cache: &PageCache,
+    ) -> io::Result<()> {
+        let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
+        let new_pc = offsets::page_count(self.size);
+        for (k, slot) in buf.chunks_mut(CIPHER_PAGE as usize).enumerate() {
+            let i = first + k as u64;
+            let dst = &mut slot[PAGE_OVERHEAD as usize..];
+            let plain_len = dst.len();
+            if self.dirty.contains_key(&i) {
+                // Sealed straight from its buffer, below.
+                continue;
             }
-            if run_start.is_none() {
-                run_start = Some(i);
+            if i < old_pc {
+                dst.copy_from_slice(&self.page(i, cache)?[..plain_len]);
+            } else {
+                dst.fill(0);
             }
-            run.extend_from_slice(&ct);
-            next = i + 1;
         }
-        if let Some(s) = run_start {
-            self.file.write_all_at(&run, offsets::page_blob_offset(s))?;
+        let ivs = crate::crypto::random_bytes(n as usize * IV_LEN);
+        let seal = |(k, (slot, iv)): (usize, (&mut [u8], &[u8]))| {
+            let i = first + k as u64;
+            let iv: &[u8; IV_LEN] = iv.try_into().expect("IV_LEN chunk");
+            let last = i + 1 == new_pc;
+            match self.dirty.get(&i) {
+                Some(p) => {
+                    let plain = &p[..slot.len() - PAGE_OVERHEAD as usize];
+                    fc.seal_page_into(i, last, iv, plain, slot)
+                }
+                None => fc.seal_page_in_place(i, last, iv, slot),
+            }
+        };
+        if (n as usize) < PAR_MIN_PAGES {
+            buf.chunks_mut(CIPHER_PAGE as usize)
+                .zip(ivs.chunks(IV_LEN))
+                .enumerate()
+                .for_each(seal);
+        } else {
+            buf.par_chunks_mut(CIPHER_PAGE as usize)
+                .zip(ivs.par_chunks(IV_LEN))
+                .enumerate()
+                .with_min_len(par_piece(n))
+                .for_each(seal);
         }
-        Ok(())
+        self.file
+            .write_all_at(buf, offsets::page_blob_offset(first))
     }
 
     pub fn dirty_pages(&self) -> usize {

@@ -146,6 +146,10 @@ impl FsCore {
             self.mark_ino(h.ino)?;
             of.recorded.store(commits, Ordering::Relaxed);
             vault.record(ChangeKind::Modified, self.path_of(h.ino));
+        } else {
+            // Still a change: a long write must not look quiet and be committed
+            // half-way (that commit stalled dd for seconds).
+            vault.pending.lock().last = Some(std::time::Instant::now());
         }
         let at = if h.append { st.size } else { offset };
         st.write(at, data, &self.cache).errno()?;
