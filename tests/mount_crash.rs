@@ -150,12 +150,27 @@ fn kill_9_during_writes_and_commits_loses_nothing_that_was_fsynced() {
         read_all(&m.v(), &mut failed);
         // Only files the kill caught half-written may fail, and never an
         // fsync'd one (checked above).
+        // fsck (run inside the daemon) names each of them, and nothing else
+        // fails its checks.
+        let o = m.node.run(["--json", "fsck", "v"]);
+        let report = o.json();
+        let bad: Vec<&str> = report["findings"]
+            .as_array()
+            .map(|f| f.iter().filter_map(|x| x["path"].as_str()).collect())
+            .unwrap_or_default();
         for f in &failed {
             eprintln!(
                 "cycle {c}: {} unreadable after the kill (not fsync'd)",
                 f.display()
             );
+            let rel = f.strip_prefix(m.v()).unwrap().to_str().unwrap();
+            assert!(
+                bad.contains(&rel),
+                "cycle {c}: fsck does not report {rel}: {report}"
+            );
         }
+        let want = if failed.is_empty() { 0 } else { 12 };
+        assert_eq!(o.code, want, "cycle {c}: fsck: {report}");
         // The history opens and its head authenticates; the metadata is intact.
         m.node.ok(["version", "log", "v"]);
         let vaults = m.node.ok(["vault", "list"]).out();

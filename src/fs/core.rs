@@ -217,6 +217,7 @@ impl FsCore {
     /// directories comparable).
     fn verify_diriv(&self, vault: &VaultFs, dir_rel: &str, iv: &DirIv) -> FsResult<()> {
         let rel = format!("{dir_rel}/{}", names::DIRIV_FILE);
+        let _gate = vault.gate.read_recursive();
         let seal = vault.seal.read().clone();
         let covered = |r: &str| vault.history.lock().covers(r);
         seal.verify_rel_bytes(&rel, iv, covered).map_err(|err| {
@@ -298,6 +299,9 @@ impl FsCore {
     /// is EIO, never someone else's plaintext.
     pub fn verify(&self, e: &Entry, file: &std::fs::File) -> FsResult<()> {
         let rel = self.backing_rel(e)?;
+        // The seal and the journal must be of one HEAD: no commit in between
+        // (recursive: the caller may hold the gate already).
+        let _gate = e.vault.gate.read_recursive();
         let seal = e.vault.seal.read().clone();
         let covered = |rel: &str| e.vault.history.lock().covers(rel);
         seal.verify_file(&rel, file, covered).map_err(|err| {
