@@ -114,41 +114,24 @@ impl PageCache {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn get(&self, id: u64, page: u64, out: &mut [u8]) -> bool {
+    /// Run `f` on cached page `(id, page)`, counting the hit or the miss.
+    fn lookup(&self, id: u64, page: u64, f: impl FnOnce(&[u8])) -> bool {
         let mut c = self.clean.lock();
-        match c.get(&(id, page)) {
+        let hit = match c.get(&(id, page)) {
             Some(p) => {
-                out.copy_from_slice(&p[..out.len()]);
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                f(&p[..]);
                 true
             }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+            None => false,
+        };
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
     }
 
-    /// Append bytes `range` of a cached page to `out`; false on a miss.
-    pub fn copy_into(
-        &self,
-        id: u64,
-        page: u64,
-        range: std::ops::Range<usize>,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        let mut c = self.clean.lock();
-        match c.get(&(id, page)) {
-            Some(p) => {
-                out.extend_from_slice(&p[range]);
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+    /// Copy the start of a cached page into `out`; false on a miss.
+    pub fn get(&self, id: u64, page: u64, out: &mut [u8]) -> bool {
+        self.lookup(id, page, |p| out.copy_from_slice(&p[..out.len()]))
     }
 
     /// Copy bytes `range` of a cached page into `out` (same length); false on a miss.
@@ -159,18 +142,7 @@ impl PageCache {
         range: std::ops::Range<usize>,
         out: &mut [u8],
     ) -> bool {
-        let mut c = self.clean.lock();
-        match c.get(&(id, page)) {
-            Some(p) => {
-                out.copy_from_slice(&p[range]);
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        self.lookup(id, page, |p| out.copy_from_slice(&p[range]))
     }
 
     pub fn put(&self, id: u64, page: u64, data: PageBuf) {
