@@ -10,8 +10,12 @@
 # Environment:
 #   FSX_OPS=N     operations to run (default 100000; the test suite uses the
 #                 default)
-#   FSX_SEED=N    replay a run: fsx's sequence is fully determined by the seed
-#                 (default: a random seed, printed)
+#   FSX_SEED=N    fsx's sequence is fully determined by the seed. The default
+#                 is a fixed seed, so CI is repeatable; FSX_SEED=random draws
+#                 one (printed). fsx 0.3.2 itself sometimes draws a zero-length
+#                 posix_fallocate, which every Linux file system refuses with
+#                 EINVAL and fsx then reports as a failure ("does not support
+#                 posix_fallocate"): a random seed can fail for that reason alone.
 #   FSX_TMPDIR=D  where the home and the mount point go (default /dev/shm when
 #                 it is a tmpfs, else /tmp)
 #
@@ -27,7 +31,10 @@ cd "$(dirname "$0")/.."
 . scripts/ensure-deps.sh
 
 ops=${FSX_OPS:-100000}
-seed=${FSX_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+seed=${FSX_SEED:-3038495114}
+if [ "$seed" = random ]; then
+    seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+fi
 
 if ! command -v fsx >/dev/null; then
     echo "fsx: installing it with cargo (about 2 minutes, once)" >&2
