@@ -54,11 +54,7 @@ pub fn run(cfg: &Config, names: &[String], restore: bool) -> anyhow::Result<()> 
         return Err(Error::Usage("`pkfs fsck --restore` takes exactly one vault".into()).into());
     }
     let node = unlock(cfg)?;
-    let names: Vec<String> = if names.is_empty() {
-        node.vaults().iter().map(|v| v.name.clone()).collect()
-    } else {
-        names.to_vec()
-    };
+    let names = node.names_or_all(names);
     let mut checked = Vec::new();
     for name in names {
         let mut c = Checked {

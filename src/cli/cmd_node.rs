@@ -74,11 +74,7 @@ pub fn key(cfg: &Config, cmd: KeyCmd) -> anyhow::Result<()> {
 pub fn gc(cfg: &Config, names: &[String]) -> anyhow::Result<()> {
     let out = Out::new(cfg);
     let node = unlock(cfg)?;
-    let names: Vec<String> = if names.is_empty() {
-        node.vaults().iter().map(|v| v.name.clone()).collect()
-    } else {
-        names.to_vec()
-    };
+    let names = node.names_or_all(names);
     let mut reports = Vec::new();
     for name in names {
         let vault = node.open_vault(&name)?;

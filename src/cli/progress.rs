@@ -33,19 +33,18 @@ pub fn bar(cfg: &Config, len: u64, what: &str) -> ProgressBar {
 
 /// A spinner for work of unknown length.
 pub fn spinner(cfg: &Config, what: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(None, target(cfg));
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
-        pb.set_style(style);
-    }
-    pb.set_message(what.to_string());
-    pb.enable_steady_tick(Duration::from_millis(100));
-    pb
+    ticking(cfg, "{spinner} {msg} {elapsed}", what)
 }
 
 /// A counter for work of unknown length (`pkfs fsck`: items checked).
 pub fn counter(cfg: &Config, what: &str) -> ProgressBar {
+    ticking(cfg, "{spinner} {msg} {pos} {elapsed}", what)
+}
+
+/// A bar drawn with `template` that ticks on its own.
+fn ticking(cfg: &Config, template: &str, what: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(None, target(cfg));
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} {elapsed}") {
+    if let Ok(style) = ProgressStyle::with_template(template) {
         pb.set_style(style);
     }
     pb.set_message(what.to_string());

@@ -345,7 +345,7 @@ impl FileState {
                 cache.add_dirty(-1);
             }
             // The page holding the new end keeps its head; its tail becomes zeros.
-            if size % PAGE_SIZE != 0 {
+            if !size.is_multiple_of(PAGE_SIZE) {
                 let i = size / PAGE_SIZE;
                 let mut page = match self.dirty.remove(&i) {
                     Some(p) => {

@@ -108,6 +108,15 @@ impl Node {
         self.root.public().node_id()
     }
 
+    /// `names`, or every vault's name when `names` is empty.
+    pub fn names_or_all(&self, names: &[String]) -> Vec<String> {
+        if names.is_empty() {
+            self.vaults().iter().map(|v| v.name.clone()).collect()
+        } else {
+            names.to_vec()
+        }
+    }
+
     pub fn vaults(&self) -> &[VaultRecord] {
         &self.table.vaults
     }

@@ -18,7 +18,7 @@ pub fn unhex(s: &str) -> Vec<u8> {
         }
     }
     let s = s.as_bytes();
-    assert!(s.len() % 2 == 0, "odd-length hex string");
+    assert!(s.len().is_multiple_of(2), "odd-length hex string");
     s.chunks(2)
         .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
         .collect()
