@@ -305,6 +305,36 @@ done
 
 fi
 
+# ---------------------------------------------------------------- pkfs only: checkout of a 5000-file vault
+# The issue's checkout target is for a 5000-file vault: vault `c` gets the first
+# 5000 files of the tarball (md5.list order) in one commit; each run checks out
+# the version before it (every file goes) and back (every file comes back), each
+# with the kernel caches dropped first.
+if has_phase tree; then
+log "pkfs: checkout of a 5000-file vault"
+pk -q vault create c >/dev/null
+head -n 5000 "$W/md5.list" | sed 's/^[0-9a-f]*  //' >"$W/list5k"
+C5K_FILES=$(wc -l <"$W/list5k")
+timeout "$TIMEOUT" tar xf "$W/vendor.tar" -C "$PK_MNT/c" -T "$W/list5k" || note "5000-file untar failed"
+pk_wait_idle >/dev/null
+for r in $(seq 1 "$RUNS"); do
+    drop_caches
+    t1=$(now)
+    timeout "$TIMEOUT" "$PKFS" --home "$PK_HOME" -q version checkout c HEAD~1 >/dev/null \
+        || note "checkout c HEAD~1 failed (run $r)"
+    record CHECKOUT5K_BACK pkfs "$r" "$(elapsed "$t1")"
+    [ -z "$(ls -A "$PK_MNT/c")" ] || note "run $r: vault c not empty after checkout HEAD~1"
+    drop_caches
+    t1=$(now)
+    timeout "$TIMEOUT" "$PKFS" --home "$PK_HOME" -q version checkout c latest >/dev/null \
+        || note "checkout c latest failed (run $r)"
+    record CHECKOUT5K_LATEST pkfs "$r" "$(elapsed "$t1")"
+    n=$(find "$PK_MNT/c" -type f | wc -l)
+    [ "$n" = "$C5K_FILES" ] || note "run $r: vault c has $n files after checkout latest, not $C5K_FILES"
+done
+pk -q vault delete c --yes >/dev/null || note "deleting vault c failed"
+fi
+
 # ---------------------------------------------------------------- pkfs only: history growth of a 4 KiB edit
 if has_phase edit; then
 log "pkfs: history growth after a 4 KiB edit in a ${EDIT_MB} MiB file"

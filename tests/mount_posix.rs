@@ -217,6 +217,32 @@ fn truncate_down_then_up_reads_zeros_in_the_cut() {
 }
 
 #[test]
+fn truncate_by_path_while_only_readers_have_it_open() {
+    // A first open for reading keeps a read-only backing descriptor; a
+    // truncate by path must still write the shorter blob.
+    let mut m = Mounted::new();
+    let p = m.path("readers.bin");
+    let data = pseudo_random(9000, 5);
+    fs::write(&p, &data).unwrap();
+    m.umount();
+    m.mount(&[]);
+    let reader = File::open(&p).unwrap();
+    let mut head = [0u8; 10];
+    reader.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(head, data[..10]);
+    let c = cstr(&p);
+    // SAFETY: a valid NUL-terminated path.
+    rc(unsafe { libc::truncate(c.as_ptr(), 1234) }).unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().len(), 1234);
+    let mut back = Vec::new();
+    (&reader).read_to_end(&mut back).unwrap();
+    assert_eq!(back, data[..1234], "the reader sees the cut file");
+    drop(reader);
+    m.umount();
+    assert_eq!(m.node.cat("v:readers.bin"), data[..1234]);
+}
+
+#[test]
 fn ftruncate_on_an_open_descriptor() {
     let mut m = Mounted::new();
     let p = m.path("ftrunc.bin");

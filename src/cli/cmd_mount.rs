@@ -202,6 +202,7 @@ fn serve(
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // fork(2) drops memory locks: lock the key pages again in the daemon.
     pkfs::crypto::secmem::relock_after_fork();
+    pkfs::fs::cache::one_malloc_arena();
     let report = |ready: &Option<std::fs::File>, msg: &str| {
         if let Some(mut f) = ready.as_ref() {
             let _ = f.write_all(msg.as_bytes());

@@ -69,6 +69,22 @@ impl Drop for PageBuf {
 static SPARE: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
 const SPARE_MAX: usize = 256;
 
+/// Make every thread allocate from one `malloc` arena.
+///
+/// Pages are allocated by one FUSE thread and freed by another (eviction,
+/// write-back), and glibc gives each thread its own arena: the freed pages sat
+/// in arenas their next user did not draw from, so the daemon's peak RSS while
+/// streaming 2 GiB was about 2.2× the cache (145 MiB for a 64 MiB cache). With
+/// one arena it stays at the cache plus a few MiB, and the spare-page pool
+/// above keeps the allocator off the hot path. Call it before threads start.
+pub fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a tunable; called before the daemon's threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// A page of zeros.
 pub fn zero_page() -> PageBuf {
     let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();

@@ -32,8 +32,11 @@ use crate::store::dirfd::timespec;
 /// Most pages read, or sealed and written, with one system call (256 KiB: each
 /// FUSE thread keeps a buffer that size, so a larger one costs resident memory).
 const RUN_PAGES: u64 = 64;
-/// Runs shorter than this are sealed or opened on the calling thread only.
-const PAR_MIN_PAGES: usize = 8;
+/// Runs shorter than this (128 KiB, one FUSE request) are sealed or opened on
+/// the calling thread only. With 8, every file over 32 KiB woke the pool, whose
+/// idle workers then spun in `sched_yield` (73 000 calls while untarring 15 000
+/// files, taking CPU from the FUSE threads on a 2-core machine).
+const PAR_MIN_PAGES: usize = 32;
 /// A read missing this many neighbouring pages is streaming through the file:
 /// its pages are not cached (the kernel's page cache holds them, and they would
 /// only evict the pages that small reads and partial writes come back to).

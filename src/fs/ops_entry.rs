@@ -147,6 +147,11 @@ impl FsCore {
         let vault = &e.vault;
         if let Some(of) = self.open_file(ino) {
             let mut st = of.state.lock();
+            if !st.writable {
+                // Only read-only opens so far: their descriptor cannot write.
+                let f = e.dir.fd.open_file(e.name(), false).errno()?;
+                st.replace_file(f, true);
+            }
             st.truncate(size, &self.cache).errno()?;
             return st.write_back(&vault.keys, &self.cache).errno();
         }

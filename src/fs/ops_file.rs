@@ -19,7 +19,7 @@ impl FsCore {
         ino: u64,
         e: &Entry,
         write: bool,
-        file: Option<std::fs::File>,
+        file: Option<(std::fs::File, bool)>,
     ) -> FsResult<Arc<OpenFile>> {
         let mut open = self.open.lock();
         if let Some(of) = open.get(&ino).cloned() {
@@ -31,7 +31,7 @@ impl FsCore {
             return Ok(of);
         }
         let (f, writable) = match file {
-            Some(f) => (f, true),
+            Some(opened) => opened,
             None => match e.dir.fd.open_file(e.name(), self.cfg.ro) {
                 Ok(f) => (f, !self.cfg.ro),
                 Err(err) if !write && err.raw_os_error() == Some(libc::EACCES) => {
@@ -66,18 +66,26 @@ impl FsCore {
         }
         let e = self.entry_of(ino)?;
         let replaces = write && flags & libc::O_TRUNC != 0;
+        let mut checked = None;
         if self.open_file(ino).is_none() && !replaces {
             // First open in this mount: the blob must be HEAD's (or journaled).
             // Opening to truncate keeps nothing of the old content: no check.
             // A backing file its owner may not read (mode 0200 and the like)
             // cannot be read through the mount either: nothing to check.
+            // A read-only open keeps the checked descriptor (one open(2) per
+            // file instead of two: `md5sum` over a tree).
             match e.dir.fd.open_file(e.name(), true) {
-                Ok(f) => self.verify(&e, &f)?,
+                Ok(f) => {
+                    self.verify(&e, &f)?;
+                    if !write {
+                        checked = Some((f, false));
+                    }
+                }
                 Err(err) if err.raw_os_error() == Some(libc::EACCES) => {}
                 Err(err) => return Err(super::errno::from_io(&err)),
             }
         }
-        let of = self.open_state(ino, &e, write, None)?;
+        let of = self.open_state(ino, &e, write, checked)?;
         if flags & libc::O_TRUNC != 0 {
             let _gate = vault.gate.read();
             let mut st = of.state.lock();
@@ -109,7 +117,7 @@ impl FsCore {
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         // The creator may write even if the new mode says otherwise.
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
-        self.open_state(ino, &e, true, Some(f))?;
+        self.open_state(ino, &e, true, Some((f, true)))?;
         let fh = self.new_fh(Handle {
             ino,
             append: flags & libc::O_APPEND != 0,
