@@ -218,8 +218,8 @@ fn truncate_down_then_up_reads_zeros_in_the_cut() {
 
 #[test]
 fn truncate_by_path_while_only_readers_have_it_open() {
-    // A first open for reading keeps a read-only backing descriptor; a
-    // truncate by path must still write the shorter blob.
+    // The first open (for reading) creates the file's shared open state; a
+    // truncate by path goes through that state and must write the shorter blob.
     let mut m = Mounted::new();
     let p = m.path("readers.bin");
     let data = pseudo_random(9000, 5);

@@ -32,13 +32,7 @@ impl FsCore {
         }
         let (f, writable) = match file {
             Some(opened) => opened,
-            None => match e.dir.fd.open_file(e.name(), self.cfg.ro) {
-                Ok(f) => (f, !self.cfg.ro),
-                Err(err) if !write && err.raw_os_error() == Some(libc::EACCES) => {
-                    (e.dir.fd.open_file(e.name(), true).errno()?, false)
-                }
-                Err(err) => return Err(super::errno::from_io(&err)),
-            },
+            None => self.open_backing(e, write)?,
         };
         let mut st = FileState::open(f, &e.vault.keys, &self.cache).map_err(|err| {
             tracing::warn!("an open file of vault {} is not a valid blob", e.vault.id);
@@ -49,6 +43,19 @@ impl FsCore {
         *of.handles.lock() = 1;
         open.insert(ino, of.clone());
         Ok(of)
+    }
+
+    /// Open the backing file of `e`: read-write unless the mount is read-only;
+    /// for a reader, read-only when the daemon may not write it. Returns the
+    /// descriptor and whether it can write.
+    fn open_backing(&self, e: &Entry, write: bool) -> FsResult<(std::fs::File, bool)> {
+        match e.dir.fd.open_file(e.name(), self.cfg.ro) {
+            Ok(f) => Ok((f, !self.cfg.ro)),
+            Err(err) if !write && err.raw_os_error() == Some(libc::EACCES) => {
+                Ok((e.dir.fd.open_file(e.name(), true).errno()?, false))
+            }
+            Err(err) => Err(super::errno::from_io(&err)),
+        }
     }
 
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
@@ -67,23 +74,16 @@ impl FsCore {
         let e = self.entry_of(ino)?;
         let replaces = write && flags & libc::O_TRUNC != 0;
         let mut checked = None;
-        if self.open_file(ino).is_none() && !replaces {
-            // First open in this mount: the blob must be HEAD's (or journaled).
+        if self.open_file(ino).is_none() {
+            // First open in this mount: the blob must be HEAD's (or journaled),
+            // and the descriptor that was checked is the one that serves the
+            // file (one open(2) per file, and nothing swapped in between).
             // Opening to truncate keeps nothing of the old content: no check.
-            // A backing file its owner may not read (mode 0200 and the like)
-            // cannot be read through the mount either: nothing to check.
-            // A read-only open keeps the checked descriptor (one open(2) per
-            // file instead of two: `md5sum` over a tree).
-            match e.dir.fd.open_file(e.name(), true) {
-                Ok(f) => {
-                    self.verify(&e, &f)?;
-                    if !write {
-                        checked = Some((f, false));
-                    }
-                }
-                Err(err) if err.raw_os_error() == Some(libc::EACCES) => {}
-                Err(err) => return Err(super::errno::from_io(&err)),
+            let opened = self.open_backing(&e, write)?;
+            if !replaces {
+                self.verify(&e, &opened.0)?;
             }
+            checked = Some(opened);
         }
         let of = self.open_state(ino, &e, write, checked)?;
         if flags & libc::O_TRUNC != 0 {

@@ -45,7 +45,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use git2::build::CheckoutBuilder;
 use git2::{
-    Commit, Config, ConfigLevel, ErrorCode, IndexAddOption, Oid, Repository, RepositoryInitOptions,
+    Commit, Config, ConfigLevel, ErrorCode, Oid, Repository, RepositoryInitOptions,
     RepositoryOpenFlags, Signature, Sort,
 };
 
@@ -200,25 +200,10 @@ impl History {
         // device nodes made through the mount stay out of the history.
         // Only paths the journal covers are adopted: anything else that differs
         // from HEAD was not changed by pkfs and stays visible as tampering.
-        let workdir = self.vault_dir.clone();
         let journal = self.journal.borrow();
         let adopt_all = head_target(repo)?.is_none();
-        let mut versioned = |path: &Path, _: &[u8]| -> i32 {
-            if !adopt_all && !path.to_str().is_some_and(|p| journal.covers(p)) {
-                return 1;
-            }
-            match fs::symlink_metadata(workdir.join(path)) {
-                Ok(m) if m.is_file() || m.is_dir() || m.file_type().is_symlink() => 0,
-                Ok(_) => 1,
-                Err(_) => 0,
-            }
-        };
-        index
-            .update_all([TRACKED], Some(&mut versioned))
-            .ctx("staging removed files")?;
-        index
-            .add_all([TRACKED], IndexAddOption::FORCE, Some(&mut versioned))
-            .ctx("staging files")?;
+        let covered = |rel: &str| adopt_all || journal.covers(rel);
+        super::stage::stage(repo, &mut index, &self.vault_dir, TRACKED, &covered)?;
         index.write().ctx("writing the index")?;
         let tree_id = index.write_tree().ctx("writing the tree")?;
         drop(journal);

@@ -6,6 +6,7 @@ pub mod fsck;
 pub mod history;
 pub mod journal;
 pub mod seal;
+pub mod stage;
 pub mod tree;
 pub mod vpath;
 
