@@ -240,29 +240,45 @@ thread_local! {
 
 /// The git blob id of the first `len` bytes of `file`, streamed.
 pub fn blob_id_of_file(file: &File, len: u64) -> io::Result<Oid> {
-    let mut h = Sha1::new();
-    h.update(format!("blob {len}\0").as_bytes());
     HASH_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         let want = usize::try_from(len).unwrap_or(HASH_CHUNK).min(HASH_CHUNK);
         if buf.len() < want {
             buf.resize(want, 0);
         }
-        let mut at = 0u64;
-        while at < len {
-            let take = usize::try_from(len - at).unwrap_or(want).min(want);
-            let n = file.read_at(&mut buf[..take], at)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file shrank while it was being checked",
-                ));
-            }
-            h.update(&buf[..n]);
-            at += n as u64;
+        stream_blob(file, len, &mut buf[..want], &mut |_| Ok(()))
+    })
+}
+
+/// Read the first `len` bytes of `file` through `buf`, handing `sink` the git
+/// blob header and then each chunk, and return the blob id. A file shorter than
+/// `len` is an error.
+pub fn stream_blob(
+    file: &File,
+    len: u64,
+    buf: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<Oid> {
+    let header = format!("blob {len}\0");
+    let mut h = Sha1::new();
+    h.update(header.as_bytes());
+    sink(header.as_bytes())?;
+    let mut at = 0u64;
+    while at < len {
+        let take = usize::try_from(len - at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = file.read_at(&mut buf[..take], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being read",
+            ));
         }
-        Ok(())
-    })?;
+        h.update(&buf[..n]);
+        sink(&buf[..n])?;
+        at += n as u64;
+    }
     Ok(oid(h))
 }
 

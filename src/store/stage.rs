@@ -23,7 +23,7 @@
 //! left alone, so it stays visible as tampering.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -31,7 +31,6 @@ use std::path::Path;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository};
-use sha1::{Digest, Sha1};
 
 use crate::error::{Error, Result};
 
@@ -81,7 +80,7 @@ pub fn stage(
                 (id, 0o120000)
             } else {
                 let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-                let id = write_blob(&odb, &objects, file, m.len(), &mut buf)
+                let id = write_blob(&odb, &objects, &file, m.len(), &mut buf)
                     .map_err(|e| Error::io(&path, e))?;
                 (
                     id,
@@ -144,36 +143,17 @@ fn entry_for(rel: &str, m: &fs::Metadata, id: Oid, mode: u32) -> IndexEntry {
 pub fn write_blob(
     odb: &git2::Odb<'_>,
     objects: &Path,
-    mut file: File,
+    file: &File,
     len: u64,
     buf: &mut [u8],
 ) -> io::Result<Oid> {
-    let header = format!("blob {len}\0");
-    let mut hash = Sha1::new();
-    hash.update(header.as_bytes());
     let tmp = tempfile::NamedTempFile::new_in(objects)?;
     let mut z = ZlibEncoder::new(
         io::BufWriter::with_capacity(1 << 20, tmp),
         Compression::none(),
     );
-    z.write_all(header.as_bytes())?;
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the file shrank while it was being committed",
-            ));
-        }
-        hash.update(&buf[..n]);
-        z.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
+    let id = super::seal::stream_blob(file, len, buf, &mut |chunk| z.write_all(chunk))?;
     let tmp = z.finish()?.into_inner().map_err(|e| e.into_error())?;
-    let digest = hash.finalize();
-    let id = Oid::from_bytes(digest.as_slice()).map_err(io::Error::other)?;
     if odb.exists(id) {
         return Ok(id); // the temporary file is removed when dropped
     }
@@ -207,7 +187,7 @@ mod tests {
             let id = write_blob(
                 &odb,
                 &objects,
-                File::open(&p).unwrap(),
+                &File::open(&p).unwrap(),
                 data.len() as u64,
                 &mut buf,
             )
@@ -220,7 +200,7 @@ mod tests {
             let id2 = write_blob(
                 &odb,
                 &objects,
-                File::open(&p).unwrap(),
+                &File::open(&p).unwrap(),
                 data.len() as u64,
                 &mut buf,
             )
@@ -246,7 +226,7 @@ mod tests {
         let err = write_blob(
             &repo.odb().unwrap(),
             &repo.path().join("objects"),
-            File::open(&p).unwrap(),
+            &File::open(&p).unwrap(),
             100,
             &mut buf,
         )
