@@ -25,10 +25,6 @@ fn changes(entry: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
 fn owned(ids: &[&String]) -> Vec<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::fs;
 
 use common::*;
@@ -16,24 +15,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn vault_names(n: &Node) -> Vec<String> {
-    n.ok(["--json", "vault", "list"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
-fn ls_set(n: &Node, target: &str) -> BTreeSet<String> {
-    n.ls(target).into_iter().collect()
 }
 
 // ---------------------------------------------------------------------------

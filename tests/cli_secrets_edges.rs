@@ -4,27 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::*;
-
-fn vault_names(n: &Node) -> Vec<String> {
-    n.ok(["--json", "vault", "list"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
-fn ls_set(n: &Node, target: &str) -> BTreeSet<String> {
-    n.ls(target).into_iter().collect()
-}
 
 #[test]
 fn dot_git_and_dot_dot_are_refused_and_create_nothing() {

@@ -10,14 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
-fn ls_set(n: &Node, target: &str) -> BTreeSet<String> {
-    n.ls(target).into_iter().collect()
-}
-
 /// Every regular file below `dir`, as (relative path, content).
 fn local_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files_under(dir)

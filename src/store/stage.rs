@@ -184,27 +184,17 @@ mod tests {
         for data in [&b""[..], b"x", &[0xA5u8; 100_000]] {
             let p = dir.path().join("f");
             fs::write(&p, data).unwrap();
-            let id = write_blob(
-                &odb,
-                &objects,
-                &File::open(&p).unwrap(),
-                data.len() as u64,
-                &mut buf,
-            )
-            .unwrap();
+            let mut write = || {
+                let f = File::open(&p).unwrap();
+                write_blob(&odb, &objects, &f, data.len() as u64, &mut buf).unwrap()
+            };
+            let id = write();
             assert_eq!(id, Oid::hash_object(git2::ObjectType::Blob, data).unwrap());
             // A fresh handle reads it back through libgit2's own loose backend.
             let again = Repository::open(dir.path()).unwrap();
             assert_eq!(again.find_blob(id).unwrap().content(), data);
             // Writing it again keeps the one object.
-            let id2 = write_blob(
-                &odb,
-                &objects,
-                &File::open(&p).unwrap(),
-                data.len() as u64,
-                &mut buf,
-            )
-            .unwrap();
+            let id2 = write();
             assert_eq!(id2, id);
         }
         // Nothing left behind but the objects (no temporary files).

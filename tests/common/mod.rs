@@ -44,7 +44,7 @@ pub use git::{git, git_all_objects, git_bin, git_has_object, git_workdirs};
 #[allow(unused_imports)]
 pub use keys::{key_node_id, node_id_of_root_pub, root_key, root_key_pem};
 #[allow(unused_imports)]
-pub use node::Node;
+pub use node::{ls_set, set, vault_names, Node};
 #[allow(unused_imports)]
 pub use plaintext::{assert_no_plaintext, encoded_forms, find_plaintext};
 

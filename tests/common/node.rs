@@ -168,3 +168,24 @@ impl Default for Node {
         Node::new()
     }
 }
+
+/// The names `vault list --json` gives, in its order.
+pub fn vault_names(n: &Node) -> Vec<String> {
+    n.ok(["--json", "vault", "list"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A set of owned strings, to compare listings without caring about order.
+pub fn set(items: &[&str]) -> std::collections::BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// What `secret ls TARGET` lists, as a set.
+pub fn ls_set(n: &Node, target: &str) -> std::collections::BTreeSet<String> {
+    n.ls(target).into_iter().collect()
+}
