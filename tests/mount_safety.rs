@@ -517,6 +517,8 @@ fn a_full_disk_gives_enospc_and_loses_nothing() {
     let v = t.mnt.join("v");
     let first = pseudo_random(100 * 1024, 61);
     write_file(&v.join("first"), &first).unwrap();
+    // Opened while there is room, written once the disk is full.
+    let mut late = fs::File::create(v.join("late")).unwrap();
     wait_committed(&node);
     let pid = node.ok(["--json", "status"]).json()["pid"]
         .as_i64()
@@ -569,14 +571,23 @@ fn a_full_disk_gives_enospc_and_loses_nothing() {
     // The first file is intact.
     assert_eq!(fs::read(v.join("first")).unwrap(), first);
     up("after reading the first file");
+    // A new file's first write-back fails; what was written is kept.
+    let late_data = pseudo_random(300 * 1024, 62);
+    assert_eq!(late.write(&late_data).unwrap(), late_data.len());
+    let err = late.sync_all().expect_err("fsync on a full disk");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
 
     // Freeing the space lets it commit and unmount cleanly.
     for p in &fillers {
         fs::remove_file(p).unwrap_or_else(|e| panic!("removing {}: {e}", p.display()));
     }
+    // ... and the retry writes all of it, header included.
+    late.sync_all().unwrap();
+    close(late).unwrap();
+    assert!(fs::read(v.join("late")).unwrap() == late_data);
     wait_committed(&node);
     node.ok(["umount", &s(&t.mnt)]);
     assert!(!is_mounted(&t.mnt));
     assert_eq!(node.cat("v:first"), first);
-    assert_eq!(node.ls("v:"), ["first"]);
+    assert_eq!(node.ls("v:"), ["first", "late"]);
 }

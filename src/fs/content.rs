@@ -135,19 +135,38 @@ impl FileState {
     /// Open the blob in `file`. A blob whose length maps to no plain size, whose
     /// header is invalid, or whose key generation is unknown is refused (EIO).
     pub fn open(file: File, keys: &Keychain, cache: &PageCache) -> io::Result<FileState> {
+        FileState::open_with(file, None, keys, cache)
+    }
+
+    /// [`FileState::open`], given the whole blob when it was just read (and
+    /// checked against HEAD): its pages are then decrypted from it into the
+    /// clean cache, so the reads that follow need no system call. A page that
+    /// fails authentication is left out; reading it fails as usual.
+    pub fn open_with(
+        file: File,
+        mut blob: Option<Vec<u8>>,
+        keys: &Keychain,
+        cache: &PageCache,
+    ) -> io::Result<FileState> {
         let len = file.metadata()?.len();
         let size = offsets::plain_len(len).ok_or_else(eio)?;
+        if blob.as_ref().is_some_and(|b| b.len() as u64 != len) {
+            blob = None;
+        }
         let cipher = if len == 0 {
             None
         } else {
             let mut hdr = [0u8; HEADER_LEN as usize];
-            file.read_exact_at(&mut hdr, 0)?;
+            match &blob {
+                Some(b) => hdr.copy_from_slice(&b[..HEADER_LEN as usize]),
+                None => file.read_exact_at(&mut hdr, 0)?,
+            }
             let header = Header::decode(&hdr).map_err(|_| eio())?;
             let key = keys.get(header.generation).ok_or_else(eio)?;
             let fc = FileCipher::new(key, &header);
             Some((header, fc))
         };
-        Ok(FileState {
+        let st = FileState {
             file,
             cipher,
             disk_size: size,
@@ -157,7 +176,22 @@ impl FileState {
             cache_id: cache.new_id(),
             pending_mtime: None,
             writable: true,
-        })
+        };
+        if let (Some(b), Some((_, fc))) = (&mut blob, &st.cipher) {
+            let count = offsets::page_count(size);
+            for i in 0..count {
+                let at = offsets::page_blob_offset(i) as usize;
+                let slot = &mut b[at..at + run_len(size, i, 1)];
+                if fc.open_page_in_place(i, i + 1 == count, slot).is_ok() {
+                    let plain = &slot[PAGE_OVERHEAD as usize..];
+                    let mut page = zero_page();
+                    page[..plain.len()].copy_from_slice(plain);
+                    cache.put(st.cache_id, i, page);
+                }
+            }
+            wipe(b);
+        }
+        Ok(st)
     }
 
     pub fn file(&self) -> &File {
@@ -441,14 +475,22 @@ impl FileState {
         set
     }
 
+    /// A fresh header (file id, salt) under the vault's current key.
+    fn new_cipher(&mut self, keys: &Keychain) {
+        let (generation, key) = keys.current();
+        let header = Header::new(generation);
+        let fc = FileCipher::new(key, &header);
+        self.cipher = Some((header, fc));
+    }
+
     fn seal_pages(&mut self, keys: &Keychain, cache: &PageCache) -> io::Result<()> {
-        let new_header = self.cipher.is_none();
-        if new_header {
-            let (generation, key) = keys.current();
-            let header = Header::new(generation);
-            let fc = FileCipher::new(key, &header);
-            self.cipher = Some((header, fc));
+        if self.cipher.is_none() {
+            self.new_cipher(keys);
         }
+        // The blob on disk has no header yet (it is empty; or the first
+        // write-back of this header failed, e.g. on a full disk, and this is the
+        // retry): every page is new, and the header is written after them.
+        let new_header = self.disk_size == 0;
         let new_pc = offsets::page_count(self.size);
         let old_pc = if new_header {
             0
@@ -532,6 +574,9 @@ impl FileState {
         self.dirty.len()
     }
 }
+
+#[path = "content_append.rs"]
+mod append;
 
 #[cfg(test)]
 #[path = "content_tests.rs"]

@@ -296,21 +296,28 @@ impl FsCore {
 
     /// Check that the backing file of `e` is what HEAD committed there (unless
     /// the journal says it changed since): a swapped, rolled-back or planted blob
-    /// is EIO, never someone else's plaintext.
-    pub fn verify(&self, e: &Entry, file: &std::fs::File) -> FsResult<()> {
+    /// is EIO, never someone else's plaintext. Returns the checked bytes of a
+    /// file of at most `keep_max` bytes that had to be read.
+    pub fn verify(
+        &self,
+        e: &Entry,
+        file: &std::fs::File,
+        keep_max: u64,
+    ) -> FsResult<Option<Vec<u8>>> {
         let rel = self.backing_rel(e)?;
         // The seal and the journal must be of one HEAD: no commit in between
         // (recursive: the caller may hold the gate already).
         let _gate = e.vault.gate.read_recursive();
         let seal = e.vault.seal.read().clone();
         let covered = |rel: &str| e.vault.history.lock().covers(rel);
-        seal.verify_file(&rel, file, covered).map_err(|err| {
-            tracing::error!("vault {}: {err}", e.vault.id);
-            match err {
-                crate::error::Error::Corrupt { .. } => Errno::EIO,
-                err => from_error(&err),
-            }
-        })
+        seal.verify_file_keeping(&rel, file, covered, keep_max)
+            .map_err(|err| {
+                tracing::error!("vault {}: {err}", e.vault.id);
+                match err {
+                    crate::error::Error::Corrupt { .. } => Errno::EIO,
+                    err => from_error(&err),
+                }
+            })
     }
 
     /// The entry of inode `ino` (not a root).

@@ -12,6 +12,15 @@ use super::inodes::ROOT_INO;
 use super::ops_entry::Caller;
 use crate::store::ChangeKind;
 
+/// A backing file opened (and checked) on the way into [`FsCore::open_state`]:
+/// its descriptor, whether it can write, and the whole blob when the check read
+/// a small one.
+type Checked = (std::fs::File, bool, Option<Vec<u8>>);
+
+/// Files up to this size (16 pages of ciphertext) opened for reading keep the
+/// bytes their check read; bigger ones are read page by page as usual.
+const KEEP_MAX: u64 = 64 * 1024;
+
 impl FsCore {
     /// The shared open state of `ino`, creating it from `e` (or from `file`).
     fn open_state(
@@ -19,7 +28,7 @@ impl FsCore {
         ino: u64,
         e: &Entry,
         write: bool,
-        file: Option<(std::fs::File, bool)>,
+        file: Option<Checked>,
     ) -> FsResult<Arc<OpenFile>> {
         let mut open = self.open.lock();
         if let Some(of) = open.get(&ino).cloned() {
@@ -30,11 +39,14 @@ impl FsCore {
             *of.handles.lock() += 1;
             return Ok(of);
         }
-        let (f, writable) = match file {
-            Some(opened) => opened,
-            None => self.open_backing(e, write)?,
+        let (f, writable, blob) = match file {
+            Some(checked) => checked,
+            None => {
+                let (f, writable) = self.open_backing(e, write)?;
+                (f, writable, None)
+            }
         };
-        let mut st = FileState::open(f, &e.vault.keys, &self.cache).map_err(|err| {
+        let mut st = FileState::open_with(f, blob, &e.vault.keys, &self.cache).map_err(|err| {
             tracing::warn!("an open file of vault {} is not a valid blob", e.vault.id);
             super::errno::from_io(&err)
         })?;
@@ -79,11 +91,15 @@ impl FsCore {
             // and the descriptor that was checked is the one that serves the
             // file (one open(2) per file, and nothing swapped in between).
             // Opening to truncate keeps nothing of the old content: no check.
-            let opened = self.open_backing(&e, write)?;
+            // A small file opened for reading is decrypted from the bytes the
+            // check read (`md5sum`, `grep -r`, a build: one read(2) per file).
+            let (f, writable) = self.open_backing(&e, write)?;
+            let mut blob = None;
             if !replaces {
-                self.verify(&e, &opened.0)?;
+                let keep = if write { 0 } else { KEEP_MAX };
+                blob = self.verify(&e, &f, keep)?;
             }
-            checked = Some(opened);
+            checked = Some((f, writable, blob));
         }
         let of = self.open_state(ino, &e, write, checked)?;
         if flags & libc::O_TRUNC != 0 {
@@ -117,7 +133,7 @@ impl FsCore {
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         // The creator may write even if the new mode says otherwise.
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
-        self.open_state(ino, &e, true, Some((f, true)))?;
+        self.open_state(ino, &e, true, Some((f, true, None)))?;
         let fh = self.new_fh(Handle {
             ino,
             append: flags & libc::O_APPEND != 0,
@@ -160,7 +176,12 @@ impl FsCore {
             vault.pending.lock().last = Some(std::time::Instant::now());
         }
         let at = if h.append { st.size } else { offset };
-        st.write(at, data, &self.cache).errno()?;
+        if !st
+            .append_through(at, data, &vault.keys, &self.cache)
+            .errno()?
+        {
+            st.write(at, data, &self.cache).errno()?;
+        }
         if self.cache.over_dirty_budget() || st.dirty_pages() > self.cache.dirty_limit() / 2 {
             st.write_back(&vault.keys, &self.cache).errno()?;
         }

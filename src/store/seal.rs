@@ -149,23 +149,44 @@ impl Seal {
         file: &File,
         covered: impl Fn(&str) -> bool,
     ) -> Result<()> {
+        self.verify_file_keeping(rel, file, covered, 0).map(|_| ())
+    }
+
+    /// [`Seal::verify_file`], also returning the bytes it hashed when the file
+    /// was read whole and is at most `keep_max` bytes long: a reader can then
+    /// decrypt a small file from them, without reading it again.
+    pub fn verify_file_keeping(
+        &self,
+        rel: &str,
+        file: &File,
+        covered: impl Fn(&str) -> bool,
+        keep_max: u64,
+    ) -> Result<Option<Vec<u8>>> {
         let shown = Path::new(rel);
         let expect = self.expect(rel, covered);
         let Expect::Blob(want) = expect else {
-            return self.judge(shown, expect, unreachable_hash);
+            return self.judge(shown, expect, unreachable_hash).map(|()| None);
         };
         let m = file.metadata().map_err(|e| Error::io(shown, e))?;
         let key = (m.dev(), m.ino());
         let stamp = Stamp::of(&m);
         if let Some(&(s, id)) = self.verified.lock().get(&key) {
             if s == stamp && id == want {
-                return Ok(());
+                return Ok(None);
             }
         }
-        let got = blob_id_of_file(file, m.len()).map_err(|e| Error::io(shown, e))?;
+        let (got, kept) = if m.len() <= keep_max {
+            let mut bytes = vec![0u8; m.len() as usize];
+            file.read_exact_at(&mut bytes, 0)
+                .map_err(|e| Error::io(shown, e))?;
+            (blob_id_of_bytes(&bytes), Some(bytes))
+        } else {
+            let id = blob_id_of_file(file, m.len()).map_err(|e| Error::io(shown, e))?;
+            (id, None)
+        };
         self.judge(shown, expect, || Ok(got))?;
         self.verified.lock().insert(key, (stamp, got));
-        Ok(())
+        Ok(kept)
     }
 
     fn expect_abs(&self, abs: &Path, covered: impl Fn(&str) -> bool) -> Expect {
