@@ -216,7 +216,8 @@ pub struct MountArgs {
     /// Mount read-only
     #[arg(long)]
     pub ro: bool,
-    /// Let other users in (with the kernel's permission checks)
+    /// Let other users in (and have the kernel check their permissions:
+    /// default_permissions)
     #[arg(long)]
     pub allow_other: bool,
     /// Size of the decrypted page cache (K, M, G suffixes)

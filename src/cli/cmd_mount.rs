@@ -68,26 +68,19 @@ fn plan(cfg: &Config, a: &MountArgs) -> Result<MountPlan, Error> {
             "rw" => ro = false,
             "allow_other" => allow_other = true,
             // Generic options mount(8) passes along, or ones pkfs always sets.
-            "default_permissions"
-            | "defaults"
-            | "auto"
-            | "noauto"
-            | "user"
-            | "nouser"
-            | "users"
-            | "_netdev"
-            | "nofail"
-            | "dev"
-            | "suid"
-            | "exec"
-            | "async" => {}
+            "defaults" | "auto" | "noauto" | "user" | "nouser" | "users" | "_netdev" | "nofail"
+            | "dev" | "suid" | "exec" | "async" => {}
             o if o.starts_with("x-")
                 || o.starts_with("comment=")
                 || o.starts_with("fsname=")
                 || o.starts_with("subtype=") => {}
-            "nodev" | "nosuid" | "noexec" | "noatime" | "sync" | "dirsync" => {
-                extra.push(o.to_string())
-            }
+            "nodev"
+            | "nosuid"
+            | "noexec"
+            | "noatime"
+            | "sync"
+            | "dirsync"
+            | "default_permissions" => extra.push(o.to_string()),
             other => {
                 return Err(Error::Usage(format!("unknown mount option {other:?}")));
             }

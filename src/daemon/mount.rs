@@ -30,7 +30,7 @@ pub struct MountPlan {
     pub fs: MountConfig,
     pub allow_other: bool,
     /// Extra kernel mount flags from `-o` (nodev, nosuid, noexec, noatime,
-    /// sync, dirsync).
+    /// sync, dirsync, default_permissions).
     pub options: Vec<String>,
 }
 
@@ -143,8 +143,17 @@ pub fn mount(node: Node, plan: MountPlan) -> Result<Mounted> {
     let mut opts = vec![
         MountOption::FSName(plan.home.display().to_string()),
         MountOption::Subtype("pkfs".into()),
-        MountOption::DefaultPermissions,
     ];
+    // Other users need the kernel to check modes and owners for them. Without
+    // `--allow-other` the kernel lets no one but the daemon's own user in, and
+    // the backing entries (same modes, same owner, checked with the daemon's
+    // ids) already say what that user may do; the kernel's checks would only
+    // cost a GETATTR of the directory after every entry created or removed in
+    // it. gocryptfs makes the same choice.
+    // (`-o default_permissions` asks for them anyway.)
+    if plan.allow_other && !plan.options.iter().any(|o| o == "default_permissions") {
+        opts.push(MountOption::DefaultPermissions);
+    }
     if plan.fs.ro {
         opts.push(MountOption::RO);
     }
@@ -156,6 +165,7 @@ pub fn mount(node: Node, plan: MountPlan) -> Result<Mounted> {
             "noatime" => MountOption::NoAtime,
             "sync" => MountOption::Sync,
             "dirsync" => MountOption::DirSync,
+            "default_permissions" => MountOption::DefaultPermissions,
             other => return Err(Error::Usage(format!("unknown mount option {other:?}"))),
         });
     }

@@ -377,9 +377,9 @@ impl Filesystem for PkFs {
         Self::empty(self.0.removexattr(ino.0, name.as_bytes()), reply);
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        // Permission checks are the kernel's (default_permissions).
-        reply.ok();
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Only asked without default_permissions (see FsCore::access).
+        Self::empty(self.0.access(ino.0, mask.bits()), reply);
     }
 
     fn create(

@@ -75,14 +75,22 @@ thread_local! {
 /// unspecified), and wipe it afterwards: it holds plaintext at times. Never
 /// nested.
 fn with_run_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    with_cipher_buf(len, |b| {
+        let r = f(b);
+        wipe(b);
+        r
+    })
+}
+
+/// [`with_run_buf`] for a use that never puts plaintext in the buffer (pages
+/// sealed from elsewhere into it): no wipe.
+fn with_cipher_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     RUN_BUF.with(|b| {
         let mut b = b.borrow_mut();
         if b.len() < len {
             b.resize(len, 0);
         }
-        let r = f(&mut b[..len]);
-        wipe(&mut b[..len]);
-        r
+        f(&mut b[..len])
     })
 }
 

@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use super::{eio, par_piece, run_len, with_run_buf, FileState, PAR_MIN_PAGES, RUN_PAGES};
+use super::{eio, par_piece, run_len, with_cipher_buf, FileState, PAR_MIN_PAGES, RUN_PAGES};
 use crate::crypto::aead::IV_LEN;
 use crate::crypto::Keychain;
 use crate::format::offsets::{self, CIPHER_PAGE, PAGE_OVERHEAD, PAGE_SIZE};
@@ -113,7 +113,8 @@ impl FileState {
         let mut at = start;
         while at < new_pc {
             let n = (new_pc - at).min(RUN_PAGES);
-            with_run_buf(run_len(end, at, n), |buf| {
+            // Only ciphertext ever enters the buffer: nothing to wipe.
+            with_cipher_buf(run_len(end, at, n), |buf| {
                 self.seal_from(at, n, new_pc, (first, prev, data), buf)
             })?;
             at += n;

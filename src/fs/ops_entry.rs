@@ -98,6 +98,22 @@ impl FsCore {
         Ok(self.attr(ino, &m))
     }
 
+    /// `access(2)`. The kernel only asks when the mount has no
+    /// `default_permissions`, that is without `--allow-other`: then the only
+    /// caller is the user the daemon runs as, and the backing entry, which
+    /// carries the file's mode and owner, answers for it.
+    pub fn access(&self, ino: u64, mask: i32) -> FsResult<()> {
+        if ino == ROOT_INO {
+            return Ok(());
+        }
+        let vault = self.vault_of(ino)?;
+        if ino == vault.root_ino {
+            return self.dir(ino)?.fd.access(None, mask).errno();
+        }
+        let e = self.entry_of(ino)?;
+        e.dir.fd.access(Some(e.name()), mask).errno()
+    }
+
     pub fn setattr(&self, ino: u64, a: SetAttr) -> FsResult<FileAttr> {
         if ino == ROOT_INO {
             return Err(Errno::EPERM);

@@ -164,6 +164,20 @@ impl DirFd {
         check(unsafe { libc::chmod(c.as_ptr(), (mode & 0o7777) as libc::mode_t) })
     }
 
+    /// `faccessat(2)` of an entry (or of the directory itself) with the daemon's
+    /// effective ids; an entry that is a symlink is not followed (the
+    /// directory's own path is a `/proc` link, which must be).
+    pub fn access(&self, name: Option<&str>, mask: i32) -> io::Result<()> {
+        let p = name.map_or_else(|| self.path(), |n| self.at(n));
+        let c = cstr(&p)?;
+        let flags = match name {
+            Some(_) => libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW,
+            None => libc::AT_EACCESS,
+        };
+        // SAFETY: valid C string; result checked.
+        check(unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mask, flags) })
+    }
+
     pub fn chown(&self, name: Option<&str>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
         let p = name.map_or_else(|| self.path(), |n| self.at(n));
         let c = cstr(&p)?;

@@ -1,0 +1,160 @@
+//! A mount made by an ordinary user, without `--allow-other`: the kernel lets
+//! only that user in and does not check permissions itself (no
+//! `default_permissions`), so the daemon must answer for the user's own modes:
+//! `access(2)` and every operation are decided by the backing entry, checked
+//! with the user's ids. Needs root (to become `nobody`) and `fusermount3`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const NOBODY: u32 = 65534;
+
+/// Run `cmd` as uid/gid 65534 with no supplementary groups.
+fn as_nobody(cmd: &mut Command) -> Output {
+    // SAFETY: setgroups/setgid/setuid are async-signal-safe; nothing else runs
+    // in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(NOBODY) != 0
+                || libc::setuid(NOBODY) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.stdin(Stdio::null()).output().expect("run as nobody")
+}
+
+fn chown_nobody(p: &Path) {
+    std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+}
+
+#[test]
+fn without_allow_other_the_users_own_modes_are_enforced() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || which("fusermount3").is_none() {
+        eprintln!("needs root and fusermount3; skipped");
+        return;
+    }
+    let _dev = DevFuseOpen::new();
+    let base = tempfile::Builder::new()
+        .prefix("pkfs-user-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The test binary's directory may be closed to other users: a copy.
+    let bin = base.path().join("pkfs");
+    std::fs::copy(env!("CARGO_BIN_EXE_pkfs"), &bin).unwrap();
+    let (home, mnt, pass, key) = (
+        base.path().join("home"),
+        base.path().join("mnt"),
+        base.path().join("pass"),
+        base.path().join("root.pem"),
+    );
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(&pass, "user passphrase\n").unwrap();
+    std::fs::copy(common::root_key(0), &key).unwrap();
+    for p in [&mnt, &home, &pass, &key] {
+        chown_nobody(p);
+    }
+    let pkfs = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.arg("--home")
+            .arg(&home)
+            .arg("--passfile")
+            .arg(&pass)
+            .args(args)
+            .env("PKFS_TEST_ONLY_FAST_KDF", "1")
+            .env("PKFS_TEST_ONLY_ROOT_KEY", &key)
+            .env("HOME", base.path());
+        let o = as_nobody(&mut c);
+        assert!(
+            o.status.success(),
+            "pkfs {args:?} as nobody: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    pkfs(&["init"]);
+    pkfs(&["vault", "create", "v"]);
+    pkfs(&["mount", mnt.to_str().unwrap()]);
+    let v = mnt.join("v");
+    // Each line must succeed: the owner can do what the modes allow, and not
+    // what they forbid (a read-only file, a directory without write).
+    let script = r#"
+        set -e
+        no() { if "$@" 2>/dev/null; then echo "unexpectedly allowed: $*"; exit 1; fi; }
+        cd "$1"
+        echo hello > f
+        chmod 0444 f
+        test -r f
+        no test -w f
+        no sh -c 'echo more >> f'
+        [ "$(cat f)" = hello ]
+        mkdir d
+        chmod 0555 d
+        test -x d
+        no test -w d
+        no touch d/x
+        chmod 0755 d
+        touch d/x
+        test -w d/x
+        chmod 0644 f
+        test -w f
+        echo ok
+    "#;
+    let o = as_nobody(
+        Command::new("sh")
+            .args(["-c", script, "sh"])
+            .arg(&v)
+            .env("HOME", base.path()),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    pkfs(&["umount", mnt.to_str().unwrap()]);
+    assert!(
+        o.status.success() && out.trim() == "ok",
+        "as the mount's owner: exit {:?}\nstdout: {out}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `/dev/fuse` opened to every user for the test, as Debian ships it (some
+/// containers have it 0600; fuser then cannot reach `fusermount3`), and put
+/// back as it was on drop.
+struct DevFuseOpen(Option<u32>);
+
+impl DevFuseOpen {
+    fn new() -> DevFuseOpen {
+        let dev = Path::new("/dev/fuse");
+        let mode = std::fs::metadata(dev).unwrap().permissions().mode() & 0o7777;
+        if mode & 0o006 == 0o006 {
+            return DevFuseOpen(None);
+        }
+        std::fs::set_permissions(dev, std::fs::Permissions::from_mode(0o666)).unwrap();
+        DevFuseOpen(Some(mode))
+    }
+}
+
+impl Drop for DevFuseOpen {
+    fn drop(&mut self) {
+        if let Some(mode) = self.0 {
+            let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(mode));
+        }
+    }
+}
