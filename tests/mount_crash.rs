@@ -48,6 +48,7 @@ type Durable = Arc<Mutex<Vec<(PathBuf, Vec<u8>)>>>;
 /// that commits of modified (not only new) files are interrupted too.
 fn writer(dir: PathBuf, c: usize, stop: Arc<AtomicBool>, durable: Durable) {
     let shared = dir.join("shared");
+    let mut paused = Instant::now();
     for n in 0.. {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -72,9 +73,13 @@ fn writer(dir: PathBuf, c: usize, stop: Arc<AtomicBool>, durable: Durable) {
             Ok(()) => durable.lock().unwrap().push((p, data)),
             Err(_) => return, // the daemon is gone
         }
-        // Pause past the commit delay now and then, so kills also land in commits.
-        if n % 6 == 5 {
+        // Pause past the commit delay now and then, so kills also land in
+        // commits: every 6 files, and after 300 ms without a pause (a loaded
+        // machine may not write 6 files before the kill; then no commit at all
+        // was made in that cycle).
+        if n % 6 == 5 || paused.elapsed() > Duration::from_millis(300) {
             std::thread::sleep(Duration::from_millis(150 + (n as u64 * 37) % 100));
+            paused = Instant::now();
         }
     }
 }
