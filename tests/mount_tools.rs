@@ -15,17 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::mount::Mounted;
-
-/// Fail clearly when a tool is missing (scripts/ensure-deps.sh installs them).
-fn need(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is required (scripts/ensure-deps.sh installs it)"
-    );
-}
+use common::need;
 
 /// Run a command; it must succeed.
 fn run(c: &mut Command) -> Output {

@@ -50,6 +50,25 @@ fn par_piece(n: u64) -> usize {
         .max(PAR_MIN_PAGES / 2)
 }
 
+/// Call `f(k, slot)` for slot `k` of each page of a run of `n` pages in `buf`
+/// (`CIPHER_PAGE` bytes apart), on both cores when the run is long enough.
+fn each_page<E: Send>(
+    buf: &mut [u8],
+    n: u64,
+    f: impl Fn(usize, &mut [u8]) -> Result<(), E> + Sync + Send,
+) -> Result<(), E> {
+    if (n as usize) < PAR_MIN_PAGES {
+        buf.chunks_mut(CIPHER_PAGE as usize)
+            .enumerate()
+            .try_for_each(|(k, slot)| f(k, slot))
+    } else {
+        buf.par_chunks_mut(CIPHER_PAGE as usize)
+            .enumerate()
+            .with_min_len(par_piece(n))
+            .try_for_each(|(k, slot)| f(k, slot))
+    }
+}
+
 /// Consecutive page indexes of `pages` (ascending) as runs of at most
 /// `RUN_PAGES`: `(first, count)`.
 fn runs(pages: impl IntoIterator<Item = u64>) -> impl Iterator<Item = (u64, u64)> {
@@ -254,24 +273,14 @@ impl FileState {
                 }
             })?;
         let final_page = offsets::page_count(self.disk_size);
-        let open = |(k, page): (usize, &mut [u8])| {
+        each_page(buf, n, |k, page| {
             let i = first + k as u64;
             fc.open_page_in_place(i, i + 1 == final_page, page)
                 .map_err(|_| {
                     tracing::warn!("page {i} of an open file failed authentication");
                     eio()
                 })
-        };
-        if (n as usize) < PAR_MIN_PAGES {
-            buf.chunks_mut(CIPHER_PAGE as usize)
-                .enumerate()
-                .try_for_each(open)
-        } else {
-            buf.par_chunks_mut(CIPHER_PAGE as usize)
-                .enumerate()
-                .with_min_len(par_piece(n))
-                .try_for_each(open)
-        }
+        })
     }
 
     /// The current content of page `i` (a whole page, zeros past the end).
@@ -549,10 +558,7 @@ impl FileState {
                 dst.fill(0);
             }
         }
-        let ivs = crate::crypto::random_bytes(n as usize * IV_LEN);
-        let seal = |(k, (slot, iv)): (usize, (&mut [u8], &[u8]))| {
-            let i = first + k as u64;
-            let iv: &[u8; IV_LEN] = iv.try_into().expect("IV_LEN chunk");
+        self.seal_and_write(first, n, buf, |i, iv, slot| {
             let last = i + 1 == new_pc;
             match self.dirty.get(&i) {
                 Some(p) => {
@@ -561,19 +567,27 @@ impl FileState {
                 }
                 None => fc.seal_page_in_place(i, last, iv, slot),
             }
-        };
-        if (n as usize) < PAR_MIN_PAGES {
-            buf.chunks_mut(CIPHER_PAGE as usize)
-                .zip(ivs.chunks(IV_LEN))
-                .enumerate()
-                .for_each(seal);
-        } else {
-            buf.par_chunks_mut(CIPHER_PAGE as usize)
-                .zip(ivs.par_chunks(IV_LEN))
-                .enumerate()
-                .with_min_len(par_piece(n))
-                .for_each(seal);
-        }
+        })
+    }
+
+    /// Seal each page `i` of the run `first..first+n` in `buf` with
+    /// `seal(i, iv, slot)` (one `getrandom` for all the IVs, both cores for a
+    /// long run), then write the run with one call.
+    fn seal_and_write(
+        &self,
+        first: u64,
+        n: u64,
+        buf: &mut [u8],
+        seal: impl Fn(u64, &[u8; IV_LEN], &mut [u8]) + Sync + Send,
+    ) -> io::Result<()> {
+        let ivs = crate::crypto::random_bytes(n as usize * IV_LEN);
+        each_page(buf, n, |k, slot| {
+            let mut iv = [0u8; IV_LEN];
+            iv.copy_from_slice(&ivs[k * IV_LEN..(k + 1) * IV_LEN]);
+            seal(first + k as u64, &iv, slot);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {});
         self.file
             .write_all_at(buf, offsets::page_blob_offset(first))
     }

@@ -28,12 +28,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::SystemTime;
 
-use rayon::prelude::*;
-
-use super::{eio, par_piece, run_len, with_cipher_buf, FileState, PAR_MIN_PAGES, RUN_PAGES};
-use crate::crypto::aead::IV_LEN;
+use super::{eio, run_len, with_cipher_buf, FileState, RUN_PAGES};
 use crate::crypto::Keychain;
-use crate::format::offsets::{self, CIPHER_PAGE, PAGE_OVERHEAD, PAGE_SIZE};
+use crate::format::offsets::{self, PAGE_OVERHEAD, PAGE_SIZE};
 use crate::fs::cache::{zero_page, PageBuf, PageCache};
 
 /// Appends shorter than this are buffered: small writes are cheaper to batch,
@@ -137,28 +134,10 @@ impl FileState {
         buf: &mut [u8],
     ) -> io::Result<()> {
         let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
-        let ivs = crate::crypto::random_bytes(n as usize * IV_LEN);
-        let seal = |(k, (slot, iv)): (usize, (&mut [u8], &[u8]))| {
-            let i = first + k as u64;
-            let iv: &[u8; IV_LEN] = iv.try_into().expect("IV_LEN chunk");
-            let p = append_plain(i, src);
+        self.seal_and_write(first, n, buf, |i, iv, slot| {
             let len = slot.len() - PAGE_OVERHEAD as usize;
-            fc.seal_page_into(i, i + 1 == new_pc, iv, &p[..len], slot)
-        };
-        if (n as usize) < PAR_MIN_PAGES {
-            buf.chunks_mut(CIPHER_PAGE as usize)
-                .zip(ivs.chunks(IV_LEN))
-                .enumerate()
-                .for_each(seal);
-        } else {
-            buf.par_chunks_mut(CIPHER_PAGE as usize)
-                .zip(ivs.par_chunks(IV_LEN))
-                .enumerate()
-                .with_min_len(par_piece(n))
-                .for_each(seal);
-        }
-        self.file
-            .write_all_at(buf, offsets::page_blob_offset(first))
+            fc.seal_page_into(i, i + 1 == new_pc, iv, &append_plain(i, src)[..len], slot)
+        })
     }
 }
 

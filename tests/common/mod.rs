@@ -53,3 +53,14 @@ pub mod mount;
 pub mod posix;
 pub mod tamper;
 pub mod vectors;
+
+/// Fail clearly when a tool is missing (scripts/ensure-deps.sh installs them).
+pub fn need(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is required (scripts/ensure-deps.sh installs it)"
+    );
+}
