@@ -174,3 +174,39 @@ fn a_killed_checkout_leaves_the_old_or_the_new_version() {
     n.ok(["secret", "write", "v:after"]);
     assert_eq!(n.cat("v:t/d3/new"), b"new in 3");
 }
+
+/// A git operation killed half-way (a commit, a checkout) leaves lock files in
+/// the vault's `.git`; the next command removes them instead of failing with
+/// "the index is locked" forever.
+#[test]
+fn git_lock_files_left_by_a_killed_command_do_not_block_the_next_one() {
+    let n = Node::with_vault();
+    let dir = n.vault_dir("v");
+    n.ok(["secret", "write", "v:a"]);
+    let before = n.log("v", false).len();
+    let git = dir.join(".git");
+    std::fs::create_dir_all(git.join("refs/heads")).unwrap();
+    let locks = [
+        git.join("index.lock"),
+        git.join("HEAD.lock"),
+        git.join("refs/heads/main.lock"),
+    ];
+    for l in &locks {
+        std::fs::write(l, b"").unwrap();
+    }
+    n.ok(["secret", "write", "v:b"]);
+    assert_eq!(
+        n.log("v", false).len(),
+        before + 1,
+        "the write was committed"
+    );
+    for l in &locks {
+        assert!(!l.exists(), "{} was left", l.display());
+    }
+    let first = n.log("v", false).last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    n.ok(["version", "checkout", "v", &first]);
+    n.ok(["version", "checkout", "v", "latest"]);
+}

@@ -564,7 +564,7 @@ mod seal;
 pub use fsck::{GitCheck, GitProblem, HeadFiles};
 #[cfg(test)]
 use gc::list_dir;
-pub use seal::message_aad;
+pub use seal::{message_aad, remove_stale_locks};
 
 #[cfg(test)]
 #[path = "history_tests.rs"]

@@ -131,3 +131,42 @@ impl History {
         Ok(Seal::new(&self.vault_dir, Some(blobs), journal))
     }
 }
+
+/// Remove the lock files (`*.lock`) a killed git operation left in the history
+/// repository of the vault at `vault_dir`: in `.git/` itself (`index.lock`,
+/// `HEAD.lock`, `packed-refs.lock`, …) and under `.git/refs/`. Without this,
+/// every later commit or checkout fails with "the index is locked".
+///
+/// Only call it while no history of this vault is open in this process and
+/// the home lock is held (so no other process is writing either). Best effort:
+/// returns how many lock files were removed.
+pub fn remove_stale_locks(vault_dir: &std::path::Path) -> usize {
+    let git = vault_dir.join(".git");
+    let mut removed = 0;
+    let mut dirs = vec![git.clone(), git.join("refs")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for ent in entries.flatten() {
+            let Ok(kind) = ent.file_type() else { continue };
+            let name = ent.file_name();
+            if kind.is_dir() {
+                // `.git/refs` is queued separately; below it, every level.
+                if dir != git {
+                    dirs.push(ent.path());
+                }
+            } else if kind.is_file()
+                && name.to_string_lossy().ends_with(".lock")
+                && std::fs::remove_file(ent.path()).is_ok()
+            {
+                tracing::warn!(
+                    "removed {} left by an interrupted operation",
+                    ent.path().display()
+                );
+                removed += 1;
+            }
+        }
+    }
+    removed
+}

@@ -153,6 +153,20 @@ impl Home {
         }
     }
 
+    /// Remove the git lock files a killed command or daemon left in the vaults'
+    /// history repositories. Under the home lock and before any vault is opened,
+    /// so no git operation can be in progress. Best effort.
+    pub fn remove_stale_git_locks(&self) {
+        let Ok(entries) = std::fs::read_dir(self.vaults_dir()) else {
+            return;
+        };
+        for ent in entries.flatten() {
+            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                crate::store::history::remove_stale_locks(&ent.path());
+            }
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

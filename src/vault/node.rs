@@ -79,6 +79,7 @@ impl Node {
     /// Open and unlock the node at `path`.
     pub fn unlock(path: &Path, protector: Box<dyn Protector>) -> Result<Node> {
         let home = Home::open(path)?;
+        home.remove_stale_git_locks();
         recover_rotation(&home, protector.as_ref())?;
         home.remove_stale_temps();
         let sealed = read(&home.root_key())?;
