@@ -234,9 +234,21 @@ fn commands_while_mounted_go_through_the_daemon_and_show_at_once() {
         fs::read(m.path("fromcli")).unwrap(),
         b"rewritten by the cli"
     );
+    // Same length, so only the daemon's invalidation can show it: the kernel
+    // keeps a file's cached pages across opens.
+    m.node
+        .cmd()
+        .args(["secret", "write", "v:fromcli"])
+        .stdin(b"REWRITTEN BY THE CLI".to_vec())
+        .run()
+        .success();
+    assert_eq!(
+        fs::read(m.path("fromcli")).unwrap(),
+        b"REWRITTEN BY THE CLI"
+    );
     m.node.ok(["secret", "mv", "v:fromcli", "v:moved"]);
     assert_absent(&m.path("fromcli"), "after secret mv");
-    assert_eq!(fs::read(m.path("moved")).unwrap(), b"rewritten by the cli");
+    assert_eq!(fs::read(m.path("moved")).unwrap(), b"REWRITTEN BY THE CLI");
     m.node.ok(["secret", "mkdir", "-p", "v:made/by/cli"]);
     assert!(m.path("made/by/cli").is_dir());
     m.node.ok(["secret", "rm", "v:moved"]);

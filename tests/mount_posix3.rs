@@ -381,3 +381,51 @@ fn replacing_a_file_by_rename_in_a_loop_keeps_it_openable() {
         }
     });
 }
+
+/// How many of the first `len` bytes of `f` are in the kernel's page cache, in
+/// pages (mincore(2) on a mapping that is never touched, so nothing is read).
+fn resident_pages(f: &fs::File, len: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: a fresh read-only mapping of an open file, unmapped before return;
+    // mincore writes one byte per page into `vec`, which has that many.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            addr,
+            libc::MAP_FAILED,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        let rc = libc::mincore(addr, len, vec.as_mut_ptr());
+        let err = std::io::Error::last_os_error();
+        libc::munmap(addr, len);
+        assert_eq!(rc, 0, "mincore: {err}");
+    }
+    vec.iter().filter(|b| **b & 1 == 1).count()
+}
+
+/// Opening a file keeps what the kernel has cached of it. Each open used to
+/// drop the cache, which cost a re-read and let a reader racing an appender
+/// keep zeros (`one_process_appends_while_others_read` in mount_tools.rs).
+#[test]
+fn reopening_a_file_keeps_its_pages_in_the_kernel_cache() {
+    let m = Mounted::new();
+    let p = m.path("cached");
+    let len = 64 * 1024;
+    fs::write(&p, vec![7u8; len]).unwrap();
+    assert_eq!(fs::read(&p).unwrap(), vec![7u8; len]);
+    let f = fs::File::open(&p).unwrap();
+    assert_eq!(resident_pages(&f, len), len / 4096);
+    // A change through the mount is seen by the next open, of course.
+    fs::write(&p, vec![8u8; len]).unwrap();
+    assert_eq!(fs::read(&p).unwrap(), vec![8u8; len]);
+}

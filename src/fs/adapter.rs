@@ -19,6 +19,14 @@ use super::ops_entry::{Caller, SetAttr};
 
 pub struct PkFs(pub Arc<FsCore>);
 
+/// Opening a file keeps the kernel's page cache of it. Every change to a
+/// file's content goes through this mount's kernel inode, except the CLI's,
+/// and those end in `FsCore::resync`, which invalidates every inode of the
+/// vault. Dropping the cache on each open instead would race: a page dropped
+/// after a writer copied into it but before its WRITE reached the daemon is
+/// read back short, and the kernel fills the tail with zeros it then keeps.
+const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+
 fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
@@ -208,7 +216,7 @@ impl Filesystem for PkFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.0.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }
@@ -401,7 +409,7 @@ impl Filesystem for PkFs {
                 &attr,
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                FILE_OPEN_FLAGS,
             ),
             Err(e) => reply.error(e),
         }
