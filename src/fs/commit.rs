@@ -26,13 +26,13 @@ impl FsCore {
             .collect();
         for f in files {
             f.state
-                .lock()
+                .write()
                 .write_back(&v.keys, &self.cache)
                 .map_err(|e| Error::io(&v.contents, e))?;
         }
         self.open
             .lock()
-            .retain(|_, f| *f.handles.lock() > 0 || f.state.lock().is_dirty());
+            .retain(|_, f| *f.handles.lock() > 0 || f.state.read().is_dirty());
         let changes = v.pending.lock().changes.clone();
         // Nothing recorded, and nothing journaled by an earlier daemon that died
         // before committing it: nothing to do.
@@ -157,7 +157,7 @@ impl FsCore {
             }
         }
         for f in self.open.lock().values() {
-            f.state.lock().forget_cache(&self.cache);
+            f.state.write().forget_cache(&self.cache);
         }
         self.forget_dirs();
         self.invalidate(&entries, &inodes_gone);

@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 
 use super::cache::{wipe, zero_page, PageBuf, PageCache};
@@ -140,7 +140,9 @@ pub struct FileState {
 pub struct OpenFile {
     pub ino: u64,
     pub vault: String,
-    pub state: Mutex<FileState>,
+    /// Reads share it (so the kernel's readahead requests overlap); anything
+    /// that changes the file holds it alone.
+    pub state: RwLock<FileState>,
     pub handles: Mutex<u32>,
     /// The vault's commit count when a write last recorded this file.
     pub recorded: std::sync::atomic::AtomicU64,
@@ -151,7 +153,7 @@ impl OpenFile {
         OpenFile {
             ino,
             vault,
-            state: Mutex::new(state),
+            state: RwLock::new(state),
             handles: Mutex::new(0),
             recorded: std::sync::atomic::AtomicU64::new(u64::MAX),
         }

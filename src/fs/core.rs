@@ -387,7 +387,7 @@ impl FsCore {
         let mut mtime = ts(m.mtime(), m.mtime_nsec());
         let mut ctime = ts(m.ctime(), m.ctime_nsec());
         if let Some(of) = self.open_file(ino) {
-            let st = of.state.lock();
+            let st = of.state.read();
             size = st.size;
             if let Some(t) = st.pending_mtime {
                 mtime = t;

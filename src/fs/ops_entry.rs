@@ -85,7 +85,7 @@ impl FsCore {
             return Ok(self.root_attr());
         }
         if let Some(of) = self.open_file(ino) {
-            let m = of.state.lock().file().metadata().errno()?;
+            let m = of.state.read().file().metadata().errno()?;
             return Ok(self.attr(ino, &m));
         }
         let vault = self.vault_of(ino)?;
@@ -147,7 +147,7 @@ impl FsCore {
             // explicit time wins.
             if let Some(of) = self.open_file(ino) {
                 of.state
-                    .lock()
+                    .write()
                     .write_back(&vault.keys, &self.cache)
                     .errno()?;
             }
@@ -162,7 +162,7 @@ impl FsCore {
         let e = e.ok_or(Errno::EISDIR)?;
         let vault = &e.vault;
         if let Some(of) = self.open_file(ino) {
-            let mut st = of.state.lock();
+            let mut st = of.state.write();
             if !st.writable {
                 // Only read-only opens so far: their descriptor cannot write.
                 let f = e.dir.fd.open_file(e.name(), false).errno()?;

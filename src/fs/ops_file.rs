@@ -32,9 +32,9 @@ impl FsCore {
     ) -> FsResult<Arc<OpenFile>> {
         let mut open = self.open.lock();
         if let Some(of) = open.get(&ino).cloned() {
-            if write && !of.state.lock().writable {
+            if write && !of.state.read().writable {
                 let f = e.dir.fd.open_file(e.name(), false).errno()?;
-                of.state.lock().replace_file(f, true);
+                of.state.write().replace_file(f, true);
             }
             *of.handles.lock() += 1;
             return Ok(of);
@@ -104,7 +104,7 @@ impl FsCore {
         let of = self.open_state(ino, &e, write, checked)?;
         if flags & libc::O_TRUNC != 0 {
             let _gate = vault.gate.read();
-            let mut st = of.state.lock();
+            let mut st = of.state.write();
             if st.size != 0 {
                 self.mark(&e)?;
                 st.truncate(0, &self.cache).errno()?;
@@ -150,7 +150,7 @@ impl FsCore {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (_, of) = self.handle(fh)?;
-        let st = of.state.lock();
+        let st = of.state.read();
         st.read(offset, size, &self.cache).errno()
     }
 
@@ -161,7 +161,7 @@ impl FsCore {
         }
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
-        let mut st = of.state.lock();
+        let mut st = of.state.write();
         // Once per file and commit, before anything reaches the disk: the path
         // walk stays off the write path. A commit runs under the gate held
         // exclusively, so no write races it.
@@ -193,7 +193,7 @@ impl FsCore {
         let (h, of) = self.handle(fh)?;
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
-        let mut st = of.state.lock();
+        let mut st = of.state.write();
         st.write_back(&vault.keys, &self.cache).errno()?;
         if sync {
             // The journal first: fsync'd data must not look like tampering.
@@ -230,7 +230,7 @@ impl FsCore {
         if let Some(of) = open.get(&h.ino).cloned() {
             let mut n = of.handles.lock();
             *n = n.saturating_sub(1);
-            if *n == 0 && !of.state.lock().is_dirty() {
+            if *n == 0 && !of.state.read().is_dirty() {
                 open.remove(&h.ino);
             }
         }
@@ -248,7 +248,7 @@ impl FsCore {
         let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
-        let mut st = of.state.lock();
+        let mut st = of.state.write();
         if end > st.size {
             self.mark_ino(h.ino)?;
             st.truncate(end, &self.cache).errno()?;
