@@ -187,10 +187,12 @@ fn kill_9_during_writes_and_commits_loses_nothing_that_was_fsynced() {
         );
     }
     // The kills did land while commits were being made: versions exist from
-    // most cycles.
+    // many cycles. (Not from most: on a loaded machine a cycle's writer may
+    // not reach a quiet period before its kill: 2 in 20 once, before the
+    // writer paused after 300 ms without a pause.)
     let commits = m.node.commits("v");
     assert!(
-        commits > cycles() / 2,
+        commits >= cycles() / 4,
         "only {commits} commits in {} cycles",
         cycles()
     );
