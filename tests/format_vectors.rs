@@ -24,6 +24,7 @@ use pkfs::format::blob::{self, BlobError, FileCipher, Header};
 use pkfs::format::links::{self, LinkCipher};
 use pkfs::format::names::{self, DiskName, EntryKind, NameCipher};
 use pkfs::format::offsets;
+use pkfs::format::tags::{Collector, TagKey, TagList};
 
 /// Vectors the document must contain (their values come from the document).
 const REQUIRED: &[&str] = &[
@@ -34,6 +35,7 @@ const REQUIRED: &[&str] = &[
     "name-long-200",
     "symlink-target",
     "xattr",
+    "tags-two-pages",
 ];
 
 // ---------------------------------------------------------------------------
@@ -282,6 +284,7 @@ fn every_vector_matches_the_library() {
             "name" => check_name(v),
             "symlink" => check_symlink(v),
             "xattr" => check_xattr(v),
+            "tags" => check_tags(v, &vectors),
             other => panic!("vector {}: unknown kind `{other}`", v.id),
         }
         checked += 1;
@@ -510,4 +513,62 @@ fn check_xattr(v: &Vector) {
         v.bytes("value").as_slice()
     );
     v.assert_all_used();
+}
+
+/// A tag list vector: the list of the blob of vector `of`.
+fn check_tags(v: &Vector, all: &[Vector]) {
+    use hmac::{Hmac, KeyInit, Mac};
+    let id = &v.id;
+    let of = all
+        .iter()
+        .find(|b| b.id == v.text("of"))
+        .unwrap_or_else(|| panic!("{id}: no vector {}", v.text("of")));
+    let blob = check_blob(of);
+    let key = gen_key(v);
+    assert_eq!(hex(&v.bytes("vault_key")), hex(&of.bytes("vault_key")));
+
+    // Key: HKDF-SHA256(vault key, no salt, "pkfs tags v1").
+    let mut tag_key = [0u8; 32];
+    hkdf_into(&key, None, b"pkfs tags v1", &mut tag_key);
+    assert_eq!(hex(&tag_key), hex(&v.bytes("tag_key")), "{id}: tag_key");
+    // Blob id: git's, computed by libgit2.
+    let blob_id = git2::Oid::hash_object(git2::ObjectType::Blob, &blob).unwrap();
+    assert_eq!(
+        hex(blob_id.as_bytes()),
+        hex(&v.bytes("blob_id")),
+        "{id}: blob_id"
+    );
+
+    // The library's list.
+    let mut c = Collector::new(blob.len() as u64).unwrap();
+    c.feed(&blob);
+    let mut raw = [0u8; 20];
+    raw.copy_from_slice(blob_id.as_bytes());
+    let list = c.finish(raw).unwrap();
+    let doc = v.bytes("tags");
+    assert_eq!(
+        hex(&list.encode(&TagKey::new(&key))),
+        hex(&doc),
+        "{id}: tags"
+    );
+    assert_eq!(
+        TagList::decode(&doc, &TagKey::new(&key), &raw).as_ref(),
+        Ok(&list),
+        "{id}: decode"
+    );
+
+    // Second path, from the spec's table: magic, version, id, length, header,
+    // each page's tag (bytes 12..28 of the page), then HMAC-SHA256.
+    let mut spec = b"PKFSTAGS\x01".to_vec();
+    spec.extend_from_slice(blob_id.as_bytes());
+    spec.extend_from_slice(&(blob.len() as u64).to_be_bytes());
+    spec.extend_from_slice(&blob[..58]);
+    for i in 0..offsets::page_count(offsets::plain_len(blob.len() as u64).unwrap()) {
+        let at = (offsets::page_blob_offset(i) + 12) as usize;
+        spec.extend_from_slice(&blob[at..at + 16]);
+    }
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&tag_key).unwrap();
+    mac.update(&spec);
+    spec.extend_from_slice(&mac.finalize().into_bytes());
+    assert_eq!(hex(&spec), hex(&doc), "{id}: tags layout");
 }

@@ -3,8 +3,10 @@
 //! * [`offsets`]: page arithmetic of content blobs.
 //! * [`blob`]: blob header and page encryption.
 //! * [`names`]: file-name encryption, long names and name validation.
+//! * [`tags`]: the tag list of a committed blob, for checking it page by page.
 
 pub mod blob;
 pub mod links;
 pub mod names;
 pub mod offsets;
+pub mod tags;

@@ -20,8 +20,8 @@ use std::os::unix::fs::FileExt;
 use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
-use rayon::prelude::*;
 
+use self::runs::{each_page, runs, with_cipher_buf, with_run_buf};
 use super::cache::{wipe, zero_page, PageBuf, PageCache};
 use crate::crypto::aead::IV_LEN;
 use crate::crypto::Keychain;
@@ -41,77 +41,6 @@ const PAR_MIN_PAGES: usize = 32;
 /// its pages are not cached (the kernel's page cache holds them, and they would
 /// only evict the pages that small reads and partial writes come back to).
 const STREAM_PAGES: u64 = 32;
-
-/// Pages per parallel piece for a run of `n`: one piece per thread of the pool
-/// (each hand-off costs a wake-up; finer pieces only added scheduling).
-fn par_piece(n: u64) -> usize {
-    (n as usize)
-        .div_ceil(rayon::current_num_threads().max(1))
-        .max(PAR_MIN_PAGES / 2)
-}
-
-/// Call `f(k, slot)` for slot `k` of each page of a run of `n` pages in `buf`
-/// (`CIPHER_PAGE` bytes apart), on both cores when the run is long enough.
-fn each_page<E: Send>(
-    buf: &mut [u8],
-    n: u64,
-    f: impl Fn(usize, &mut [u8]) -> Result<(), E> + Sync + Send,
-) -> Result<(), E> {
-    if (n as usize) < PAR_MIN_PAGES {
-        buf.chunks_mut(CIPHER_PAGE as usize)
-            .enumerate()
-            .try_for_each(|(k, slot)| f(k, slot))
-    } else {
-        buf.par_chunks_mut(CIPHER_PAGE as usize)
-            .enumerate()
-            .with_min_len(par_piece(n))
-            .try_for_each(|(k, slot)| f(k, slot))
-    }
-}
-
-/// Consecutive page indexes of `pages` (ascending) as runs of at most
-/// `RUN_PAGES`: `(first, count)`.
-fn runs(pages: impl IntoIterator<Item = u64>) -> impl Iterator<Item = (u64, u64)> {
-    let mut it = pages.into_iter().peekable();
-    std::iter::from_fn(move || {
-        let first = it.next()?;
-        let mut n = 1;
-        while n < RUN_PAGES && it.peek() == Some(&(first + n)) {
-            it.next();
-            n += 1;
-        }
-        Some((first, n))
-    })
-}
-
-thread_local! {
-    /// Each thread's buffer for a run of sealed pages, reused from request to
-    /// request (allocating and zero-filling a run per request showed in `perf`).
-    static RUN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Call `f` with this thread's run buffer, `len` bytes long (contents
-/// unspecified), and wipe it afterwards: it holds plaintext at times. Never
-/// nested.
-fn with_run_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    with_cipher_buf(len, |b| {
-        let r = f(b);
-        wipe(b);
-        r
-    })
-}
-
-/// [`with_run_buf`] for a use that never puts plaintext in the buffer (pages
-/// sealed from elsewhere into it): no wipe.
-fn with_cipher_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    RUN_BUF.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() < len {
-            b.resize(len, 0);
-        }
-        f(&mut b[..len])
-    })
-}
 
 /// Length of the sealed run of pages `first..first+n` in a file of `size` bytes.
 fn run_len(size: u64, first: u64, n: u64) -> usize {
@@ -134,6 +63,8 @@ pub struct FileState {
     pub pending_mtime: Option<SystemTime>,
     /// The descriptor was opened for writing.
     pub writable: bool,
+    /// The committed tag list pages are checked against (`content_tags.rs`).
+    tags: Option<std::sync::Arc<crate::format::tags::TagList>>,
 }
 
 /// One open inode of vault `vault` (its id), shared by all its handles.
@@ -205,6 +136,7 @@ impl FileState {
             cache_id: cache.new_id(),
             pending_mtime: None,
             writable: true,
+            tags: None,
         };
         if let (Some(b), Some((_, fc))) = (&mut blob, &st.cipher) {
             let count = offsets::page_count(size);
@@ -274,6 +206,7 @@ impl FileState {
                     e
                 }
             })?;
+        self.check_tags(first, n, buf)?;
         let final_page = offsets::page_count(self.disk_size);
         each_page(buf, n, |k, page| {
             let i = first + k as u64;
@@ -357,6 +290,7 @@ impl FileState {
 
     /// Write `data` at `offset` into the cache (extending the file as needed).
     pub fn write(&mut self, offset: u64, data: &[u8], cache: &PageCache) -> io::Result<()> {
+        self.settle_tags()?;
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
@@ -393,6 +327,10 @@ impl FileState {
     /// Change the logical size. Bytes past a new, smaller size are gone for good:
     /// growing again later reads zeros there.
     pub fn truncate(&mut self, size: u64, cache: &PageCache) -> io::Result<()> {
+        match size {
+            0 => self.drop_tags(),
+            _ => self.settle_tags()?,
+        }
         if size < self.size {
             let keep = offsets::page_count(size);
             let cut: Vec<u64> = self.dirty.range(keep..).map(|(i, _)| *i).collect();
@@ -601,6 +539,10 @@ impl FileState {
 
 #[path = "content_append.rs"]
 mod append;
+#[path = "content_runs.rs"]
+mod runs;
+#[path = "content_tags.rs"]
+mod tags;
 
 #[cfg(test)]
 #[path = "content_tests.rs"]

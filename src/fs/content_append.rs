@@ -49,6 +49,7 @@ impl FileState {
         keys: &Keychain,
         cache: &PageCache,
     ) -> io::Result<bool> {
+        self.settle_tags()?;
         if data.len() < APPEND_THROUGH_MIN
             || offset != self.size
             || !offset.is_multiple_of(PAGE_SIZE)

@@ -320,6 +320,21 @@ impl FsCore {
             })
     }
 
+    /// For a reader of `e`: the tag list of its committed blob, when the file
+    /// is big and one is saved; it is then checked page by page as it is read
+    /// instead of by [`FsCore::verify`] (see `content_tags.rs`).
+    pub fn tags_for(
+        &self,
+        e: &Entry,
+        file: &std::fs::File,
+    ) -> FsResult<Option<std::sync::Arc<crate::format::tags::TagList>>> {
+        let rel = self.backing_rel(e)?;
+        let _gate = e.vault.gate.read_recursive();
+        let seal = e.vault.seal.read().clone();
+        let covered = |rel: &str| e.vault.history.lock().covers(rel);
+        Ok(seal.tags_for(&rel, file, covered))
+    }
+
     /// The entry of inode `ino` (not a root).
     pub fn entry_of(&self, ino: u64) -> FsResult<Entry> {
         let (parent, name, aliases) = {

@@ -131,6 +131,9 @@ impl FsCore {
             None => (&self.dir(ino)?.fd, None),
         };
         if let (Some(e), true) = (&entry, a.size.is_some() || a.mode.is_some()) {
+            if let Some(of) = self.open_file(ino) {
+                of.state.write().settle_tags().errno()?;
+            }
             self.mark(e)?;
         }
         if let Some(size) = a.size {

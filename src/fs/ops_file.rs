@@ -10,12 +10,18 @@ use super::core::{Entry, FsCore, Handle};
 use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use super::ops_entry::Caller;
+use crate::format::tags::TagList;
 use crate::store::ChangeKind;
 
-/// A backing file opened (and checked) on the way into [`FsCore::open_state`]:
-/// its descriptor, whether it can write, and the whole blob when the check read
-/// a small one.
-type Checked = (std::fs::File, bool, Option<Vec<u8>>);
+/// A backing file opened (and checked) on the way into [`FsCore::open_state`].
+struct Checked {
+    file: std::fs::File,
+    writable: bool,
+    /// The whole blob, when the check read a small one.
+    blob: Option<Vec<u8>>,
+    /// The committed tag list to check pages against, instead of a whole check.
+    tags: Option<Arc<TagList>>,
+}
 
 /// Files up to this size (16 pages of ciphertext) opened for reading keep the
 /// bytes their check read; bigger ones are read page by page as usual.
@@ -39,18 +45,28 @@ impl FsCore {
             *of.handles.lock() += 1;
             return Ok(of);
         }
-        let (f, writable, blob) = match file {
+        let c = match file {
             Some(checked) => checked,
             None => {
-                let (f, writable) = self.open_backing(e, write)?;
-                (f, writable, None)
+                let (file, writable) = self.open_backing(e, write)?;
+                Checked {
+                    file,
+                    writable,
+                    blob: None,
+                    tags: None,
+                }
             }
         };
-        let mut st = FileState::open_with(f, blob, &e.vault.keys, &self.cache).map_err(|err| {
+        let bad = |err: std::io::Error| {
             tracing::warn!("an open file of vault {} is not a valid blob", e.vault.id);
             super::errno::from_io(&err)
-        })?;
-        st.writable = writable;
+        };
+        let mut st =
+            FileState::open_with(c.file, c.blob, &e.vault.keys, &self.cache).map_err(bad)?;
+        if let Some(list) = c.tags {
+            st.expect_tags(list).map_err(bad)?;
+        }
+        st.writable = c.writable;
         let of = Arc::new(OpenFile::new(ino, e.vault.id.clone(), st));
         *of.handles.lock() = 1;
         open.insert(ino, of.clone());
@@ -92,14 +108,25 @@ impl FsCore {
             // file (one open(2) per file, and nothing swapped in between).
             // Opening to truncate keeps nothing of the old content: no check.
             // A small file opened for reading is decrypted from the bytes the
-            // check read (`md5sum`, `grep -r`, a build: one read(2) per file).
-            let (f, writable) = self.open_backing(&e, write)?;
-            let mut blob = None;
+            // check read (`md5sum`, `grep -r`, a build: one read(2) per file);
+            // a big one with a saved tag list is checked page by page instead.
+            let (file, writable) = self.open_backing(&e, write)?;
+            let (mut blob, mut tags) = (None, None);
             if !replaces {
-                let keep = if write { 0 } else { KEEP_MAX };
-                blob = self.verify(&e, &f, keep)?;
+                if !write {
+                    tags = self.tags_for(&e, &file)?;
+                }
+                if tags.is_none() {
+                    let keep = if write { 0 } else { KEEP_MAX };
+                    blob = self.verify(&e, &file, keep)?;
+                }
             }
-            checked = Some((f, writable, blob));
+            checked = Some(Checked {
+                file,
+                writable,
+                blob,
+                tags,
+            });
         }
         let of = self.open_state(ino, &e, write, checked)?;
         if flags & libc::O_TRUNC != 0 {
@@ -133,7 +160,13 @@ impl FsCore {
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         // The creator may write even if the new mode says otherwise.
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
-        self.open_state(ino, &e, true, Some((f, true, None)))?;
+        let created = Checked {
+            file: f,
+            writable: true,
+            blob: None,
+            tags: None,
+        };
+        self.open_state(ino, &e, true, Some(created))?;
         let fh = self.new_fh(Handle {
             ino,
             append: flags & libc::O_APPEND != 0,
@@ -162,6 +195,7 @@ impl FsCore {
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
         let mut st = of.state.write();
+        st.settle_tags().errno()?;
         // Once per file and commit, before anything reaches the disk: the path
         // walk stays off the write path. A commit runs under the gate held
         // exclusively, so no write races it.
@@ -250,6 +284,7 @@ impl FsCore {
         let _gate = vault.gate.read();
         let mut st = of.state.write();
         if end > st.size {
+            st.settle_tags().errno()?;
             self.mark_ino(h.ino)?;
             st.truncate(end, &self.cache).errno()?;
             st.write_back(&vault.keys, &self.cache).errno()?;

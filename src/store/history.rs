@@ -112,6 +112,8 @@ pub struct History {
     vault_dir: PathBuf,
     /// Backing paths that may differ from HEAD (see `journal.rs`).
     journal: RefCell<Journal>,
+    /// Tag lists of the big committed blobs (see `tags.rs`).
+    tags: std::sync::Arc<super::tags::TagStore>,
 }
 
 /// Attach context to a git2 error.
@@ -182,6 +184,7 @@ impl History {
             gcm: Gcm::new(&key),
             vault_dir: vault_dir.to_path_buf(),
             journal: RefCell::new(journal),
+            tags: std::sync::Arc::new(super::tags::TagStore::new(vault_dir, vault_key)),
         };
         h.finish_interrupted_checkout()?;
         Ok(h)
@@ -203,7 +206,14 @@ impl History {
         let journal = self.journal.borrow();
         let adopt_all = head_target(repo)?.is_none();
         let covered = |rel: &str| adopt_all || journal.covers(rel);
-        super::stage::stage(repo, &mut index, &self.vault_dir, TRACKED, &covered)?;
+        super::stage::stage(
+            repo,
+            &mut index,
+            &self.vault_dir,
+            TRACKED,
+            &covered,
+            Some(&self.tags),
+        )?;
         index.write().ctx("writing the index")?;
         let tree_id = index.write_tree().ctx("writing the tree")?;
         drop(journal);

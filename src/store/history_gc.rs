@@ -89,7 +89,9 @@ impl History {
         };
         // The old handle's object database still lists the deleted packs.
         *self.repo.borrow_mut() = open_repo(&self.vault_dir)?;
-        let objects_after = count_objects(&self.repo.borrow())?.len();
+        let objects = count_objects(&self.repo.borrow())?;
+        self.tags.prune(|id| objects.contains(&id));
+        let objects_after = objects.len();
         Ok(GcReport {
             objects_after,
             ..report

@@ -101,7 +101,7 @@ impl History {
     pub fn seal(&self) -> Result<Seal> {
         let journal = self.journal.borrow().paths().clone();
         let Some(head) = self.verified_head()? else {
-            return Ok(Seal::new(&self.vault_dir, None, journal));
+            return Ok(Seal::new(&self.vault_dir, None, journal).with_tags(self.tags.clone()));
         };
         let repo = self.repo.borrow();
         let tree = repo
@@ -128,7 +128,7 @@ impl History {
                 format!("a tree entry under {root:?} has a name that is not UTF-8"),
             ));
         }
-        Ok(Seal::new(&self.vault_dir, Some(blobs), journal))
+        Ok(Seal::new(&self.vault_dir, Some(blobs), journal).with_tags(self.tags.clone()))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod history;
 pub mod journal;
 pub mod seal;
 pub mod stage;
+pub mod tags;
 pub mod tree;
 pub mod vpath;
 

@@ -21,13 +21,16 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use git2::Oid;
 use parking_lot::Mutex;
 use sha1::{Digest, Sha1};
 
 use super::journal::PathSet;
+use super::tags::TagStore;
 use crate::error::{Error, Result};
+use crate::format::tags::{Collector, TagList, MIN_BLOB_LEN};
 
 /// What HEAD says about one backing path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,9 @@ pub struct Seal {
     verified: Mutex<HashMap<(u64, u64), (Stamp, Oid)>>,
     /// Why HEAD cannot vouch for anything, when it cannot.
     broken: Option<String>,
+    /// The vault's tag lists: a big file opened for reading is checked page by
+    /// page against its blob's list instead of hashed whole.
+    tags: Option<Arc<TagStore>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +86,44 @@ impl Seal {
             journal,
             verified: Mutex::new(HashMap::new()),
             broken: None,
+            tags: None,
         }
+    }
+
+    /// Use (and fill) the tag lists in `store`.
+    pub fn with_tags(mut self, store: Arc<TagStore>) -> Seal {
+        self.tags = Some(store);
+        self
+    }
+
+    /// For a reader of the big file `rel`: the tag list of the blob HEAD names
+    /// for it, when one is saved and `file` has that blob's length. The caller
+    /// must then check the header and every page it reads against the list
+    /// (`FileState::expect_tags`) instead of hashing the file. `None`: check it
+    /// whole with [`Seal::verify_file_keeping`].
+    pub fn tags_for(
+        &self,
+        rel: &str,
+        file: &File,
+        covered: impl Fn(&str) -> bool,
+    ) -> Option<Arc<TagList>> {
+        let store = self.tags.as_ref()?;
+        let Expect::Blob(want) = self.expect(rel, covered) else {
+            return None;
+        };
+        let m = file.metadata().ok()?;
+        let len = m.len();
+        if len < MIN_BLOB_LEN {
+            return None;
+        }
+        // Hashed whole before, and unchanged since: that check stands.
+        if let Some(&(s, id)) = self.verified.lock().get(&(m.dev(), m.ino())) {
+            if s == Stamp::of(&m) && id == want {
+                return None;
+            }
+        }
+        let list = store.load(want)?;
+        (list.blob_len == len).then(|| Arc::new(list))
     }
 
     /// A seal for a vault whose HEAD is damaged or forged: every check fails
@@ -181,7 +224,20 @@ impl Seal {
                 .map_err(|e| Error::io(shown, e))?;
             (blob_id_of_bytes(&bytes), Some(bytes))
         } else {
-            let id = blob_id_of_file(file, m.len()).map_err(|e| Error::io(shown, e))?;
+            // A big blob without a tag list gets one on the way, once it is
+            // known to be HEAD's: the next open of it need not hash it.
+            let store = self
+                .tags
+                .as_ref()
+                .filter(|t| m.len() >= MIN_BLOB_LEN && !t.has(want));
+            let mut collector = store.and_then(|_| Collector::new(m.len()));
+            let id = blob_id_of_file(file, m.len(), collector.as_mut())
+                .map_err(|e| Error::io(shown, e))?;
+            if let (Some(store), Some(c), true) = (store, collector, id == want) {
+                if let Some(list) = c.finish(raw_id(id)) {
+                    store.save(&list);
+                }
+            }
             (id, None)
         };
         self.judge(shown, expect, || Ok(got))?;
@@ -259,15 +315,31 @@ thread_local! {
     static HASH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The git blob id of the first `len` bytes of `file`, streamed.
-pub fn blob_id_of_file(file: &File, len: u64) -> io::Result<Oid> {
+/// An id's 20 bytes.
+pub fn raw_id(id: Oid) -> [u8; 20] {
+    let mut raw = [0u8; 20];
+    raw.copy_from_slice(id.as_bytes());
+    raw
+}
+
+/// The git blob id of the first `len` bytes of `file`, streamed, feeding them
+/// to `tags` too when given.
+pub fn blob_id_of_file(file: &File, len: u64, mut tags: Option<&mut Collector>) -> io::Result<Oid> {
     HASH_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         let want = usize::try_from(len).unwrap_or(HASH_CHUNK).min(HASH_CHUNK);
         if buf.len() < want {
             buf.resize(want, 0);
         }
-        stream_blob(file, len, &mut buf[..want], &mut |_| Ok(()))
+        let mut git_header = true;
+        stream_blob(file, len, &mut buf[..want], &mut |chunk| {
+            // The first chunk is git's "blob <len>\0", not the file's.
+            if let (Some(c), false) = (tags.as_deref_mut(), git_header) {
+                c.feed(chunk);
+            }
+            git_header = false;
+            Ok(())
+        })
     })
 }
 
@@ -320,7 +392,7 @@ mod tests {
             assert_eq!(blob_id_of_bytes(data), want);
             let mut f = tempfile::tempfile().unwrap();
             std::io::Write::write_all(&mut f, data).unwrap();
-            assert_eq!(blob_id_of_file(&f, data.len() as u64).unwrap(), want);
+            assert_eq!(blob_id_of_file(&f, data.len() as u64, None).unwrap(), want);
         }
     }
 

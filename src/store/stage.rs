@@ -32,7 +32,9 @@ use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository};
 
+use super::tags::TagStore;
 use crate::error::{Error, Result};
+use crate::format::tags::{Collector, MIN_BLOB_LEN};
 
 /// Stage the paths under `tracked` (relative to the work tree `workdir`) that
 /// `covered` accepts, writing their blobs into `repo`.
@@ -42,6 +44,7 @@ pub fn stage(
     workdir: &Path,
     tracked: &str,
     covered: &dyn Fn(&str) -> bool,
+    tags: Option<&TagStore>,
 ) -> Result<()> {
     let objects = repo.path().join("objects");
     let odb = repo
@@ -80,8 +83,19 @@ pub fn stage(
                 (id, 0o120000)
             } else {
                 let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-                let id = write_blob(&odb, &objects, &file, m.len(), &mut buf)
+                // A big blob's page tags are gathered on the way (see `tags.rs`).
+                let mut collector = tags
+                    .filter(|_| m.len() >= MIN_BLOB_LEN)
+                    .and_then(|_| Collector::new(m.len()));
+                let id = write_blob(&odb, &objects, &file, m.len(), &mut buf, &mut collector)
                     .map_err(|e| Error::io(&path, e))?;
+                if let (Some(store), Some(c)) = (tags, collector) {
+                    if !store.has(id) {
+                        if let Some(list) = c.finish(super::seal::raw_id(id)) {
+                            store.save(&list);
+                        }
+                    }
+                }
                 (
                     id,
                     if m.mode() & 0o100 != 0 {
@@ -146,13 +160,22 @@ pub fn write_blob(
     file: &File,
     len: u64,
     buf: &mut [u8],
+    tags: &mut Option<Collector>,
 ) -> io::Result<Oid> {
     let tmp = tempfile::NamedTempFile::new_in(objects)?;
     let mut z = ZlibEncoder::new(
         io::BufWriter::with_capacity(1 << 20, tmp),
         Compression::none(),
     );
-    let id = super::seal::stream_blob(file, len, buf, &mut |chunk| z.write_all(chunk))?;
+    let mut git_header = true;
+    let id = super::seal::stream_blob(file, len, buf, &mut |chunk| {
+        // The first chunk is git's "blob <len>\0", not the file's.
+        if let (Some(c), false) = (tags.as_mut(), git_header) {
+            c.feed(chunk);
+        }
+        git_header = false;
+        z.write_all(chunk)
+    })?;
     let tmp = z.finish()?.into_inner().map_err(|e| e.into_error())?;
     if odb.exists(id) {
         return Ok(id); // the temporary file is removed when dropped
@@ -186,7 +209,7 @@ mod tests {
             fs::write(&p, data).unwrap();
             let mut write = || {
                 let f = File::open(&p).unwrap();
-                write_blob(&odb, &objects, &f, data.len() as u64, &mut buf).unwrap()
+                write_blob(&odb, &objects, &f, data.len() as u64, &mut buf, &mut None).unwrap()
             };
             let id = write();
             assert_eq!(id, Oid::hash_object(git2::ObjectType::Blob, data).unwrap());
@@ -219,6 +242,7 @@ mod tests {
             &File::open(&p).unwrap(),
             100,
             &mut buf,
+            &mut None,
         )
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
@@ -240,7 +264,7 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         fs::write(w.join("outside"), b"not tracked").unwrap();
         let mut index = repo.index().unwrap();
-        stage(&repo, &mut index, w, "contents", &|_| true).unwrap();
+        stage(&repo, &mut index, w, "contents", &|_| true, None).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let mode = |p: &str| tree.get_path(Path::new(p)).map(|e| e.filemode()).ok();
         assert_eq!(mode("contents/plain"), Some(0o100644));
@@ -254,10 +278,8 @@ mod tests {
         // inside it is staged.
         fs::write(w.join("contents/plain"), b"changed, not journaled").unwrap();
         fs::remove_file(w.join("contents/d/tool")).unwrap();
-        stage(&repo, &mut index, w, "contents", &|p| {
-            p.starts_with("contents/d")
-        })
-        .unwrap();
+        let covered = |p: &str| p.starts_with("contents/d");
+        stage(&repo, &mut index, w, "contents", &covered, None).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let plain = tree.get_path(Path::new("contents/plain")).unwrap().id();
         assert_eq!(repo.find_blob(plain).unwrap().content(), b"p");
