@@ -192,9 +192,12 @@ impl FileState {
     }
 
     /// Read pages `first..first+n` (all below `disk_valid`) from the blob into
-    /// `buf` (`run_len` bytes) with one system call and decrypt them in place, in
-    /// parallel when there are many: page `k` of the run is then
-    /// `buf[k*CIPHER_PAGE..][28..plain_len+28]`.
+    /// `buf` (`run_len` bytes) with one system call and decrypt them in place:
+    /// page `k` of the run is then `buf[k*CIPHER_PAGE..][28..plain_len+28]`.
+    /// On this thread only: the kernel keeps two READs of a streaming reader in
+    /// flight, and they run side by side under the shared state lock; handing
+    /// each one's pages to the pool as well cost about 15 % more time and 12 %
+    /// more CPU (a cold 512 MiB read, `bench/results/2026-11-22-session6.md`).
     fn read_run(&self, first: u64, n: u64, buf: &mut [u8]) -> io::Result<()> {
         let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
         self.file
@@ -208,14 +211,15 @@ impl FileState {
             })?;
         self.check_tags(first, n, buf)?;
         let final_page = offsets::page_count(self.disk_size);
-        each_page(buf, n, |k, page| {
+        for (k, page) in buf.chunks_mut(CIPHER_PAGE as usize).enumerate() {
             let i = first + k as u64;
             fc.open_page_in_place(i, i + 1 == final_page, page)
                 .map_err(|_| {
                     tracing::warn!("page {i} of an open file failed authentication");
                     eio()
-                })
-        })
+                })?;
+        }
+        Ok(())
     }
 
     /// The current content of page `i` (a whole page, zeros past the end).
