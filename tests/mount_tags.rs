@@ -155,6 +155,13 @@ fn a_missing_or_forged_tag_list_means_a_whole_check_which_saves_a_new_one() {
     m.mount(&[]);
     assert_eq!(fs::read(m.path("big")).unwrap(), v);
     m.umount();
+    // The forged list was dropped, and the whole check saved a good one.
+    assert_eq!(tag_lists(&dir), lists);
+    assert_ne!(
+        fs::read(&list_path).unwrap(),
+        bytes,
+        "still the forged list"
+    );
 
     // Missing: the whole check that passes saves the list again.
     fs::remove_file(&list_path).unwrap();

@@ -1,7 +1,8 @@
 //! Where a vault keeps the tag lists of its big committed blobs (`V/tags/<id>`,
 //! the format is in `format::tags`). A list is a cache: one that is missing,
-//! torn, forged or of another blob is ignored, and the file is then hashed
-//! whole as before. So the lists are written without fsync.
+//! torn, forged or of another blob is removed, the file is then hashed whole
+//! as before, and that check saves a good list. So lists are written without
+//! fsync.
 
 use std::fs;
 use std::io::Write;
@@ -44,7 +45,10 @@ impl TagStore {
         match TagList::decode(&bytes, &self.key, &want) {
             Ok(list) => Some(list),
             Err(e) => {
-                tracing::warn!("ignoring the tag list of blob {id}: {e:?}");
+                // A cache entry: drop it, so that the next whole check of the
+                // blob saves a good one.
+                tracing::warn!("removing the unusable tag list of blob {id}: {e:?}");
+                let _ = fs::remove_file(self.path(id));
                 None
             }
         }
@@ -119,9 +123,12 @@ mod tests {
         // A list copied under another blob's name is refused.
         fs::copy(s.path(ida), s.path(idb)).unwrap();
         assert!(s.load(idb).is_none());
+        assert!(!s.has(idb), "an unusable list is removed");
         // Another vault's key does not open it.
         let other = TagStore::new(d.path(), &SymKey::from_bytes([4; 32]));
         assert!(other.load(ida).is_none());
+        s.save(&a);
+        s.save(&b);
         fs::write(d.path().join(TAGS_DIR).join(".tmp-x"), b"torn").unwrap();
         assert_eq!(s.prune(|id| id == ida), 2);
         assert!(s.has(ida) && !s.has(idb));
