@@ -324,32 +324,25 @@ pub fn raw_id(id: Oid) -> [u8; 20] {
 
 /// The git blob id of the first `len` bytes of `file`, streamed, feeding them
 /// to `tags` too when given.
-pub fn blob_id_of_file(file: &File, len: u64, mut tags: Option<&mut Collector>) -> io::Result<Oid> {
+pub fn blob_id_of_file(file: &File, len: u64, tags: Option<&mut Collector>) -> io::Result<Oid> {
     HASH_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         let want = usize::try_from(len).unwrap_or(HASH_CHUNK).min(HASH_CHUNK);
         if buf.len() < want {
             buf.resize(want, 0);
         }
-        let mut git_header = true;
-        stream_blob(file, len, &mut buf[..want], &mut |chunk| {
-            // The first chunk is git's "blob <len>\0", not the file's.
-            if let (Some(c), false) = (tags.as_deref_mut(), git_header) {
-                c.feed(chunk);
-            }
-            git_header = false;
-            Ok(())
-        })
+        stream_blob(file, len, &mut buf[..want], tags, &mut |_| Ok(()))
     })
 }
 
 /// Read the first `len` bytes of `file` through `buf`, handing `sink` the git
-/// blob header and then each chunk, and return the blob id. A file shorter than
-/// `len` is an error.
+/// blob header and then each chunk (and `tags` each chunk), and return the blob
+/// id. A file shorter than `len` is an error.
 pub fn stream_blob(
     file: &File,
     len: u64,
     buf: &mut [u8],
+    mut tags: Option<&mut Collector>,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<Oid> {
     let header = format!("blob {len}\0");
@@ -369,6 +362,9 @@ pub fn stream_blob(
             ));
         }
         h.update(&buf[..n]);
+        if let Some(c) = tags.as_deref_mut() {
+            c.feed(&buf[..n]);
+        }
         sink(&buf[..n])?;
         at += n as u64;
     }

@@ -87,7 +87,7 @@ pub fn stage(
                 let mut collector = tags
                     .filter(|_| m.len() >= MIN_BLOB_LEN)
                     .and_then(|_| Collector::new(m.len()));
-                let id = write_blob(&odb, &objects, &file, m.len(), &mut buf, &mut collector)
+                let id = write_blob(&odb, &objects, &file, m.len(), &mut buf, collector.as_mut())
                     .map_err(|e| Error::io(&path, e))?;
                 if let (Some(store), Some(c)) = (tags, collector) {
                     if !store.has(id) {
@@ -160,22 +160,14 @@ pub fn write_blob(
     file: &File,
     len: u64,
     buf: &mut [u8],
-    tags: &mut Option<Collector>,
+    tags: Option<&mut Collector>,
 ) -> io::Result<Oid> {
     let tmp = tempfile::NamedTempFile::new_in(objects)?;
     let mut z = ZlibEncoder::new(
         io::BufWriter::with_capacity(1 << 20, tmp),
         Compression::none(),
     );
-    let mut git_header = true;
-    let id = super::seal::stream_blob(file, len, buf, &mut |chunk| {
-        // The first chunk is git's "blob <len>\0", not the file's.
-        if let (Some(c), false) = (tags.as_mut(), git_header) {
-            c.feed(chunk);
-        }
-        git_header = false;
-        z.write_all(chunk)
-    })?;
+    let id = super::seal::stream_blob(file, len, buf, tags, &mut |chunk| z.write_all(chunk))?;
     let tmp = z.finish()?.into_inner().map_err(|e| e.into_error())?;
     if odb.exists(id) {
         return Ok(id); // the temporary file is removed when dropped
@@ -209,7 +201,7 @@ mod tests {
             fs::write(&p, data).unwrap();
             let mut write = || {
                 let f = File::open(&p).unwrap();
-                write_blob(&odb, &objects, &f, data.len() as u64, &mut buf, &mut None).unwrap()
+                write_blob(&odb, &objects, &f, data.len() as u64, &mut buf, None).unwrap()
             };
             let id = write();
             assert_eq!(id, Oid::hash_object(git2::ObjectType::Blob, data).unwrap());
@@ -242,7 +234,7 @@ mod tests {
             &File::open(&p).unwrap(),
             100,
             &mut buf,
-            &mut None,
+            None,
         )
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
