@@ -136,6 +136,46 @@ fn a_stale_socket_file_is_not_a_daemon() {
     assert!(fs::symlink_metadata(&sock).is_ok());
 }
 
+/// A daemon killed while a client connects: the connection lands in its
+/// listen queue and is reset when it dies, without the request being read.
+/// `status`, `umount` and a forwarded command then say what happened instead
+/// of relaying "Connection reset by peer" (`umount` of a dead mount in CI).
+#[test]
+fn a_daemon_that_dies_before_reading_the_request_is_no_daemon() {
+    let n = Node::with_vault();
+    let sock = socket_path(&n.home);
+    let dying = |ms: u64| {
+        let listener = bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            drop(listener); // never accepted: queued connections are reset
+        })
+    };
+    let t = dying(1500);
+    let out = n.ok(["status"]);
+    assert!(out.out().contains("not mounted"), "{}", out.out());
+    t.join().unwrap();
+
+    let t = dying(1500);
+    let mnt = n.scratch().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    n.cmd()
+        .args(["umount", mnt.to_str().unwrap()])
+        .run()
+        .failure(ExitCode::MountFailure)
+        .stderr_has("not mounted");
+    t.join().unwrap();
+
+    // A forwarded command: the probe and the request both land in the queue.
+    let t = dying(1500);
+    n.cmd()
+        .args(["secret", "ls", "v:"])
+        .run()
+        .failure(ExitCode::Failure)
+        .stderr_has("stopped before it read the command; nothing was done");
+    t.join().unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // A daemon answers: the command is sent to it.
 

@@ -356,7 +356,15 @@ pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
         Some(h) if h.join("root.key").exists() => h,
         _ => cfg.home.clone(),
     };
-    let Some(s) = client::connect(&home) else {
+    let reply = match client::connect(&home).map(|s| client::call(&s, &Request::Unmount)) {
+        // Killed while we connected: once it is gone, its mount is a dead one.
+        Some(Err(e)) if client::daemon_gone(&e) => {
+            wait_for_exit(&home);
+            None
+        }
+        other => other.transpose()?,
+    };
+    let Some(reply) = reply else {
         // No daemon: a dead mount left by a killed one can still be cleaned up.
         if let Some(d) = dir {
             if std::fs::read_dir(d).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN)) {
@@ -367,7 +375,7 @@ pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
         }
         return Err(Error::Mount(format!("{} is not mounted", home.display())).into());
     };
-    match client::call(&s, &Request::Unmount)? {
+    match reply {
         Response::Ok => {
             wait_for_exit(&home);
             out.say("Unmounted; every change is committed.");
@@ -398,14 +406,17 @@ fn wait_for_exit(home: &Path) {
 
 pub fn status(cfg: &Config) -> anyhow::Result<()> {
     let out = Out::new(cfg);
-    let Some(s) = client::connect(&cfg.home) else {
+    let reply = match client::connect(&cfg.home).map(|s| client::call(&s, &Request::Status)) {
+        Some(Err(e)) if client::daemon_gone(&e) => None,
+        other => other.transpose()?,
+    };
+    let Some(reply) = reply else {
         if out.json() {
             return out.emit(&json!({"mounted": false, "home": cfg.home}));
         }
         out.data(format!("{}: not mounted", cfg.home.display()));
         return Ok(());
     };
-    let reply = client::call(&s, &Request::Status)?;
     let Response::Status(text) = &reply else {
         return Err(Error::Mount("unexpected reply from the daemon".into()).into());
     };

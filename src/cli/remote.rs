@@ -249,7 +249,13 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     let stream = client::connect(&cfg.home).ok_or_else(|| {
         anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
     })?;
-    let resp = client::call(&stream, &Request::Command(req))?;
+    let resp = client::call(&stream, &Request::Command(req)).map_err(|e| {
+        if client::daemon_gone(&e) {
+            anyhow!("the pkfs daemon stopped before it read the command; nothing was done")
+        } else {
+            e.into()
+        }
+    })?;
     drop(stream);
     match &resp {
         Response::Command {

@@ -43,6 +43,17 @@ pub fn connect(home: &Path) -> Option<UnixStream> {
     }
 }
 
+/// Did a call fail because the daemon went away (killed or crashed while the
+/// client connected) rather than because of what it answered? A connection
+/// the daemon never accepted, or never read from, is reset when it dies: then
+/// it did not see the request at all.
+pub fn daemon_gone(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if matches!(
+        source.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    ))
+}
+
 /// Send `req` and wait for the answer.
 pub fn call(stream: &UnixStream, req: &Request) -> Result<Response, Error> {
     let path = stream
