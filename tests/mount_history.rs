@@ -211,37 +211,32 @@ fn checkout_while_mounted_shows_at_once_and_a_write_discards_later_versions() {
 // ---------------------------------------------------------------------------
 // Commands through the control socket.
 
+/// `pkfs secret write TARGET` with `data` on stdin, sent to the daemon.
+fn cli_write(m: &Mounted, target: &str, data: &[u8]) {
+    m.node
+        .cmd()
+        .args(["secret", "write", target])
+        .stdin(data.to_vec())
+        .run()
+        .success();
+}
+
 #[test]
 fn commands_while_mounted_go_through_the_daemon_and_show_at_once() {
     // A long delay: nothing is committed by the timer during this test.
     let m = Mounted::with_args(&["--commit-delay", "1m"]);
     assert_absent(&m.path("fromcli"), "before the write");
-    m.node
-        .cmd()
-        .args(["secret", "write", "v:fromcli"])
-        .stdin(b"from the cli".to_vec())
-        .run()
-        .success();
+    cli_write(&m, "v:fromcli", b"from the cli");
     assert_eq!(fs::read(m.path("fromcli")).unwrap(), b"from the cli");
     assert!(names(&m.v()).contains(&"fromcli".to_string()));
-    m.node
-        .cmd()
-        .args(["secret", "write", "v:fromcli"])
-        .stdin(b"rewritten by the cli".to_vec())
-        .run()
-        .success();
+    cli_write(&m, "v:fromcli", b"rewritten by the cli");
     assert_eq!(
         fs::read(m.path("fromcli")).unwrap(),
         b"rewritten by the cli"
     );
     // Same length, so only the daemon's invalidation can show it: the kernel
     // keeps a file's cached pages across opens.
-    m.node
-        .cmd()
-        .args(["secret", "write", "v:fromcli"])
-        .stdin(b"REWRITTEN BY THE CLI".to_vec())
-        .run()
-        .success();
+    cli_write(&m, "v:fromcli", b"REWRITTEN BY THE CLI");
     assert_eq!(
         fs::read(m.path("fromcli")).unwrap(),
         b"REWRITTEN BY THE CLI"

@@ -19,24 +19,20 @@ use std::sync::Arc;
 
 use super::{eio, FileState};
 use crate::format::blob::Header;
-use crate::format::offsets::{CIPHER_PAGE, HEADER_LEN, IV_LEN, TAG_LEN};
+use crate::format::offsets::{self, CIPHER_PAGE, IV_LEN, TAG_LEN};
 use crate::format::tags::TagList;
 use crate::store::seal::{blob_id_of_file, raw_id};
 
-use std::os::unix::fs::FileExt;
-
 impl FileState {
     /// Check pages against `list` from now on; its length and header must be
-    /// this blob's (and the header the one this state decrypts with).
+    /// this blob's, as `open_with` read them (a decoded header determines its
+    /// bytes, and a plain size its blob length).
     pub fn expect_tags(&mut self, list: Arc<TagList>) -> io::Result<()> {
-        let len = self.file.metadata()?.len();
-        let mut hdr = [0u8; HEADER_LEN as usize];
-        self.file.read_exact_at(&mut hdr, 0)?;
         let same_header = match (&self.cipher, Header::decode(&list.header)) {
             (Some((mine, _)), Ok(listed)) => *mine == listed,
             _ => false,
         };
-        if len != list.blob_len || hdr != list.header || !same_header {
+        if offsets::blob_len(self.disk_size) != list.blob_len || !same_header {
             tracing::warn!("an open file's blob does not match its committed tag list");
             return Err(eio());
         }

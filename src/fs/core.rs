@@ -21,6 +21,7 @@ use crate::format::names::{self, DirIv, DiskName, EntryKind};
 use crate::format::offsets;
 use crate::store::atomic::write_atomic;
 use crate::store::dirfd::DirFd;
+use crate::store::seal::Vouched;
 use crate::vault::Node;
 
 /// Validated mount settings.
@@ -297,42 +298,35 @@ impl FsCore {
     /// Check that the backing file of `e` is what HEAD committed there (unless
     /// the journal says it changed since): a swapped, rolled-back or planted blob
     /// is EIO, never someone else's plaintext. Returns the checked bytes of a
-    /// file of at most `keep_max` bytes that had to be read.
+    /// file of at most `keep_max` bytes that had to be read; for a `reader`,
+    /// possibly the tag list a big file is checked against page by page
+    /// instead (see `content_tags.rs`).
     pub fn verify(
         &self,
         e: &Entry,
         file: &std::fs::File,
         keep_max: u64,
-    ) -> FsResult<Option<Vec<u8>>> {
+        reader: bool,
+    ) -> FsResult<Vouched> {
         let rel = self.backing_rel(e)?;
         // The seal and the journal must be of one HEAD: no commit in between
         // (recursive: the caller may hold the gate already).
         let _gate = e.vault.gate.read_recursive();
         let seal = e.vault.seal.read().clone();
         let covered = |rel: &str| e.vault.history.lock().covers(rel);
-        seal.verify_file_keeping(&rel, file, covered, keep_max)
-            .map_err(|err| {
-                tracing::error!("vault {}: {err}", e.vault.id);
-                match err {
-                    crate::error::Error::Corrupt { .. } => Errno::EIO,
-                    err => from_error(&err),
-                }
-            })
-    }
-
-    /// For a reader of `e`: the tag list of its committed blob, when the file
-    /// is big and one is saved; it is then checked page by page as it is read
-    /// instead of by [`FsCore::verify`] (see `content_tags.rs`).
-    pub fn tags_for(
-        &self,
-        e: &Entry,
-        file: &std::fs::File,
-    ) -> FsResult<Option<std::sync::Arc<crate::format::tags::TagList>>> {
-        let rel = self.backing_rel(e)?;
-        let _gate = e.vault.gate.read_recursive();
-        let seal = e.vault.seal.read().clone();
-        let covered = |rel: &str| e.vault.history.lock().covers(rel);
-        Ok(seal.tags_for(&rel, file, covered))
+        let checked = if reader {
+            seal.verify_for_reader(&rel, file, covered, keep_max)
+        } else {
+            seal.verify_file_keeping(&rel, file, covered, keep_max)
+                .map(Vouched::Whole)
+        };
+        checked.map_err(|err| {
+            tracing::error!("vault {}: {err}", e.vault.id);
+            match err {
+                crate::error::Error::Corrupt { .. } => Errno::EIO,
+                err => from_error(&err),
+            }
+        })
     }
 
     /// The entry of inode `ino` (not a root).

@@ -11,6 +11,7 @@ use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use super::ops_entry::Caller;
 use crate::format::tags::TagList;
+use crate::store::seal::Vouched;
 use crate::store::ChangeKind;
 
 /// A backing file opened (and checked) on the way into [`FsCore::open_state`].
@@ -113,12 +114,10 @@ impl FsCore {
             let (file, writable) = self.open_backing(&e, write)?;
             let (mut blob, mut tags) = (None, None);
             if !replaces {
-                if !write {
-                    tags = self.tags_for(&e, &file)?;
-                }
-                if tags.is_none() {
-                    let keep = if write { 0 } else { KEEP_MAX };
-                    blob = self.verify(&e, &file, keep)?;
+                let keep = if write { 0 } else { KEEP_MAX };
+                match self.verify(&e, &file, keep, !write)? {
+                    Vouched::Whole(kept) => blob = kept,
+                    Vouched::ByTags(list) => tags = Some(list),
                 }
             }
             checked = Some(Checked {

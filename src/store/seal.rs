@@ -47,6 +47,14 @@ pub enum Expect {
     Refused,
 }
 
+/// How a file was found to be what HEAD committed.
+pub enum Vouched {
+    /// Hashed whole (or remembered as such); the bytes hashed, when kept.
+    Whole(Option<Vec<u8>>),
+    /// Not hashed: its pages must match this tag list as they are read.
+    ByTags(Arc<TagList>),
+}
+
 /// A snapshot of HEAD's tree (backing path → blob id) and of the journal.
 pub struct Seal {
     vault_dir: PathBuf,
@@ -94,36 +102,6 @@ impl Seal {
     pub fn with_tags(mut self, store: Arc<TagStore>) -> Seal {
         self.tags = Some(store);
         self
-    }
-
-    /// For a reader of the big file `rel`: the tag list of the blob HEAD names
-    /// for it, when one is saved and `file` has that blob's length. The caller
-    /// must then check the header and every page it reads against the list
-    /// (`FileState::expect_tags`) instead of hashing the file. `None`: check it
-    /// whole with [`Seal::verify_file_keeping`].
-    pub fn tags_for(
-        &self,
-        rel: &str,
-        file: &File,
-        covered: impl Fn(&str) -> bool,
-    ) -> Option<Arc<TagList>> {
-        let store = self.tags.as_ref()?;
-        let Expect::Blob(want) = self.expect(rel, covered) else {
-            return None;
-        };
-        let m = file.metadata().ok()?;
-        let len = m.len();
-        if len < MIN_BLOB_LEN {
-            return None;
-        }
-        // Hashed whole before, and unchanged since: that check stands.
-        if let Some(&(s, id)) = self.verified.lock().get(&(m.dev(), m.ino())) {
-            if s == Stamp::of(&m) && id == want {
-                return None;
-            }
-        }
-        let list = store.load(want)?;
-        (list.blob_len == len).then(|| Arc::new(list))
     }
 
     /// A seal for a vault whose HEAD is damaged or forged: every check fails
@@ -205,17 +183,53 @@ impl Seal {
         covered: impl Fn(&str) -> bool,
         keep_max: u64,
     ) -> Result<Option<Vec<u8>>> {
+        Ok(match self.check(rel, file, covered, keep_max, false)? {
+            Vouched::Whole(kept) => kept,
+            Vouched::ByTags(_) => None,
+        })
+    }
+
+    /// [`Seal::verify_file_keeping`] for a reader: a big file whose committed
+    /// blob has a saved tag list of its length is not hashed; the caller must
+    /// then check its header and every page it reads against the list
+    /// (`FileState::expect_tags`).
+    pub fn verify_for_reader(
+        &self,
+        rel: &str,
+        file: &File,
+        covered: impl Fn(&str) -> bool,
+        keep_max: u64,
+    ) -> Result<Vouched> {
+        self.check(rel, file, covered, keep_max, true)
+    }
+
+    fn check(
+        &self,
+        rel: &str,
+        file: &File,
+        covered: impl Fn(&str) -> bool,
+        keep_max: u64,
+        by_tags: bool,
+    ) -> Result<Vouched> {
         let shown = Path::new(rel);
         let expect = self.expect(rel, covered);
         let Expect::Blob(want) = expect else {
-            return self.judge(shown, expect, unreachable_hash).map(|()| None);
+            return self
+                .judge(shown, expect, unreachable_hash)
+                .map(|()| Vouched::Whole(None));
         };
         let m = file.metadata().map_err(|e| Error::io(shown, e))?;
         let key = (m.dev(), m.ino());
         let stamp = Stamp::of(&m);
         if let Some(&(s, id)) = self.verified.lock().get(&key) {
             if s == stamp && id == want {
-                return Ok(None);
+                return Ok(Vouched::Whole(None));
+            }
+        }
+        if by_tags && m.len() >= MIN_BLOB_LEN {
+            let list = self.tags.as_ref().and_then(|t| t.load(want));
+            if let Some(list) = list.filter(|l| l.blob_len == m.len()) {
+                return Ok(Vouched::ByTags(Arc::new(list)));
             }
         }
         let (got, kept) = if m.len() <= keep_max {
@@ -242,7 +256,7 @@ impl Seal {
         };
         self.judge(shown, expect, || Ok(got))?;
         self.verified.lock().insert(key, (stamp, got));
-        Ok(kept)
+        Ok(Vouched::Whole(kept))
     }
 
     fn expect_abs(&self, abs: &Path, covered: impl Fn(&str) -> bool) -> Expect {
