@@ -29,35 +29,32 @@ struct Checked {
 const KEEP_MAX: u64 = 64 * 1024;
 
 impl FsCore {
-    /// The shared open state of `ino`, creating it from `e` (or from `file`).
-    fn open_state(
-        &self,
-        ino: u64,
-        e: &Entry,
-        write: bool,
-        file: Option<Checked>,
-    ) -> FsResult<Arc<OpenFile>> {
-        let mut open = self.open.lock();
-        if let Some(of) = open.get(&ino).cloned() {
-            if write && !of.state.read().writable {
-                let f = e.dir.fd.open_file(e.name(), false).errno()?;
-                of.state.write().replace_file(f, true);
-            }
-            *of.handles.lock() += 1;
-            return Ok(of);
+    /// Count one more handle on `of` (looked up under the open-file lock, which
+    /// the caller still holds), reopening its backing file for a writer.
+    fn attach(&self, of: &Arc<OpenFile>, e: &Entry, write: bool) -> FsResult<Arc<OpenFile>> {
+        if write && !of.state.read().writable {
+            let f = e.dir.fd.open_file(e.name(), false).errno()?;
+            of.state.write().replace_file(f, true);
         }
-        let c = match file {
-            Some(checked) => checked,
-            None => {
-                let (file, writable) = self.open_backing(e, write)?;
-                Checked {
-                    file,
-                    writable,
-                    blob: None,
-                    tags: None,
-                }
-            }
-        };
+        *of.handles.lock() += 1;
+        Ok(of.clone())
+    }
+
+    /// The open state of `ino` with one more handle, if the file is open.
+    fn attach_state(&self, ino: u64, e: &Entry, write: bool) -> FsResult<Option<Arc<OpenFile>>> {
+        let open = self.open.lock();
+        open.get(&ino)
+            .map(|of| self.attach(of, e, write))
+            .transpose()
+    }
+
+    /// The shared open state of `ino`, created from the checked descriptor `c`
+    /// unless another first open installed one meanwhile (then `c` is dropped).
+    fn open_state(&self, ino: u64, e: &Entry, write: bool, c: Checked) -> FsResult<Arc<OpenFile>> {
+        let mut open = self.open.lock();
+        if let Some(of) = open.get(&ino) {
+            return self.attach(of, e, write);
+        }
         let bad = |err: std::io::Error| {
             tracing::warn!("an open file of vault {} is not a valid blob", e.vault.id);
             super::errno::from_io(&err)
@@ -87,6 +84,29 @@ impl FsCore {
         }
     }
 
+    /// Open and check the backing file of `e` for a first open. Opening to
+    /// truncate keeps nothing of the old content: no check. A small file
+    /// opened for reading is decrypted from the bytes the check read
+    /// (`md5sum`, `grep -r`, a build: one read(2) per file); a big one with a
+    /// saved tag list is checked page by page instead.
+    fn check_backing(&self, e: &Entry, write: bool, replaces: bool) -> FsResult<Checked> {
+        let (file, writable) = self.open_backing(e, write)?;
+        let (mut blob, mut tags) = (None, None);
+        if !replaces {
+            let keep = if write { 0 } else { KEEP_MAX };
+            match self.verify(e, &file, keep, !write)? {
+                Vouched::Whole(kept) => blob = kept,
+                Vouched::ByTags(list) => tags = Some(list),
+            }
+        }
+        Ok(Checked {
+            file,
+            writable,
+            blob,
+            tags,
+        })
+    }
+
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
         if ino == ROOT_INO {
             return Err(Errno::EISDIR);
@@ -102,32 +122,18 @@ impl FsCore {
         }
         let e = self.entry_of(ino)?;
         let replaces = write && flags & libc::O_TRUNC != 0;
-        let mut checked = None;
-        if self.open_file(ino).is_none() {
-            // First open in this mount: the blob must be HEAD's (or journaled),
-            // and the descriptor that was checked is the one that serves the
-            // file (one open(2) per file, and nothing swapped in between).
-            // Opening to truncate keeps nothing of the old content: no check.
-            // A small file opened for reading is decrypted from the bytes the
-            // check read (`md5sum`, `grep -r`, a build: one read(2) per file);
-            // a big one with a saved tag list is checked page by page instead.
-            let (file, writable) = self.open_backing(&e, write)?;
-            let (mut blob, mut tags) = (None, None);
-            if !replaces {
-                let keep = if write { 0 } else { KEEP_MAX };
-                match self.verify(&e, &file, keep, !write)? {
-                    Vouched::Whole(kept) => blob = kept,
-                    Vouched::ByTags(list) => tags = Some(list),
-                }
+        // Not open in this mount: the blob must be HEAD's (or journaled), and
+        // the descriptor that was checked is the one that serves the file (one
+        // open(2) per file, and nothing swapped in between). The state is
+        // looked up and counted under one lock, so it cannot be released
+        // between this test and its use; a file closed meanwhile is checked.
+        let of = match self.attach_state(ino, &e, write)? {
+            Some(of) => of,
+            None => {
+                let checked = self.check_backing(&e, write, replaces)?;
+                self.open_state(ino, &e, write, checked)?
             }
-            checked = Some(Checked {
-                file,
-                writable,
-                blob,
-                tags,
-            });
-        }
-        let of = self.open_state(ino, &e, write, checked)?;
+        };
         if flags & libc::O_TRUNC != 0 {
             let _gate = vault.gate.read();
             let mut st = of.state.write();
@@ -165,7 +171,7 @@ impl FsCore {
             blob: None,
             tags: None,
         };
-        self.open_state(ino, &e, true, Some(created))?;
+        self.open_state(ino, &e, true, created)?;
         let fh = self.new_fh(Handle {
             ino,
             append: flags & libc::O_APPEND != 0,
