@@ -133,9 +133,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 parse_target(&format!("{}:{dest}", s.vault))?
             };
             if s.vault == d.vault {
-                vaults
-                    .get(&s.vault)?
-                    .apply(|tree| tree.rename(&s.path, &d.path))?;
+                vaults.get(&s.vault)?.rename(&s.path, &d.path)?;
             } else {
                 secret_io::move_between(&node, &s, &d)?;
             }

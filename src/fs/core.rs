@@ -20,6 +20,7 @@ use super::vaults::VaultFs;
 use crate::format::names::{self, DirIv, DiskName, EntryKind};
 use crate::format::offsets;
 use crate::store::atomic::write_atomic;
+use crate::store::changes::MoveKind;
 use crate::store::dirfd::DirFd;
 use crate::store::seal::Vouched;
 use crate::vault::Node;
@@ -220,8 +221,8 @@ impl FsCore {
         let rel = format!("{dir_rel}/{}", names::DIRIV_FILE);
         let _gate = vault.gate.read_recursive();
         let seal = vault.seal.read().clone();
-        let covered = |r: &str| vault.history.lock().covers(r);
-        seal.verify_rel_bytes(&rel, iv, covered).map_err(|err| {
+        let live = |r: &str| Some(vault.history.lock().origin(r));
+        seal.verify_rel_bytes(&rel, iv, live).map_err(|err| {
             tracing::error!("vault {}: {err}", vault.id);
             Errno::EIO
         })
@@ -252,20 +253,46 @@ impl FsCore {
     /// A file with other hard links journals the whole vault (its other names
     /// change with it and may not be known here).
     pub fn mark(&self, e: &Entry) -> FsResult<()> {
-        let linked = e
-            .dir
-            .fd
-            .stat(e.name())
-            .is_ok_and(|m| m.is_file() && m.nlink() > 1);
-        let rel = if linked {
+        let rel = if self.linked(e) {
             "contents".to_string()
         } else {
             self.backing_rel(e)?
         };
-        e.vault.history.lock().mark(&rel).map_err(|err| {
-            tracing::error!("vault {}: writing the change journal: {err}", e.vault.id);
-            from_error(&err)
-        })
+        e.vault.history.lock().mark(&rel).map_err(journal_errno(e))
+    }
+
+    /// Journal, before it happens, that `src` gets to `dst` unchanged:
+    /// renamed, exchanged or hard-linked (see `store/changes.rs`). Its content
+    /// stays checked against HEAD's blob at the old path, so a blob swapped
+    /// at rest is not adopted by a rename.
+    pub fn mark_move(&self, src: &Entry, dst: &Entry, how: MoveKind) -> FsResult<()> {
+        let from = self.backing_rel(src)?;
+        let to = self.backing_rel(dst)?;
+        let history = src.vault.history.lock();
+        history
+            .mark_move(&from, &to, how)
+            .map_err(journal_errno(src))
+    }
+
+    /// Journal a change of `e`'s mode only: its content must stay HEAD's. A
+    /// file with other hard links changes the mode of its other names too.
+    pub fn mark_mode(&self, e: &Entry) -> FsResult<()> {
+        if self.linked(e) {
+            return self.mark(e);
+        }
+        let rel = self.backing_rel(e)?;
+        let history = e.vault.history.lock();
+        history
+            .mark_move(&rel, &rel, MoveKind::Rename)
+            .map_err(journal_errno(e))
+    }
+
+    /// Is `e` a file with other hard links?
+    fn linked(&self, e: &Entry) -> bool {
+        e.dir
+            .fd
+            .stat(e.name())
+            .is_ok_and(|m| m.is_file() && m.nlink() > 1)
     }
 
     /// The backing path of `e` relative to the vault directory (`contents/…`),
@@ -313,11 +340,11 @@ impl FsCore {
         // (recursive: the caller may hold the gate already).
         let _gate = e.vault.gate.read_recursive();
         let seal = e.vault.seal.read().clone();
-        let covered = |rel: &str| e.vault.history.lock().covers(rel);
+        let live = |rel: &str| Some(e.vault.history.lock().origin(rel));
         let checked = if reader {
-            seal.verify_for_reader(&rel, file, covered, keep_max)
+            seal.verify_for_reader(&rel, file, live, keep_max)
         } else {
-            seal.verify_file_keeping(&rel, file, covered, keep_max)
+            seal.verify_file_keeping(&rel, file, live, keep_max)
                 .map(Vouched::Whole)
         };
         checked.map_err(|err| {
@@ -469,5 +496,13 @@ fn ts(sec: i64, nsec: i64) -> SystemTime {
         UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
     } else {
         UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec as u64)
+    }
+}
+
+/// The errno of a failed journal write, logged once.
+fn journal_errno(e: &Entry) -> impl Fn(crate::error::Error) -> Errno + '_ {
+    move |err| {
+        tracing::error!("vault {}: writing the change journal: {err}", e.vault.id);
+        from_error(&err)
     }
 }

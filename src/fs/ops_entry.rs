@@ -10,6 +10,7 @@ use super::errno::{FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use crate::crypto::random_array;
 use crate::format::names::DIRIV_FILE;
+use crate::store::changes::MoveKind;
 use crate::store::dirfd::timespec;
 use crate::store::ChangeKind;
 
@@ -131,10 +132,17 @@ impl FsCore {
             None => (&self.dir(ino)?.fd, None),
         };
         if let (Some(e), true) = (&entry, a.size.is_some() || a.mode.is_some()) {
-            if let Some(of) = self.open_file(ino) {
-                of.state.write().settle_tags().errno()?;
+            match self.open_file(ino) {
+                Some(of) => of.state.write().settle_tags().errno()?,
+                // What a truncation keeps must be what HEAD committed.
+                None if a.size.is_some_and(|s| s > 0) => self.check_unopened(e)?,
+                None => {}
             }
-            self.mark(e)?;
+            if a.size.is_some() {
+                self.mark(e)?;
+            } else {
+                self.mark_mode(e)?;
+            }
         }
         if let Some(size) = a.size {
             self.truncate_ino(ino, size, entry.as_ref())?;
@@ -159,6 +167,15 @@ impl FsCore {
         }
         vault.record(ChangeKind::Modified, self.path_of(ino));
         self.getattr(ino)
+    }
+
+    /// Check a regular file that no open state has checked against HEAD.
+    fn check_unopened(&self, e: &Entry) -> FsResult<()> {
+        if !e.dir.fd.stat(e.name()).errno()?.is_file() {
+            return Ok(());
+        }
+        let f = e.dir.fd.open_file(e.name(), true).errno()?;
+        self.verify(e, &f, 0, false).map(drop)
     }
 
     fn truncate_ino(&self, ino: u64, size: u64, e: Option<&Entry>) -> FsResult<()> {
@@ -316,10 +333,10 @@ impl FsCore {
         }
         let _gate = dst.vault.gate.read();
         let _ns = dst.vault.ns.lock();
-        self.mark(&dst)?;
         if file_type(&src.dir.fd.stat(src.name()).errno()?) == FileType::Directory {
             return Err(Errno::EPERM);
         }
+        self.mark_move(&src, &dst, MoveKind::Link)?;
         dst.write_sidecar()?;
         src.dir
             .fd
@@ -444,8 +461,12 @@ impl FsCore {
         let old_path = self.child_path(parent, name);
         let new_path = self.child_path(newparent, newname);
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        self.mark(&src)?;
-        self.mark(&dst)?;
+        let how = if exchange {
+            MoveKind::Swap
+        } else {
+            MoveKind::Rename
+        };
+        self.mark_move(&src, &dst, how)?;
         if exchange {
             let (dst_ino, _) = target.ok_or(Errno::ENOENT)?;
             src.dir

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Oid};
 use serde::Serialize;
 
+use super::changes::Origin;
 use super::history::{GitCheck, HeadFiles, History};
 use super::tree::Tree;
 use crate::crypto::aead::{IV_LEN, TAG_LEN};
@@ -157,9 +158,19 @@ impl<'a> Fsck<'a> {
     }
 
     /// Is `rel` (relative to the vault dir, `contents/...`) recorded as
-    /// changed since HEAD? Such a difference is not corruption.
-    fn uncommitted(&self, rel: &str) -> bool {
-        self.history.covers(rel)
+    /// changed since HEAD? Such a difference is not corruption. A file only
+    /// moved (or chmodded) through pkfs must still be HEAD's file of the path
+    /// it came from, else it is tampering.
+    fn uncommitted(&self, rel: &str, seen: &BTreeMap<String, Seen>, head: &HeadFiles) -> bool {
+        if !self.history.covers(rel) {
+            return false;
+        }
+        match (self.history.origin(rel), seen.get(rel)) {
+            (Origin::Head(from), Some(s)) if s.role != Role::Dir => {
+                head.files.get(&from).map(|f| f.0) == s.hash
+            }
+            _ => true,
+        }
     }
 
     /// Check everything; `progress` is called once per file and commit.

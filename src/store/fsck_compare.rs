@@ -22,18 +22,30 @@ impl Fsck<'_> {
                 continue;
             }
             let what = meta_note(s.role);
-            let (kind, detail) = match head.files.get(rel) {
-                Some((id, _)) if Some(*id) == s.hash => continue,
-                Some(_) => (
+            let moved = match self.history.origin(rel) {
+                Origin::Head(from) if from != *rel && self.history.covers(rel) => Some(from),
+                _ => None,
+            };
+            let (kind, detail) = match (head.files.get(rel), moved) {
+                (Some((id, _)), _) if Some(*id) == s.hash => continue,
+                (_, Some(from)) if !self.uncommitted(rel, seen, head) => (
+                    "modified-since-commit",
+                    format!(
+                        "{what}was moved here through pkfs, but is not the committed file \
+                         it was moved from ({})",
+                        self.head_path(head, &from)
+                    ),
+                ),
+                (Some(_), _) => (
                     "modified-since-commit",
                     format!("{what}differs from the committed version ({short})"),
                 ),
-                None => (
+                (None, _) => (
                     "untracked",
                     format!("{what}not in the committed version ({short}); not made by pkfs"),
                 ),
             };
-            if self.uncommitted(rel) {
+            if self.uncommitted(rel, seen, head) {
                 report.uncommitted.push(s.shown.clone());
             } else {
                 report
@@ -46,7 +58,7 @@ impl Fsck<'_> {
                 continue;
             }
             let shown = self.head_path(head, rel);
-            if self.uncommitted(rel) {
+            if self.uncommitted(rel, seen, head) {
                 report.uncommitted.push(shown);
             } else {
                 let detail = format!("in the committed version ({short}) but not on disk");

@@ -58,7 +58,7 @@ impl Fsck<'_> {
                     Some(s) => s.hash != Some(id) || s.damaged || s.role == Role::Dir,
                 };
                 let damaged = seen.is_some_and(|s| s.damaged);
-                if !differs || (self.uncommitted(rel) && !damaged) {
+                if !differs || (self.uncommitted(rel, &scan.seen, head) && !damaged) {
                     continue;
                 }
                 let shown = self.head_path(head, rel);
@@ -153,7 +153,7 @@ impl Fsck<'_> {
             if s.role == Role::Dir
                 || head.files.contains_key(rel)
                 || unreadable(rel)
-                || self.uncommitted(rel)
+                || self.uncommitted(rel, &scan.seen, head)
             {
                 continue;
             }
@@ -184,7 +184,7 @@ impl Fsck<'_> {
             if head.files.contains_key(entry) {
                 continue;
             }
-            if head.files.contains_key(rel) && !self.uncommitted(rel) {
+            if head.files.contains_key(rel) && !self.uncommitted(rel, &scan.seen, head) {
                 units.insert(rel.clone());
                 removed.insert(rel.clone());
                 // Journaled, so that the commit below adopts the removal.

@@ -49,7 +49,9 @@ use git2::{
     RepositoryOpenFlags, Signature, Sort,
 };
 
+use super::changes::Origin;
 use super::journal::Journal;
+use super::stage::Adopt;
 use super::Change;
 use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::hkdf32;
@@ -203,15 +205,36 @@ impl History {
         // device nodes made through the mount stay out of the history.
         // Only paths the journal covers are adopted: anything else that differs
         // from HEAD was not changed by pkfs and stays visible as tampering.
+        // A path moved since HEAD (or chmodded) is adopted only if it still
+        // holds HEAD's blob of the path it came from.
         let journal = self.journal.borrow();
-        let adopt_all = head_target(repo)?.is_none();
-        let covered = |rel: &str| adopt_all || journal.covers(rel);
+        let head_tree = match head_target(repo)? {
+            Some(h) => Some(
+                repo.find_commit(h)
+                    .and_then(|c| c.tree())
+                    .ctx("reading HEAD's tree")?,
+            ),
+            None => None,
+        };
+        let adopt = |rel: &str| match &head_tree {
+            None => Adopt::Yes,
+            Some(_) if !journal.covers(rel) => Adopt::No,
+            Some(tree) => match journal.origin(rel) {
+                Origin::Changed => Adopt::Yes,
+                Origin::Head(from) => Adopt::IfBlob(
+                    tree.get_path(Path::new(&from))
+                        .ok()
+                        .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+                        .map(|e| e.id()),
+                ),
+            },
+        };
         super::stage::stage(
             repo,
             &mut index,
             &self.vault_dir,
             TRACKED,
-            &covered,
+            &adopt,
             Some(&self.tags),
         )?;
         index.write().ctx("writing the index")?;

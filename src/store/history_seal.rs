@@ -19,6 +19,7 @@ use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
 
 use super::{head_target, main_tip, Ctx, History};
 use crate::error::{Error, Result};
+use crate::store::changes::{MoveKind, Origin};
 use crate::store::seal::Seal;
 
 const AAD_DOMAIN: &[u8] = b"pkfs history v2";
@@ -69,9 +70,21 @@ impl History {
         self.journal.borrow_mut().mark(rel)
     }
 
-    /// Does the journal cover backing path `rel`?
+    /// Record, before it happens, that the entry at `from` gets to `to`
+    /// unchanged (renamed, exchanged or linked; a rename onto itself is a
+    /// chmod), so that it stays checked against HEAD's entry at `from`.
+    pub fn mark_move(&self, from: &str, to: &str, how: MoveKind) -> Result<()> {
+        self.journal.borrow_mut().mark_move(from, to, how)
+    }
+
+    /// Does the journal touch backing path `rel` (a commit re-stages it)?
     pub fn covers(&self, rel: &str) -> bool {
         self.journal.borrow().covers(rel)
+    }
+
+    /// Where the content at backing path `rel` must come from.
+    pub fn origin(&self, rel: &str) -> Origin {
+        self.journal.borrow().origin(rel)
     }
 
     /// Is nothing journaled (the work tree is HEAD's)?
@@ -99,7 +112,7 @@ impl History {
     /// A snapshot of HEAD's tree and of the journal, to check backing files
     /// against. Fails when HEAD's message does not authenticate.
     pub fn seal(&self) -> Result<Seal> {
-        let journal = self.journal.borrow().paths().clone();
+        let journal = self.journal.borrow().changes().clone();
         let Some(head) = self.verified_head()? else {
             return Ok(Seal::new(&self.vault_dir, None, journal).with_tags(self.tags.clone()));
         };

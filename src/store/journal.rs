@@ -18,6 +18,10 @@
 //!        kind 1 = path: data is a backing path relative to V ("contents/…");
 //!                 it covers that entry and everything below it
 //!        kind 2 = checkout: data is the 20-byte id of the commit being checked out
+//!        kind 3 = move: data is from | 0x00 | to, two backing paths: the entry
+//!                 at `from` was renamed to `to` unchanged (from == to: a chmod)
+//!        kind 4 = swap: as move, but both entries exchanged (RENAME_EXCHANGE)
+//!        kind 5 = link: as move, but `from` stays (a hard link)
 //! key = HKDF-SHA256(vault key, no salt, "pkfs journal v1")
 //! AAD of record i = "pkfs journal v1" | HEAD commit id (20 bytes, zeros before
 //!                   the first commit) | i as u64 big-endian
@@ -28,6 +32,9 @@
 //! and reading stops at the first record that does (a torn tail after a crash
 //! is the same case). A journal that cannot be read therefore covers *less*,
 //! never more, so it can hide nothing.
+//!
+//! What the records mean for one path is worked out in `changes.rs`: a moved
+//! entry keeps being checked against HEAD's entry at its old path.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -35,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 use git2::Oid;
 
+use super::changes::{Changes, MoveKind, Origin};
 use crate::crypto::aead::{Gcm, IV_LEN, TAG_LEN};
 use crate::crypto::kdf::hkdf32;
 use crate::crypto::SymKey;
@@ -45,6 +53,9 @@ pub const JOURNAL_FILE: &str = "journal";
 const DOMAIN: &[u8] = b"pkfs journal v1";
 const KIND_PATH: u8 = 1;
 const KIND_CHECKOUT: u8 = 2;
+const KIND_MOVE: u8 = 3;
+const KIND_SWAP: u8 = 4;
+const KIND_LINK: u8 = 5;
 /// Longest record accepted when reading (a backing path is far shorter).
 const MAX_RECORD: usize = 1 << 20;
 
@@ -53,36 +64,17 @@ pub struct Journal {
     gcm: Gcm,
     head: [u8; 20],
     count: u64,
-    paths: PathSet,
+    changes: Changes,
     checkout: Option<Oid>,
     file: Option<File>,
 }
 
-/// Backing paths, each covering itself, everything below it and its long-name
-/// sidecar; `covers` costs one lookup per level of the path asked about.
-#[derive(Debug, Clone, Default)]
-pub struct PathSet(std::collections::HashSet<String>);
-
-impl PathSet {
-    pub fn insert(&mut self, rel: &str) {
-        self.0.insert(rel.to_string());
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn covers(&self, rel: &str) -> bool {
-        if self.0.is_empty() {
-            return false;
-        }
-        let own = rel.strip_suffix(crate::format::names::LONG_SUFFIX);
-        if self.0.contains(rel) || own.is_some_and(|e| self.0.contains(e)) {
-            return true;
-        }
-        rel.match_indices('/')
-            .any(|(i, _)| self.0.contains(&rel[..i]))
-    }
+/// `from | 0x00 | to` of a move record.
+fn split_move(data: &[u8]) -> Option<(&str, &str)> {
+    let nul = data.iter().position(|&b| b == 0)?;
+    let from = std::str::from_utf8(&data[..nul]).ok()?;
+    let to = std::str::from_utf8(&data[nul + 1..]).ok()?;
+    (!from.is_empty() && !to.is_empty()).then_some((from, to))
 }
 
 fn head_bytes(head: Option<Oid>) -> [u8; 20] {
@@ -103,7 +95,7 @@ impl Journal {
             gcm: Gcm::new(&key),
             head: head_bytes(head),
             count: 0,
-            paths: PathSet::default(),
+            changes: Changes::default(),
             checkout: None,
             file: None,
         };
@@ -124,9 +116,20 @@ impl Journal {
             };
             match (plain.first(), &plain[plain.len().min(1)..]) {
                 (Some(&KIND_PATH), data) => match std::str::from_utf8(data) {
-                    Ok(p) => j.paths.insert(p),
+                    Ok(p) => j.changes.path(p),
                     Err(_) => break,
                 },
+                (Some(&kind @ (KIND_MOVE | KIND_SWAP | KIND_LINK)), data) => {
+                    let how = match kind {
+                        KIND_MOVE => MoveKind::Rename,
+                        KIND_SWAP => MoveKind::Swap,
+                        _ => MoveKind::Link,
+                    };
+                    match split_move(data) {
+                        Some((from, to)) => j.changes.moved(from, to, how),
+                        None => break,
+                    }
+                }
                 (Some(&KIND_CHECKOUT), data) => match Oid::from_bytes(data) {
                     Ok(id) => j.checkout = Some(id),
                     Err(_) => break,
@@ -157,14 +160,21 @@ impl Journal {
         aad
     }
 
-    /// Does the journal cover backing path `rel` (relative to the vault dir)?
+    /// Does any record touch backing path `rel` (relative to the vault dir)?
+    /// A commit re-stages exactly these paths.
     pub fn covers(&self, rel: &str) -> bool {
-        self.paths.covers(rel)
+        self.changes.covers(rel)
     }
 
-    /// Every path recorded.
-    pub fn paths(&self) -> &PathSet {
-        &self.paths
+    /// Where the content at `rel` must come from: changed since HEAD, or
+    /// HEAD's entry at some path.
+    pub fn origin(&self, rel: &str) -> Origin {
+        self.changes.origin(rel)
+    }
+
+    /// Every record.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// The commit an interrupted checkout was moving to.
@@ -177,17 +187,46 @@ impl Journal {
         self.count == 0
     }
 
-    /// Record that `rel` may change (unless already covered). Not synced: see
-    /// [`Journal::sync`].
+    /// Record that `rel` may change (unless it is changed already). Not
+    /// synced: see [`Journal::sync`].
     pub fn mark(&mut self, rel: &str) -> Result<()> {
-        if self.covers(rel) {
+        if self.origin(rel) == Origin::Changed {
             return Ok(());
         }
         let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(rel.len() + 1));
         plain.push(KIND_PATH);
         plain.extend_from_slice(rel.as_bytes());
         self.append(&plain)?;
-        self.paths.insert(rel);
+        self.changes.path(rel);
+        Ok(())
+    }
+
+    /// Record that the entry at `from` is about to get to `to` unchanged (see
+    /// [`MoveKind`]; a rename with `from == to` is a chmod), so that its
+    /// content stays checked against HEAD's entry at `from`. Not synced: see
+    /// [`Journal::sync`].
+    pub fn mark_move(&mut self, from: &str, to: &str, how: MoveKind) -> Result<()> {
+        let changed = |p: &str| self.origin(p) == Origin::Changed;
+        if from == to {
+            // A chmod: only an entry no record touches yet needs re-staging.
+            if self.covers(from) {
+                return Ok(());
+            }
+        } else if changed(from) && (how != MoveKind::Swap || changed(to)) {
+            // Nothing of HEAD's moves: what lands at `to` is changed too.
+            return self.mark(to);
+        }
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(from.len() + to.len() + 2));
+        plain.push(match how {
+            MoveKind::Rename => KIND_MOVE,
+            MoveKind::Swap => KIND_SWAP,
+            MoveKind::Link => KIND_LINK,
+        });
+        plain.extend_from_slice(from.as_bytes());
+        plain.push(0);
+        plain.extend_from_slice(to.as_bytes());
+        self.append(&plain)?;
+        self.changes.moved(from, to, how);
         Ok(())
     }
 
@@ -241,7 +280,7 @@ impl Journal {
         }
         self.head = head_bytes(head);
         self.count = 0;
-        self.paths = PathSet::default();
+        self.changes = Changes::default();
         self.checkout = None;
         Ok(())
     }
@@ -322,15 +361,37 @@ mod tests {
     }
 
     #[test]
-    fn a_path_covers_itself_its_subtree_and_its_sidecar() {
-        let mut set = PathSet::default();
-        set.insert("contents/x");
-        let side = format!("contents/x{}", crate::format::names::LONG_SUFFIX);
-        assert!(set.covers("contents/x") && set.covers(&side));
-        assert!(set.covers("contents/x/y/z"));
-        assert!(!set.covers("contents/xy") && !set.covers("contents"));
-        set.insert("contents");
-        assert!(set.covers("contents/anything"));
+    fn move_records_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::load(dir.path(), &key(), None).unwrap();
+        j.mark_move("contents/a", "contents/b", MoveKind::Rename)
+            .unwrap();
+        j.mark_move("contents/c", "contents/d", MoveKind::Swap)
+            .unwrap();
+        j.mark_move("contents/f", "contents/f", MoveKind::Rename)
+            .unwrap();
+        j.mark_move("contents/f", "contents/f", MoveKind::Rename)
+            .unwrap(); // nothing new
+        assert_eq!(j.count, 3);
+        // A move out of a changed entry is a plain change of the target.
+        j.mark("contents/new").unwrap();
+        j.mark_move("contents/new", "contents/g", MoveKind::Rename)
+            .unwrap();
+        assert_eq!(j.count, 5);
+        let again = Journal::load(dir.path(), &key(), None).unwrap();
+        let head = |p: &str| Origin::Head(p.to_string());
+        assert_eq!(again.origin("contents/b/x"), head("contents/a/x"));
+        assert_eq!(again.origin("contents/c"), head("contents/d"));
+        assert_eq!(again.origin("contents/d"), head("contents/c"));
+        assert_eq!(again.origin("contents/f"), head("contents/f"));
+        assert!(again.covers("contents/f") && again.covers("contents/a"));
+        assert_eq!(again.origin("contents/a"), Origin::Changed);
+        assert_eq!(again.origin("contents/g"), Origin::Changed);
+        // A write after a move is journaled although the path is covered.
+        let mut j = again;
+        j.mark("contents/b/x").unwrap();
+        assert_eq!(j.origin("contents/b/x"), Origin::Changed);
+        assert_eq!(j.count, 6);
     }
 
     #[test]

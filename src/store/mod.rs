@@ -1,6 +1,7 @@
 //! Storage: the encrypted backing tree of a vault, and its git history.
 
 pub mod atomic;
+pub mod changes;
 pub mod dirfd;
 pub mod fsck;
 pub mod history;

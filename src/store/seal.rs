@@ -27,7 +27,7 @@ use git2::Oid;
 use parking_lot::Mutex;
 use sha1::{Digest, Sha1};
 
-use super::journal::PathSet;
+use super::changes::{Changes, Origin};
 use super::tags::TagStore;
 use crate::error::{Error, Result};
 use crate::format::tags::{Collector, TagList, MIN_BLOB_LEN};
@@ -60,7 +60,7 @@ pub struct Seal {
     vault_dir: PathBuf,
     /// `None` before the first commit: nothing to check against.
     blobs: Option<HashMap<String, Oid>>,
-    journal: PathSet,
+    journal: Changes,
     verified: Mutex<HashMap<(u64, u64), (Stamp, Oid)>>,
     /// Why HEAD cannot vouch for anything, when it cannot.
     broken: Option<String>,
@@ -87,7 +87,7 @@ impl Stamp {
 }
 
 impl Seal {
-    pub fn new(vault_dir: &Path, blobs: Option<HashMap<String, Oid>>, journal: PathSet) -> Seal {
+    pub fn new(vault_dir: &Path, blobs: Option<HashMap<String, Oid>>, journal: Changes) -> Seal {
         Seal {
             vault_dir: vault_dir.to_path_buf(),
             blobs,
@@ -109,7 +109,7 @@ impl Seal {
     pub fn broken(vault_dir: &Path, why: String) -> Seal {
         Seal {
             broken: Some(why),
-            ..Seal::new(vault_dir, None, PathSet::default())
+            ..Seal::new(vault_dir, None, Changes::default())
         }
     }
 
@@ -127,26 +127,27 @@ impl Seal {
         abs.strip_prefix(&self.vault_dir).ok()?.to_str()
     }
 
-    /// What HEAD says about `rel`, given `covered` (the live journal, when the
-    /// caller keeps one) on top of the snapshot's journal.
-    pub fn expect(&self, rel: &str, covered: impl Fn(&str) -> bool) -> Expect {
+    /// What HEAD says about `rel`: `live` is the caller's journal, when it
+    /// keeps one (`None`: the journal of this snapshot answers). A path moved
+    /// since HEAD must be HEAD's entry at its old path.
+    pub fn expect(&self, rel: &str, live: impl Fn(&str) -> Option<Origin>) -> Expect {
         if self.broken.is_some() {
             return Expect::Refused;
         }
         let Some(blobs) = &self.blobs else {
             return Expect::Unchecked;
         };
-        if covered(rel) || self.journal.covers(rel) {
-            return Expect::Unchecked;
+        match live(rel).unwrap_or_else(|| self.journal.origin(rel)) {
+            Origin::Changed => Expect::Unchecked,
+            Origin::Head(from) => blobs
+                .get(&from)
+                .map_or(Expect::Absent, |&id| Expect::Blob(id)),
         }
-        blobs
-            .get(rel)
-            .map_or(Expect::Absent, |&id| Expect::Blob(id))
     }
 
     /// Check the whole ciphertext `bytes` of the file at `abs`.
     pub fn verify_bytes(&self, abs: &Path, bytes: &[u8]) -> Result<()> {
-        let expect = self.expect_abs(abs, |_| false);
+        let expect = self.expect_abs(abs, |_| None);
         self.judge(abs, expect, || Ok(blob_id_of_bytes(bytes)))
     }
 
@@ -155,9 +156,9 @@ impl Seal {
         &self,
         rel: &str,
         bytes: &[u8],
-        covered: impl Fn(&str) -> bool,
+        live: impl Fn(&str) -> Option<Origin>,
     ) -> Result<()> {
-        self.judge(Path::new(rel), self.expect(rel, covered), || {
+        self.judge(Path::new(rel), self.expect(rel, live), || {
             Ok(blob_id_of_bytes(bytes))
         })
     }
@@ -168,9 +169,9 @@ impl Seal {
         &self,
         rel: &str,
         file: &File,
-        covered: impl Fn(&str) -> bool,
+        live: impl Fn(&str) -> Option<Origin>,
     ) -> Result<()> {
-        self.verify_file_keeping(rel, file, covered, 0).map(|_| ())
+        self.verify_file_keeping(rel, file, live, 0).map(|_| ())
     }
 
     /// [`Seal::verify_file`], also returning the bytes it hashed when the file
@@ -180,10 +181,10 @@ impl Seal {
         &self,
         rel: &str,
         file: &File,
-        covered: impl Fn(&str) -> bool,
+        live: impl Fn(&str) -> Option<Origin>,
         keep_max: u64,
     ) -> Result<Option<Vec<u8>>> {
-        Ok(match self.check(rel, file, covered, keep_max, false)? {
+        Ok(match self.check(rel, file, live, keep_max, false)? {
             Vouched::Whole(kept) => kept,
             Vouched::ByTags(_) => None,
         })
@@ -197,22 +198,22 @@ impl Seal {
         &self,
         rel: &str,
         file: &File,
-        covered: impl Fn(&str) -> bool,
+        live: impl Fn(&str) -> Option<Origin>,
         keep_max: u64,
     ) -> Result<Vouched> {
-        self.check(rel, file, covered, keep_max, true)
+        self.check(rel, file, live, keep_max, true)
     }
 
     fn check(
         &self,
         rel: &str,
         file: &File,
-        covered: impl Fn(&str) -> bool,
+        live: impl Fn(&str) -> Option<Origin>,
         keep_max: u64,
         by_tags: bool,
     ) -> Result<Vouched> {
         let shown = Path::new(rel);
-        let expect = self.expect(rel, covered);
+        let expect = self.expect(rel, live);
         let Expect::Blob(want) = expect else {
             return self
                 .judge(shown, expect, unreachable_hash)
@@ -259,9 +260,9 @@ impl Seal {
         Ok(Vouched::Whole(kept))
     }
 
-    fn expect_abs(&self, abs: &Path, covered: impl Fn(&str) -> bool) -> Expect {
+    fn expect_abs(&self, abs: &Path, live: impl Fn(&str) -> Option<Origin>) -> Expect {
         match self.rel(abs) {
-            Some(rel) => self.expect(rel, covered),
+            Some(rel) => self.expect(rel, live),
             // Outside the vault (cannot happen for our own paths): nothing to say.
             None => Expect::Unchecked,
         }
@@ -418,30 +419,58 @@ mod tests {
             ("contents/a".to_string(), blob_id_of_bytes(b"AAAA")),
             ("contents/b".to_string(), blob_id_of_bytes(b"BBBB")),
         ]);
-        let seal = Seal::new(dir.path(), Some(blobs), PathSet::default());
+        let seal = Seal::new(dir.path(), Some(blobs), Changes::default());
         let open = |p: &Path| File::open(p).unwrap();
-        seal.verify_file("contents/a", &open(&a), |_| false)
-            .unwrap();
+        seal.verify_file("contents/a", &open(&a), |_| None).unwrap();
         // Swap the two files.
         std::fs::write(&a, b"BBBB").unwrap();
         std::fs::write(&b, b"AAAA").unwrap();
         assert!(matches!(
-            seal.verify_file("contents/a", &open(&a), |_| false),
+            seal.verify_file("contents/a", &open(&a), |_| None),
             Err(Error::Corrupt { .. })
         ));
         assert!(seal.verify_bytes(&b, b"AAAA").is_err());
         // Journaled: not checked.
-        seal.verify_file("contents/a", &open(&a), |r| r == "contents/a")
-            .unwrap();
+        seal.verify_file("contents/a", &open(&a), |r| {
+            (r == "contents/a").then_some(Origin::Changed)
+        })
+        .unwrap();
         let planted = dir.path().join("contents/c");
         std::fs::write(&planted, b"CCCC").unwrap();
         assert!(seal
-            .verify_file("contents/c", &open(&planted), |_| false)
+            .verify_file("contents/c", &open(&planted), |_| None)
             .is_err());
         // No commit yet: nothing to check against.
-        let fresh = Seal::new(dir.path(), None, PathSet::default());
+        let fresh = Seal::new(dir.path(), None, Changes::default());
         fresh
-            .verify_file("contents/c", &open(&planted), |_| false)
+            .verify_file("contents/c", &open(&planted), |_| None)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_moved_file_is_checked_against_its_old_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("contents")).unwrap();
+        let b = dir.path().join("contents/b");
+        let blobs = HashMap::from([("contents/a".to_string(), blob_id_of_bytes(b"AAAA"))]);
+        let mut moved = Changes::default();
+        moved.moved(
+            "contents/a",
+            "contents/b",
+            super::super::changes::MoveKind::Rename,
+        );
+        let seal = Seal::new(dir.path(), Some(blobs), moved);
+        std::fs::write(&b, b"AAAA").unwrap();
+        seal.verify_file("contents/b", &File::open(&b).unwrap(), |_| None)
+            .unwrap();
+        std::fs::write(&b, b"BBBBB").unwrap(); // another size: not the remembered file
+        assert!(matches!(
+            seal.verify_file("contents/b", &File::open(&b).unwrap(), |_| None),
+            Err(Error::Corrupt { .. })
+        ));
+        // The caller's live journal answers instead of the snapshot's.
+        let live = |_: &str| Some(Origin::Changed);
+        seal.verify_file("contents/b", &File::open(&b).unwrap(), live)
             .unwrap();
     }
 }

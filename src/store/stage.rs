@@ -19,8 +19,10 @@
 //! What is staged: regular files and symlinks whose path the journal covers
 //! (everything when there is no commit yet). A covered index entry whose file
 //! is gone, or is now something git cannot hold (FIFO, socket, device), is
-//! removed. Anything else that differs from HEAD was not changed by pkfs and is
-//! left alone, so it stays visible as tampering.
+//! removed. A file that was only moved (or chmodded) since HEAD is staged only
+//! if it is still HEAD's blob of the path it came from. Anything else that
+//! differs from HEAD was not changed by pkfs and is left alone, so it stays
+//! visible as tampering.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -36,14 +38,26 @@ use super::tags::TagStore;
 use crate::error::{Error, Result};
 use crate::format::tags::{Collector, MIN_BLOB_LEN};
 
-/// Stage the paths under `tracked` (relative to the work tree `workdir`) that
-/// `covered` accepts, writing their blobs into `repo`.
+/// Whether a commit takes what is at one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopt {
+    /// Not changed through pkfs: leave the index entry as it is.
+    No,
+    /// Changed through pkfs: take whatever is there.
+    Yes,
+    /// Moved or chmodded through pkfs: take it only if it is this blob
+    /// (`None`: HEAD had nothing where it came from, so nothing is taken).
+    IfBlob(Option<Oid>),
+}
+
+/// Stage the paths under `tracked` (relative to the work tree `workdir`) as
+/// `adopt` says, writing their blobs into `repo`.
 pub fn stage(
     repo: &Repository,
     index: &mut Index,
     workdir: &Path,
     tracked: &str,
-    covered: &dyn Fn(&str) -> bool,
+    adopt: &dyn Fn(&str) -> Adopt,
     tags: Option<&TagStore>,
 ) -> Result<()> {
     let objects = repo.path().join("objects");
@@ -72,7 +86,8 @@ pub fn stage(
                 stack.push(rel);
                 continue;
             }
-            if !covered(&rel) || !(ft.is_file() || ft.is_symlink()) {
+            let take = adopt(&rel);
+            if take == Adopt::No || !(ft.is_file() || ft.is_symlink()) {
                 continue;
             }
             let (id, mode) = if ft.is_symlink() {
@@ -105,6 +120,15 @@ pub fn stage(
                     },
                 )
             };
+            if let Adopt::IfBlob(want) = take {
+                if want != Some(id) {
+                    tracing::error!(
+                        "{rel} was moved or chmodded through pkfs but is not the committed \
+                         file it came from; left out of the commit (run `pkfs fsck`)"
+                    );
+                    continue;
+                }
+            }
             index
                 .add(&entry_for(&rel, &m, id, mode))
                 .map_err(|e| Error::History(format!("staging {rel}: {e}")))?;
@@ -117,7 +141,7 @@ pub fn stage(
         let Ok(rel) = std::str::from_utf8(&e.path) else {
             continue;
         };
-        if !rel.starts_with(&prefix) || !covered(rel) {
+        if !rel.starts_with(&prefix) || adopt(rel) == Adopt::No {
             continue;
         }
         let keep = fs::symlink_metadata(workdir.join(rel))
@@ -256,7 +280,7 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         fs::write(w.join("outside"), b"not tracked").unwrap();
         let mut index = repo.index().unwrap();
-        stage(&repo, &mut index, w, "contents", &|_| true, None).unwrap();
+        stage(&repo, &mut index, w, "contents", &|_| Adopt::Yes, None).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let mode = |p: &str| tree.get_path(Path::new(p)).map(|e| e.filemode()).ok();
         assert_eq!(mode("contents/plain"), Some(0o100644));
@@ -270,7 +294,13 @@ mod tests {
         // inside it is staged.
         fs::write(w.join("contents/plain"), b"changed, not journaled").unwrap();
         fs::remove_file(w.join("contents/d/tool")).unwrap();
-        let covered = |p: &str| p.starts_with("contents/d");
+        let covered = |p: &str| {
+            if p.starts_with("contents/d") {
+                Adopt::Yes
+            } else {
+                Adopt::No
+            }
+        };
         stage(&repo, &mut index, w, "contents", &covered, None).unwrap();
         let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
         let plain = tree.get_path(Path::new("contents/plain")).unwrap().id();

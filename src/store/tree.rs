@@ -110,12 +110,18 @@ impl Tree {
     /// The backing path of entry `p` relative to the vault directory
     /// (`contents/…`), for the change journal. Its parent must exist.
     pub fn backing_rel(&self, p: &VPath) -> Result<String> {
-        let vault_dir = self.contents.parent().unwrap_or(&self.contents);
         let path = if p.is_root() {
             self.contents.clone()
         } else {
             self.locate(p)?.path
         };
+        self.rel_of(&path, p)
+    }
+
+    /// The backing path `path` (of plaintext path `p`) relative to the vault
+    /// directory.
+    fn rel_of(&self, path: &Path, p: &VPath) -> Result<String> {
+        let vault_dir = self.contents.parent().unwrap_or(&self.contents);
         path.strip_prefix(vault_dir)
             .ok()
             .and_then(|r| r.to_str())
@@ -490,6 +496,18 @@ impl Tree {
     /// Move `from` to `to`. When `to` is an existing directory the entry moves
     /// into it; an existing file is replaced only by a file.
     pub fn rename(&self, from: &VPath, to: &VPath) -> Result<Vec<Change>> {
+        self.rename_journaled(from, to, &|_, _| Ok(()))
+    }
+
+    /// [`Tree::rename`], calling `journal` with the two backing paths (relative
+    /// to the vault directory) once the move is known to be valid, right
+    /// before anything on disk changes.
+    pub fn rename_journaled(
+        &self,
+        from: &VPath,
+        to: &VPath,
+        journal: &dyn Fn(&str, &str) -> Result<()>,
+    ) -> Result<Vec<Change>> {
         let src = self.locate(from)?;
         let kind = match Self::kind_at(&src.path)? {
             None => return Err(Error::NotFound(from.to_string())),
@@ -523,6 +541,10 @@ impl Tree {
             };
             changes.push(Change::new(kind, format!("{target}{rest}")));
         }
+        journal(
+            &self.rel_of(&src.path, from)?,
+            &self.rel_of(&dst.path, &target)?,
+        )?;
         Self::write_sidecar(&dst)?;
         fs::rename(&src.path, &dst.path).map_err(|e| Error::io(&dst.path, e))?;
         Self::remove_sidecar(&src)?;

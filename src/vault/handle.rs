@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::metadata::VaultRecord;
 use crate::crypto::Keychain;
 use crate::error::Result;
+use crate::store::changes::MoveKind;
 use crate::store::history::History;
 use crate::store::seal::Seal;
 use crate::store::{Change, Kind, Tree, VPath};
@@ -106,6 +107,20 @@ impl Vault {
                 None => return "contents".to_string(),
             }
         }
+    }
+
+    /// Move `from` to `to` (see [`Tree::rename`]) and commit it. The move is
+    /// journaled as one, not as a change of both paths: the moved files are
+    /// committed at their new paths only if they are still HEAD's blobs of
+    /// their old ones, so a blob swapped at rest is not laundered by a move.
+    pub fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
+        let journal = |src: &str, dst: &str| {
+            self.history.mark_move(src, dst, MoveKind::Rename)?;
+            self.history.sync_journal()
+        };
+        let changes = self.tree.rename_journaled(from, to, &journal)?;
+        self.history.commit(&changes)?;
+        self.reseal()
     }
 
     /// Check reads against the (new) HEAD from now on.
