@@ -170,7 +170,10 @@ fn a_truncation_by_path_checks_what_it_keeps() {
     }
     fs::write(m.path("ok"), b"0123456789").unwrap();
     swap_at_rest(&mut m);
-    assert!(eio(truncate(&m.path("a"), 100)), "kept another file's bytes");
+    assert!(
+        eio(truncate(&m.path("a"), 100)),
+        "kept another file's bytes"
+    );
     truncate(&m.path("ok"), 4).unwrap();
     assert_eq!(fs::read(m.path("ok")).unwrap(), b"0123");
     // Keeping nothing needs no check.
