@@ -149,6 +149,7 @@ fn vault_create_killed_leaves_no_vault_and_can_be_retried() {
         let secrets = setup(&n);
         crash(&n, point, &["vault", "create", "x"], 0);
         assert_eq!(vault_names(&n), ["v", "w"], "{point}");
+        assert_eq!(vault_dirs(&n), 2, "{point}: the half-made vault is removed");
         no_temp_files(&n.home);
         assert_whole(&n, &secrets);
         n.ok(["vault", "create", "x"]);
@@ -199,11 +200,27 @@ fn vault_delete_killed_leaves_it_whole_or_gone() {
         0,
     );
     assert_eq!(vault_names(&n), ["v"]);
+    assert_eq!(
+        vault_dirs(&n),
+        1,
+        "the deleted vault's directory is removed"
+    );
     n.fail(ExitCode::VaultUndefined, ["secret", "cat", "w:other"]);
     assert_whole(&n, &secrets[..2]);
     // The name is free again.
     n.ok(["vault", "create", "w"]);
     assert!(n.ls("w:").is_empty());
+}
+
+/// How many vault directories the home holds. A directory nobody marked as
+/// disposable is never removed, whatever the table says.
+fn vault_dirs(n: &Node) -> usize {
+    let dirs = fs::read_dir(n.home.join("vaults")).unwrap();
+    let dirs: Vec<_> = dirs.map(|e| e.unwrap().path()).collect();
+    for d in &dirs {
+        assert!(!d.join("unlisted-ok").exists(), "{d:?} still marked");
+    }
+    dirs.len()
 }
 
 /// A tiny xorshift generator: the test needs spread, not quality.
@@ -293,4 +310,21 @@ fn rotate_root_sigkilled_at_random_moments_stays_consistent() {
         assert_whole(&n, &secrets);
     }
     eprintln!("{killed} of 10 rotations were killed part-way");
+}
+
+#[test]
+fn an_unlisted_vault_directory_without_the_mark_is_kept() {
+    // Say, a vault whose record is missing from a `metadata` restored from an
+    // older backup: its data must survive until the user sorts it out.
+    let n = Node::with_vault();
+    let stray = n.home.join("vaults/unknown-id");
+    fs::create_dir_all(stray.join("contents")).unwrap();
+    fs::write(stray.join("contents/blob"), b"data").unwrap();
+    assert_eq!(vault_names(&n), ["v"]);
+    assert_eq!(fs::read(stray.join("contents/blob")).unwrap(), b"data");
+    // The same directory, marked as left by a create or delete, goes.
+    fs::write(stray.join("unlisted-ok"), b"").unwrap();
+    assert_eq!(vault_names(&n), ["v"]);
+    assert!(!stray.exists());
+    assert_eq!(vault_dirs(&n), 1);
 }

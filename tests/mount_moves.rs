@@ -182,3 +182,54 @@ fn a_truncation_by_path_checks_what_it_keeps() {
     m.wait_committed();
     assert!(eio(fs::read(m.path("a"))));
 }
+
+fn exchange(a: &Path, b: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let (ca, cb) = (c(a), c(b));
+    // SAFETY: valid NUL-terminated paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn committed_entries_moved_honestly_are_committed_at_their_new_paths() {
+    let mut m = Mounted::new();
+    let long_a = "a".repeat(240);
+    let long_b = "b".repeat(250);
+    for d in ["x", "y", "x/deep"] {
+        fs::create_dir(m.path(d)).unwrap();
+    }
+    fs::write(m.path(&format!("x/{long_a}")), b"was in x").unwrap();
+    fs::write(m.path(&format!("y/{long_b}")), b"was in y").unwrap();
+    fs::write(m.path("x/deep/f"), b"deep").unwrap();
+    fs::write(m.path("tool"), b"#!/bin/sh\n").unwrap();
+    m.wait_committed();
+    exchange(
+        &m.path(&format!("x/{long_a}")),
+        &m.path(&format!("y/{long_b}")),
+    );
+    fs::rename(m.path("x"), m.path("z")).unwrap();
+    fs::hard_link(m.path("z/deep/f"), m.path("y/f-link")).unwrap();
+    fs::set_permissions(m.path("tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    m.wait_committed();
+    m.umount();
+    assert_eq!(m.node.cat(&format!("v:z/{long_a}")), b"was in y");
+    assert_eq!(m.node.cat(&format!("v:y/{long_b}")), b"was in x");
+    assert_eq!(m.node.cat("v:z/deep/f"), b"deep");
+    assert_eq!(m.node.cat("v:y/f-link"), b"deep");
+    let o = m.node.run(["fsck", "v"]);
+    assert_eq!(o.code, 0, "{}", o.out());
+    // The chmod was committed: HEAD's tree has one executable blob.
+    let tree = common::git(&m.node.vault_dir("v"), &["ls-tree", "-r", "HEAD"]);
+    let listing = String::from_utf8_lossy(&tree.stdout).into_owned();
+    assert_eq!(listing.matches("100755 blob").count(), 1, "{listing}");
+}

@@ -8,6 +8,8 @@
 //! lock              flock(2) target
 //! rotate/           journal of an unfinished root-key rotation
 //! vaults/<id>/      one vault: .git and contents/
+//! vaults/<id>/unlisted-ok   while a vault is being created or deleted: the
+//!                   directory may be removed if the vault table does not list it
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -17,6 +19,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::store::atomic::fsync_dir;
+
+/// The mark of a vault directory that may go if the vault table does not list
+/// it (see [`Home::remove_unlisted_vaults`]).
+pub const UNLISTED_OK: &str = "unlisted-ok";
 
 /// An open, locked home. The lock is released when this is dropped.
 pub struct Home {
@@ -165,6 +171,35 @@ impl Home {
                 crate::store::history::remove_stale_locks(&ent.path());
             }
         }
+    }
+
+    /// Remove the vault directories an interrupted `vault create` or `vault
+    /// delete` left: those marked [`UNLISTED_OK`] whose id `listed` rejects. A
+    /// listed vault keeps its directory and loses the mark. An unmarked
+    /// directory is never removed, whatever the table says (an old `metadata`
+    /// restored from a backup must not cost a vault). Best effort; under the
+    /// home lock.
+    pub fn remove_unlisted_vaults(&self, listed: impl Fn(&str) -> bool) {
+        let Ok(entries) = std::fs::read_dir(self.vaults_dir()) else {
+            return;
+        };
+        for ent in entries.flatten() {
+            let dir = ent.path();
+            let mark = dir.join(UNLISTED_OK);
+            if !ent.file_type().is_ok_and(|t| t.is_dir()) || !mark.exists() {
+                continue;
+            }
+            let id = ent.file_name().to_string_lossy().into_owned();
+            if listed(&id) {
+                let _ = std::fs::remove_file(&mark);
+            } else if std::fs::remove_dir_all(&dir).is_ok() {
+                tracing::warn!(
+                    "removed {} left by an interrupted vault create or delete",
+                    dir.display()
+                );
+            }
+        }
+        let _ = fsync_dir(&self.vaults_dir());
     }
 
     pub fn root(&self) -> &Path {

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::handle::Vault;
-use super::home::Home;
+use super::home::{Home, UNLISTED_OK};
 use super::metadata::{self, Table, VaultRecord, WrappedKey};
 use super::protector::{open_key_file, seal_key_file, Protector};
 use crate::crypto::rsa::{RootKeypair, RootPublic};
@@ -93,6 +93,7 @@ impl Node {
             _ => return Err(Error::corrupt("root.pub", "does not match root.key")),
         }
         let table = metadata::open(&root, &read(&home.metadata())?)?;
+        home.remove_unlisted_vaults(|id| table.vaults.iter().any(|v| v.id == id));
         Ok(Node {
             home,
             root,
@@ -180,6 +181,9 @@ impl Node {
         let key = SymKey::generate();
         let dir = self.home.vault_dir(&id);
         create_dir_durable(&dir)?;
+        // Until the table lists it, a crash leaves a directory that the next
+        // unlock may remove.
+        write_atomic(&dir.join(UNLISTED_OK), b"")?;
         let keys = Keychain::new(vec![(0, key.clone())]).ok_or(Error::Crypto("empty keychain"))?;
         Tree::create(&dir.join("contents"), keys)?;
         History::init(&dir, &key, &[])?;
@@ -202,6 +206,8 @@ impl Node {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
+        let mark = dir.join(UNLISTED_OK);
+        fs::remove_file(&mark).map_err(|e| Error::io(&mark, e))?;
         Ok(record)
     }
 
@@ -222,11 +228,14 @@ impl Node {
     /// Forget the vault, then remove its directory.
     pub fn delete_vault(&mut self, name: &str) -> Result<()> {
         let id = self.table.find(name)?.id.clone();
+        let dir = self.home.vault_dir(&id);
+        // Once the table no longer lists it, a crash leaves a directory that
+        // the next unlock removes.
+        write_atomic(&dir.join(UNLISTED_OK), b"")?;
         let before = self.table.clone();
         self.table.vaults.retain(|v| v.name != name);
         self.save_table().inspect_err(|_| self.table = before)?;
         crash_point("vault-delete-before-remove");
-        let dir = self.home.vault_dir(&id);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
             _ => {}
