@@ -278,7 +278,11 @@ fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -
                     message: "the daemon is shutting down".into(),
                 };
             }
-            match rrx.recv_timeout(Duration::from_secs(120)) {
+            // No time limit: writing back and committing what was copied in
+            // takes as long as the disk needs, and the daemon unmounts after
+            // it either way; giving up early would only report a failure that
+            // is not one. (This connection has a thread of its own.)
+            match rrx.recv() {
                 Ok(Ok(())) => Response::Ok,
                 Ok(Err(message)) => Response::Error {
                     code: pkfs::ExitCode::MountFailure as i32,
@@ -286,7 +290,7 @@ fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -
                 },
                 Err(_) => Response::Error {
                     code: pkfs::ExitCode::MountFailure as i32,
-                    message: "timed out waiting for the unmount".into(),
+                    message: "the daemon stopped before it finished the unmount".into(),
                 },
             }
         }
