@@ -17,6 +17,15 @@ fn content(tag: u8) -> Vec<u8> {
     vec![tag; 3000]
 }
 
+/// `a` and `b` in directory `dir` of the vault (`""`: its root), the two
+/// files [`swap_at_rest`] exchanges.
+fn write_pair(m: &Mounted, dir: &str) {
+    for f in ["a", "b"] {
+        let p = m.path(dir).join(f);
+        fs::write(p, content(f.as_bytes()[0])).unwrap();
+    }
+}
+
 /// The blobs of the 3000-byte files under `contents/` (header, one page).
 fn blobs(vault_dir: &Path) -> Vec<PathBuf> {
     let mut stack = vec![vault_dir.join("contents")];
@@ -87,8 +96,7 @@ fn still_refused_after_commit(m: &mut Mounted, shown: &str) -> Vec<String> {
 fn a_swapped_blob_is_not_laundered_by_renaming_its_directory() {
     let mut m = Mounted::new();
     fs::create_dir(m.path("d")).unwrap();
-    fs::write(m.path("d/a"), content(b'a')).unwrap();
-    fs::write(m.path("d/b"), content(b'b')).unwrap();
+    write_pair(&m, "d");
     swap_at_rest(&mut m);
     fs::rename(m.path("d"), m.path("e")).unwrap();
     assert!(
@@ -102,9 +110,7 @@ fn a_swapped_blob_is_not_laundered_by_renaming_its_directory() {
 #[test]
 fn a_swapped_blob_is_not_laundered_by_a_rename_chmod_or_link_but_good_ones_pass() {
     let mut m = Mounted::new();
-    for f in ["a", "b"] {
-        fs::write(m.path(f), content(f.as_bytes()[0])).unwrap();
-    }
+    write_pair(&m, "");
     fs::write(m.path("ok"), b"untouched at rest").unwrap();
     swap_at_rest(&mut m);
     fs::rename(m.path("a"), m.path("a2")).unwrap();
@@ -138,9 +144,7 @@ fn a_swapped_blob_is_not_laundered_by_a_rename_chmod_or_link_but_good_ones_pass(
 #[test]
 fn a_swapped_blob_is_not_laundered_by_a_cli_move() {
     let mut m = Mounted::new();
-    for f in ["a", "b"] {
-        fs::write(m.path(f), content(f.as_bytes()[0])).unwrap();
-    }
+    write_pair(&m, "");
     swap_at_rest(&mut m);
     m.umount();
     m.node.ok(["secret", "mv", "v:a", "v:c"]);
@@ -165,9 +169,7 @@ fn truncate(path: &Path, len: i64) -> std::io::Result<()> {
 #[test]
 fn a_truncation_by_path_checks_what_it_keeps() {
     let mut m = Mounted::new();
-    for f in ["a", "b"] {
-        fs::write(m.path(f), content(f.as_bytes()[0])).unwrap();
-    }
+    write_pair(&m, "");
     fs::write(m.path("ok"), b"0123456789").unwrap();
     swap_at_rest(&mut m);
     assert!(

@@ -87,10 +87,6 @@ fn levels(rel: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Add a path record (the next record of the journal).
     pub fn path(&mut self, rel: &str) {
         self.paths

@@ -26,9 +26,10 @@ impl Fsck<'_> {
                 Origin::Head(from) if from != *rel && self.history.covers(rel) => Some(from),
                 _ => None,
             };
+            let uncommitted = self.uncommitted(rel, seen, head);
             let (kind, detail) = match (head.files.get(rel), moved) {
                 (Some((id, _)), _) if Some(*id) == s.hash => continue,
-                (_, Some(from)) if !self.uncommitted(rel, seen, head) => (
+                (_, Some(from)) if !uncommitted => (
                     "modified-since-commit",
                     format!(
                         "{what}was moved here through pkfs, but is not the committed file \
@@ -45,7 +46,7 @@ impl Fsck<'_> {
                     format!("{what}not in the committed version ({short}); not made by pkfs"),
                 ),
             };
-            if self.uncommitted(rel, seen, head) {
+            if uncommitted {
                 report.uncommitted.push(s.shown.clone());
             } else {
                 report

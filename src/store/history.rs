@@ -49,9 +49,7 @@ use git2::{
     RepositoryOpenFlags, Signature, Sort,
 };
 
-use super::changes::Origin;
 use super::journal::Journal;
-use super::stage::Adopt;
 use super::Change;
 use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::hkdf32;
@@ -208,7 +206,8 @@ impl History {
         // A path moved since HEAD (or chmodded) is adopted only if it still
         // holds HEAD's blob of the path it came from.
         let journal = self.journal.borrow();
-        let head_tree = match head_target(repo)? {
+        let head = head_target(repo)?;
+        let head_tree = match head {
             Some(h) => Some(
                 repo.find_commit(h)
                     .and_then(|c| c.tree())
@@ -216,19 +215,7 @@ impl History {
             ),
             None => None,
         };
-        let adopt = |rel: &str| match &head_tree {
-            None => Adopt::Yes,
-            Some(_) if !journal.covers(rel) => Adopt::No,
-            Some(tree) => match journal.origin(rel) {
-                Origin::Changed => Adopt::Yes,
-                Origin::Head(from) => Adopt::IfBlob(
-                    tree.get_path(Path::new(&from))
-                        .ok()
-                        .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
-                        .map(|e| e.id()),
-                ),
-            },
-        };
+        let adopt = super::stage::by_journal(&journal, head_tree.as_ref());
         super::stage::stage(
             repo,
             &mut index,
@@ -239,12 +226,12 @@ impl History {
         )?;
         index.write().ctx("writing the index")?;
         let tree_id = index.write_tree().ctx("writing the tree")?;
+        drop(adopt);
         drop(journal);
         // A mutation that changed no byte (say, rewriting a secret with its own
         // content) makes no commit, and so discards no later versions either.
-        if let Some(head) = head_target(repo)? {
-            let head_commit = repo.find_commit(head).ctx("reading HEAD")?;
-            if head_commit.tree_id() == tree_id {
+        if let (Some(head), Some(tree)) = (head, &head_tree) {
+            if tree.id() == tree_id {
                 self.journal.borrow_mut().reset(Some(head))?;
                 return Ok(head.to_string());
             }

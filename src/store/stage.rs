@@ -34,6 +34,8 @@ use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository};
 
+use super::changes::Origin;
+use super::journal::Journal;
 use super::tags::TagStore;
 use crate::error::{Error, Result};
 use crate::format::tags::{Collector, MIN_BLOB_LEN};
@@ -48,6 +50,29 @@ pub enum Adopt {
     /// Moved or chmodded through pkfs: take it only if it is this blob
     /// (`None`: HEAD had nothing where it came from, so nothing is taken).
     IfBlob(Option<Oid>),
+}
+
+/// What a commit takes, per the change journal, given HEAD's tree (`None`:
+/// no commit yet, so everything): untouched paths stay as HEAD has them,
+/// changed ones are taken, and a moved (or chmodded) one only if it is still
+/// HEAD's blob of the path it came from.
+pub fn by_journal<'a>(
+    journal: &'a Journal,
+    head: Option<&'a git2::Tree<'_>>,
+) -> impl Fn(&str) -> Adopt + 'a {
+    move |rel| match head {
+        None => Adopt::Yes,
+        Some(_) if !journal.covers(rel) => Adopt::No,
+        Some(tree) => match journal.origin(rel) {
+            Origin::Changed => Adopt::Yes,
+            Origin::Head(from) => Adopt::IfBlob(
+                tree.get_path(Path::new(&from))
+                    .ok()
+                    .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+                    .map(|e| e.id()),
+            ),
+        },
+    }
 }
 
 /// Stage the paths under `tracked` (relative to the work tree `workdir`) as
