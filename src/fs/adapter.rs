@@ -9,9 +9,9 @@ use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::core::FsCore;
@@ -57,6 +57,10 @@ impl Filesystem for PkFs {
         // daemon may ask for: take all of it. fuser derives max_pages from the
         // larger of the two and asks for FUSE_BIG_WRITES and FUSE_MAX_PAGES.
         let _ = config.set_max_write(1 << 20);
+        // READDIRPLUS for every listing (not AUTO): each entry comes with its
+        // attributes, so `ls -l`, `find` and `rm -r` need no LOOKUP per entry,
+        // and every d_ino is the inode number stat(2) shows.
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
         let readahead = match config.set_max_readahead(u32::MAX) {
             Err(max) => {
                 let _ = config.set_max_readahead(max);
@@ -65,7 +69,7 @@ impl Filesystem for PkFs {
             Ok(_) => u32::MAX,
         };
         tracing::debug!(
-            "FUSE init: kernel ABI {:?}, max_write {}, max_readahead {readahead} (fuser asks for ASYNC_READ, BIG_WRITES, MAX_PAGES), kernel offers {:?}",
+            "FUSE init: kernel ABI {:?}, max_write {}, max_readahead {readahead} (fuser asks for ASYNC_READ, BIG_WRITES, MAX_PAGES; pkfs for DO_READDIRPLUS), kernel offers {:?}",
             config.kernel_abi(),
             1 << 20,
             config.capabilities()
@@ -310,8 +314,40 @@ impl Filesystem for PkFs {
             reply.error(Errno::EBADF);
             return;
         };
-        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), i as u64 + 1, *kind, OsStr::from_bytes(name)) {
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(e.ino),
+                i as u64 + 1,
+                e.kind,
+                OsStr::from_bytes(&e.name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some(list) = self.0.dir_listing(fh.0) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        let ttl = self.0.cfg.ttl;
+        let dir = self.0.plus_dir(ino.0);
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            let Some(a) = self.0.plus_attr(&dir, e) else {
+                continue;
+            };
+            let name = OsStr::from_bytes(&e.name);
+            if reply.add(a.ino, i as u64 + 1, name, &ttl, &a, Generation(0)) {
+                self.0.plus_unsent(e, &a);
                 break;
             }
         }

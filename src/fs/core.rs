@@ -17,7 +17,7 @@ use super::content::OpenFile;
 use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::{Inodes, ROOT_INO};
 use super::vaults::VaultFs;
-use crate::format::names::{self, DirIv, DiskName, EntryKind};
+use crate::format::names::{self, DirIv, DiskName};
 use crate::format::offsets;
 use crate::store::atomic::write_atomic;
 use crate::store::changes::MoveKind;
@@ -55,8 +55,8 @@ pub struct FsCore {
     dirs: Mutex<LruCache<u64, Arc<DirHandle>>>,
     pub open: Mutex<HashMap<u64, Arc<OpenFile>>>,
     pub handles: Mutex<HashMap<u64, Handle>>,
-    dir_lists: Mutex<HashMap<u64, DirList>>,
-    next_fh: AtomicU64,
+    pub(super) dir_lists: Mutex<HashMap<u64, DirList>>,
+    pub(super) next_fh: AtomicU64,
     pub cache: PageCache,
     pub notifier: Mutex<Option<Notifier>>,
     pub started: SystemTime,
@@ -65,7 +65,7 @@ pub struct FsCore {
 }
 
 /// A directory listing taken at opendir, served by offset.
-pub type DirList = Arc<Vec<(u64, FileType, Vec<u8>)>>;
+pub type DirList = Arc<Vec<super::ops_dir::Listed>>;
 
 /// Where an entry lives: its parent's backing directory and its disk name.
 pub struct Entry {
@@ -126,13 +126,6 @@ impl FsCore {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, h);
         fh
-    }
-
-    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
-        let list = Arc::new(self.read_dir(ino)?);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dir_lists.lock().insert(fh, list);
-        Ok(fh)
     }
 
     pub fn dir_listing(&self, fh: u64) -> Option<DirList> {
@@ -379,35 +372,6 @@ impl FsCore {
             }
         }
         main
-    }
-
-    /// Decrypted entries of directory inode `ino`: (name, backing metadata).
-    pub fn list(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, Metadata)>> {
-        let vault = self.vault_of(ino)?;
-        let dir = self.dir(ino)?;
-        let mut out = Vec::new();
-        for raw in dir.fd.entries().errno()? {
-            let encoded = match names::classify(&raw) {
-                EntryKind::Direct => raw.clone(),
-                EntryKind::Long => {
-                    match std::fs::read_to_string(dir.fd.at(&names::sidecar_of(&raw))) {
-                        Ok(enc) if names::long_entry(&enc) == raw => enc,
-                        _ => continue,
-                    }
-                }
-                _ => continue,
-            };
-            let Ok(name) = vault.names.decrypt(&dir.iv, &encoded) else {
-                tracing::warn!("an entry name in a directory of a vault does not authenticate");
-                continue;
-            };
-            if names::validate(&name).is_err() {
-                continue;
-            }
-            let Ok(m) = dir.fd.stat(&raw) else { continue };
-            out.push((name, m));
-        }
-        Ok(out)
     }
 
     /// Attributes of a backing entry as the mount shows them.

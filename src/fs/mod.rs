@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! adapter   fuser::Filesystem: validate, call a helper, reply
-//! ops_*     helpers returning Result<_, Errno>: root, entries, files, xattrs
+//! ops_*     helpers returning Result<_, Errno>: root, listings, entries,
+//!           files, xattrs
 //! core      shared state; inode → backing directory/entry resolution
 //! inodes    the inode table
 //! content   one open file's pages and write-back
@@ -17,6 +18,7 @@ pub mod content;
 pub mod core;
 pub mod errno;
 pub mod inodes;
+mod ops_dir;
 mod ops_entry;
 mod ops_file;
 mod ops_root;

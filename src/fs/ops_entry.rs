@@ -520,30 +520,4 @@ impl FsCore {
         vault.record(ChangeKind::Added, format!("{new_path}{slash}"));
         Ok(())
     }
-
-    /// A snapshot of a directory's entries with inode numbers, "." and ".." first.
-    pub fn read_dir(&self, ino: u64) -> FsResult<Vec<(u64, FileType, Vec<u8>)>> {
-        if ino == ROOT_INO {
-            return Ok(self.root_entries());
-        }
-        let parent = self
-            .inodes
-            .read()
-            .get(ino)
-            .map(|i| i.parent)
-            .ok_or(Errno::ENOENT)?;
-        let mut out = vec![
-            (ino, FileType::Directory, b".".to_vec()),
-            (parent, FileType::Directory, b"..".to_vec()),
-        ];
-        let vault = self.vault_of(ino)?;
-        for (name, m) in self.list(ino)? {
-            let known = self.inodes.read().by_backing(&vault.id, m.dev(), m.ino());
-            // Unknown entries get a number from the far end of the range; the
-            // kernel only shows it (readdir's d_ino), lookups assign the real one.
-            let shown = known.unwrap_or(u64::MAX - out.len() as u64);
-            out.push((shown, file_type(&m), name));
-        }
-        Ok(out)
-    }
 }

@@ -8,6 +8,7 @@ use fuser::{Errno, FileAttr, FileType};
 use super::core::FsCore;
 use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::ROOT_INO;
+use super::ops_dir::{dot, Listed, Source};
 use super::vaults::VaultFs;
 
 impl FsCore {
@@ -27,13 +28,15 @@ impl FsCore {
         Ok(self.attr(v.root_ino, &m))
     }
 
-    pub(super) fn root_entries(&self) -> Vec<(u64, FileType, Vec<u8>)> {
-        let mut out = vec![
-            (ROOT_INO, FileType::Directory, b".".to_vec()),
-            (ROOT_INO, FileType::Directory, b"..".to_vec()),
-        ];
+    pub(super) fn root_entries(&self) -> Vec<Listed> {
+        let mut out = vec![dot(ROOT_INO, b"."), dot(ROOT_INO, b"..")];
         for v in self.vaults.read().iter() {
-            out.push((v.root_ino, FileType::Directory, v.name().into_bytes()));
+            out.push(Listed {
+                ino: v.root_ino,
+                kind: FileType::Directory,
+                name: v.name().into_bytes(),
+                source: Source::VaultRoot,
+            });
         }
         out
     }
