@@ -246,7 +246,16 @@ impl FsCore {
     /// A file with other hard links journals the whole vault (its other names
     /// change with it and may not be known here).
     pub fn mark(&self, e: &Entry) -> FsResult<()> {
-        let rel = if self.linked(e) {
+        self.mark_as(e, self.linked(e))
+    }
+
+    /// [`FsCore::mark`] an entry whose backing metadata `m` was just read.
+    pub fn mark_stated(&self, e: &Entry, m: &Metadata) -> FsResult<()> {
+        self.mark_as(e, m.is_file() && m.nlink() > 1)
+    }
+
+    fn mark_as(&self, e: &Entry, linked: bool) -> FsResult<()> {
+        let rel = if linked {
             "contents".to_string()
         } else {
             self.backing_rel(e)?

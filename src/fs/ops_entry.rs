@@ -372,7 +372,7 @@ impl FsCore {
         if m.is_dir() {
             return Err(Errno::EISDIR);
         }
-        self.mark(&e)?;
+        self.mark_stated(&e, &m)?;
         e.dir.fd.unlink(e.name()).errno()?;
         e.remove_sidecar();
         if ino != 0 {
@@ -423,7 +423,7 @@ impl FsCore {
         if !m.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        self.mark(&e)?;
+        self.mark_stated(&e, &m)?;
         self.remove_dir_entry(&e)?;
         e.remove_sidecar();
         if ino != 0 {
