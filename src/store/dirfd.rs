@@ -2,17 +2,19 @@
 //!
 //! Encrypted names are longer than plaintext ones, so a deep plaintext path can
 //! map to a backing path longer than PATH_MAX. Every backing operation of the
-//! mount therefore works relative to a directory descriptor, through the
-//! `/proc/self/fd/N/NAME` form, which the kernel resolves from the descriptor and
-//! not from the directory's (possibly over-long) path. A descriptor also follows
+//! mount therefore works relative to a directory descriptor: through the `*at`
+//! system call where there is one (`openat`, `mkdirat`, `unlinkat`, …), which
+//! also spares the kernel a path walk, and otherwise through the
+//! `/proc/self/fd/N/NAME` form (`stat`, since std's `Metadata` comes only from
+//! a path or a `File`), which the kernel resolves from the descriptor and not
+//! from the directory's (possibly over-long) path. A descriptor also follows
 //! its directory across renames.
 
 use std::ffi::CString;
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::format::names::{DirIv, DIRIV_FILE, DIRIV_LEN};
@@ -24,6 +26,11 @@ pub struct DirFd {
 
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// An entry name as a C string.
+fn cname(name: &str) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -54,6 +61,10 @@ impl DirFd {
         })
     }
 
+    fn raw(&self) -> libc::c_int {
+        self.fd.as_raw_fd()
+    }
+
     /// The path of the directory itself, resolved through the descriptor.
     pub fn path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
@@ -77,47 +88,58 @@ impl DirFd {
     }
 
     pub fn read_diriv(&self) -> io::Result<DirIv> {
-        let bytes = fs::read(self.at(DIRIV_FILE))?;
+        let mut bytes = Vec::with_capacity(DIRIV_LEN + 1);
+        let f = self.openat(DIRIV_FILE, libc::O_RDONLY, 0)?;
+        io::Read::read_to_end(&mut io::Read::take(f, DIRIV_LEN as u64 + 1), &mut bytes)?;
         bytes
             .as_slice()
             .try_into()
             .map_err(|_| io::Error::from_raw_os_error(libc::EIO))
     }
 
+    /// `openat(2)` of entry `name`, never following a final symlink.
+    fn openat(&self, name: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
+        let c = cname(name)?;
+        let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: an open directory descriptor and a valid C string; checked.
+        let fd = unsafe { libc::openat(self.raw(), c.as_ptr(), flags, mode as libc::c_uint) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
     /// Open a regular file of this directory for reading and (unless `ro`) writing.
     pub fn open_file(&self, name: &str, ro: bool) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(!ro)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.at(name))
+        let acc = if ro { libc::O_RDONLY } else { libc::O_RDWR };
+        self.openat(name, acc, 0)
     }
 
     /// Create a new regular file (fails if `name` exists).
     pub fn create_file(&self, name: &str, mode: u32) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode & 0o7777)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.at(name))
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
+        self.openat(name, flags, mode & 0o7777)
     }
 
     pub fn mkdir(&self, name: &str, mode: u32) -> io::Result<()> {
-        let c = cstr(&self.at(name))?;
-        // SAFETY: valid C string; result checked.
-        check(unsafe { libc::mkdir(c.as_ptr(), (mode & 0o7777) as libc::mode_t) })
+        let c = cname(name)?;
+        let mode = (mode & 0o7777) as libc::mode_t;
+        // SAFETY: an open directory descriptor and a valid C string; checked.
+        check(unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode) })
     }
 
     pub fn mknod(&self, name: &str, mode: u32, rdev: u64) -> io::Result<()> {
-        let c = cstr(&self.at(name))?;
-        // SAFETY: valid C string; result checked.
-        check(unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
+        let c = cname(name)?;
+        let (mode, rdev) = (mode as libc::mode_t, rdev as libc::dev_t);
+        // SAFETY: an open directory descriptor and a valid C string; checked.
+        check(unsafe { libc::mknodat(self.raw(), c.as_ptr(), mode, rdev) })
     }
 
     pub fn symlink(&self, name: &str, target: &str) -> io::Result<()> {
-        std::os::unix::fs::symlink(target, self.at(name))
+        let (c, t) = (cname(name)?, cname(target)?);
+        // SAFETY: an open directory descriptor and valid C strings; checked.
+        check(unsafe { libc::symlinkat(t.as_ptr(), self.raw(), c.as_ptr()) })
     }
 
     pub fn readlink(&self, name: &str) -> io::Result<PathBuf> {
@@ -125,11 +147,15 @@ impl DirFd {
     }
 
     pub fn unlink(&self, name: &str) -> io::Result<()> {
-        fs::remove_file(self.at(name))
+        let c = cname(name)?;
+        // SAFETY: an open directory descriptor and a valid C string; checked.
+        check(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) })
     }
 
     pub fn rmdir(&self, name: &str) -> io::Result<()> {
-        fs::remove_dir(self.at(name))
+        let c = cname(name)?;
+        // SAFETY: an open directory descriptor and a valid C string; checked.
+        check(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), libc::AT_REMOVEDIR) })
     }
 
     pub fn remove_all(&self, name: &str) -> io::Result<()> {
@@ -137,54 +163,58 @@ impl DirFd {
     }
 
     pub fn link_to(&self, name: &str, dst: &DirFd, dst_name: &str) -> io::Result<()> {
-        fs::hard_link(self.at(name), dst.at(dst_name))
+        let (a, b) = (cname(name)?, cname(dst_name)?);
+        // SAFETY: open directory descriptors and valid C strings; checked.
+        check(unsafe { libc::linkat(self.raw(), a.as_ptr(), dst.raw(), b.as_ptr(), 0) })
     }
 
     /// renameat2 with `flags` (0, RENAME_NOREPLACE or RENAME_EXCHANGE).
     pub fn rename_to(&self, name: &str, dst: &DirFd, dst_name: &str, flags: u32) -> io::Result<()> {
-        let a = cstr(Path::new(name))?;
-        let b = cstr(Path::new(dst_name))?;
+        let (a, b) = (cname(name)?, cname(dst_name)?);
         // SAFETY: both descriptors are open directories; names are valid C strings.
-        check(unsafe {
-            libc::renameat2(
-                self.fd.as_raw_fd(),
-                a.as_ptr(),
-                dst.fd.as_raw_fd(),
-                b.as_ptr(),
-                flags,
-            )
-        })
+        check(unsafe { libc::renameat2(self.raw(), a.as_ptr(), dst.raw(), b.as_ptr(), flags) })
     }
 
-    /// chmod without following a final symlink.
+    /// chmod of an entry (or of the directory itself). Linux has no chmod of a
+    /// symlink itself; callers do not chmod symlinks.
     pub fn chmod(&self, name: Option<&str>, mode: u32) -> io::Result<()> {
-        let p = name.map_or_else(|| self.path(), |n| self.at(n));
-        let c = cstr(&p)?;
-        // SAFETY: valid C string; result checked.
-        check(unsafe { libc::chmod(c.as_ptr(), (mode & 0o7777) as libc::mode_t) })
+        let mode = (mode & 0o7777) as libc::mode_t;
+        let (dir, c) = match name {
+            Some(n) => (self.raw(), cname(n)?),
+            None => (libc::AT_FDCWD, cstr(&self.path())?),
+        };
+        // SAFETY: a valid descriptor (or AT_FDCWD) and C string; checked.
+        check(unsafe { libc::fchmodat(dir, c.as_ptr(), mode, 0) })
     }
 
     /// `faccessat(2)` of an entry (or of the directory itself) with the daemon's
     /// effective ids; an entry that is a symlink is not followed (the
     /// directory's own path is a `/proc` link, which must be).
     pub fn access(&self, name: Option<&str>, mask: i32) -> io::Result<()> {
-        let p = name.map_or_else(|| self.path(), |n| self.at(n));
-        let c = cstr(&p)?;
-        let flags = match name {
-            Some(_) => libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW,
-            None => libc::AT_EACCESS,
+        let (dir, c, flags) = match name {
+            Some(n) => (
+                self.raw(),
+                cname(n)?,
+                libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW,
+            ),
+            None => (libc::AT_FDCWD, cstr(&self.path())?, libc::AT_EACCESS),
         };
-        // SAFETY: valid C string; result checked.
-        check(unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mask, flags) })
+        // SAFETY: a valid descriptor (or AT_FDCWD) and C string; checked.
+        check(unsafe { libc::faccessat(dir, c.as_ptr(), mask, flags) })
     }
 
+    /// chown of an entry, not following a final symlink (or of the directory
+    /// itself, through its descriptor).
     pub fn chown(&self, name: Option<&str>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        let p = name.map_or_else(|| self.path(), |n| self.at(n));
-        let c = cstr(&p)?;
         let u = uid.unwrap_or(u32::MAX);
         let g = gid.unwrap_or(u32::MAX);
-        // SAFETY: valid C string; -1 leaves an id unchanged; result checked.
-        check(unsafe { libc::lchown(c.as_ptr(), u, g) })
+        let (c, flags) = match name {
+            Some(n) => (cname(n)?, libc::AT_SYMLINK_NOFOLLOW),
+            None => (cname("")?, libc::AT_EMPTY_PATH),
+        };
+        // SAFETY: an open descriptor and a valid C string; -1 leaves an id
+        // unchanged; result checked.
+        check(unsafe { libc::fchownat(self.raw(), c.as_ptr(), u, g, flags) })
     }
 
     /// Set times (`None` leaves one unchanged); does not follow a final symlink.
@@ -200,7 +230,7 @@ impl DirFd {
         };
         let ts = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
         let (dir, c) = match name {
-            Some(n) => (self.fd.as_raw_fd(), cstr(Path::new(n))?),
+            Some(n) => (self.raw(), cname(n)?),
             None => (libc::AT_FDCWD, cstr(&self.path())?),
         };
         let flags = if name.is_some() {
@@ -256,11 +286,11 @@ impl DirFd {
     }
 
     fn create_iv_file(&self, d: &DirFd) -> io::Result<File> {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(d.at(DIRIV_FILE))
+        d.openat(
+            DIRIV_FILE,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )
     }
 
     pub fn fsync(&self) -> io::Result<()> {
