@@ -446,7 +446,11 @@ impl FsCore {
 }
 
 pub fn file_type(m: &Metadata) -> FileType {
-    let t = m.file_type();
+    kind_of(m.file_type())
+}
+
+/// The FUSE type of a backing entry's type.
+pub fn kind_of(t: std::fs::FileType) -> FileType {
     if t.is_dir() {
         FileType::Directory
     } else if t.is_symlink() {

@@ -6,18 +6,21 @@
 //! kernel lookup of its inode (the kernel sends FORGET for it later), just as
 //! LOOKUP does. An entry that does not fit in the reply is not counted.
 
-use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 
-use super::core::{file_type, DirHandle, FsCore};
+use super::core::{file_type, kind_of, DirHandle, FsCore};
 use super::errno::{FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use super::vaults::VaultFs;
 use crate::format::names::{self, EntryKind};
+
+/// A decrypted backing entry: plaintext name, backing name, backing inode
+/// number, type.
+type Entry4 = (Vec<u8>, String, u64, FileType);
 
 /// One entry of a listing.
 pub struct Listed {
@@ -66,14 +69,19 @@ impl FsCore {
             .ok_or(Errno::ENOENT)?;
         let mut out = vec![dot(ino, b"."), dot(parent, b"..")];
         let vault = self.vault_of(ino)?;
-        for (name, raw, m) in self.list(ino)? {
-            let known = self.inodes.read().by_backing(&vault.id, m.dev(), m.ino());
+        let dir = self.dir(ino)?;
+        // Entries live on their directory's device; getdents gives the rest.
+        let dev = dir.fd.stat_self().errno()?.dev();
+        for (name, raw, backing_ino, kind) in self.list(&vault, &dir)? {
+            let known = self.inodes.read().by_backing(&vault.id, dev, backing_ino);
             // Unknown entries get a number from the far end of the range; the
-            // kernel only shows it (readdir's d_ino), lookups assign the real one.
+            // kernel only shows it (readdir's d_ino), lookups assign the real
+            // one. READDIRPLUS, which the kernel uses when it can, sends the
+            // real one for every entry.
             let shown = known.unwrap_or(u64::MAX - out.len() as u64);
             out.push(Listed {
                 ino: shown,
-                kind: file_type(&m),
+                kind,
                 name,
                 source: Source::Backing(raw),
             });
@@ -81,13 +89,11 @@ impl FsCore {
         Ok(out)
     }
 
-    /// Decrypted entries of directory inode `ino`: (name, backing name,
-    /// backing metadata).
-    fn list(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, String, Metadata)>> {
-        let vault = self.vault_of(ino)?;
-        let dir = self.dir(ino)?;
+    /// Decrypted entries of a directory: (name, backing name, backing inode
+    /// number, type), without a `stat` per entry.
+    fn list(&self, vault: &VaultFs, dir: &DirHandle) -> FsResult<Vec<Entry4>> {
         let mut out = Vec::new();
-        for raw in dir.fd.entries().errno()? {
+        for (raw, backing_ino, t) in dir.fd.entries_typed().errno()? {
             let encoded = match names::classify(&raw) {
                 EntryKind::Direct => raw.clone(),
                 EntryKind::Long => {
@@ -105,8 +111,7 @@ impl FsCore {
             if names::validate(&name).is_err() {
                 continue;
             }
-            let Ok(m) = dir.fd.stat(&raw) else { continue };
-            out.push((name, raw, m));
+            out.push((name, raw, backing_ino, kind_of(t)));
         }
         Ok(out)
     }

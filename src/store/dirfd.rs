@@ -250,6 +250,20 @@ impl DirFd {
         Ok(st)
     }
 
+    /// Raw entry names of the directory with their inode numbers and types,
+    /// as `getdents` gives them (no `stat` per entry, unless the file system
+    /// leaves the type out).
+    pub fn entries_typed(&self) -> io::Result<Vec<(String, u64, fs::FileType)>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.path())? {
+            let e = e?;
+            let Ok(t) = e.file_type() else { continue };
+            let name = e.file_name().to_string_lossy().into_owned();
+            out.push((name, std::os::unix::fs::DirEntryExt::ino(&e), t));
+        }
+        Ok(out)
+    }
+
     /// Raw entry names of the directory.
     pub fn entries(&self) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
