@@ -251,7 +251,7 @@ impl FsCore {
 
     /// [`FsCore::mark`] an entry whose backing metadata `m` was just read.
     pub fn mark_stated(&self, e: &Entry, m: &Metadata) -> FsResult<()> {
-        self.mark_as(e, m.is_file() && m.nlink() > 1)
+        self.mark_as(e, has_other_links(m))
     }
 
     fn mark_as(&self, e: &Entry, linked: bool) -> FsResult<()> {
@@ -291,10 +291,24 @@ impl FsCore {
 
     /// Is `e` a file with other hard links?
     fn linked(&self, e: &Entry) -> bool {
-        e.dir
-            .fd
-            .stat(e.name())
-            .is_ok_and(|m| m.is_file() && m.nlink() > 1)
+        e.dir.fd.stat(e.name()).is_ok_and(|m| has_other_links(&m))
+    }
+
+    /// Register the entry `name` of `parent`, whose backing metadata is `m`,
+    /// as looked up once more (LOOKUP, READDIRPLUS); its attributes.
+    pub fn register(
+        &self,
+        vault: &Arc<VaultFs>,
+        parent: u64,
+        name: &[u8],
+        m: &Metadata,
+    ) -> FileAttr {
+        let backing = (m.dev(), m.ino());
+        let ino = self
+            .inodes
+            .write()
+            .found(vault, parent, name, file_type(m), backing);
+        self.attr(ino, m)
     }
 
     /// The backing path of `e` relative to the vault directory (`contents/…`),
@@ -443,6 +457,11 @@ impl FsCore {
             flags: 0,
         }
     }
+}
+
+/// A regular file with other hard links.
+fn has_other_links(m: &Metadata) -> bool {
+    m.is_file() && m.nlink() > 1
 }
 
 pub fn file_type(m: &Metadata) -> FileType {

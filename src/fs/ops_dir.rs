@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 
-use super::core::{file_type, kind_of, DirHandle, FsCore};
+use super::core::{kind_of, DirHandle, FsCore};
 use super::errno::{FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use super::vaults::VaultFs;
@@ -138,14 +138,7 @@ impl FsCore {
             Source::Backing(raw) => {
                 let (vault, dir) = d.inner.as_ref()?;
                 let m = dir.fd.stat(raw).ok()?;
-                let ino = self.inodes.write().found(
-                    vault,
-                    d.parent,
-                    &e.name,
-                    file_type(&m),
-                    (m.dev(), m.ino()),
-                );
-                Some(self.attr(ino, &m))
+                Some(self.register(vault, d.parent, &e.name, &m))
             }
         }
     }

@@ -66,11 +66,7 @@ impl FsCore {
     /// Register the entry `name` of `parent` and return its attributes.
     fn found(&self, parent: u64, name: &[u8], e: &Entry) -> FsResult<FileAttr> {
         let m = e.dir.fd.stat(e.name()).errno()?;
-        let ino =
-            self.inodes
-                .write()
-                .found(&e.vault, parent, name, file_type(&m), (m.dev(), m.ino()));
-        Ok(self.attr(ino, &m))
+        Ok(self.register(&e.vault, parent, name, &m))
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<FileAttr> {
