@@ -17,7 +17,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use lru::LruCache;
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use std::num::NonZeroUsize;
 
 use crate::crypto::kdf::hkdf_into;
 use crate::crypto::siv::{self, SivKey};
@@ -61,9 +64,16 @@ pub fn validate(name: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// How many recent (directory IV, name) encryptions a [`NameCipher`] keeps.
+const MEMO_ENTRIES: usize = 16 * 1024;
+
 /// Encrypts and decrypts names of one vault.
 pub struct NameCipher {
     key: SivKey,
+    /// Recent results, keyed by `iv || name`: the mount encrypts the same names
+    /// again and again (every ancestor of every path it journals, and each
+    /// name once per request). Plaintext names only, as the inode table holds.
+    memo: Mutex<LruCache<Vec<u8>, String>>,
 }
 
 impl NameCipher {
@@ -72,11 +82,25 @@ impl NameCipher {
         hkdf_into(vault_key, None, NAME_INFO, &mut k);
         let key = SivKey::from_bytes(k);
         zeroize::Zeroize::zeroize(&mut k);
-        NameCipher { key }
+        let cap = NonZeroUsize::new(MEMO_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        NameCipher {
+            key,
+            memo: Mutex::new(LruCache::new(cap)),
+        }
     }
 
     /// The encoded (base64url) encryption of `name` in the directory with `iv`.
     pub fn encrypt(&self, iv: &DirIv, name: &[u8]) -> String {
+        let k = memo_key(iv, name);
+        if let Some(hit) = self.memo.lock().get(&k) {
+            return hit.clone();
+        }
+        let encoded = self.seal(iv, name);
+        self.memo.lock().put(k, encoded.clone());
+        encoded
+    }
+
+    fn seal(&self, iv: &DirIv, name: &[u8]) -> String {
         let pad = 16 - name.len() % 16;
         let mut padded = Vec::with_capacity(name.len() + pad);
         padded.extend_from_slice(name);
@@ -84,7 +108,17 @@ impl NameCipher {
         URL_SAFE_NO_PAD.encode(siv::seal(&self.key, iv, &padded))
     }
 
+    /// The name `encoded` stands for in the directory with `iv`.
     pub fn decrypt(&self, iv: &DirIv, encoded: &str) -> Result<Vec<u8>, NameError> {
+        let name = self.open(iv, encoded)?;
+        // Listings come before lookups of the same names.
+        self.memo
+            .lock()
+            .put(memo_key(iv, &name), encoded.to_string());
+        Ok(name)
+    }
+
+    fn open(&self, iv: &DirIv, encoded: &str) -> Result<Vec<u8>, NameError> {
         let sealed = URL_SAFE_NO_PAD
             .decode(encoded)
             .map_err(|_| NameError::Undecryptable)?;
@@ -102,6 +136,13 @@ impl NameCipher {
         padded.truncate(padded.len() - pad);
         Ok(padded)
     }
+}
+
+fn memo_key(iv: &DirIv, name: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(iv.len() + name.len());
+    k.extend_from_slice(iv);
+    k.extend_from_slice(name);
+    k
 }
 
 /// Where an encoded name lives on disk.
@@ -186,6 +227,26 @@ mod tests {
 
     fn nc() -> NameCipher {
         NameCipher::new(&SymKey::from_bytes([3; 32]))
+    }
+
+    /// Remembered results are the ones a fresh cipher computes, per IV.
+    #[test]
+    fn the_memo_answers_as_the_cipher_does() {
+        let c = nc();
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        let ea = c.encrypt(&a, b"name");
+        assert_eq!(c.encrypt(&a, b"name"), ea);
+        assert_eq!(nc().encrypt(&a, b"name"), ea);
+        let eb = c.encrypt(&b, b"name");
+        assert_ne!(eb, ea);
+        assert_eq!(nc().encrypt(&b, b"name"), eb);
+        assert_ne!(c.encrypt(&a, b"name2"), ea);
+        // A decrypted listing primes it with the same encoding.
+        let fresh = nc();
+        let listed = nc().encrypt(&b, b"listed");
+        assert_eq!(fresh.decrypt(&b, &listed).unwrap(), b"listed");
+        assert_eq!(fresh.encrypt(&b, b"listed"), listed);
+        assert!(fresh.decrypt(&a, &listed).is_err());
     }
 
     #[test]

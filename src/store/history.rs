@@ -114,6 +114,9 @@ pub struct History {
     journal: RefCell<Journal>,
     /// Tag lists of the big committed blobs (see `tags.rs`).
     tags: std::sync::Arc<super::tags::TagStore>,
+    /// A directory was made whose IV may not be on disk yet (see
+    /// `history_recover.rs`): the next fsync syncs the file system.
+    unsynced_dirs: std::cell::Cell<bool>,
 }
 
 /// Attach context to a git2 error.
@@ -185,8 +188,10 @@ impl History {
             vault_dir: vault_dir.to_path_buf(),
             journal: RefCell::new(journal),
             tags: std::sync::Arc::new(super::tags::TagStore::new(vault_dir, vault_key)),
+            unsynced_dirs: std::cell::Cell::new(false),
         };
         h.finish_interrupted_checkout()?;
+        h.quarantine_lost_dirs()?;
         Ok(h)
     }
 
@@ -251,6 +256,8 @@ impl History {
             .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
         seal::sync_fs(repo.path())?;
+        // The work tree is on the same file system: new IVs are on disk too.
+        self.unsynced_dirs.set(false);
         repo.reference(MAIN_REF, id, true, "pkfs: commit")
             .ctx("moving main to the new version")?;
         seal::sync_fs(repo.path())?;
@@ -579,6 +586,8 @@ fn resolve_spec(repo: &Repository, spec: &str, main: Oid) -> Result<Oid> {
 mod fsck;
 #[path = "history_gc.rs"]
 mod gc;
+#[path = "history_recover.rs"]
+mod recover;
 #[path = "history_seal.rs"]
 mod seal;
 pub use fsck::{GitCheck, GitProblem, HeadFiles};

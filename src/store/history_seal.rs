@@ -92,9 +92,22 @@ impl History {
         self.journal.borrow().is_empty()
     }
 
-    /// Make the journal durable (before an fsync of a file it covers).
+    /// Make the journal durable (before an fsync of a file it covers), and
+    /// the IVs of directories made since the last commit with it: a file
+    /// fsync'd in a new directory must not outlive the IV its name needs.
     pub fn sync_journal(&self) -> Result<()> {
+        if self.unsynced_dirs.get() {
+            sync_fs(&self.vault_dir)?;
+            self.unsynced_dirs.set(false);
+            return Ok(());
+        }
         self.journal.borrow().sync()
+    }
+
+    /// A directory was just made with an IV not yet on disk (see
+    /// [`History::sync_journal`]).
+    pub fn note_unsynced_dir(&self) {
+        self.unsynced_dirs.set(true);
     }
 
     /// HEAD's commit, after checking that its message authenticates (which

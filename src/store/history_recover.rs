@@ -1,0 +1,135 @@
+//! After a power cut: new directories whose IV never reached the disk.
+//!
+//! The mount's `mkdir` (`DirFd::mkdir_with_iv`) writes a new directory's
+//! `.diriv` without waiting for the disk, as gocryptfs does. The IV becomes
+//! durable at the next commit (its `syncfs`), or before that at the first
+//! fsync of anything in the vault, which then syncs the whole file system
+//! ([`History::sync_journal`]). A power cut before either can leave the
+//! directory with a missing or empty IV, and every name in it undecryptable.
+//! Nothing under such a directory was fsync'd, so it holds only data that a
+//! power cut may lose anyway.
+//!
+//! So at open, while the journal is not empty (the last writer did not
+//! commit), every directory without a whole IV that HEAD does not have is moved
+//! (never deleted) to `V/quarantine/<unix-time>/`, with its long-name sidecar.
+//! The commit then does not adopt it, and the rest of the vault reads as
+//! usual. A directory HEAD has keeps its damaged IV: that is not a lost write
+//! but damage, which `fsck` reports and `fsck --restore` repairs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::PathBuf;
+
+use git2::{ObjectType, TreeWalkMode, TreeWalkResult};
+
+use super::seal::sync_fs;
+use super::{head_target, Ctx, History};
+use crate::error::{Error, Result};
+use crate::format::names::{self, DIRIV_FILE, DIRIV_LEN};
+
+/// A directory found without its IV: where it is, its backing path, and the
+/// path its sidecar would have.
+struct Lost {
+    path: PathBuf,
+    rel: String,
+    sidecar: PathBuf,
+}
+
+impl History {
+    /// Move the new directories a power cut left without an IV to quarantine
+    /// (see the module comment). Returns their backing paths.
+    pub(super) fn quarantine_lost_dirs(&self) -> Result<Vec<String>> {
+        if self.journal.borrow().is_empty() {
+            return Ok(Vec::new());
+        }
+        let lost = self.find_lost_dirs()?;
+        if lost.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let qdir = self
+            .vault_dir
+            .join("quarantine")
+            .join(format!("{stamp}-lost-iv"));
+        fs::create_dir_all(&qdir).map_err(|e| Error::io(&qdir, e))?;
+        let mut moved = Vec::new();
+        for (n, l) in lost.iter().enumerate() {
+            let to = qdir.join(format!("dir-{n}"));
+            fs::rename(&l.path, &to).map_err(|e| Error::io(&l.path, e))?;
+            if l.sidecar.exists() {
+                let _ = fs::rename(&l.sidecar, qdir.join(format!("dir-{n}.name")));
+            }
+            tracing::warn!(
+                "directory {} lost its IV in a crash before it was committed or \
+                 fsync'd; its contents cannot be named and were moved to {}",
+                l.rel,
+                to.display()
+            );
+            moved.push(l.rel.clone());
+        }
+        sync_fs(&self.vault_dir)?;
+        Ok(moved)
+    }
+
+    /// Directories under `contents/` without a whole IV that HEAD does not have.
+    fn find_lost_dirs(&self) -> Result<Vec<Lost>> {
+        let in_head = self.head_dirs()?;
+        let mut lost = Vec::new();
+        let mut stack = vec![(self.vault_dir.join("contents"), "contents".to_string())];
+        while let Some((dir, rel)) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for ent in entries.flatten() {
+                if !ent.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                if name.starts_with(".tmp-") {
+                    continue;
+                }
+                let child = format!("{rel}/{name}");
+                let whole = fs::symlink_metadata(ent.path().join(DIRIV_FILE))
+                    .is_ok_and(|m| m.is_file() && m.len() == DIRIV_LEN as u64);
+                if whole || in_head.contains(&child) {
+                    stack.push((ent.path(), child));
+                } else {
+                    lost.push(Lost {
+                        path: ent.path(),
+                        rel: child,
+                        sidecar: dir.join(names::sidecar_of(&name)),
+                    });
+                }
+            }
+        }
+        Ok(lost)
+    }
+
+    /// The backing paths (`contents/…`) of the directories in HEAD's tree.
+    fn head_dirs(&self) -> Result<HashSet<String>> {
+        let repo = self.repo.borrow();
+        let mut dirs = HashSet::new();
+        let Some(head) = head_target(&repo)? else {
+            return Ok(dirs);
+        };
+        let tree = repo
+            .find_commit(head)
+            .and_then(|c| c.tree())
+            .ctx("reading HEAD's tree")?;
+        tree.walk(TreeWalkMode::PreOrder, |root, entry| {
+            if entry.kind() == Some(ObjectType::Tree) {
+                if let Ok(name) = entry.name() {
+                    dirs.insert(format!("{root}{name}"));
+                }
+            }
+            TreeWalkResult::Ok
+        })
+        .ctx("walking HEAD's tree")?;
+        Ok(dirs)
+    }
+}
