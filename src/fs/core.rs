@@ -1,9 +1,8 @@
 //! Shared state of the mount and the mapping from inodes to backing entries.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
 use std::num::NonZeroUsize;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +22,7 @@ use crate::store::atomic::write_atomic;
 use crate::store::changes::MoveKind;
 use crate::store::dirfd::DirFd;
 use crate::store::seal::Vouched;
+use crate::store::stat::Stat;
 use crate::vault::Node;
 
 /// Validated mount settings.
@@ -250,7 +250,7 @@ impl FsCore {
     }
 
     /// [`FsCore::mark`] an entry whose backing metadata `m` was just read.
-    pub fn mark_stated(&self, e: &Entry, m: &Metadata) -> FsResult<()> {
+    pub fn mark_stated(&self, e: &Entry, m: &Stat) -> FsResult<()> {
         self.mark_as(e, has_other_links(m))
     }
 
@@ -296,13 +296,7 @@ impl FsCore {
 
     /// Register the entry `name` of `parent`, whose backing metadata is `m`,
     /// as looked up once more (LOOKUP, READDIRPLUS); its attributes.
-    pub fn register(
-        &self,
-        vault: &Arc<VaultFs>,
-        parent: u64,
-        name: &[u8],
-        m: &Metadata,
-    ) -> FileAttr {
+    pub fn register(&self, vault: &Arc<VaultFs>, parent: u64, name: &[u8], m: &Stat) -> FileAttr {
         let backing = (m.dev(), m.ino());
         let ino = self
             .inodes
@@ -398,7 +392,7 @@ impl FsCore {
     }
 
     /// Attributes of a backing entry as the mount shows them.
-    pub fn attr(&self, ino: u64, m: &Metadata) -> FileAttr {
+    pub fn attr(&self, ino: u64, m: &Stat) -> FileAttr {
         let kind = file_type(m);
         let mut size = match kind {
             FileType::RegularFile => offsets::plain_len(m.len()).unwrap_or(0),
@@ -460,12 +454,20 @@ impl FsCore {
 }
 
 /// A regular file with other hard links.
-fn has_other_links(m: &Metadata) -> bool {
+fn has_other_links(m: &Stat) -> bool {
     m.is_file() && m.nlink() > 1
 }
 
-pub fn file_type(m: &Metadata) -> FileType {
-    kind_of(m.file_type())
+pub fn file_type(m: &Stat) -> FileType {
+    match m.format() {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFSOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
 }
 
 /// The FUSE type of a backing entry's type.

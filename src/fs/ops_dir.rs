@@ -6,7 +6,6 @@
 //! kernel lookup of its inode (the kernel sends FORGET for it later), just as
 //! LOOKUP does. An entry that does not fit in the reply is not counted.
 
-use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

@@ -1,8 +1,6 @@
 //! Namespace operations inside a vault: lookup, attributes, create/remove/rename
 //! of directories, links, symlinks and special files.
 
-use std::os::unix::fs::MetadataExt;
-
 use fuser::{Errno, FileAttr, FileType, TimeOrNow};
 
 use super::core::{file_type, Entry, FsCore};
@@ -12,6 +10,7 @@ use crate::crypto::random_array;
 use crate::format::names::DIRIV_FILE;
 use crate::store::changes::MoveKind;
 use crate::store::dirfd::timespec;
+use crate::store::stat::Stat;
 use crate::store::ChangeKind;
 
 /// Who asked: the new entry's owner.
@@ -82,12 +81,12 @@ impl FsCore {
             return Ok(self.root_attr());
         }
         if let Some(of) = self.open_file(ino) {
-            let m = of.state.read().file().metadata().errno()?;
+            let m = Stat::of_file(of.state.read().file()).errno()?;
             return Ok(self.attr(ino, &m));
         }
         let vault = self.vault_of(ino)?;
         if ino == vault.root_ino {
-            let m = std::fs::metadata(&vault.contents).errno()?;
+            let m = Stat::of_path(&vault.contents).errno()?;
             return Ok(self.attr(ino, &m));
         }
         let e = self.entry_of(ino)?;
@@ -214,13 +213,9 @@ impl FsCore {
     }
 
     /// Give a new entry its owner (when running as root) and exact mode.
-    fn own(&self, e: &Entry, parent: u64, who: Caller, mode: Option<u32>) -> FsResult<()> {
+    fn own(&self, e: &Entry, who: Caller, mode: Option<u32>) -> FsResult<()> {
         if self.uid == 0 {
-            let pm = if parent == e.vault.root_ino {
-                std::fs::metadata(&e.vault.contents).errno()?
-            } else {
-                e.dir.fd.stat_self().errno()?
-            };
+            let pm = e.dir.fd.stat_self().errno()?;
             let gid = if pm.mode() & libc::S_ISGID != 0 {
                 pm.gid()
             } else {
@@ -261,7 +256,7 @@ impl FsCore {
             }
             return Err(super::errno::from_io(&err));
         }
-        self.own(&e, parent, who, Some(mode & 0o7777))?;
+        self.own(&e, who, Some(mode & 0o7777))?;
         e.vault
             .record(ChangeKind::Added, self.child_path(parent, name));
         self.found(parent, name, &e)
@@ -286,7 +281,7 @@ impl FsCore {
         } else {
             0
         };
-        self.own(&e, parent, who, Some((mode & 0o7777) | inherit))?;
+        self.own(&e, who, Some((mode & 0o7777) | inherit))?;
         e.vault.record(
             ChangeKind::Added,
             format!("{}/", self.child_path(parent, name)),
@@ -312,7 +307,7 @@ impl FsCore {
         self.mark(&e)?;
         e.write_sidecar()?;
         e.dir.fd.symlink(e.name(), &disk_target).errno()?;
-        self.own(&e, parent, who, None)?;
+        self.own(&e, who, None)?;
         e.vault
             .record(ChangeKind::Added, self.child_path(parent, name));
         self.found(parent, name, &e)
@@ -355,7 +350,7 @@ impl FsCore {
     }
 
     /// The inode (if known) of an existing backing entry.
-    fn known_ino(&self, e: &Entry) -> Option<(u64, std::fs::Metadata)> {
+    fn known_ino(&self, e: &Entry) -> Option<(u64, Stat)> {
         let m = e.dir.fd.stat(e.name()).ok()?;
         let ino = self.inodes.read().by_backing(&e.vault.id, m.dev(), m.ino());
         Some((ino.unwrap_or(0), m))

@@ -24,7 +24,7 @@ impl FsCore {
 
     pub(super) fn root_lookup(&self, name: &[u8]) -> FsResult<FileAttr> {
         let v = self.vault_by_name(name).ok_or(Errno::ENOENT)?;
-        let m = std::fs::metadata(&v.contents).errno()?;
+        let m = crate::store::stat::Stat::of_path(&v.contents).errno()?;
         Ok(self.attr(v.root_ino, &m))
     }
 

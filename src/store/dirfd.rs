@@ -4,19 +4,20 @@
 //! map to a backing path longer than PATH_MAX. Every backing operation of the
 //! mount therefore works relative to a directory descriptor: through the `*at`
 //! system call where there is one (`openat`, `mkdirat`, `unlinkat`, …), which
-//! also spares the kernel a path walk, and otherwise through the
-//! `/proc/self/fd/N/NAME` form (`stat`, since std's `Metadata` comes only from
-//! a path or a `File`), which the kernel resolves from the descriptor and not
+//! also spares the kernel a path walk (`stat` is `fstatat`, see `stat.rs`), and
+//! otherwise through the `/proc/self/fd/N/NAME` form (listing a directory and
+//! reading a symlink), which the kernel resolves from the descriptor and not
 //! from the directory's (possibly over-long) path. A descriptor also follows
 //! its directory across renames.
 
 use std::ffi::CString;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::stat::Stat;
 use crate::format::names::{DirIv, DIRIV_FILE, DIRIV_LEN};
 
 #[derive(Debug)]
@@ -75,16 +76,34 @@ impl DirFd {
         self.path().join(name)
     }
 
+    /// The subdirectory `name` (not a symlink).
     pub fn child(&self, name: &str) -> io::Result<DirFd> {
-        DirFd::open(&self.at(name))
+        let c = cname(name)?;
+        // SAFETY: c is a valid NUL-terminated string; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                self.raw(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        Ok(DirFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
-    pub fn stat(&self, name: &str) -> io::Result<Metadata> {
-        fs::symlink_metadata(self.at(name))
+    /// The status of entry `name` (a symlink itself, not its target).
+    pub fn stat(&self, name: &str) -> io::Result<Stat> {
+        Stat::at(self.raw(), &cname(name)?, libc::AT_SYMLINK_NOFOLLOW)
     }
 
-    pub fn stat_self(&self) -> io::Result<Metadata> {
-        fs::metadata(self.path())
+    /// The status of this directory.
+    pub fn stat_self(&self) -> io::Result<Stat> {
+        Stat::at(self.raw(), c"", libc::AT_EMPTY_PATH)
     }
 
     pub fn read_diriv(&self) -> io::Result<DirIv> {

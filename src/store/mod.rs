@@ -8,6 +8,7 @@ pub mod history;
 pub mod journal;
 pub mod seal;
 pub mod stage;
+pub mod stat;
 pub mod tags;
 pub mod tree;
 pub mod vpath;
