@@ -191,7 +191,7 @@ impl History {
             unsynced_dirs: std::cell::Cell::new(false),
         };
         h.finish_interrupted_checkout()?;
-        h.quarantine_lost_dirs()?;
+        h.quarantine_lost_dirs();
         Ok(h)
     }
 

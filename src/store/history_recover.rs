@@ -37,14 +37,22 @@ struct Lost {
 
 impl History {
     /// Move the new directories a power cut left without an IV to quarantine
-    /// (see the module comment). Returns their backing paths.
-    pub(super) fn quarantine_lost_dirs(&self) -> Result<Vec<String>> {
+    /// (see the module comment). Returns their backing paths. Best effort: a
+    /// failure (HEAD unreadable, a move refused) is logged and leaves the
+    /// directory where it is, for `fsck` to report, so the vault still opens.
+    pub(super) fn quarantine_lost_dirs(&self) -> Vec<String> {
         if self.journal.borrow().is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let lost = self.find_lost_dirs()?;
+        let lost = match self.find_lost_dirs() {
+            Ok(lost) => lost,
+            Err(e) => {
+                tracing::warn!("not looking for directories a crash left without IV: {e}");
+                return Vec::new();
+            }
+        };
         if lost.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -54,11 +62,24 @@ impl History {
             .vault_dir
             .join("quarantine")
             .join(format!("{stamp}-lost-iv"));
-        fs::create_dir_all(&qdir).map_err(|e| Error::io(&qdir, e))?;
+        if let Err(e) = fs::create_dir_all(&qdir) {
+            tracing::warn!(
+                "cannot quarantine directories without IV: {}",
+                Error::io(&qdir, e)
+            );
+            return Vec::new();
+        }
         let mut moved = Vec::new();
         for (n, l) in lost.iter().enumerate() {
             let to = qdir.join(format!("dir-{n}"));
-            fs::rename(&l.path, &to).map_err(|e| Error::io(&l.path, e))?;
+            if let Err(e) = fs::rename(&l.path, &to) {
+                tracing::warn!(
+                    "directory {} lost its IV in a crash and cannot be moved aside: {}",
+                    l.rel,
+                    Error::io(&l.path, e)
+                );
+                continue;
+            }
             if l.sidecar.exists() {
                 let _ = fs::rename(&l.sidecar, qdir.join(format!("dir-{n}.name")));
             }
@@ -70,8 +91,10 @@ impl History {
             );
             moved.push(l.rel.clone());
         }
-        sync_fs(&self.vault_dir)?;
-        Ok(moved)
+        if let Err(e) = sync_fs(&self.vault_dir) {
+            tracing::warn!("{e}");
+        }
+        moved
     }
 
     /// Directories under `contents/` without a whole IV that HEAD does not have.
@@ -131,5 +154,53 @@ impl History {
         })
         .ctx("walking HEAD's tree")?;
         Ok(dirs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SymKey;
+    use crate::store::{Change, ChangeKind};
+
+    #[test]
+    fn only_new_directories_without_a_whole_iv_are_moved() {
+        let d = tempfile::tempdir().unwrap();
+        let v = d.path();
+        let put = |rel: &str, data: &[u8]| {
+            let p = v.join("contents").join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, data).unwrap();
+        };
+        put(".diriv", &[1; 16]);
+        // In HEAD with a damaged IV: damage for fsck, not a lost write.
+        put("old/.diriv", b"short");
+        put("old/f", b"x");
+        let key = SymKey::from_bytes([9; 32]);
+        let h = History::init(v, &key, &[Change::new(ChangeKind::Added, "old/f")]).unwrap();
+        // Since HEAD: a whole new directory, one whose IV was lost (with a
+        // subdirectory in it), and one without an IV file at all.
+        put("good/.diriv", &[2; 16]);
+        put("lost/.diriv", b"");
+        put("lost/sub/.diriv", &[3; 16]);
+        put("lost/sub/g", b"y");
+        fs::create_dir_all(v.join("contents/bare")).unwrap();
+        // An empty journal (the last writer committed): nothing is looked at.
+        assert!(h.quarantine_lost_dirs().is_empty());
+        assert!(v.join("contents/lost").exists());
+
+        h.mark("contents/lost").unwrap();
+        let mut moved = h.quarantine_lost_dirs();
+        moved.sort();
+        assert_eq!(moved, ["contents/bare", "contents/lost"]);
+        assert!(v.join("contents/good/.diriv").exists());
+        assert!(v.join("contents/old/f").exists());
+        assert!(!v.join("contents/lost").exists());
+        let q: Vec<_> = fs::read_dir(v.join("quarantine")).unwrap().collect();
+        assert_eq!(q.len(), 1);
+        let qd = q[0].as_ref().unwrap().path();
+        assert!(qd.join("dir-0").is_dir() && qd.join("dir-1").is_dir());
+        // Once moved, a second open finds nothing more.
+        assert!(h.quarantine_lost_dirs().is_empty());
     }
 }
