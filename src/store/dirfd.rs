@@ -293,9 +293,9 @@ impl DirFd {
     }
 
     /// Make a new backing directory with a fresh IV, all-or-nothing: it is built
-    /// under a temporary name and renamed into place (no-replace). The IV file,
-    /// the new directory and this one are fsynced, so after a crash the
-    /// directory is either absent or present with its IV.
+    /// under a temporary name and renamed into place (no-replace), so no reader
+    /// sees it without its IV. Nothing is fsynced: see the comment inside and
+    /// `store/history_recover.rs` for what a power cut can leave.
     pub fn mkdir_with_iv(&self, name: &str, mode: u32, iv: &[u8; DIRIV_LEN]) -> io::Result<()> {
         let tmp = format!(".tmp-dir-{}", hex(&crate::crypto::random_array::<8>()));
         self.mkdir(&tmp, 0o700)?;
