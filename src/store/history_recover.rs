@@ -11,7 +11,8 @@
 //!
 //! So at open, while the journal is not empty (the last writer did not
 //! commit), every directory without a whole IV that HEAD does not have is moved
-//! (never deleted) to `V/quarantine/<unix-time>/`, with its long-name sidecar.
+//! (never deleted) to `V/quarantine/<unix-time>-lost-iv/dir-N`, with its
+//! long-name sidecar as `dir-N.name`.
 //! The commit then does not adopt it, and the rest of the vault reads as
 //! usual. A directory HEAD has keeps its damaged IV: that is not a lost write
 //! but damage, which `fsck` reports and `fsck --restore` repairs.
