@@ -45,10 +45,16 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 impl DirFd {
     /// Open the directory at `path` (which must not be a symlink).
     pub fn open(path: &Path) -> io::Result<DirFd> {
-        let c = cstr(path)?;
+        DirFd::open_at(libc::AT_FDCWD, &cstr(path)?)
+    }
+
+    /// An `O_PATH` descriptor of the directory `c` (not a symlink), relative
+    /// to the directory descriptor `at`.
+    fn open_at(at: libc::c_int, c: &std::ffi::CStr) -> io::Result<DirFd> {
         // SAFETY: c is a valid NUL-terminated string; the result is checked.
         let fd = unsafe {
-            libc::open(
+            libc::openat(
+                at,
                 c.as_ptr(),
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
@@ -78,22 +84,7 @@ impl DirFd {
 
     /// The subdirectory `name` (not a symlink).
     pub fn child(&self, name: &str) -> io::Result<DirFd> {
-        let c = cname(name)?;
-        // SAFETY: c is a valid NUL-terminated string; the result is checked.
-        let fd = unsafe {
-            libc::openat(
-                self.raw(),
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
-        Ok(DirFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        DirFd::open_at(self.raw(), &cname(name)?)
     }
 
     /// The status of entry `name` (a symlink itself, not its target).
