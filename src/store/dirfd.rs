@@ -14,19 +14,14 @@ use std::ffi::CString;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::stat::Stat;
+use super::stat::{c_path, Stat};
 use crate::format::names::{DirIv, DIRIV_FILE, DIRIV_LEN};
 
 #[derive(Debug)]
 pub struct DirFd {
     fd: OwnedFd,
-}
-
-fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// An entry name as a C string.
@@ -45,7 +40,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 impl DirFd {
     /// Open the directory at `path` (which must not be a symlink).
     pub fn open(path: &Path) -> io::Result<DirFd> {
-        DirFd::open_at(libc::AT_FDCWD, &cstr(path)?)
+        DirFd::open_at(libc::AT_FDCWD, &c_path(path)?)
     }
 
     /// An `O_PATH` descriptor of the directory `c` (not a symlink), relative
@@ -191,7 +186,7 @@ impl DirFd {
         let mode = (mode & 0o7777) as libc::mode_t;
         let (dir, c) = match name {
             Some(n) => (self.raw(), cname(n)?),
-            None => (libc::AT_FDCWD, cstr(&self.path())?),
+            None => (libc::AT_FDCWD, c_path(&self.path())?),
         };
         // SAFETY: a valid descriptor (or AT_FDCWD) and C string; checked.
         check(unsafe { libc::fchmodat(dir, c.as_ptr(), mode, 0) })
@@ -207,7 +202,7 @@ impl DirFd {
                 cname(n)?,
                 libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW,
             ),
-            None => (libc::AT_FDCWD, cstr(&self.path())?, libc::AT_EACCESS),
+            None => (libc::AT_FDCWD, c_path(&self.path())?, libc::AT_EACCESS),
         };
         // SAFETY: a valid descriptor (or AT_FDCWD) and C string; checked.
         check(unsafe { libc::faccessat(dir, c.as_ptr(), mask, flags) })
@@ -241,7 +236,7 @@ impl DirFd {
         let ts = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
         let (dir, c) = match name {
             Some(n) => (self.raw(), cname(n)?),
-            None => (libc::AT_FDCWD, cstr(&self.path())?),
+            None => (libc::AT_FDCWD, c_path(&self.path())?),
         };
         let flags = if name.is_some() {
             libc::AT_SYMLINK_NOFOLLOW
@@ -253,7 +248,7 @@ impl DirFd {
     }
 
     pub fn statvfs(&self) -> io::Result<libc::statvfs> {
-        let c = cstr(&self.path())?;
+        let c = c_path(&self.path())?;
         // SAFETY: zeroed statvfs is a valid out-parameter; result checked.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         check(unsafe { libc::statvfs(c.as_ptr(), &mut st) })?;

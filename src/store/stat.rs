@@ -24,6 +24,13 @@ impl std::fmt::Debug for Stat {
     }
 }
 
+/// `path` as a C string (EINVAL if it holds a NUL byte).
+pub(super) fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 // The field types of `struct stat` differ between architectures.
 #[allow(clippy::unnecessary_cast)]
 impl Stat {
@@ -47,10 +54,7 @@ impl Stat {
 
     /// `stat` of `path` (following a symlink, as `std::fs::metadata` does).
     pub fn of_path(path: &std::path::Path) -> io::Result<Stat> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        Stat::at(libc::AT_FDCWD, &c, 0)
+        Stat::at(libc::AT_FDCWD, &c_path(path)?, 0)
     }
 
     pub fn dev(&self) -> u64 {
