@@ -8,6 +8,7 @@ use common::posix::assert_errno;
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -428,4 +429,66 @@ fn reopening_a_file_keeps_its_pages_in_the_kernel_cache() {
     // A change through the mount is seen by the next open, of course.
     fs::write(&p, vec![8u8; len]).unwrap();
     assert_eq!(fs::read(&p).unwrap(), vec![8u8; len]);
+}
+
+/// A file streamed in 128 KiB writes (each one sealed in the background after
+/// the write returns) reads as a prefix of what is being written at every
+/// moment, from another descriptor, with a size that only grows; the writer's
+/// own `fstat` sees every byte it wrote; and after fsync the whole file reads
+/// back and is what gets committed. 12 MiB crosses several of the blob's
+/// 4 MiB write-out windows.
+#[test]
+fn a_streamed_file_reads_as_a_prefix_while_it_is_written() {
+    let mut m = Mounted::new();
+    let p = m.path("stream.bin");
+    let data = common::pseudo_random(12 << 20, 7);
+    fs::write(&p, b"").unwrap();
+    let writer = {
+        let (p, data) = (p.clone(), data.clone());
+        std::thread::spawn(move || {
+            let mut f = OpenOptions::new().write(true).open(&p).unwrap();
+            for (k, chunk) in data.chunks(128 << 10).enumerate() {
+                f.write_all(chunk).unwrap();
+                let written = ((k + 1) * (128 << 10)).min(data.len()) as u64;
+                assert_eq!(
+                    f.metadata().unwrap().len(),
+                    written,
+                    "fstat after write {k}"
+                );
+            }
+            f.sync_all().unwrap();
+        })
+    };
+    let mut last = 0;
+    let mut reads = 0;
+    while !writer.is_finished() {
+        // Past the kernel's page cache (which the writes fill), so that the
+        // daemon serves the read while a batch may be in flight.
+        let mut f = fs::File::open(&p).unwrap();
+        // SAFETY: a valid descriptor; advice only.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).unwrap();
+        assert!(
+            data.starts_with(&got),
+            "a read of {} bytes is not a prefix of the stream",
+            got.len()
+        );
+        assert!(
+            got.len() >= last,
+            "the file shrank from {last} to {}",
+            got.len()
+        );
+        last = got.len();
+        reads += 1;
+    }
+    writer.join().unwrap();
+    assert!(reads > 0);
+    assert!(fs::read(&p).unwrap() == data, "the whole stream reads back");
+    m.wait_committed();
+    m.umount();
+    assert!(
+        m.node.cat("v:stream.bin") == data,
+        "the commit holds the whole stream"
+    );
 }

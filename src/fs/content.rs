@@ -17,9 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use self::runs::{each_page, runs, with_cipher_buf, with_run_buf};
 use super::cache::{wipe, zero_page, PageBuf, PageCache};
@@ -52,8 +53,9 @@ fn eio() -> io::Error {
 }
 
 pub struct FileState {
-    file: File,
-    cipher: Option<(Header, FileCipher)>,
+    /// Shared with the batch in flight, if any.
+    file: Arc<File>,
+    cipher: Option<(Header, Arc<FileCipher>)>,
     disk_size: u64,
     disk_valid: u64,
     pub size: u64,
@@ -64,7 +66,13 @@ pub struct FileState {
     /// The descriptor was opened for writing.
     pub writable: bool,
     /// The committed tag list pages are checked against (`content_tags.rs`).
-    tags: Option<std::sync::Arc<crate::format::tags::TagList>>,
+    tags: Option<Arc<crate::format::tags::TagList>>,
+    /// A large append being sealed and written in the background
+    /// (`content_inflight.rs`); every use of the state but `attr` settles it.
+    inflight: Option<inflight::InFlight>,
+    /// The last settled batch's buffer, for the next one (wiped when it is
+    /// refilled or dropped).
+    spare: inflight::PlainBuf,
 }
 
 /// One open inode of vault `vault` (its id), shared by all its handles.
@@ -88,6 +96,18 @@ impl OpenFile {
             handles: Mutex::new(0),
             recorded: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The state for reading, with any batch in flight settled first.
+    pub fn settled(&self, cache: &PageCache) -> io::Result<RwLockReadGuard<'_, FileState>> {
+        let st = self.state.read();
+        if st.inflight.is_none() {
+            return Ok(st);
+        }
+        drop(st);
+        let mut st = self.state.write();
+        st.settle_append(cache)?;
+        Ok(parking_lot::RwLockWriteGuard::downgrade(st))
     }
 }
 
@@ -124,10 +144,10 @@ impl FileState {
             let header = Header::decode(&hdr).map_err(|_| eio())?;
             let key = keys.get(header.generation).ok_or_else(eio)?;
             let fc = FileCipher::new(key, &header);
-            Some((header, fc))
+            Some((header, Arc::new(fc)))
         };
         let st = FileState {
-            file,
+            file: Arc::new(file),
             cipher,
             disk_size: size,
             disk_valid: size,
@@ -137,6 +157,8 @@ impl FileState {
             pending_mtime: None,
             writable: true,
             tags: None,
+            inflight: None,
+            spare: inflight::PlainBuf::default(),
         };
         if let (Some(b), Some((_, fc))) = (&mut blob, &st.cipher) {
             let count = offsets::page_count(size);
@@ -160,13 +182,17 @@ impl FileState {
     }
 
     /// Swap in another descriptor of the same backing file.
+    /// (A batch in flight keeps writing through the old one, which is fine.)
     pub fn replace_file(&mut self, file: File, writable: bool) {
-        self.file = file;
+        self.file = Arc::new(file);
         self.writable = writable;
     }
 
     pub fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty() || self.size != self.disk_size || self.disk_valid != self.disk_size
+        self.inflight.is_some()
+            || !self.dirty.is_empty()
+            || self.size != self.disk_size
+            || self.disk_valid != self.disk_size
     }
 
     /// Decrypt page `i` as stored on disk (zeros past `disk_valid`) into `out`.
@@ -238,7 +264,13 @@ impl FileState {
         Ok(buf)
     }
 
+    /// (Settled state only: see [`OpenFile::settled`].)
     pub fn read(&self, offset: u64, len: u32, cache: &PageCache) -> io::Result<Vec<u8>> {
+        if self.inflight.is_some() {
+            // `disk_size` would not cover the batch yet: refuse, never guess.
+            debug_assert!(false, "read of a file with a batch in flight");
+            return Err(eio());
+        }
         if offset >= self.size {
             return Ok(Vec::new());
         }
@@ -294,6 +326,7 @@ impl FileState {
 
     /// Write `data` at `offset` into the cache (extending the file as needed).
     pub fn write(&mut self, offset: u64, data: &[u8], cache: &PageCache) -> io::Result<()> {
+        self.settle_append(cache)?;
         self.settle_tags()?;
         let end = offset
             .checked_add(data.len() as u64)
@@ -331,6 +364,7 @@ impl FileState {
     /// Change the logical size. Bytes past a new, smaller size are gone for good:
     /// growing again later reads zeros there.
     pub fn truncate(&mut self, size: u64, cache: &PageCache) -> io::Result<()> {
+        self.settle_append(cache)?;
         match size {
             0 => self.drop_tags(),
             _ => self.settle_tags()?,
@@ -373,6 +407,7 @@ impl FileState {
     /// Write every change back to the blob. On error the dirty state is kept, so
     /// nothing is lost and a later write-back can retry.
     pub fn write_back(&mut self, keys: &Keychain, cache: &PageCache) -> io::Result<()> {
+        self.settle_append(cache)?;
         if !self.is_dirty() {
             return self.apply_mtime();
         }
@@ -441,7 +476,7 @@ impl FileState {
         let (generation, key) = keys.current();
         let header = Header::new(generation);
         let fc = FileCipher::new(key, &header);
-        self.cipher = Some((header, fc));
+        self.cipher = Some((header, Arc::new(fc)));
     }
 
     fn seal_pages(&mut self, keys: &Keychain, cache: &PageCache) -> io::Result<()> {
@@ -502,7 +537,7 @@ impl FileState {
                 dst.fill(0);
             }
         }
-        self.seal_and_write(first, n, buf, |i, iv, slot| {
+        seal_and_write(&self.file, (first, n), buf, true, |i, iv, slot| {
             let last = i + 1 == new_pc;
             match self.dirty.get(&i) {
                 Some(p) => {
@@ -514,35 +549,43 @@ impl FileState {
         })
     }
 
-    /// Seal each page `i` of the run `first..first+n` in `buf` with
-    /// `seal(i, iv, slot)` (one `getrandom` for all the IVs, both cores for a
-    /// long run), then write the run with one call.
-    fn seal_and_write(
-        &self,
-        first: u64,
-        n: u64,
-        buf: &mut [u8],
-        seal: impl Fn(u64, &[u8; IV_LEN], &mut [u8]) + Sync + Send,
-    ) -> io::Result<()> {
-        let ivs = crate::crypto::random_bytes(n as usize * IV_LEN);
-        each_page(buf, n, |k, slot| {
-            let mut iv = [0u8; IV_LEN];
-            iv.copy_from_slice(&ivs[k * IV_LEN..(k + 1) * IV_LEN]);
-            seal(first + k as u64, &iv, slot);
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .unwrap_or_else(|never| match never {});
-        self.file
-            .write_all_at(buf, offsets::page_blob_offset(first))
-    }
-
     pub fn dirty_pages(&self) -> usize {
         self.dirty.len()
     }
 }
 
+/// Seal each page `i` of the run `first..first+n` in `buf` with
+/// `seal(i, iv, slot)` (one `getrandom` for all the IVs; both cores for a long
+/// run when `par`), then write the run to `file` with one call.
+fn seal_and_write(
+    file: &File,
+    (first, n): (u64, u64),
+    buf: &mut [u8],
+    par: bool,
+    seal: impl Fn(u64, &[u8; IV_LEN], &mut [u8]) + Sync + Send,
+) -> io::Result<()> {
+    let ivs = crate::crypto::random_bytes(n as usize * IV_LEN);
+    let seal_one = |k: usize, slot: &mut [u8]| {
+        let mut iv = [0u8; IV_LEN];
+        iv.copy_from_slice(&ivs[k * IV_LEN..(k + 1) * IV_LEN]);
+        seal(first + k as u64, &iv, slot);
+        Ok::<(), std::convert::Infallible>(())
+    };
+    match par {
+        true => each_page(buf, n, seal_one),
+        false => buf
+            .chunks_mut(CIPHER_PAGE as usize)
+            .enumerate()
+            .try_for_each(|(k, slot)| seal_one(k, slot)),
+    }
+    .unwrap_or_else(|never| match never {});
+    file.write_all_at(buf, offsets::page_blob_offset(first))
+}
+
 #[path = "content_append.rs"]
 mod append;
+#[path = "content_inflight.rs"]
+mod inflight;
 #[path = "content_runs.rs"]
 mod runs;
 #[path = "content_tags.rs"]

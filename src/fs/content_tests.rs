@@ -205,6 +205,9 @@ fn appends_through_match_a_model() {
                     let len = 16 * page + rng.next(40 * PAGE_SIZE) as usize;
                     let data: Vec<u8> = (0..len).map(|i| byte ^ (i % 7) as u8).collect();
                     let at = model.len() as u64;
+                    // The batch before this one settles first: only then is
+                    // the state clean if nothing else is pending.
+                    st.settle_append(&cache).unwrap();
                     let eligible = !st.is_dirty() && at.is_multiple_of(PAGE_SIZE);
                     let went = st.append_through(at, &data, &keys(), &cache).unwrap();
                     assert_eq!(went, eligible, "seed {seed} step {step}");
@@ -214,6 +217,10 @@ fn appends_through_match_a_model() {
                     model.extend_from_slice(&data);
                     if went {
                         through += 1;
+                        // In flight until settled (dirty, so a commit waits).
+                        assert!(st.is_dirty());
+                        assert_eq!(st.size, model.len() as u64);
+                        st.settle_append(&cache).unwrap();
                         assert!(!st.is_dirty());
                         assert_eq!(on_disk(&path), model, "seed {seed} step {step}");
                     }
@@ -239,12 +246,58 @@ fn appends_through_match_a_model() {
                     st = open_state(&path, &cache);
                 }
             }
+            st.settle_append(&cache).unwrap();
             let got = st.read(0, model.len() as u32 + 10, &cache).unwrap();
             assert!(got == model, "seed {seed} step {step}: read differs");
         }
         st.write_back(&keys(), &cache).unwrap();
         assert_eq!(on_disk(&path), model, "seed {seed} at the end");
         assert!(through > 0, "seed {seed}: no append went through");
+    }
+}
+
+/// Append `len` bytes through (it must go through) to `of` and to `model`.
+fn st_append(of: &OpenFile, model: &mut Vec<u8>, len: usize, cache: &PageCache) {
+    let salt = model.len() / 4096;
+    let data: Vec<u8> = (0..len).map(|i| (i * 31 + salt) as u8).collect();
+    let at = model.len() as u64;
+    let mut st = of.state.write();
+    assert!(
+        st.append_through(at, &data, &keys(), cache).unwrap(),
+        "at {at}"
+    );
+    model.extend_from_slice(&data);
+}
+
+/// Appends that follow each other without anything settling them but the
+/// next append (a streaming writer) leave the blob whole; so does dropping the
+/// state with a batch still in flight (it waits for it). Read through
+/// `OpenFile::settled`, the file is the model at every point.
+#[test]
+fn appends_in_flight_settle_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob");
+    let cache = PageCache::new(16 * PAGE_SIZE);
+    for seed in 0..4u64 {
+        std::fs::write(&path, b"").unwrap();
+        let mut rng = Lcg(seed);
+        let mut model: Vec<u8> = Vec::new();
+        let of = OpenFile::new(1, "v".into(), open_state(&path, &cache));
+        for step in 0..30 {
+            // Whole pages, so that each append goes through.
+            let pages = 16 + rng.next(48) as usize;
+            st_append(&of, &mut model, pages * PAGE_SIZE as usize, &cache);
+            if rng.next(4) == 0 {
+                let st = of.settled(&cache).unwrap();
+                let got = st.read(0, model.len() as u32, &cache).unwrap();
+                assert!(got == model, "seed {seed} step {step}: read differs");
+            }
+        }
+        // Dropped with a long batch in flight (8 MiB takes milliseconds to
+        // seal): the drop waits, and the blob on disk is whole.
+        st_append(&of, &mut model, 2048 * PAGE_SIZE as usize, &cache);
+        drop(of);
+        assert!(on_disk(&path) == model, "seed {seed}: blob differs");
     }
 }
 
@@ -284,9 +337,13 @@ fn a_failed_append_through_is_kept_and_written_back_later() {
         std::fs::write(&path, b"").unwrap();
         let mut st = open_state(&path, &cache);
         assert!(st.append_through(0, existing, &keys(), &cache).unwrap() || existing.is_empty());
+        st.settle_append(&cache).unwrap();
         let mut st2 = FileState::open(read_only(&path), &keys(), &cache).unwrap();
         let at = existing.len() as u64;
         assert!(st2.append_through(at, &more, &keys(), &cache).unwrap());
+        // The failure shows when the batch settles: it is taken in as dirty
+        // pages, not reported, so the write that made it stands.
+        st2.settle_append(&cache).unwrap();
         assert!(st2.is_dirty());
         let model = [existing, &more[..]].concat();
         assert_eq!(st2.read(0, model.len() as u32, &cache).unwrap(), model);
@@ -335,4 +392,34 @@ fn opened_with_its_blob_a_file_reads_from_the_cache() {
     )
     .unwrap();
     assert_eq!(st.read(0, data.len() as u32, &cache).unwrap(), data);
+}
+
+/// A streaming append starts the write-out of exactly the whole windows it
+/// completes: each window once, none before its last byte is written.
+#[test]
+fn write_out_covers_each_completed_window_once() {
+    use super::inflight::{write_out_range, WRITE_OUT as W};
+    assert_eq!(write_out_range(0, W - 1), (0, 0));
+    assert_eq!(write_out_range(0, W), (0, W));
+    assert_eq!(write_out_range(W - 5, W + 5), (0, W));
+    assert_eq!(write_out_range(W, 2 * W - 1), (0, 0));
+    assert_eq!(write_out_range(W + 1, 3 * W + 7), (W, 3 * W));
+    // Batches of assorted sizes from 0 to 40 windows: every window is covered
+    // exactly once, by the batch that writes its last byte.
+    let mut rng = Lcg(9);
+    let mut covered = vec![0u32; 41];
+    let mut at = 0;
+    while at < 40 * W {
+        let to = (at + 1 + rng.next(3 * W)).min(40 * W);
+        let (lo, hi) = write_out_range(at, to);
+        for k in lo / W..hi / W {
+            assert!(
+                (k + 1) * W > at && (k + 1) * W <= to,
+                "window {k} from {at}..{to}"
+            );
+            covered[k as usize] += 1;
+        }
+        at = to;
+    }
+    assert!(covered[..40].iter().all(|&c| c == 1), "{covered:?}");
 }

@@ -188,7 +188,7 @@ impl FsCore {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (_, of) = self.handle(fh)?;
-        let st = of.state.read();
+        let st = of.settled(&self.cache).errno()?;
         st.read(offset, size, &self.cache).errno()
     }
 
