@@ -52,6 +52,30 @@ impl Gcm {
         }
     }
 
+    /// Decrypt `ct` into `out` (same length) after checking `tag`: one pass,
+    /// no copy of the ciphertext first. On failure `out` is zeroed; so is it
+    /// when the lengths differ (a mismatch, not a panic: callers pass slices
+    /// cut from data read from disk).
+    pub fn open_into(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        ct: &[u8],
+        out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), TagMismatch> {
+        let nonce = Nonce::from(*iv);
+        let tag = Tag::from(*tag);
+        let res = match aes_gcm::aead::inout::InOutBuf::new(ct, &mut *out) {
+            Ok(buf) => self.0.decrypt_inout_detached(&nonce, aad, buf, &tag).ok(),
+            Err(_) => None,
+        };
+        res.ok_or_else(|| {
+            out.fill(0);
+            TagMismatch
+        })
+    }
+
     /// Decrypt `buf` in place after checking `tag`; on failure `buf` is zeroed.
     pub fn open_in_place(
         &self,

@@ -215,6 +215,34 @@ impl FileCipher {
             .map_err(|_| BlobError::TagMismatch(index))
     }
 
+    /// Authenticate and decrypt page `index` (`iv | tag | ciphertext`) into
+    /// `out` (`page.len() - 28` bytes); on failure `out` is zeroed.
+    pub fn open_page_into(
+        &self,
+        index: u64,
+        last: bool,
+        page: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), BlobError> {
+        let fail = |out: &mut [u8]| {
+            out.fill(0);
+            BlobError::TagMismatch(index)
+        };
+        if page.len() <= IV_LEN + TAG_LEN {
+            return Err(fail(out));
+        }
+        let (head, body) = page.split_at(IV_LEN + TAG_LEN);
+        let (Ok(iv), Ok(tag)) = (
+            <[u8; IV_LEN]>::try_from(&head[..IV_LEN]),
+            <[u8; TAG_LEN]>::try_from(&head[IV_LEN..]),
+        ) else {
+            return Err(fail(out));
+        };
+        self.gcm
+            .open_into(&iv, &self.aad(index, last), body, out, &tag)
+            .map_err(|_| BlobError::TagMismatch(index))
+    }
+
     /// Authenticate and decrypt page `index` (`iv | tag | ciphertext`).
     pub fn open_page(
         &self,
@@ -356,6 +384,25 @@ mod tests {
             bad[IV_LEN + TAG_LEN] ^= 1;
             assert!(fc.open_page_in_place(5, n == 100, &mut bad).is_err());
             assert!(bad[IV_LEN + TAG_LEN..].iter().all(|b| *b == 0));
+            // Into another buffer: the same plaintext; a tampered page, the
+            // wrong index or final flag, or a wrong length is an error that
+            // leaves zeros, never a panic or unauthenticated bytes.
+            let mut out = vec![0x77u8; n];
+            fc.open_page_into(5, n == 100, &env, &mut out).unwrap();
+            assert_eq!(out, plain);
+            let mut tampered = env.clone();
+            tampered[IV_LEN + TAG_LEN] ^= 1;
+            for (idx, last, page, len) in [
+                (5, n == 100, &tampered[..], n),
+                (6, n == 100, &env[..], n),
+                (5, n != 100, &env[..], n),
+                (5, n == 100, &env[..], n + 1),
+                (5, n == 100, &env[..IV_LEN + TAG_LEN], n),
+            ] {
+                let mut out = vec![0x77u8; len];
+                assert!(fc.open_page_into(idx, last, page, &mut out).is_err());
+                assert!(out.iter().all(|b| *b == 0), "n {n}, index {idx}, len {len}");
+            }
         }
     }
 

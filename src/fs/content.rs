@@ -217,37 +217,6 @@ impl FileState {
         (self.disk_valid.saturating_sub(i * PAGE_SIZE)).min(len as u64) as usize
     }
 
-    /// Read pages `first..first+n` (all below `disk_valid`) from the blob into
-    /// `buf` (`run_len` bytes) with one system call and decrypt them in place:
-    /// page `k` of the run is then `buf[k*CIPHER_PAGE..][28..plain_len+28]`.
-    /// On this thread only: the kernel keeps two READs of a streaming reader in
-    /// flight, and they run side by side under the shared state lock; handing
-    /// each one's pages to the pool as well cost about 15 % more time and 12 %
-    /// more CPU (a cold 512 MiB read, `bench/results/2026-11-22-session6.md`).
-    fn read_run(&self, first: u64, n: u64, buf: &mut [u8]) -> io::Result<()> {
-        let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
-        self.file
-            .read_exact_at(buf, offsets::page_blob_offset(first))
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    eio()
-                } else {
-                    e
-                }
-            })?;
-        self.check_tags(first, n, buf)?;
-        let final_page = offsets::page_count(self.disk_size);
-        for (k, page) in buf.chunks_mut(CIPHER_PAGE as usize).enumerate() {
-            let i = first + k as u64;
-            fc.open_page_in_place(i, i + 1 == final_page, page)
-                .map_err(|_| {
-                    tracing::warn!("page {i} of an open file failed authentication");
-                    eio()
-                })?;
-        }
-        Ok(())
-    }
-
     /// The current content of page `i` (a whole page, zeros past the end).
     fn page(&self, i: u64, cache: &PageCache) -> io::Result<PageBuf> {
         if let Some(p) = self.dirty.get(&i) {
@@ -262,66 +231,6 @@ impl FileState {
             cache.put(self.cache_id, i, buf.clone());
         }
         Ok(buf)
-    }
-
-    /// (Settled state only: see [`OpenFile::settled`].)
-    pub fn read(&self, offset: u64, len: u32, cache: &PageCache) -> io::Result<Vec<u8>> {
-        if self.inflight.is_some() {
-            // `disk_size` would not cover the batch yet: refuse, never guess.
-            debug_assert!(false, "read of a file with a batch in flight");
-            return Err(eio());
-        }
-        if offset >= self.size {
-            return Ok(Vec::new());
-        }
-        let end = (offset + len as u64).min(self.size);
-        let mut out = vec![0u8; (end - offset) as usize];
-        // Where page `i`'s bytes go: (range in the page, range in `out`).
-        let span = |i: u64| {
-            let start = i * PAGE_SIZE;
-            let from = (offset.max(start) - start) as usize;
-            let to = (end.min(start + PAGE_SIZE) - start) as usize;
-            let at = (start + from as u64 - offset) as usize;
-            (from..to, at..at + (to - from))
-        };
-        // Copy straight out of the dirty page or the cache; the misses are read
-        // and decrypted afterwards, a run of neighbours at a time.
-        let mut missing = Vec::new();
-        for i in offsets::pages_touched(offset, end - offset) {
-            let (src, dst) = span(i);
-            if let Some(p) = self.dirty.get(&i) {
-                out[dst].copy_from_slice(&p[src]);
-            } else if !cache.copy_to(self.cache_id, i, src, &mut out[dst])
-                && i * PAGE_SIZE < self.disk_valid
-            {
-                missing.push(i);
-            }
-        }
-        for (first, n) in runs(missing) {
-            with_run_buf(run_len(self.disk_size, first, n), |buf| {
-                self.read_run(first, n, buf)?;
-                for (k, ct) in buf.chunks(CIPHER_PAGE as usize).enumerate() {
-                    let i = first + k as u64;
-                    let plain = &ct[PAGE_OVERHEAD as usize..];
-                    let (src, dst) = span(i);
-                    if n >= STREAM_PAGES {
-                        // Bytes past `disk_valid` stay zeros.
-                        let valid = self.valid_len(i, plain.len()).max(src.start);
-                        let len = valid.min(src.end) - src.start;
-                        out[dst.start..dst.start + len]
-                            .copy_from_slice(&plain[src.start..src.start + len]);
-                        continue;
-                    }
-                    let mut page = zero_page();
-                    let valid = self.valid_len(i, plain.len());
-                    page[..valid].copy_from_slice(&plain[..valid]);
-                    out[dst].copy_from_slice(&page[src]);
-                    cache.put(self.cache_id, i, page);
-                }
-                Ok::<(), io::Error>(())
-            })?;
-        }
-        Ok(out)
     }
 
     /// Write `data` at `offset` into the cache (extending the file as needed).
@@ -586,6 +495,8 @@ fn seal_and_write(
 mod append;
 #[path = "content_inflight.rs"]
 mod inflight;
+#[path = "content_read.rs"]
+mod read;
 #[path = "content_runs.rs"]
 mod runs;
 #[path = "content_tags.rs"]

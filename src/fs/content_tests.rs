@@ -139,6 +139,29 @@ fn a_tampered_page_is_an_error_not_data() {
     assert!(FileState::open(f, &keys(), &cache).is_err());
 }
 
+/// A streaming read (a run of pages decrypted straight into the reply) that
+/// meets a tampered page fails whole; the pages before it still read.
+#[test]
+fn a_tampered_page_fails_a_streaming_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob");
+    let cache = PageCache::new(8 * PAGE_SIZE);
+    let mut st = open_state(&path, &cache);
+    let data: Vec<u8> = (0..100 * PAGE_SIZE as usize)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    st.write(0, &data, &cache).unwrap();
+    st.write_back(&keys(), &cache).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offsets::page_blob_offset(60) as usize + 100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let st = open_state(&path, &cache);
+    let len = (50 * PAGE_SIZE) as u32;
+    assert!(st.read(3, len, &cache).unwrap() == data[3..3 + len as usize]);
+    let err = st.read(40 * PAGE_SIZE + 5, len, &cache).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+}
+
 /// Long reads take the streaming path (runs of pages read and decrypted in
 /// parallel, not cached) and long write-backs the parallel sealing; a truncation
 /// not yet written back must still read as zeros there.
