@@ -160,19 +160,22 @@ impl FileState {
             inflight: None,
             spare: inflight::PlainBuf::default(),
         };
-        if let (Some(b), Some((_, fc))) = (&mut blob, &st.cipher) {
+        // Each page is decrypted from the blob straight into its cache page,
+        // so the blob stays ciphertext and needs no wipe.
+        if let (Some(b), Some((_, fc))) = (&blob, &st.cipher) {
             let count = offsets::page_count(size);
             for i in 0..count {
                 let at = offsets::page_blob_offset(i) as usize;
-                let slot = &mut b[at..at + run_len(size, i, 1)];
-                if fc.open_page_in_place(i, i + 1 == count, slot).is_ok() {
-                    let plain = &slot[PAGE_OVERHEAD as usize..];
-                    let mut page = zero_page();
-                    page[..plain.len()].copy_from_slice(plain);
+                let slot = &b[at..at + run_len(size, i, 1)];
+                let mut page = zero_page();
+                let plain_len = slot.len() - PAGE_OVERHEAD as usize;
+                if fc
+                    .open_page_into(i, i + 1 == count, slot, &mut page[..plain_len])
+                    .is_ok()
+                {
                     cache.put(st.cache_id, i, page);
                 }
             }
-            wipe(b);
         }
         Ok(st)
     }
