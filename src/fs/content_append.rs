@@ -5,10 +5,10 @@
 //! are copied into a batch, the request is answered, and the batch's pages are
 //! sealed into a run of ciphertext and written with one `pwrite` on the pool
 //! (`content_inflight.rs`) while the writer sends its next request. The blob on
-//! disk is valid after every batch. Compared with buffering, this saves a copy
-//! of every byte into a page buffer, that buffer's allocation, its wipe, and
-//! its trip through the clean LRU; compared with sealing before the reply, the
-//! writer no longer waits for the crypto and the disk.
+//! disk is valid after every batch. Compared with buffering, this saves a page
+//! buffer's allocation, its wipe and its trip through the clean LRU for every
+//! page (the batch is one buffer, reused); compared with sealing before the
+//! reply, the writer no longer waits for the crypto and the disk.
 //!
 //! What must be sealed for an append of pages `first..new_pc` at a page-aligned
 //! end (`first` = old page count):
