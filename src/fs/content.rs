@@ -483,14 +483,7 @@ fn seal_and_write(
         seal(first + k as u64, &iv, slot);
         Ok::<(), std::convert::Infallible>(())
     };
-    match par {
-        true => each_page(buf, n, seal_one),
-        false => buf
-            .chunks_mut(CIPHER_PAGE as usize)
-            .enumerate()
-            .try_for_each(|(k, slot)| seal_one(k, slot)),
-    }
-    .unwrap_or_else(|never| match never {});
+    each_page(buf, n, par, seal_one).unwrap_or_else(|never| match never {});
     file.write_all_at(buf, offsets::page_blob_offset(first))
 }
 

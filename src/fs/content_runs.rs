@@ -15,13 +15,15 @@ fn par_piece(n: u64) -> usize {
 }
 
 /// Call `f(k, slot)` for slot `k` of each page of a run of `n` pages in `buf`
-/// (`CIPHER_PAGE` bytes apart), on both cores when the run is long enough.
+/// (`CIPHER_PAGE` bytes apart), on both cores when `par` allows it and the run
+/// is long enough.
 pub(super) fn each_page<E: Send>(
     buf: &mut [u8],
     n: u64,
+    par: bool,
     f: impl Fn(usize, &mut [u8]) -> Result<(), E> + Sync + Send,
 ) -> Result<(), E> {
-    if (n as usize) < PAR_MIN_PAGES {
+    if !par || (n as usize) < PAR_MIN_PAGES {
         buf.chunks_mut(CIPHER_PAGE as usize)
             .enumerate()
             .try_for_each(|(k, slot)| f(k, slot))
