@@ -1,5 +1,5 @@
 //! Crash consistency of the node's multi-file updates: `key rotate-root`,
-//! `vault create`, `vault rename` and `vault delete` stopped at named points
+//! `vault create`, `vault rename`, `vault delete` and `version checkout` stopped at named points
 //! (`PKFS_TEST_ONLY_CRASH_AT`, which `_exit(137)`s there) and by real SIGKILLs
 //! at random moments. Afterwards the node must open with the same passphrase and
 //! show either the old or the new state, whole, with every secret readable; a
@@ -327,4 +327,28 @@ fn an_unlisted_vault_directory_without_the_mark_is_kept() {
     assert_eq!(vault_names(&n), ["v"]);
     assert!(!stray.exists());
     assert_eq!(vault_dirs(&n), 1);
+}
+
+#[test]
+fn checkout_killed_after_moving_dropped_dirs_is_finished_by_the_next_command() {
+    let n = Node::with_vault();
+    n.write("v:keep", "kept");
+    n.write("v:d/e/x", "x");
+    n.write("v:d/y", "y");
+    let trash = n.vault_dir("v").join("trash");
+    crash(
+        &n,
+        "checkout-after-trash",
+        &["version", "checkout", "v", "HEAD~2"],
+        0,
+    );
+    let moved = fs::read_dir(&trash).unwrap().count();
+    assert_eq!(moved, 1, "d/ was moved to the trash before the crash");
+    // The next command finishes the checkout and empties the trash.
+    assert_eq!(n.ls("v:"), ["keep"]);
+    assert_eq!(fs::read_dir(&trash).unwrap().count(), 0);
+    n.ok(["version", "checkout", "v", "latest"]);
+    assert_eq!(n.cat("v:d/e/x"), b"x");
+    assert_eq!(n.cat("v:d/y"), b"y");
+    assert_eq!(n.cat("v:keep"), b"kept");
 }

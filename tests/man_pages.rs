@@ -219,6 +219,10 @@ fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
                 "{capacity_bytes, clean_bytes, dirty_bytes, hits, misses}",
             ),
             (
+                "removing_dirs",
+                "directories that a checkout dropped, still being removed in the background",
+            ),
+            (
                 "vaults",
                 "array of {name, pending_changes, last_commit, last_commit_time, last_error}",
             ),

@@ -339,6 +339,7 @@ fn status_json(core: &FsCore, mountpoint: &Path) -> serde_json::Value {
         "commit_delay_ms": core.cfg.commit_delay.as_millis() as u64,
         "cache": core.cache.stats(),
         "open_files": core.open.lock().len(),
+        "removing_dirs": pkfs::store::reaper::pending(),
         "vaults": vaults,
     })
 }
@@ -443,6 +444,11 @@ pub fn status(cfg: &Config) -> anyhow::Result<()> {
         c["hits"],
         c["misses"]
     ));
+    if let Some(n) = v["removing_dirs"].as_u64().filter(|n| *n > 0) {
+        out.data(format!(
+            "removing {n} director(ies) a checkout dropped, in the background"
+        ));
+    }
     for vault in v["vaults"].as_array().into_iter().flatten() {
         let last = vault["last_commit"]
             .as_str()

@@ -161,6 +161,24 @@ impl PageCache {
         self.lookup(id, page, |p| out.copy_from_slice(&p[range]))
     }
 
+    /// [`PageCache::copy_to`] that neither counts a hit or miss nor makes the
+    /// page recent.
+    pub fn peek_to(
+        &self,
+        id: u64,
+        page: u64,
+        range: std::ops::Range<usize>,
+        out: &mut [u8],
+    ) -> bool {
+        match self.clean.lock().peek(&(id, page)) {
+            Some(p) => {
+                out.copy_from_slice(&p[range]);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn put(&self, id: u64, page: u64, data: PageBuf) {
         self.clean.lock().put((id, page), data);
     }

@@ -1,6 +1,7 @@
 //! Committing what the mount changed, and re-syncing after outside changes
 //! (control commands such as `version checkout`).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,9 +31,13 @@ impl FsCore {
                 .write_back(&v.keys, &self.cache)
                 .map_err(|e| Error::io(&v.contents, e))?;
         }
-        self.open
-            .lock()
-            .retain(|_, f| *f.handles.lock() > 0 || f.state.read().is_dirty());
+        self.open.lock().retain(|ino, f| {
+            let keep = *f.handles.lock() > 0 || f.state.read().is_dirty();
+            if !keep {
+                self.changed_of(*ino).fetch_add(1, Ordering::Release);
+            }
+            keep
+        });
         let changes = v.pending.lock().changes.clone();
         // Nothing recorded, and nothing journaled by an earlier daemon that died
         // before committing it: nothing to do.
@@ -156,8 +161,15 @@ impl FsCore {
                 }
             }
         }
-        for f in self.open.lock().values() {
-            f.state.write().forget_cache(&self.cache);
+        {
+            let open = self.open.lock();
+            for f in open.values() {
+                f.state.write().forget_cache(&self.cache);
+            }
+            // The command may have changed any file: first opens check again.
+            for c in &self.changed {
+                c.fetch_add(1, Ordering::Release);
+            }
         }
         self.forget_dirs();
         self.invalidate(&entries, &inodes_gone);

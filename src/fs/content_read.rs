@@ -32,6 +32,24 @@ fn failed(i: u64) -> io::Error {
 }
 
 impl FileState {
+    /// The whole content, when every page of it is in the clean cache and
+    /// nothing is dirty or in flight (a file just decrypted whole at its open);
+    /// else `None`. Not counted as cache hits.
+    pub fn cached_whole(&self, cache: &PageCache) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        if self.inflight.is_some() || !self.dirty.is_empty() {
+            return None;
+        }
+        let len = usize::try_from(self.size).ok()?;
+        let mut out = zeroize::Zeroizing::new(vec![0u8; len]);
+        for i in 0..offsets::page_count(self.size) {
+            let (src, dst) = span(0, self.size, i);
+            if !cache.peek_to(self.cache_id, i, src, &mut out[dst]) {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
     /// (Settled state only: see [`super::OpenFile::settled`].)
     pub fn read(&self, offset: u64, len: u32, cache: &PageCache) -> io::Result<Vec<u8>> {
         if self.inflight.is_some() {

@@ -54,6 +54,12 @@ pub struct FsCore {
     pub vaults: RwLock<Vec<Arc<VaultFs>>>,
     dirs: Mutex<LruCache<u64, Arc<DirHandle>>>,
     pub open: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// Bumped (under the `open` lock) whenever the daemon may have changed a
+    /// file that has no open state: a state leaving `open`, a truncation of an
+    /// unopened file, a resync. One counter per `ino % 64`; a first open that
+    /// sees its counter move between its check and [`FsCore::open_state`]
+    /// does not trust the bytes its check read.
+    pub(super) changed: [AtomicU64; 64],
     pub handles: Mutex<HashMap<u64, Handle>>,
     pub(super) dir_lists: Mutex<HashMap<u64, DirList>>,
     pub(super) next_fh: AtomicU64,
@@ -111,6 +117,7 @@ impl FsCore {
                 NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN),
             )),
             open: Mutex::new(HashMap::new()),
+            changed: std::array::from_fn(|_| AtomicU64::new(0)),
             handles: Mutex::new(HashMap::new()),
             dir_lists: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -120,6 +127,11 @@ impl FsCore {
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
         }
+    }
+
+    /// The change counter of `ino` (see [`FsCore::changed`]).
+    pub(super) fn changed_of(&self, ino: u64) -> &AtomicU64 {
+        &self.changed[(ino % 64) as usize]
     }
 
     pub fn new_fh(&self, h: Handle) -> u64 {

@@ -176,7 +176,11 @@ impl FsCore {
     fn truncate_ino(&self, ino: u64, size: u64, e: Option<&Entry>) -> FsResult<()> {
         let e = e.ok_or(Errno::EISDIR)?;
         let vault = &e.vault;
-        if let Some(of) = self.open_file(ino) {
+        // Held while an unopened file is cut, so that no first open installs
+        // (or hands the kernel) what its check read before the cut.
+        let open = self.open.lock();
+        if let Some(of) = open.get(&ino).cloned() {
+            drop(open);
             let mut st = of.state.write();
             if !st.writable {
                 // Only read-only opens so far: their descriptor cannot write.
@@ -194,8 +198,12 @@ impl FsCore {
         }
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
         let mut st = super::content::FileState::open(f, &vault.keys, &self.cache).errno()?;
-        st.truncate(size, &self.cache).errno()?;
-        st.write_back(&vault.keys, &self.cache).errno()
+        let cut = st.truncate(size, &self.cache);
+        let res = cut.and_then(|()| st.write_back(&vault.keys, &self.cache));
+        self.changed_of(ino)
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        drop(open);
+        res.errno()
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {

@@ -3,13 +3,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use fuser::{Errno, FileAttr};
+use fuser::{Errno, FileAttr, INodeNo};
 
 use super::content::{FileState, OpenFile};
 use super::core::{Entry, FsCore, Handle};
 use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use super::ops_entry::Caller;
+use crate::format::offsets::plain_len;
 use crate::format::tags::TagList;
 use crate::store::seal::Vouched;
 use crate::store::ChangeKind;
@@ -22,7 +23,13 @@ struct Checked {
     blob: Option<Vec<u8>>,
     /// The committed tag list to check pages against, instead of a whole check.
     tags: Option<Arc<TagList>>,
+    /// The file's change counter before the check began (`None`: just made).
+    stamp: Option<u64>,
 }
+
+/// How often a first open checks a file again when it changed meanwhile,
+/// before it gives up the bytes its check read and reads the file afresh.
+const CHECK_TRIES: usize = 3;
 
 /// Files up to this size (16 pages of ciphertext) opened for reading keep the
 /// bytes their check read; bigger ones are read page by page as usual.
@@ -50,11 +57,30 @@ impl FsCore {
 
     /// The shared open state of `ino`, created from the checked descriptor `c`
     /// unless another first open installed one meanwhile (then `c` is dropped).
-    fn open_state(&self, ino: u64, e: &Entry, write: bool, c: Checked) -> FsResult<Arc<OpenFile>> {
+    /// `None` when the daemon may have changed the file since `c`'s check
+    /// began (and `stale_ok` is false): check again.
+    fn open_state(
+        &self,
+        ino: u64,
+        e: &Entry,
+        write: bool,
+        mut c: Checked,
+        stale_ok: bool,
+    ) -> FsResult<Option<Arc<OpenFile>>> {
         let mut open = self.open.lock();
         if let Some(of) = open.get(&ino) {
-            return self.attach(of, e, write);
+            return self.attach(of, e, write).map(Some);
         }
+        let now = self.changed_of(ino).load(Ordering::Acquire);
+        if c.stamp.is_some_and(|s| s != now) {
+            if !stale_ok {
+                return Ok(None);
+            }
+            // What the check read may be older than the file: read it afresh
+            // (the daemon made the change, so it is journaled).
+            c.blob = None;
+        }
+        let kept_len = c.blob.as_ref().map(|b| b.len() as u64);
         let bad = |err: std::io::Error| {
             tracing::warn!("an open file of vault {} is not a valid blob", e.vault.id);
             super::errno::from_io(&err)
@@ -65,10 +91,36 @@ impl FsCore {
             st.expect_tags(list).map_err(bad)?;
         }
         st.writable = c.writable;
+        let whole = kept_len.is_some_and(|n| plain_len(n) == Some(st.size));
+        if whole && !write {
+            // Still under the lock: no handle of `ino` exists, so no write
+            // can be in flight through the kernel.
+            self.prefill_kernel_cache(ino, &st);
+        }
         let of = Arc::new(OpenFile::new(ino, e.vault.id.clone(), st));
         *of.handles.lock() = 1;
         open.insert(ino, of.clone());
-        Ok(of)
+        Ok(Some(of))
+    }
+
+    /// Hand the kernel the content of a small file just decrypted whole
+    /// (FUSE_NOTIFY_STORE), so the reads after this open are served from its
+    /// page cache with no READ round trip (the open keeps that cache). Only
+    /// a file whose every page authenticated is handed over (a page that
+    /// failed is not in the cache). Best effort.
+    fn prefill_kernel_cache(&self, ino: u64, st: &FileState) {
+        if st.size == 0 || st.size > KEEP_MAX {
+            return;
+        }
+        let Some(n) = self.notifier.lock().clone() else {
+            return;
+        };
+        let Some(data) = st.cached_whole(&self.cache) else {
+            return;
+        };
+        if let Err(err) = n.store(INodeNo(ino), 0, &data) {
+            tracing::debug!("storing a small file in the kernel cache: {err}");
+        }
     }
 
     /// Open the backing file of `e`: read-write unless the mount is read-only;
@@ -89,7 +141,8 @@ impl FsCore {
     /// opened for reading is decrypted from the bytes the check read
     /// (`md5sum`, `grep -r`, a build: one read(2) per file); a big one with a
     /// saved tag list is checked page by page instead.
-    fn check_backing(&self, e: &Entry, write: bool, replaces: bool) -> FsResult<Checked> {
+    fn check_backing(&self, ino: u64, e: &Entry, write: bool, replaces: bool) -> FsResult<Checked> {
+        let stamp = self.changed_of(ino).load(Ordering::Acquire);
         let (file, writable) = self.open_backing(e, write)?;
         let (mut blob, mut tags) = (None, None);
         if !replaces {
@@ -104,6 +157,7 @@ impl FsCore {
             writable,
             blob,
             tags,
+            stamp: Some(stamp),
         })
     }
 
@@ -130,8 +184,16 @@ impl FsCore {
         let of = match self.attach_state(ino, &e, write)? {
             Some(of) => of,
             None => {
-                let checked = self.check_backing(&e, write, replaces)?;
-                self.open_state(ino, &e, write, checked)?
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    let checked = self.check_backing(ino, &e, write, replaces)?;
+                    if let Some(of) =
+                        self.open_state(ino, &e, write, checked, tries == CHECK_TRIES)?
+                    {
+                        break of;
+                    }
+                }
             }
         };
         if flags & libc::O_TRUNC != 0 {
@@ -170,8 +232,9 @@ impl FsCore {
             writable: true,
             blob: None,
             tags: None,
+            stamp: None,
         };
-        self.open_state(ino, &e, true, created)?;
+        self.open_state(ino, &e, true, created, true)?;
         let fh = self.new_fh(Handle {
             ino,
             append: flags & libc::O_APPEND != 0,
@@ -271,6 +334,7 @@ impl FsCore {
             *n = n.saturating_sub(1);
             if *n == 0 && !of.state.read().is_dirty() {
                 open.remove(&h.ino);
+                self.changed_of(h.ino).fetch_add(1, Ordering::Release);
             }
         }
         res

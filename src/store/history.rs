@@ -192,6 +192,7 @@ impl History {
         };
         h.finish_interrupted_checkout()?;
         h.quarantine_lost_dirs();
+        super::reaper::resume(vault_dir);
         Ok(h)
     }
 
@@ -368,6 +369,7 @@ impl History {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<()> {
         let target = commit.id();
+        super::reaper::defer_dropped_dirs(repo, &self.vault_dir, commit);
         let mut opts = CheckoutBuilder::new();
         opts.force()
             .remove_untracked(true)

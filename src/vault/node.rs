@@ -236,6 +236,8 @@ impl Node {
         self.table.vaults.retain(|v| v.name != name);
         self.save_table().inspect_err(|_| self.table = before)?;
         crash_point("vault-delete-before-remove");
+        // A background removal may still be emptying the vault's trash.
+        crate::store::reaper::drain();
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
             _ => {}
