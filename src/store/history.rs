@@ -369,6 +369,7 @@ impl History {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<()> {
         let target = commit.id();
+        let _warm = super::prefetch::Warmer::for_checkout(repo, commit);
         super::reaper::defer_dropped_dirs(repo, &self.vault_dir, commit);
         let mut opts = CheckoutBuilder::new();
         opts.force()

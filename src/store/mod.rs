@@ -6,6 +6,7 @@ pub mod dirfd;
 pub mod fsck;
 pub mod history;
 pub mod journal;
+pub mod prefetch;
 pub mod reaper;
 pub mod seal;
 pub mod stage;
