@@ -130,24 +130,32 @@ impl PageCache {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Run `f` on cached page `(id, page)`, counting the hit or the miss.
-    fn lookup(&self, id: u64, page: u64, f: impl FnOnce(&[u8])) -> bool {
+    /// Run `f` on cached page `(id, page)`. A counted lookup makes the page
+    /// recent and counts the hit or the miss; an uncounted one does neither.
+    fn lookup(&self, id: u64, page: u64, counted: bool, f: impl FnOnce(&[u8])) -> bool {
         let mut c = self.clean.lock();
-        let hit = match c.get(&(id, page)) {
+        let found = if counted {
+            c.get(&(id, page))
+        } else {
+            c.peek(&(id, page))
+        };
+        let hit = match found {
             Some(p) => {
                 f(&p[..]);
                 true
             }
             None => false,
         };
-        let counter = if hit { &self.hits } else { &self.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if counted {
+            let counter = if hit { &self.hits } else { &self.misses };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         hit
     }
 
     /// Copy the start of a cached page into `out`; false on a miss.
     pub fn get(&self, id: u64, page: u64, out: &mut [u8]) -> bool {
-        self.lookup(id, page, |p| out.copy_from_slice(&p[..out.len()]))
+        self.lookup(id, page, true, |p| out.copy_from_slice(&p[..out.len()]))
     }
 
     /// Copy bytes `range` of a cached page into `out` (same length); false on a miss.
@@ -158,7 +166,7 @@ impl PageCache {
         range: std::ops::Range<usize>,
         out: &mut [u8],
     ) -> bool {
-        self.lookup(id, page, |p| out.copy_from_slice(&p[range]))
+        self.lookup(id, page, true, |p| out.copy_from_slice(&p[range]))
     }
 
     /// [`PageCache::copy_to`] that neither counts a hit or miss nor makes the
@@ -170,13 +178,7 @@ impl PageCache {
         range: std::ops::Range<usize>,
         out: &mut [u8],
     ) -> bool {
-        match self.clean.lock().peek(&(id, page)) {
-            Some(p) => {
-                out.copy_from_slice(&p[range]);
-                true
-            }
-            None => false,
-        }
+        self.lookup(id, page, false, |p| out.copy_from_slice(&p[range]))
     }
 
     pub fn put(&self, id: u64, page: u64, data: PageBuf) {

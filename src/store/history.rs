@@ -324,72 +324,6 @@ impl History {
         Ok(out)
     }
 
-    /// Move the vault to `spec` ("latest", a commit id prefix of at least 4 hex
-    /// digits, or `HEAD~N`): `contents/` becomes exactly that version's tree. The
-    /// version must be in main's history. Uncommitted changes are overwritten, so
-    /// commit first. Returns the commit id.
-    pub fn checkout(&self, spec: &str) -> Result<String> {
-        self.checkout_with_progress(spec, &mut |_, _| {})
-    }
-
-    /// [`History::checkout`], reporting (files done, files in all) as it goes.
-    pub fn checkout_with_progress(
-        &self,
-        spec: &str,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<String> {
-        let repo = self.repo.borrow();
-        let repo = &*repo;
-        let main = main_tip(repo)?.ok_or_else(no_versions)?;
-        let target = resolve_spec(repo, spec, main)?;
-        if target != main
-            && !repo
-                .graph_descendant_of(main, target)
-                .ctx("comparing versions")?
-        {
-            return Err(Error::Usage(format!(
-                "version {spec} ({target}) is not in the vault's current history \
-                 (it was discarded by a later change)"
-            )));
-        }
-        let commit = repo.find_commit(target).ctx("reading the version")?;
-        self.open_message(&commit)?;
-        self.journal.borrow_mut().begin_checkout(target)?;
-        self.checkout_commit(repo, &commit, target == main, progress)?;
-        Ok(target.to_string())
-    }
-
-    /// Make `contents/` exactly `commit`'s tree, move HEAD there and empty the
-    /// journal. Safe to repeat after a crash.
-    fn checkout_commit(
-        &self,
-        repo: &Repository,
-        commit: &Commit<'_>,
-        is_main: bool,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<()> {
-        let target = commit.id();
-        let _warm = super::prefetch::Warmer::for_checkout(repo, commit);
-        super::reaper::defer_dropped_dirs(repo, &self.vault_dir, commit);
-        let mut opts = CheckoutBuilder::new();
-        opts.force()
-            .remove_untracked(true)
-            .remove_ignored(true)
-            .path(TRACKED)
-            .progress(|_, done, total| progress(done, total));
-        // Ciphertext takes no filters (`.git/info/attributes` says so too);
-        // skipping the attribute lookups took 15-25% off a 5000-file checkout.
-        opts.disable_filters(true);
-        repo.checkout_tree(commit.as_object(), Some(&mut opts))
-            .ctx("checking out the version")?;
-        if is_main {
-            repo.set_head(MAIN_REF).ctx("attaching HEAD to main")?;
-        } else {
-            repo.set_head_detached(target).ctx("detaching HEAD")?;
-        }
-        self.journal.borrow_mut().reset(Some(target))
-    }
-
     /// Where HEAD is.
     pub fn head(&self) -> Result<HeadInfo> {
         let repo = self.repo.borrow();
@@ -585,6 +519,8 @@ fn resolve_spec(repo: &Repository, spec: &str, main: Oid) -> Result<Oid> {
     Err(bad_spec(spec))
 }
 
+#[path = "history_checkout.rs"]
+mod checkout;
 #[path = "history_fsck.rs"]
 mod fsck;
 #[path = "history_gc.rs"]

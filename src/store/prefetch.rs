@@ -18,15 +18,14 @@ use std::thread::JoinHandle;
 
 use git2::{ObjectType, Oid, Repository, Tree};
 
+use super::reaper::{contents_tree, same_name};
+
 /// Threads that open object files at once: each open of a cold file waits on
 /// the disk for its directory and inode blocks.
 const THREADS: usize = 8;
 
 /// Below this many objects, warming is not worth the threads.
 const MIN_OBJECTS: usize = 64;
-
-/// The tracked root inside a vault directory.
-const CONTENTS: &str = "contents";
 
 /// Warming in progress; dropping it stops the threads and waits for them.
 pub struct Warmer {
@@ -35,23 +34,11 @@ pub struct Warmer {
 }
 
 impl Warmer {
-    /// [`Warmer::start`] for a checkout of `target` from HEAD.
-    pub fn for_checkout(repo: &Repository, target: &git2::Commit<'_>) -> Option<Warmer> {
-        let from = repo.head().and_then(|h| h.peel_to_tree()).ok();
-        let to = target.tree().ok()?;
-        Some(Warmer::start(repo, from.as_ref(), &to))
-    }
-
     /// Start warming what checking out `to` (from `from`) will read.
     pub fn start(repo: &Repository, from: Option<&Tree<'_>>, to: &Tree<'_>) -> Warmer {
         let mut ids = Vec::new();
-        let sub = |t: &Tree<'_>| {
-            t.get_name(CONTENTS)
-                .filter(|e| e.kind() == Some(ObjectType::Tree))
-                .and_then(|e| repo.find_tree(e.id()).ok())
-        };
-        if let Some(new) = sub(to) {
-            let old = from.and_then(sub);
+        if let Some(new) = contents_tree(repo, to) {
+            let old = from.and_then(|t| contents_tree(repo, t));
             changed_blobs(repo, old.as_ref(), &new, &mut ids);
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -112,10 +99,7 @@ fn read_ahead(p: &Path) {
 /// path, in tree order (the order libgit2 checks them out in).
 fn changed_blobs(repo: &Repository, old: Option<&Tree<'_>>, new: &Tree<'_>, out: &mut Vec<Oid>) {
     for e in new.iter() {
-        let before = old.and_then(|t| {
-            let name = std::str::from_utf8(e.name_bytes()).ok()?;
-            t.get_name(name)
-        });
+        let before = same_name(old, &e);
         if before.as_ref().is_some_and(|b| b.id() == e.id()) {
             continue;
         }
@@ -184,7 +168,8 @@ mod tests {
         }
         let contents = tb.write().unwrap();
         let mut root = repo.treebuilder(None).unwrap();
-        root.insert(CONTENTS, contents, 0o040000).unwrap();
+        root.insert(super::super::fsck::CONTENTS, contents, 0o040000)
+            .unwrap();
         let to = repo.find_tree(root.write().unwrap()).unwrap();
         let w = Warmer::start(&repo, None, &to);
         assert_eq!(w.threads.len(), THREADS);

@@ -30,14 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use git2::{Commit, ObjectType, Repository, Tree};
+use git2::{ObjectType, Repository, Tree, TreeEntry};
 use parking_lot::{Condvar, Mutex};
+
+use super::fsck::CONTENTS;
 
 /// The trash of a vault, beside `contents/`.
 pub const TRASH_DIR: &str = "trash";
-
-/// The tracked root inside a vault directory.
-const CONTENTS: &str = "contents";
 
 #[derive(Default)]
 struct State {
@@ -132,18 +131,21 @@ pub fn resume(vault_dir: &Path) {
     }
 }
 
-/// Move every directory under `V/contents/` that HEAD's tree has and
-/// `target`'s lacks (or has as something other than a directory) into the
-/// trash, and queue it for removal. Only the topmost directory of each
-/// dropped subtree moves. Call it after the checkout's intent is journaled and
-/// before libgit2 runs: a crash in between leaves a checkout that repeating
-/// finishes and a trash that [`resume`] empties. Best effort: a directory that
-/// cannot be moved is left for libgit2 to remove. Returns how many moved.
-pub fn defer_dropped_dirs(repo: &Repository, vault_dir: &Path, target: &Commit<'_>) -> usize {
-    let (Ok(from), Ok(to)) = (repo.head().and_then(|h| h.peel_to_tree()), target.tree()) else {
-        return 0;
-    };
-    let dropped = dropped_dirs_between(repo, &from, &to);
+/// Move every directory under `V/contents/` that `from` (HEAD's tree) has
+/// and `to` (the target's) lacks, or has as something other than a
+/// directory, into the trash, and queue it for removal. Only the topmost
+/// directory of each dropped subtree moves. Call it after the checkout's
+/// intent is journaled and before libgit2 runs: a crash in between leaves a
+/// checkout that repeating finishes and a trash that [`resume`] empties. Best
+/// effort: a directory that cannot be moved is left for libgit2 to remove.
+/// Returns how many moved.
+pub fn defer_dropped_dirs(
+    repo: &Repository,
+    vault_dir: &Path,
+    from: &Tree<'_>,
+    to: &Tree<'_>,
+) -> usize {
+    let dropped = dropped_dirs_between(repo, from, to);
     if dropped.is_empty() {
         return 0;
     }
@@ -172,17 +174,28 @@ pub fn defer_dropped_dirs(repo: &Repository, vault_dir: &Path, target: &Commit<'
 /// The directories under `contents/` that `from` has and `to` does not have
 /// as a directory, topmost only, as paths relative to the vault directory.
 fn dropped_dirs_between(repo: &Repository, from: &Tree<'_>, to: &Tree<'_>) -> Vec<PathBuf> {
-    let subtree = |t: &Tree<'_>| {
-        t.get_name(CONTENTS)
-            .filter(|e| e.kind() == Some(ObjectType::Tree))
-            .and_then(|e| repo.find_tree(e.id()).ok())
-    };
     let mut out = Vec::new();
-    if let Some(old) = subtree(from) {
-        let new = subtree(to);
+    if let Some(old) = contents_tree(repo, from) {
+        let new = contents_tree(repo, to);
         dropped_dirs(repo, &old, new.as_ref(), Path::new(CONTENTS), &mut out);
     }
     out
+}
+
+/// The tree of `contents/` in a version's root tree.
+pub(super) fn contents_tree<'r>(repo: &'r Repository, root: &Tree<'_>) -> Option<Tree<'r>> {
+    root.get_name(CONTENTS)
+        .filter(|e| e.kind() == Some(ObjectType::Tree))
+        .and_then(|e| repo.find_tree(e.id()).ok())
+}
+
+/// The entry of `tree` with the same name as `e`, if any.
+pub(super) fn same_name<'t>(
+    tree: Option<&'t Tree<'_>>,
+    e: &TreeEntry<'_>,
+) -> Option<TreeEntry<'t>> {
+    let name = std::str::from_utf8(e.name_bytes()).ok()?;
+    tree?.get_name(name)
 }
 
 /// Collect into `out` the paths (under `prefix`) of the directories of `old`
@@ -200,10 +213,7 @@ fn dropped_dirs(
             continue;
         }
         let path = prefix.join(OsStr::from_bytes(e.name_bytes()));
-        let counterpart = new.and_then(|t| {
-            let name = std::str::from_utf8(e.name_bytes()).ok()?;
-            t.get_name(name)
-        });
+        let counterpart = same_name(new, &e);
         match counterpart {
             Some(n) if n.kind() == Some(ObjectType::Tree) => {
                 if n.id() != e.id() {
