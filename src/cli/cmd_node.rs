@@ -7,7 +7,7 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::{Config, PassSource};
-use super::{new_root_key, pass, unlock, unlock_verified, Out};
+use super::{new_root_key, pass, unlock, unlock_resealing, unlock_verified, Out};
 use pkfs::args::KeyCmd;
 
 pub fn init(cfg: &Config) -> anyhow::Result<()> {
@@ -53,7 +53,7 @@ pub fn key(cfg: &Config, cmd: KeyCmd) -> anyhow::Result<()> {
     match cmd {
         KeyCmd::RotateRoot => {
             let out = Out::new(cfg);
-            let mut node = unlock(cfg)?;
+            let mut node = unlock_resealing(cfg)?;
             let old = node.node_id();
             let root = new_root_key(cfg)?;
             node.rotate_root(root)?;

@@ -37,12 +37,29 @@ use remote::{write_err, write_out};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_args(&cli.global);
     init_logging(&cfg);
+    check_pass_source(&cfg, &cli.command)?;
     if remote::through_daemon(&cli.command) {
         if let Some(probe) = client::connect(&cfg.home) {
             return remote::forward(&cfg, &cli.command, probe);
         }
     }
     dispatch(&cfg, cli.command)
+}
+
+/// Refuse a passphrase file that is the same stream as the data the command
+/// reads (mounted or not: the check is the client's).
+fn check_pass_source(cfg: &Config, command: &Command) -> Result<(), Error> {
+    use pkfs::args::SecretCmd;
+    match command {
+        Command::Secret(SecretCmd::Write { .. }) => pass::check_not_input(&cfg.pass, None),
+        Command::Secret(SecretCmd::Add { file, .. }) => {
+            pass::check_not_input(&cfg.pass, Some(file))
+        }
+        Command::Passwd {
+            new_passfile: Some(new),
+        } => pass::check_not_input(&cfg.pass, Some(new)),
+        _ => Ok(()),
+    }
 }
 
 /// The command functions, shared by local runs and the daemon.
@@ -137,7 +154,18 @@ impl DerefMut for NodeGuard<'_> {
 
 /// Ask for the passphrase (only once the home is known to exist) and unlock;
 /// run by the daemon, take its node (no passphrase needed: it is unlocked).
+/// The passphrase is wiped as soon as the root key is open.
 pub(crate) fn unlock(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
+    let mut node = unlock_resealing(cfg)?;
+    if let NodeGuard::Own(n) = &mut node {
+        n.forget_protector();
+    }
+    Ok(node)
+}
+
+/// [`unlock`] for `key rotate-root`, which re-seals `root.key` with the
+/// passphrase and so keeps it until the command ends.
+pub(crate) fn unlock_resealing(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
     if let Some(shared) = &cfg.daemon_node {
         return Ok(NodeGuard::Daemon(shared.lock()));
     }

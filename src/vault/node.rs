@@ -25,7 +25,9 @@ pub struct Node {
     home: Home,
     root: RootKeypair,
     table: Table,
-    protector: Box<dyn Protector>,
+    /// What `root.key` is sealed with; `None` once forgotten (see
+    /// [`Node::forget_protector`]).
+    protector: Option<Box<dyn Protector>>,
 }
 
 /// Check a vault name: the rules of a file name, and no ':' (which separates the
@@ -72,7 +74,7 @@ impl Node {
             home,
             root,
             table,
-            protector,
+            protector: Some(protector),
         })
     }
 
@@ -98,8 +100,15 @@ impl Node {
             home,
             root,
             table,
-            protector,
+            protector: Some(protector),
         })
+    }
+
+    /// Wipe the protector (the passphrase) now that the root key is open: a
+    /// command that will not re-seal `root.key` keeps no passphrase in memory.
+    /// [`Node::rotate_root`] then fails; [`Node::change_protector`] still works.
+    pub fn forget_protector(&mut self) {
+        self.protector = None;
     }
 
     pub fn home(&self) -> &Path {
@@ -135,13 +144,18 @@ impl Node {
     pub fn change_protector(&mut self, protector: Box<dyn Protector>) -> Result<()> {
         let sealed = seal_key_file(protector.as_ref(), &self.root.to_pkcs8_der());
         write_atomic(&self.home.root_key(), &sealed)?;
-        self.protector = protector;
+        self.protector = Some(protector);
         Ok(())
     }
 
     /// Replace the root keypair: re-wrap every key and swap `metadata`, `root.pub`
     /// and `root.key` together through the `rotate/` journal. No vault data changes.
     pub fn rotate_root(&mut self, new_root: RootKeypair) -> Result<()> {
+        let Some(protector) = self.protector.as_deref() else {
+            return Err(Error::Usage(
+                "the passphrase was already wiped; unlock again to rotate the root key".into(),
+            ));
+        };
         let mut table = self.table.clone();
         for v in &mut table.vaults {
             v.rewrap(&self.root, new_root.public())?;
@@ -159,7 +173,7 @@ impl Node {
             &journal.join("root.pub"),
             new_root.public().to_pem().as_bytes(),
         )?;
-        let sealed = seal_key_file(self.protector.as_ref(), &new_root.to_pkcs8_der());
+        let sealed = seal_key_file(protector, &new_root.to_pkcs8_der());
         write_atomic(&journal.join("root.key"), &sealed)?;
         crash_point("rotate-journal-written");
         // Every journal file and the journal's entries are durable (write_atomic

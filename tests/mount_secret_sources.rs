@@ -1,0 +1,100 @@
+//! Where a command's secret material comes from, mounted and not: the client
+//! reads its own inputs, a passphrase is read once, bounded, and never taken
+//! from the command's data, and the answer is the same whether or not a mount
+//! daemon runs for the home.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::mount::Mounted;
+use common::*;
+
+/// Run `check` once against an unmounted node and once against a mounted one.
+fn both_modes(check: impl Fn(&Node, &str)) {
+    let n = Node::with_vault();
+    check(&n, "unmounted");
+    let m = Mounted::new();
+    check(&m.node, "mounted");
+}
+
+#[test]
+fn a_passfile_that_is_the_commands_stdin_is_refused() {
+    both_modes(|n, mode| {
+        let o = n
+            .cmd()
+            .no_passfile()
+            .env("PKFS_PASSFILE", "/dev/stdin")
+            .args(["secret", "write", "v:s"])
+            .stdin(format!("{PASSPHRASE}\nBODY\n"))
+            .run();
+        assert_ne!(o.code, 0, "{mode}: {o:?}");
+        let o = o.failure(ExitCode::Usage).stderr_has("same stream");
+        assert!(o.stdout.is_empty());
+        n.fail(ExitCode::NotFound, ["secret", "cat", "v:s"]);
+        // Nor is a passfile the same file as what `secret add` stores.
+        let f = n.scratch_file("both", format!("{PASSPHRASE}\n").as_bytes());
+        n.cmd()
+            .passfile(&f)
+            .args(["secret", "add", f.to_str().unwrap(), "v:t"])
+            .run()
+            .failure(ExitCode::Usage)
+            .stderr_has("same stream");
+        n.fail(ExitCode::NotFound, ["secret", "cat", "v:t"]);
+    });
+}
+
+#[test]
+fn an_endless_passfile_is_refused_at_once() {
+    let n = Node::with_vault();
+    let t = Instant::now();
+    n.cmd()
+        .passfile("/dev/zero")
+        .args(["secret", "ls", "v"])
+        .run()
+        .failure(ExitCode::Usage)
+        .stderr_has("longer than 2048 bytes");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // The limit itself is accepted: a node whose passphrase is 2048 bytes.
+    let n = Node::new();
+    let long = n.scratch_file("long", &[b'p'; 2048]);
+    n.cmd().passfile(&long).args(["init"]).run().success();
+    n.cmd()
+        .passfile(&long)
+        .args(["vault", "list"])
+        .run()
+        .success();
+}
+
+#[test]
+fn extpass_reads_one_line_and_does_not_wait_for_what_the_helper_left_behind() {
+    let n = Node::with_vault();
+    n.write("v:s", "x");
+    // The helper exits at once, but a child of it keeps the pipe open.
+    let helper = format!("echo '{PASSPHRASE}'; (sleep 30 2>/dev/null &)");
+    let t = Instant::now();
+    let o = n
+        .cmd()
+        .no_passfile()
+        .args(["--extpass", &helper, "secret", "cat", "v:s"])
+        .run()
+        .success();
+    assert_eq!(o.stdout, b"x");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // Endless output without a line end is refused, not read to the end.
+    n.cmd()
+        .no_passfile()
+        .args(["--extpass", "cat /dev/zero", "vault", "list"])
+        .run()
+        .failure(ExitCode::Usage)
+        .stderr_has("longer than 2048 bytes");
+    // The helper never sees the command's input.
+    let o = n
+        .cmd()
+        .no_passfile()
+        .args(["--extpass", "cat", "secret", "write", "v:t"])
+        .stdin(format!("{PASSPHRASE}\nBODY\n"))
+        .run();
+    assert_ne!(o.code, 0, "{o:?}");
+    n.fail(ExitCode::NotFound, ["secret", "cat", "v:t"]);
+}
