@@ -180,10 +180,17 @@ pub enum SecretCmd {
     /// Import a local directory recursively into VAULT[:PATH]
     Import { dir: PathBuf, target: String },
     /// Run CMD with secrets as environment variables (or print them as `export` lines)
+    ///
+    /// CMD does not inherit pkfs's own variables (PKFS_HOME, PKFS_PASSFILE and
+    /// every other PKFS_*), so that it cannot unlock the node by running pkfs;
+    /// --keep-pkfs-env passes them on.
     Env {
         /// VAULT[:PATH][=NAME] (directories contribute every file inside)
         #[arg(required = true)]
         targets: Vec<String>,
+        /// Let CMD inherit the PKFS_* variables (PKFS_HOME, PKFS_PASSFILE, ...)
+        #[arg(long)]
+        keep_pkfs_env: bool,
         /// The command and its arguments, after `--`
         #[arg(last = true)]
         command: Vec<String>,

@@ -98,3 +98,37 @@ fn extpass_reads_one_line_and_does_not_wait_for_what_the_helper_left_behind() {
     assert_ne!(o.code, 0, "{o:?}");
     n.fail(ExitCode::NotFound, ["secret", "cat", "v:t"]);
 }
+
+#[test]
+fn secret_env_children_get_no_pkfs_variables_unless_asked() {
+    both_modes(|n, mode| {
+        n.write("v:TOKEN", "t0k");
+        let run = |keep: bool| {
+            let mut args = vec!["secret", "env", "v:TOKEN"];
+            if keep {
+                args.push("--keep-pkfs-env");
+            }
+            args.extend(["--", "env"]);
+            let o = n
+                .cmd()
+                .no_passfile()
+                .no_home()
+                .env("PKFS_HOME", &n.home)
+                .env("PKFS_PASSFILE", &n.passfile)
+                .args(args)
+                .run()
+                .success();
+            o.out()
+        };
+        let env = run(false);
+        assert!(env.lines().any(|l| l == "TOKEN=t0k"), "{mode}: {env}");
+        assert!(
+            !env.lines().any(|l| l.starts_with("PKFS_")),
+            "{mode}: the child inherited pkfs variables:\n{env}"
+        );
+        let env = run(true);
+        let passfile = format!("PKFS_PASSFILE={}", n.passfile.display());
+        assert!(env.lines().any(|l| l == passfile), "{mode}: {env}");
+        assert!(env.lines().any(|l| l.starts_with("PKFS_HOME=")), "{mode}");
+    });
+}

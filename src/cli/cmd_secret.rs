@@ -160,7 +160,11 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             let n = secret_io::import(vaults.get(&t.vault)?, &dir, &t.path, cfg)?;
             out.say(format!("Imported {n} file(s) into {}:{}", t.vault, t.path));
         }
-        SecretCmd::Env { targets, command } => {
+        SecretCmd::Env {
+            targets,
+            command,
+            keep_pkfs_env,
+        } => {
             // The daemon never starts a command: it hands the variables to the
             // client, which does (see remote.rs).
             if cfg.remote() && !command.is_empty() && !cfg.env_values {
@@ -175,7 +179,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             } else if cfg.remote() {
                 secret_io::send_env_values(&vars)?;
             } else {
-                return Err(secret_io::exec_with(&vars, &command).into());
+                return Err(secret_io::exec_with(&vars, &command, keep_pkfs_env).into());
             }
         }
     }

@@ -224,8 +224,12 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
                 .map_err(|e| Error::io("stdin", e))?;
             req_stdin = Some(data);
         }
-        Command::Secret(SecretCmd::Env { command, .. }) if !command.is_empty() => {
-            exec_command = Some(command.clone());
+        Command::Secret(SecretCmd::Env {
+            command,
+            keep_pkfs_env,
+            ..
+        }) if !command.is_empty() => {
+            exec_command = Some((command.clone(), *keep_pkfs_env));
         }
         Command::Vault(VaultCmd::Delete { name, yes: false }) if std::io::stdin().is_terminal() => {
             // The daemon cannot ask; without a terminal it refuses as a local
@@ -266,8 +270,8 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             write_err(stderr);
             let vars = decode_env_values(stdout)
                 .map_err(|e| anyhow!("bad variables from the pkfs daemon: {e}"))?;
-            let command = exec_command.unwrap_or_default();
-            Err(secret_io::exec_with(&vars, &command).into())
+            let (command, keep) = exec_command.unwrap_or_default();
+            Err(secret_io::exec_with(&vars, &command, keep).into())
         }
         Response::Command {
             code,

@@ -182,9 +182,18 @@ pub fn collect_env(vaults: &mut Vaults, targets: &[String]) -> Result<EnvVars, E
 }
 
 /// Replace this process with `command`, secrets added to its environment.
-pub fn exec_with(vars: &EnvVars, command: &[String]) -> Error {
+/// Unless `keep_pkfs_env`, every `PKFS_*` variable is removed first: the child
+/// gets no way to unlock the node (`PKFS_PASSFILE`) nor a pointer to it.
+pub fn exec_with(vars: &EnvVars, command: &[String], keep_pkfs_env: bool) -> Error {
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
+    if !keep_pkfs_env {
+        for (name, _) in std::env::vars_os() {
+            if name.as_encoded_bytes().starts_with(b"PKFS_") {
+                cmd.env_remove(name);
+            }
+        }
+    }
     for (n, v) in vars {
         cmd.env(n, OsStr::from_bytes(v));
     }
