@@ -411,7 +411,11 @@ fn wait_for_exit(home: &Path) {
 
 pub fn status(cfg: &Config) -> anyhow::Result<()> {
     let out = Out::new(cfg);
-    let reply = match client::connect(&cfg.home).map(|s| client::call(&s, &Request::Status)) {
+    // A home this user cannot reach says nothing about a mount: an error, not
+    // "not mounted".
+    let probe = client::probe(&cfg.home)
+        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", cfg.home.display()))?;
+    let reply = match probe.map(|s| client::call(&s, &Request::Status)) {
         Some(Err(e)) if client::daemon_gone(&e) => None,
         other => other.transpose()?,
     };

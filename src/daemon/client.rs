@@ -19,26 +19,42 @@ pub fn socket_path(home: &Path) -> PathBuf {
 /// daemon runs: `None`. So is a peer that is not our own user (which only a
 /// misconfigured home could allow): nothing is sent to it.
 pub fn connect(home: &Path) -> Option<UnixStream> {
+    probe(home).unwrap_or_else(|e| {
+        tracing::debug!("no daemon reached at {}: {e}", home.display());
+        None
+    })
+}
+
+/// [`connect`], telling "no daemon runs" (`Ok(None)`: no socket file, or a
+/// stale one) apart from "cannot tell" (`Err`: the home or its socket cannot
+/// be reached by this user, say permission denied).
+pub fn probe(home: &Path) -> io::Result<Option<UnixStream>> {
     let path = socket_path(home);
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,
-        Err(e) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             tracing::debug!("no daemon at {}: {e}", path.display());
-            return None;
+            return Ok(None);
         }
+        Err(e) => return Err(e),
     };
     match peer_uid(&stream) {
-        Ok(uid) if uid == euid() => Some(stream),
+        Ok(uid) if uid == euid() => Ok(Some(stream)),
         Ok(uid) => {
             tracing::warn!(
                 "{} is served by uid {uid}, not by this user; ignoring it",
                 path.display()
             );
-            None
+            Ok(None)
         }
         Err(e) => {
             tracing::warn!("{}: cannot identify the daemon: {e}", path.display());
-            None
+            Ok(None)
         }
     }
 }
