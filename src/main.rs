@@ -5,6 +5,7 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    no_core_dumps();
     let cli = cli::Cli::parse_from(cli::fstab::rewrite(std::env::args_os().collect()));
     let result = cli::run(cli);
     // Directories a checkout dropped are removed in the background; finish
@@ -18,4 +19,17 @@ fn main() {
         eprintln!("pkfs: {err:#}");
         std::process::exit(code);
     }
+}
+
+/// Make this process non-dumpable before it reads any passphrase or key: no
+/// core dump is written for it (with the default `fs.suid_dumpable = 0`), its
+/// `/proc/PID` files belong to root, and other processes of the same user may
+/// not ptrace it. Every pkfs command does this,
+/// not only the daemon: a long `secret cat`, `import` or `passwd` holds the
+/// root key too. A program it starts (`secret env -- CMD`, `--extpass`) is
+/// dumpable again after `exec`.
+fn no_core_dumps() {
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only and touches no
+    // memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }

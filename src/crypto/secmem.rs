@@ -10,8 +10,14 @@
 //!   when freed; an empty page is unmapped once another empty page is spare.
 //!   [`SymKey`](super::SymKey) and [`SivKey`](super::siv::SivKey) live here.
 //! * [`RegionLock`]: locks the pages under a heap buffer someone else allocated
-//!   (the RSA private key's limbs, a passphrase). Pages are reference counted, so
-//!   two buffers sharing a page keep it locked until both guards are gone.
+//!   (the RSA private key's limbs, a passphrase) and excludes them from core
+//!   dumps (`MADV_DONTDUMP`) while locked. Pages are reference counted, so two
+//!   buffers sharing a page keep it locked until both guards are gone.
+//!
+//! Neither is the main defence against core dumps: every pkfs process is made
+//! non-dumpable at start (`PR_SET_DUMPABLE` 0, see `main.rs`), which also
+//! refuses ptrace to other processes of the user. These exclusions matter
+//! where a dump happens anyway (`fs.suid_dumpable = 2`, or root's debugger).
 //!
 //! Memory locks are not inherited across `fork(2)`: a daemon that forked after
 //! unlocking calls [`relock_after_fork`] in the child.
@@ -71,6 +77,19 @@ fn mlock(addr: usize, len: usize, loud: bool) -> bool {
 fn munlock(addr: usize, len: usize) {
     // SAFETY: as for mlock; a failure (the page was unmapped meanwhile) is harmless.
     unsafe { libc::munlock(addr as *const libc::c_void, len) };
+}
+
+/// Exclude a page range from core dumps (`exclude`), or include it again.
+fn dontdump(addr: usize, len: usize, exclude: bool) {
+    let advice = if exclude {
+        libc::MADV_DONTDUMP
+    } else {
+        libc::MADV_DODUMP
+    };
+    // SAFETY: the advice only marks whether pages go into a core dump; it
+    // never changes their contents. An invalid range is reported as an error,
+    // which is harmless here (best effort).
+    unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) };
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -287,6 +306,7 @@ impl RegionLock {
             let n = regions.entry(page).or_insert(0);
             if *n == 0 {
                 mlock(page, ps, false);
+                dontdump(page, ps, true);
             }
             *n += 1;
             self.pages.push(page);
@@ -308,6 +328,7 @@ impl Drop for RegionLock {
                 if *n == 0 {
                     regions.remove(&page);
                     munlock(page, ps);
+                    dontdump(page, ps, false);
                 }
             }
         }
