@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use common::mount::Mounted;
@@ -131,4 +132,83 @@ fn secret_env_children_get_no_pkfs_variables_unless_asked() {
         assert!(env.lines().any(|l| l == passfile), "{mode}: {env}");
         assert!(env.lines().any(|l| l.starts_with("PKFS_HOME=")), "{mode}");
     });
+}
+
+/// `pkfs ARGS` run by bash (for redirections and process substitutions).
+fn bash(n: &Node, line: &str) -> std::process::Output {
+    let mut c = std::process::Command::new("bash");
+    clean_env(&mut c);
+    c.env("PKFS_TEST_ONLY_FAST_KDF", "1")
+        .env("PKFS_HOME", &n.home)
+        .env("PKFS_PASSFILE", &n.passfile)
+        .env("PKFS", BIN)
+        .current_dir(n.scratch())
+        .args(["-c", line]);
+    c.output().unwrap()
+}
+
+#[test]
+fn the_client_reads_what_the_command_names() {
+    both_modes(|n, mode| {
+        let ok = |line: &str| {
+            let o = bash(n, line);
+            assert!(o.status.success(), "{mode}: {line}: {o:?}");
+        };
+        ok("echo FROMSTDIN | \"$PKFS\" secret add /dev/stdin v:k");
+        assert_eq!(n.cat("v:k"), b"FROMSTDIN\n", "{mode}");
+        ok("\"$PKFS\" secret add <(echo x) v:p");
+        assert_eq!(n.cat("v:p"), b"x\n", "{mode}");
+        ok("\"$PKFS\" secret add /proc/self/cmdline v:e");
+        let cmdline = n.cat("v:e");
+        assert!(
+            contains(&cmdline, b"secret\0add\0/proc/self/cmdline\0v:e\0"),
+            "{mode}: {:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        // A relative path is the client's, and a missing file fails here.
+        n.scratch_file("rel.txt", b"relative");
+        ok("\"$PKFS\" secret add rel.txt v:");
+        assert_eq!(n.cat("v:rel.txt"), b"relative", "{mode}");
+        let o = bash(n, "\"$PKFS\" secret add missing.txt v:");
+        assert_eq!(o.status.code(), Some(1), "{mode}: {o:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("missing.txt"));
+    });
+}
+
+#[test]
+fn a_large_secret_is_the_same_mounted_and_not() {
+    let data = pseudo_random(100 << 20, 3);
+    both_modes(|n, mode| {
+        n.write("v:big", &data);
+        let back = n.cat("v:big");
+        assert!(back == data, "{mode}: {} bytes back", back.len());
+    });
+}
+
+#[test]
+fn a_fifo_nobody_opens_does_not_wedge_the_mount() {
+    let m = Mounted::new();
+    let fifo = m.node.scratch().join("F");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let o = bash(&m.node, "timeout 3 \"$PKFS\" secret add F v:x");
+    assert_eq!(o.status.code(), Some(124), "{o:?}");
+    // A write through the mount completes at once.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = m.path("new");
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::write(&path, b"x").map_err(|e| e.to_string()));
+    });
+    let written = rx.recv_timeout(Duration::from_secs(10));
+    assert_eq!(written, Ok(Ok(())), "a write through the mount was held up");
+    // Later input on F reaches nobody, and v:x never appears.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    assert!(f.is_err(), "something still waits on F");
+    m.wait_committed();
+    m.node.fail(ExitCode::NotFound, ["secret", "cat", "v:x"]);
+    assert_eq!(m.node.cat("v:new"), b"x");
 }

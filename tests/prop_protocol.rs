@@ -381,6 +381,10 @@ proptest! {
         let got = exchange(&bytes);
         let mut local = Cursor::new(&bytes[..]);
         match read_frame::<_, Request>(&mut local) {
+            // A command whose input stream should follow, and does not.
+            Ok(Request::Command(c)) if c.input_follows => {
+                prop_assert!(matches!(got, Ok(Response::Error { code: 1, .. })), "{:?}", got)
+            }
             Ok(req) => prop_assert_eq!(got.unwrap(), answer(req)),
             Err(ProtocolError::TooLarge(_) | ProtocolError::Malformed(_)) => {
                 prop_assert!(matches!(got, Ok(Response::Error { code: 2, .. })), "{:?}", got)

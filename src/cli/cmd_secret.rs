@@ -56,10 +56,8 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
         }
         SecretCmd::Add { file, target } => {
             let t = parse_target(&target)?;
+            let data = super::read_input_file(cfg, &file)?;
             let vault = vaults.get(&t.vault)?;
-            let local = cfg.local_path(&file);
-            let data =
-                zeroize::Zeroizing::new(std::fs::read(&local).map_err(|e| Error::io(&file, e))?);
             let mut path = t.path.clone();
             if t.dir || vault.tree().is_dir(&path)? {
                 let name = file

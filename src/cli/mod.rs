@@ -15,7 +15,6 @@ mod secret_io;
 
 pub use pkfs::args::Cli;
 
-use std::io::Read;
 use std::ops::{Deref, DerefMut};
 
 use parking_lot::MutexGuard;
@@ -208,11 +207,23 @@ pub(crate) fn read_stdin(cfg: &Config) -> Result<Zeroizing<Vec<u8>>, Error> {
             "the client sent no standard input to the pkfs daemon".into(),
         ));
     }
-    let mut data = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .read_to_end(&mut data)
-        .map_err(|e| Error::io("stdin", e))?;
-    Ok(data)
+    remote::read_all(&mut std::io::stdin().lock()).map_err(|e| Error::io("stdin", e))
+}
+
+/// The bytes of the local file `file` that a command stores (`secret add`):
+/// read here, or on the daemon side, what the client read and sent. The
+/// daemon never opens a path a client names.
+pub(crate) fn read_input_file(
+    cfg: &Config,
+    file: &std::path::Path,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    if cfg.remote() {
+        return cfg
+            .stdin
+            .clone()
+            .ok_or_else(|| Error::Usage("the client sent no input to the pkfs daemon".into()));
+    }
+    remote::read_file(&cfg.local_path(file))
 }
 
 /// A fresh root keypair (or the test-only fixed key).

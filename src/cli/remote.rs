@@ -217,12 +217,15 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             };
             pass_new = Some(pass::read(&src, "New passphrase: ", true)?);
         }
+        // The client reads what the command names, with its own descriptors,
+        // /proc and directory, before it connects: the daemon never opens a
+        // path for a client, nor waits on the client's sources.
         Command::Secret(SecretCmd::Write { .. }) => {
-            let mut data = Zeroizing::new(Vec::new());
-            std::io::stdin()
-                .read_to_end(&mut data)
-                .map_err(|e| Error::io("stdin", e))?;
+            let data = read_all(&mut std::io::stdin().lock()).map_err(|e| Error::io("stdin", e))?;
             req_stdin = Some(data);
+        }
+        Command::Secret(SecretCmd::Add { file, .. }) => {
+            req_stdin = Some(read_file(file)?);
         }
         Command::Secret(SecretCmd::Env {
             command,
@@ -241,7 +244,7 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     }
     let mut req = CommandRequest::new(args, cwd);
     let take = |z: Option<Zeroizing<Vec<u8>>>| z.map(|mut z| std::mem::take(&mut *z));
-    req.stdin = take(req_stdin);
+    req.input_follows = req_stdin.is_some();
     req.passphrase = take(pass_now);
     req.new_passphrase = take(pass_new);
     req.stdout_tty = std::io::stdout().is_terminal();
@@ -253,14 +256,29 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     let stream = client::connect(&cfg.home).ok_or_else(|| {
         anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
     })?;
-    let resp = client::call(&stream, &Request::Command(req)).map_err(|e| {
-        if client::daemon_gone(&e) {
-            anyhow!("the pkfs daemon stopped before it read the command; nothing was done")
+    // Output that comes ahead of the answer is printed as it arrives, except
+    // the variables of `secret env -- CMD`, which are kept for CMD.
+    let mut early = Zeroizing::new(Vec::new());
+    let collect = exec_command.is_some();
+    let mut out = |piece: &[u8]| {
+        if collect {
+            append(&mut early, piece);
+            Ok(())
         } else {
-            e.into()
+            write_out(piece)
         }
-    })?;
+    };
+    let input = req_stdin.as_deref().map(|d| &d[..]);
+    let resp =
+        client::call_streaming(&stream, &Request::Command(req), input, &mut out).map_err(|e| {
+            if client::daemon_gone(&e) {
+                anyhow!("the pkfs daemon stopped before it read the command; nothing was done")
+            } else {
+                e.into()
+            }
+        })?;
     drop(stream);
+    drop(req_stdin);
     match &resp {
         Response::Command {
             code: 0,
@@ -268,7 +286,8 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             stderr,
         } if exec_command.is_some() => {
             write_err(stderr);
-            let vars = decode_env_values(stdout)
+            append(&mut early, stdout);
+            let vars = decode_env_values(&early)
                 .map_err(|e| anyhow!("bad variables from the pkfs daemon: {e}"))?;
             let (command, keep) = exec_command.unwrap_or_default();
             Err(secret_io::exec_with(&vars, &command, keep).into())
@@ -292,6 +311,29 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
         }
         other => Err(anyhow!("unexpected answer from the pkfs daemon: {other:?}")),
     }
+}
+
+/// Read `r` to the end into a zeroizing buffer that grows without leaving
+/// copies behind.
+pub(crate) fn read_all(r: &mut dyn Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut data = Zeroizing::new(Vec::new());
+    let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
+    loop {
+        match r.read(&mut chunk) {
+            Ok(0) => return Ok(data),
+            Ok(n) => append(&mut data, &chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The whole of a local file a command names, read by this process (so
+/// `/dev/stdin`, `/dev/fd/N`, `/proc/self/...` and FIFOs are this process's).
+pub(crate) fn read_file(file: &std::path::Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    std::fs::File::open(file)
+        .and_then(|mut f| read_all(&mut f))
+        .map_err(|e| Error::io(file, e))
 }
 
 /// The argv to send: `"pkfs"` first, every argument as UTF-8, and no
@@ -503,11 +545,16 @@ mod tests {
     }
 
     #[test]
-    fn execute_resolves_paths_against_the_clients_directory() {
+    fn execute_never_opens_the_file_a_client_names() {
         let d = daemon();
-        std::fs::write(d.tmp.path().join("cwd/f.txt"), b"local").unwrap();
-        d.ok(&["secret", "add", "f.txt", "v:"]);
-        assert_eq!(d.ok(&["secret", "cat", "v:f.txt"]), b"local");
+        std::fs::write(d.tmp.path().join("cwd/f.txt"), b"on the daemon's disk").unwrap();
+        // Without the bytes the client read, nothing is stored.
+        let (code, err) = d.fails(d.req(&["secret", "add", "f.txt", "v:"]));
+        assert!(code == 2 && err.contains("sent no input"), "{err}");
+        let mut add = d.req(&["secret", "add", "f.txt", "v:"]);
+        add.stdin = Some(b"what the client read".to_vec());
+        assert_eq!(d.run(add).0, 0);
+        assert_eq!(d.ok(&["secret", "cat", "v:f.txt"]), b"what the client read");
     }
 
     #[test]

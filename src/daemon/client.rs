@@ -6,7 +6,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use super::control::{euid, peer_uid};
-use super::protocol::{read_frame, write_frame, ProtocolError, Request, Response, MAX_FRAME};
+use super::protocol::{
+    read_frame, write_frame, Input, ProtocolError, Request, Response, CHUNK, MAX_FRAME,
+};
 use crate::error::Error;
 
 /// `HOME/run/pkfs.sock`.
@@ -72,6 +74,18 @@ pub fn daemon_gone(e: &Error) -> bool {
 
 /// Send `req` and wait for the answer.
 pub fn call(stream: &UnixStream, req: &Request) -> Result<Response, Error> {
+    call_streaming(stream, req, None, &mut |_| Ok(()))
+}
+
+/// Send `req`, then `input` as a stream (the request must say
+/// `input_follows`), and wait for the answer; pieces of output that come
+/// ahead of it go to `out` as they arrive (see `protocol`).
+pub fn call_streaming(
+    stream: &UnixStream,
+    req: &Request,
+    input: Option<&[u8]>,
+    out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<Response, Error> {
     let path = stream
         .peer_addr()
         .ok()
@@ -89,16 +103,35 @@ pub fn call(stream: &UnixStream, req: &Request) -> Result<Response, Error> {
         Err(ProtocolError::Io(e)) => return Err(Error::io(&path, e)),
         Err(e) => return Err(fail(io::ErrorKind::InvalidData, e.to_string())),
     }
-    match read_frame::<_, Response>(stream) {
-        Ok(r) => Ok(r),
-        Err(ProtocolError::Closed) => Err(fail(
-            io::ErrorKind::UnexpectedEof,
-            "the daemon closed the connection without answering".into(),
-        )),
-        Err(ProtocolError::Io(e)) => Err(Error::io(&path, e)),
-        Err(e) => Err(fail(
-            io::ErrorKind::InvalidData,
-            format!("bad answer from the daemon: {e}"),
-        )),
+    if let Some(input) = input {
+        let pieces = input.chunks(CHUNK).map(|c| Input::Data(c.to_vec()));
+        for frame in pieces.chain(std::iter::once(Input::End)) {
+            match write_frame(stream, &frame) {
+                Ok(()) => {}
+                Err(ProtocolError::Io(e)) => return Err(Error::io(&path, e)),
+                Err(e) => return Err(fail(io::ErrorKind::InvalidData, e.to_string())),
+            }
+        }
+    }
+    loop {
+        match read_frame::<_, Response>(stream) {
+            Ok(Response::Output(ref bytes)) => {
+                out(bytes).map_err(|e| Error::io("stdout", e))?;
+            }
+            Ok(r) => return Ok(r),
+            Err(ProtocolError::Closed) => {
+                return Err(fail(
+                    io::ErrorKind::UnexpectedEof,
+                    "the daemon closed the connection without answering".into(),
+                ))
+            }
+            Err(ProtocolError::Io(e)) => return Err(Error::io(&path, e)),
+            Err(e) => {
+                return Err(fail(
+                    io::ErrorKind::InvalidData,
+                    format!("bad answer from the daemon: {e}"),
+                ))
+            }
+        }
     }
 }

@@ -6,9 +6,13 @@
 //! 1. asks the kernel who the peer is (`SO_PEERCRED`) and refuses any user other
 //!    than the daemon's own effective uid;
 //! 2. reads one request frame within [`REQUEST_TIMEOUT`] (a client that sends
-//!    nothing, or sends slowly, cannot hold a thread longer than that);
-//! 3. calls the handler (a panic in it becomes an error response);
-//! 4. writes the response within [`REQUEST_TIMEOUT`], and closes.
+//!    nothing, or sends slowly, cannot hold a thread longer than that), and
+//!    the command's input stream if one follows, each frame within the same
+//!    time, all of it before anything runs (see `protocol`);
+//! 3. abandons the request if the client has gone meanwhile; else calls the
+//!    handler (a panic in it becomes an error response);
+//! 4. writes the response within [`REQUEST_TIMEOUT`] per frame, a large
+//!    output in pieces, and closes.
 //!
 //! A malformed or oversized request is answered with [`Response::Error`] (code
 //! 2); the server keeps serving.
@@ -30,7 +34,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::protocol::{read_frame, write_frame, ProtocolError, Request, Response, MAX_FRAME};
+use zeroize::Zeroizing;
+
+use super::protocol::{
+    read_frame, write_frame, Input, ProtocolError, Request, Response, CHUNK, MAX_FRAME, MAX_INPUT,
+};
 
 /// The command handler: the daemon's executor.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -224,7 +232,7 @@ fn connection(stream: UnixStream, handler: Handler, rules: Rules) {
             return reply(&mut io, &error(1, format!("cannot identify the peer: {e}")));
         }
     }
-    let req = match read_frame::<_, Request>(&mut io) {
+    let mut req = match read_frame::<_, Request>(&mut io) {
         Ok(r) => r,
         // A client that only checked whether a daemon answers, or a wake-up.
         Err(ProtocolError::Closed) => return,
@@ -236,17 +244,127 @@ fn connection(stream: UnixStream, handler: Handler, rules: Rules) {
             return reply(&mut io, &error(1, format!("reading the request: {e}")));
         }
     };
+    if let Request::Command(c) = &mut req {
+        if c.input_follows {
+            match read_input(&mut io) {
+                Ok(data) => c.stdin = Some(std::mem::take(&mut *data.into_inner())),
+                // Nothing ran; the client, if still there, learns why.
+                Err(resp) => return reply(&mut io, &resp),
+            }
+        }
+    }
+    if peer_gone(&stream) {
+        tracing::debug!("control socket: the client left before its request ran");
+        return;
+    }
     let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(req)))
         .unwrap_or_else(|_| error(1, "internal error: the daemon's handler panicked".into()));
     reply(&mut io, &resp);
+}
+
+/// A command's input stream, to its end, each frame within the timeout; or
+/// the error to answer.
+fn read_input(io: &mut Deadline) -> Result<Grown, Response> {
+    let mut data = Grown::default();
+    loop {
+        io.until = Instant::now() + io.timeout;
+        let frame = match read_frame::<_, Input>(&mut *io) {
+            Ok(f) => f,
+            Err(e @ (ProtocolError::TooLarge(_) | ProtocolError::Malformed(_))) => {
+                return Err(error(2, format!("bad input stream: {e}")))
+            }
+            Err(e) => {
+                tracing::debug!("control socket: the client's input ended early: {e}");
+                return Err(error(1, format!("the input ended before its end: {e}")));
+            }
+        };
+        match &frame {
+            Input::End => return Ok(data),
+            Input::Data(bytes) => {
+                if (data.len() + bytes.len()) as u64 > MAX_INPUT {
+                    return Err(error(
+                        2,
+                        format!(
+                            "the input exceeds the daemon's limit of {} MiB",
+                            MAX_INPUT >> 20
+                        ),
+                    ));
+                }
+                data.extend(bytes);
+            }
+        }
+    }
+}
+
+/// A zeroizing buffer that grows without leaving copies behind: a full one is
+/// replaced by a bigger one and the old one wiped.
+#[derive(Default)]
+struct Grown(Zeroizing<Vec<u8>>);
+
+impl Grown {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.0.capacity() - self.0.len() < bytes.len() {
+            let want = (self.0.len() + bytes.len()).max(self.0.capacity() * 2);
+            let mut bigger = Zeroizing::new(Vec::with_capacity(want));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn into_inner(self) -> Zeroizing<Vec<u8>> {
+        self.0
+    }
+}
+
+/// Has the client closed its socket (killed, or given up)? A request whose
+/// client is gone is abandoned rather than run for nobody. A client that only
+/// shut down its sending side still waits for the answer: not gone.
+fn peer_gone(stream: &UnixStream) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    rc > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn error(code: i32, message: String) -> Response {
     Response::Error { code, message }
 }
 
-/// Send `resp`, with a fresh deadline.
+/// Send `resp`, with a fresh deadline per frame: a command's output beyond
+/// [`CHUNK`] bytes goes first, as [`Response::Output`] pieces.
 fn reply(io: &mut Deadline, resp: &Response) {
+    if let Response::Command {
+        code,
+        stdout,
+        stderr,
+    } = resp
+    {
+        if stdout.len() > CHUNK {
+            let (pieces, last) = stdout.split_at(stdout.len() - CHUNK);
+            for piece in pieces.chunks(CHUNK) {
+                io.until = Instant::now() + io.timeout;
+                if let Err(e) = write_frame(&mut *io, &Response::Output(piece.to_vec())) {
+                    tracing::debug!("control socket: writing a response: {e}");
+                    return;
+                }
+            }
+            let rest = Response::Command {
+                code: *code,
+                stdout: last.to_vec(),
+                stderr: stderr.clone(),
+            };
+            return reply(io, &rest);
+        }
+    }
     io.until = Instant::now() + io.timeout;
     match write_frame(&mut *io, resp) {
         Ok(()) => {}
@@ -298,257 +416,4 @@ impl Write for Deadline<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::daemon::client;
-    use crate::daemon::protocol::CommandRequest;
-    use std::sync::atomic::AtomicUsize;
-
-    /// A server on `<tmp>/run/pkfs.sock` with a test handler; stopped on drop.
-    struct Server {
-        tmp: tempfile::TempDir,
-        stop: Arc<AtomicBool>,
-        calls: Arc<AtomicUsize>,
-        thread: Option<JoinHandle<()>>,
-    }
-
-    /// Status -> Status("status"); Unmount -> panic; Command -> the argument
-    /// count as code and stdin echoed on stdout.
-    fn handler(calls: Arc<AtomicUsize>) -> Handler {
-        Arc::new(move |req| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            match req {
-                Request::Status => Response::Status("status".into()),
-                Request::Unmount => panic!("test handler panics on Unmount"),
-                Request::Command(mut c) => Response::Command {
-                    code: c.args.len() as i32,
-                    stdout: c.stdin.take().unwrap_or_default(),
-                    stderr: c.cwd.to_string_lossy().as_bytes().to_vec(),
-                },
-            }
-        })
-    }
-
-    impl Server {
-        fn start(rules: Rules) -> Server {
-            let tmp = tempfile::tempdir().unwrap();
-            let listener = bind(&client::socket_path(tmp.path())).unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            let calls = Arc::new(AtomicUsize::new(0));
-            let (h, s) = (handler(calls.clone()), stop.clone());
-            let thread = std::thread::spawn(move || serve_with(listener, h, s, rules));
-            Server {
-                tmp,
-                stop,
-                calls,
-                thread: Some(thread),
-            }
-        }
-
-        fn new() -> Server {
-            Server::start(Rules {
-                allowed_uid: euid(),
-                timeout: REQUEST_TIMEOUT,
-            })
-        }
-
-        fn home(&self) -> &Path {
-            self.tmp.path()
-        }
-
-        fn raw(&self) -> UnixStream {
-            UnixStream::connect(client::socket_path(self.home())).unwrap()
-        }
-
-        fn ask(&self, req: &Request) -> Response {
-            let s = client::connect(self.home()).expect("the server answers");
-            client::call(&s, req).unwrap()
-        }
-
-        /// The server still answers a normal request.
-        fn assert_alive(&self) {
-            assert_eq!(
-                self.ask(&Request::Status),
-                Response::Status("status".into())
-            );
-        }
-
-        fn stop(&mut self) -> Duration {
-            let t = Instant::now();
-            self.stop.store(true, Ordering::SeqCst);
-            if let Some(th) = self.thread.take() {
-                th.join().unwrap();
-            }
-            t.elapsed()
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
-
-    fn error_code(resp: &Response) -> i32 {
-        match resp {
-            Response::Error { code, .. } => *code,
-            other => panic!("expected an error response, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn bind_makes_private_socket_and_run_dir() {
-        let s = Server::new();
-        let sock = client::socket_path(s.home());
-        assert_eq!(fs::metadata(&sock).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(
-            fs::metadata(sock.parent().unwrap()).unwrap().mode() & 0o777,
-            0o700
-        );
-        // A second daemon cannot take over a live socket.
-        let err = bind(&sock).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-        s.assert_alive();
-    }
-
-    #[test]
-    fn bind_replaces_a_stale_socket_but_not_other_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let sock = client::socket_path(tmp.path());
-        drop(bind(&sock).unwrap()); // the file stays, nothing listens
-        assert!(fs::symlink_metadata(&sock).is_ok());
-        assert!(client::connect(tmp.path()).is_none(), "stale: no daemon");
-        let l = bind(&sock).unwrap();
-        assert!(client::connect(tmp.path()).is_some());
-        drop(l);
-        fs::remove_file(&sock).unwrap();
-        fs::write(&sock, b"not a socket").unwrap();
-        assert_eq!(
-            bind(&sock).unwrap_err().kind(),
-            io::ErrorKind::AlreadyExists
-        );
-        assert_eq!(fs::read(&sock).unwrap(), b"not a socket");
-    }
-
-    #[test]
-    fn connect_without_a_socket_is_none() {
-        let tmp = tempfile::tempdir().unwrap();
-        assert!(client::connect(tmp.path()).is_none());
-        assert!(client::connect(&tmp.path().join("missing/home")).is_none());
-    }
-
-    #[test]
-    fn round_trip() {
-        let s = Server::new();
-        s.assert_alive();
-        let mut c = CommandRequest::new(vec!["pkfs".into(), "x".into()], "/some/dir".into());
-        c.stdin = Some(vec![0, 1, 2, 255]);
-        match s.ask(&Request::Command(c)) {
-            Response::Command {
-                ref stdout,
-                ref stderr,
-                code,
-            } => {
-                assert_eq!(code, 2);
-                assert_eq!(stdout, &[0, 1, 2, 255]);
-                assert_eq!(stderr, b"/some/dir");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(s.calls.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn oversize_request_is_refused_and_the_server_survives() {
-        let s = Server::new();
-        let mut raw = s.raw();
-        raw.write_all(&(MAX_FRAME + 1).to_be_bytes()).unwrap();
-        let resp: Response = read_frame(&mut raw).unwrap();
-        assert_eq!(error_code(&resp), 2);
-        // And the connection is closed afterwards.
-        let mut rest = Vec::new();
-        raw.read_to_end(&mut rest).unwrap();
-        assert!(rest.is_empty());
-        assert_eq!(s.calls.load(Ordering::SeqCst), 0);
-        s.assert_alive();
-    }
-
-    #[test]
-    fn garbage_is_refused_and_the_server_survives() {
-        let s = Server::new();
-        for body in [
-            &b"\xff\xff\xff\xff garbage"[..],
-            b"",
-            b"\x00\xff\xff\xff\xff\x0f",
-        ] {
-            let mut raw = s.raw();
-            raw.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
-            raw.write_all(body).unwrap();
-            let resp: Response = read_frame(&mut raw).unwrap();
-            assert_eq!(error_code(&resp), 2, "{body:?}");
-        }
-        // A connection that closes halfway through a frame, and one that sends nothing.
-        let mut raw = s.raw();
-        raw.write_all(&[0, 0, 0, 10, 1, 2]).unwrap();
-        raw.shutdown(std::net::Shutdown::Write).unwrap();
-        let _ = read_frame::<_, Response>(&mut raw);
-        drop(s.raw());
-        assert_eq!(s.calls.load(Ordering::SeqCst), 0);
-        s.assert_alive();
-    }
-
-    #[test]
-    fn a_panicking_handler_gives_an_error_and_the_server_survives() {
-        let s = Server::new();
-        assert_eq!(error_code(&s.ask(&Request::Unmount)), 1);
-        s.assert_alive();
-    }
-
-    #[test]
-    fn other_users_are_refused() {
-        let s = Server::start(Rules {
-            allowed_uid: euid().wrapping_add(1),
-            timeout: REQUEST_TIMEOUT,
-        });
-        let resp = s.ask(&Request::Status);
-        match &resp {
-            Response::Error { code: 1, message } => assert!(message.contains("permission denied")),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(s.calls.load(Ordering::SeqCst), 0, "the handler never ran");
-    }
-
-    #[test]
-    fn a_silent_client_times_out_without_blocking_others() {
-        let s = Server::start(Rules {
-            allowed_uid: euid(),
-            timeout: Duration::from_millis(300),
-        });
-        let t = Instant::now();
-        let mut silent = s.raw();
-        s.assert_alive(); // served while the silent one waits
-        let resp: Response = read_frame(&mut silent).unwrap();
-        assert_eq!(error_code(&resp), 1);
-        let waited = t.elapsed();
-        assert!(waited >= Duration::from_millis(250), "{waited:?}");
-        assert!(waited < Duration::from_secs(10), "{waited:?}");
-    }
-
-    #[test]
-    fn the_stop_flag_ends_the_loop() {
-        let mut s = Server::new();
-        s.assert_alive();
-        let took = s.stop();
-        assert!(took < Duration::from_secs(5), "stopping took {took:?}");
-        // Nobody accepts any more: a connection is never answered.
-        let stream = UnixStream::connect(client::socket_path(s.home()));
-        if let Ok(stream) = stream {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            let _ = write_frame(&stream, &Request::Status);
-            assert!(read_frame::<_, Response>(&stream).is_err());
-        }
-        assert_eq!(s.calls.load(Ordering::SeqCst), 1);
-    }
-}
+mod tests;

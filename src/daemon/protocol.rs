@@ -1,7 +1,25 @@
 //! The control-socket protocol between a `pkfs` command and the mount daemon.
 //!
 //! One connection carries one exchange: the client sends one [`Request`] frame,
-//! the daemon answers with one [`Response`] frame and closes.
+//! the daemon answers with one [`Response`] frame and closes. A command's
+//! input and output, which may be larger than a frame, are streamed around
+//! that exchange in pieces of at most [`CHUNK`] bytes:
+//!
+//! ```text
+//! client                                  daemon
+//! Request::Command (input_follows: true)  ->
+//! Input::Data, Input::Data, ...           ->   gathered into `stdin`
+//! Input::End                              ->   (at most MAX_INPUT bytes)
+//!                                              the command runs
+//!                                         <-   Response::Output, ... (stdout)
+//!                                         <-   Response::Command (the rest)
+//! ```
+//!
+//! The daemon reads the whole input before it runs the command, so a command
+//! never waits on its client while it holds a vault: a client that stops
+//! sending, or goes away, ends its request before anything was changed. The
+//! client opens and reads what the command names (a file, its standard input)
+//! itself; the daemon never opens a path a request names.
 //!
 //! ```text
 //! frame:
@@ -32,6 +50,14 @@ use zeroize::{Zeroize, Zeroizing};
 /// written (`secret write`) or printed (`secret cat`) through the daemon.
 pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
 
+/// The largest piece of a command's input or output in one frame: 1 MiB.
+pub const CHUNK: usize = 1024 * 1024;
+
+/// The most input one command may stream to the daemon: 1 GiB. The daemon
+/// holds the input in memory (never on disk: it may be a secret) until the
+/// command has run, so this bounds what one request can make it allocate.
+pub const MAX_INPUT: u64 = 1024 * 1024 * 1024;
+
 /// What a client asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
@@ -53,8 +79,13 @@ pub struct CommandRequest {
     /// The client's working directory: relative local paths (`secret add FILE`,
     /// `secret import DIR`) resolve against it.
     pub cwd: PathBuf,
-    /// The client's standard input, read to the end (`secret write` only).
+    /// The command's input, read by the client: its standard input (`secret
+    /// write`) or the file it names (`secret add FILE`). With `input_follows`
+    /// it is sent as [`Input`] frames after the request, and the daemon fills
+    /// this in before the command runs.
     pub stdin: Option<Vec<u8>>,
+    /// The input follows this frame as [`Input`] frames (see the module docs).
+    pub input_follows: bool,
     /// The current passphrase (`passwd` only: the daemon verifies it against
     /// `root.key` before changing anything).
     pub passphrase: Option<Vec<u8>>,
@@ -78,6 +109,7 @@ impl CommandRequest {
             args,
             cwd,
             stdin: None,
+            input_follows: false,
             passphrase: None,
             new_passphrase: None,
             stdout_tty: false,
@@ -102,6 +134,7 @@ impl fmt::Debug for CommandRequest {
             .field("args", &self.args)
             .field("cwd", &self.cwd)
             .field("stdin_len", &len(&self.stdin))
+            .field("input_follows", &self.input_follows)
             .field(
                 "passphrase",
                 &self.passphrase.as_ref().map(|_| "<redacted>"),
@@ -128,6 +161,9 @@ pub enum Response {
     },
     /// The mount's status, as JSON text chosen by the daemon.
     Status(String),
+    /// A piece of a command's standard output, ahead of its
+    /// [`Response::Command`] (which carries the rest).
+    Output(Vec<u8>),
     Ok,
     /// The request was refused or failed before any command ran. `message` is
     /// one line without the `pkfs: ` prefix; `code` is the exit code to use.
@@ -139,9 +175,13 @@ pub enum Response {
 
 impl Drop for Response {
     fn drop(&mut self) {
-        if let Response::Command { stdout, stderr, .. } = self {
-            stdout.zeroize();
-            stderr.zeroize();
+        match self {
+            Response::Command { stdout, stderr, .. } => {
+                stdout.zeroize();
+                stderr.zeroize();
+            }
+            Response::Output(bytes) => bytes.zeroize(),
+            _ => {}
         }
     }
 }
@@ -160,12 +200,39 @@ impl fmt::Debug for Response {
                 .field("stderr", &String::from_utf8_lossy(stderr))
                 .finish(),
             Response::Status(s) => f.debug_tuple("Status").field(s).finish(),
+            Response::Output(b) => write!(f, "Output({} bytes)", b.len()),
             Response::Ok => f.write_str("Ok"),
             Response::Error { code, message } => f
                 .debug_struct("Error")
                 .field("code", code)
                 .field("message", message)
                 .finish(),
+        }
+    }
+}
+
+/// A frame of a command's input stream (see the module docs).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// The next at most [`CHUNK`] bytes.
+    Data(Vec<u8>),
+    /// The input is complete.
+    End,
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        if let Input::Data(bytes) = self {
+            bytes.zeroize();
+        }
+    }
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Data(b) => write!(f, "Data({} bytes)", b.len()),
+            Input::End => f.write_str("End"),
         }
     }
 }
