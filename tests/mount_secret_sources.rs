@@ -212,3 +212,23 @@ fn a_fifo_nobody_opens_does_not_wedge_the_mount() {
     m.node.fail(ExitCode::NotFound, ["secret", "cat", "v:x"]);
     assert_eq!(m.node.cat("v:new"), b"x");
 }
+
+#[test]
+fn import_reads_the_clients_directory_mounted_and_not() {
+    both_modes(|n, mode| {
+        let src = n.scratch().join(format!("tree-{mode}"));
+        std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+        std::fs::write(src.join("a.txt"), b"A").unwrap();
+        std::fs::write(src.join("sub/deeper/b.bin"), [0u8, 255, 7]).unwrap();
+        let rel = format!("tree-{mode}");
+        let o = n.ok(["secret", "import", &rel, "v:imp"]);
+        assert!(o.stderr.is_empty(), "{mode}: {o:?}");
+        assert_eq!(n.cat("v:imp/a.txt"), b"A", "{mode}");
+        assert_eq!(n.cat("v:imp/sub/deeper/b.bin"), [0u8, 255, 7], "{mode}");
+        n.fail(ExitCode::WrongKind, ["secret", "import", "passfile", "v:x"]);
+        n.fail(
+            ExitCode::Failure,
+            ["secret", "import", "no-such-dir", "v:x"],
+        );
+    });
+}

@@ -9,9 +9,12 @@
 //! What crosses the socket (see `pkfs::daemon::protocol`): the argv without
 //! `--passfile`/`--extpass`, the working directory, whether stdout is a
 //! terminal, the `PKFS_TEST_ONLY_*` variables, and only what a command needs of
-//! the client: its standard input (`secret write`), its passphrases (`passwd`).
-//! The daemon never prompts, never reads a passphrase file and never starts a
-//! user's command: `secret env -- CMD` fetches the variables and runs CMD here.
+//! the client: its input, read here and streamed after the request (`secret
+//! write`: standard input; `secret add FILE`: the file; `secret import DIR`:
+//! the tree, see `secret_io::encode_tree`), its passphrases (`passwd`).
+//! The daemon never prompts, never reads a passphrase file, never opens a
+//! local path a command names, and never starts a user's command: `secret
+//! env -- CMD` fetches the variables and runs CMD here.
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Read, Write};
@@ -226,6 +229,10 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
         }
         Command::Secret(SecretCmd::Add { file, .. }) => {
             req_stdin = Some(read_file(file)?);
+        }
+        Command::Secret(SecretCmd::Import { dir, .. }) => {
+            let tree = secret_io::read_tree(dir, cfg.quiet)?;
+            req_stdin = Some(secret_io::encode_tree(&tree));
         }
         Command::Secret(SecretCmd::Env {
             command,

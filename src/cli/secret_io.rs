@@ -17,24 +17,38 @@ use super::{parse_target, progress, write_err, write_out, Target};
 
 /// Copy a local directory tree into `dest`, as one commit. Every name is checked
 /// before anything is written, so an invalid one (say `.git`) imports nothing.
-/// Returns the file count.
+/// The tree is read whole before the vault is touched: here, or on the daemon
+/// side by the client, which sends it as the command's input ([`encode_tree`]);
+/// the daemon never reads the directory itself. Returns the file count.
 pub fn import(vault: &Vault, dir: &Path, dest: &VPath, cfg: &Config) -> Result<usize, Error> {
-    let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
-    if !meta.is_dir() {
-        return Err(Error::NotADirectory(dir.display().to_string()));
+    let tree = if cfg.remote() {
+        let bytes = cfg
+            .stdin
+            .as_ref()
+            .ok_or_else(|| Error::Usage("the client sent no directory to import".into()))?;
+        decode_tree(bytes)?
+    } else {
+        read_tree(dir, cfg.quiet)?
+    };
+    let mut plan = Vec::with_capacity(tree.len());
+    for (rel, data) in &tree {
+        let mut target = dest.clone();
+        for c in rel {
+            target = target.join(c)?;
+        }
+        plan.push((target, data));
     }
-    let plan = plan_import(dir, dest, cfg.quiet)?;
     let bar = progress::bar(cfg, plan.len() as u64, "import");
     let res = vault.mutate(|tree, ch| {
         ch.extend(tree.mkdir(dest, true)?);
         let mut files = 0;
-        for (local, target, is_dir) in &plan {
-            if *is_dir {
-                ch.extend(tree.mkdir(target, true)?);
-            } else {
-                let data = Zeroizing::new(std::fs::read(local).map_err(|e| Error::io(local, e))?);
-                ch.push(tree.write(target, &data)?);
-                files += 1;
+        for (target, data) in &plan {
+            match data {
+                None => ch.extend(tree.mkdir(target, true)?),
+                Some(data) => {
+                    ch.push(tree.write(target, data)?);
+                    files += 1;
+                }
             }
             bar.inc(1);
         }
@@ -44,15 +58,20 @@ pub fn import(vault: &Vault, dir: &Path, dest: &VPath, cfg: &Config) -> Result<u
     res
 }
 
-/// (local path, vault path, is a directory) for every entry below `dir`, parents
-/// before children.
-fn plan_import(
-    dir: &Path,
-    dest: &VPath,
-    quiet: bool,
-) -> Result<Vec<(PathBuf, VPath, bool)>, Error> {
-    let mut plan = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), dest.clone())];
+/// A local tree to import: each entry's path below the imported directory
+/// (its components) and, for a file, its bytes (`None`: a directory). Parents
+/// come before their children.
+pub type LocalTree = Vec<(Vec<Vec<u8>>, Option<Zeroizing<Vec<u8>>>)>;
+
+/// Read the directory `dir` whole: its subdirectories and regular files
+/// (anything else is skipped with a warning unless `quiet`).
+pub fn read_tree(dir: &Path, quiet: bool) -> Result<LocalTree, Error> {
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::NotADirectory(dir.display().to_string()));
+    }
+    let mut tree: LocalTree = Vec::new();
+    let mut stack: Vec<(PathBuf, Vec<Vec<u8>>)> = vec![(dir.to_path_buf(), Vec::new())];
     while let Some((local, inside)) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&local)
             .map_err(|e| Error::io(&local, e))?
@@ -61,13 +80,15 @@ fn plan_import(
         entries.sort_by_key(|e| e.file_name());
         for ent in entries {
             let path = ent.path();
-            let target = inside.join(ent.file_name().as_bytes())?;
+            let mut rel = inside.clone();
+            rel.push(ent.file_name().as_bytes().to_vec());
             let ft = ent.file_type().map_err(|e| Error::io(&path, e))?;
             if ft.is_dir() {
-                plan.push((path.clone(), target.clone(), true));
-                stack.push((path, target));
+                tree.push((rel.clone(), None));
+                stack.push((path, rel));
             } else if ft.is_file() {
-                plan.push((path, target, false));
+                let data = super::remote::read_file(&path)?;
+                tree.push((rel, Some(data)));
             } else if !quiet {
                 write_err(
                     format!("pkfs: skipped {path:?} (not a regular file or directory)\n")
@@ -76,7 +97,32 @@ fn plan_import(
             }
         }
     }
-    Ok(plan)
+    Ok(tree)
+}
+
+/// The bytes a client sends for `secret import` (postcard).
+pub fn encode_tree(tree: &LocalTree) -> Zeroizing<Vec<u8>> {
+    type WireRef<'a> = Vec<(&'a Vec<Vec<u8>>, Option<&'a [u8]>)>;
+    let wire: WireRef = tree
+        .iter()
+        .map(|(rel, data)| (rel, data.as_ref().map(|d| &d[..])))
+        .collect();
+    // Encoding byte strings into memory cannot fail.
+    Zeroizing::new(postcard::to_allocvec(&wire).unwrap_or_default())
+}
+
+/// Decode what [`encode_tree`] produced.
+fn decode_tree(bytes: &[u8]) -> Result<LocalTree, Error> {
+    type Wire = Vec<(Vec<Vec<u8>>, Option<Vec<u8>>)>;
+    let bad = |e: String| Error::Usage(format!("malformed directory from the client: {e}"));
+    let (wire, rest) = postcard::take_from_bytes::<Wire>(bytes).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes".into()));
+    }
+    Ok(wire
+        .into_iter()
+        .map(|(rel, data)| (rel, data.map(Zeroizing::new)))
+        .collect())
 }
 
 /// Move `src` in one vault to `dst` in another: copy (one commit), then remove
