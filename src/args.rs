@@ -64,6 +64,9 @@ pub enum Command {
         dir: Option<PathBuf>,
     },
     /// Show whether the home is mounted, pending changes and cache figures
+    ///
+    /// A home this user cannot reach (say, permission denied on it) is an
+    /// error, exit code 1: whether it is mounted is then unknown.
     Status,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
