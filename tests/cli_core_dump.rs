@@ -173,3 +173,82 @@ fn a_long_secret_cat_and_passwd_dump_no_key_material() {
     // The node is unchanged and still opens with the old passphrase.
     assert_eq!(n.cat("v:big").len(), 1 << 20);
 }
+
+const NOBODY: u32 = 65534;
+
+/// Run `cmd` as uid/gid 65534 with no supplementary groups.
+fn as_nobody(cmd: &mut Command) -> &mut Command {
+    // SAFETY: setgroups/setgid/setuid are async-signal-safe; nothing else runs
+    // in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(NOBODY) != 0
+                || libc::setuid(NOBODY) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn another_process_of_the_same_user_cannot_look_inside_pkfs() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("needs root (to become nobody); skipped");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("pkfs-ptrace-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = dir.path().join("pkfs");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // `init` waiting for its --extpass helper: a pkfs process of user nobody
+    // that is about to hold a passphrase.
+    let mut child = as_nobody(
+        Command::new(&bin)
+            .env_clear()
+            .env("PKFS_TEST_ONLY_FAST_KDF", "1")
+            .arg("--home")
+            .arg(dir.path().join("home"))
+            .args(["--extpass", "sleep 8; echo pw", "init"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    // Wait until it runs pkfs (not the pre-exec child any more).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{pid}/exe")).ok() != Some(bin.clone()) {
+        assert!(Instant::now() < deadline, "pkfs did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // Non-dumpable: the kernel gives its /proc files to root.
+    let owner = std::fs::metadata(format!("/proc/{pid}/mem")).unwrap().uid();
+    // Another process of the same user may not read its memory or environment.
+    let peek = as_nobody(
+        Command::new("cat")
+            .arg(format!("/proc/{pid}/environ"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .output()
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(owner, 0, "pkfs's /proc files belong to its user: dumpable");
+    assert!(
+        !peek.status.success() && peek.stdout.is_empty(),
+        "the same user read pkfs's environment: {peek:?}"
+    );
+}
