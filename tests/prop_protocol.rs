@@ -125,6 +125,7 @@ fn response() -> impl Strategy<Value = Response> {
             stderr
         }),
         any::<String>().prop_map(Response::Status),
+        blob().prop_map(Response::Output),
         Just(Response::Ok),
         (any::<i32>(), any::<String>())
             .prop_map(|(code, message)| Response::Error { code, message }),

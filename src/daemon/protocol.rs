@@ -382,6 +382,7 @@ mod tests {
             },
             Response::Status("{\"mounted\":true}".into()),
             Response::Ok,
+            Response::Output(vec![9; 100]),
             Response::Error {
                 code: 2,
                 message: "no".into(),
@@ -389,6 +390,14 @@ mod tests {
         ] {
             let buf = frame_of(&resp);
             assert_eq!(read_frame::<_, Response>(&buf[..]).unwrap(), resp);
+        }
+        for input in [
+            Input::Data(vec![1, 2, 255]),
+            Input::Data(vec![]),
+            Input::End,
+        ] {
+            let buf = frame_of(&input);
+            assert_eq!(read_frame::<_, Input>(&buf[..]).unwrap(), input);
         }
     }
 
