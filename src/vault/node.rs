@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use super::handle::Vault;
 use super::home::{Home, UNLISTED_OK};
 use super::metadata::{self, Table, VaultRecord, WrappedKey};
-use super::protector::{open_key_file, seal_key_file, Protector};
+use super::protector::{
+    encode_key_file, open_key_file, open_key_file_versioned, parse_key_file, seal_key_file,
+    Protector, VERSION as KEY_FILE_VERSION,
+};
 use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{random_array, Keychain, SymKey};
 use crate::error::{Error, Result};
@@ -83,7 +86,10 @@ impl Node {
         recover_rotation(&home, protector.as_ref())?;
         home.remove_stale_temps();
         let sealed = read(&home.root_key())?;
-        let der = open_key_file(protector.as_ref(), &sealed)?;
+        let (der, version) = open_key_file_versioned(protector.as_ref(), &sealed)?;
+        if version != KEY_FILE_VERSION {
+            upgrade_key_file(&home, &sealed);
+        }
         let root = RootKeypair::from_pkcs8_der(&der)
             .map_err(|_| Error::corrupt("root.key", "the decrypted key is not an RSA-4096 key"))?;
         let pem = String::from_utf8(read(&home.root_pub())?)
@@ -261,6 +267,19 @@ impl Node {
             ));
         }
         Ok(dir)
+    }
+}
+
+/// Rewrite a version-1 `root.key` (just opened, so genuine) as version 2, the
+/// same slot with a checksum, so later damage is told from a wrong passphrase.
+/// Best effort: a home that cannot be written keeps opening as version 1.
+fn upgrade_key_file(home: &Home, sealed: &[u8]) {
+    let Ok((_, slots)) = parse_key_file(sealed) else {
+        return;
+    };
+    match write_atomic(&home.root_key(), &encode_key_file(&slots)) {
+        Ok(()) => tracing::info!("root.key rewritten in format version {KEY_FILE_VERSION}"),
+        Err(e) => tracing::warn!("root.key kept in format version 1: {e}"),
     }
 }
 
