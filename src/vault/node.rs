@@ -23,6 +23,8 @@ use crate::store::Tree;
 
 const JOURNAL_FILES: [&str; 3] = ["metadata", "root.pub", "root.key"];
 const JOURNAL_COMMIT: &str = "COMMIT";
+/// The node setting that keeps the mount root's mode (octal).
+const MOUNT_ROOT_MODE: &str = "mount-root-mode";
 
 pub struct Node {
     home: Home,
@@ -63,6 +65,7 @@ impl Node {
         let table = Table {
             version: 1,
             vaults: vec![],
+            settings: Default::default(),
         };
         write_atomic(&home.metadata(), &metadata::seal(&root, &table))?;
         write_atomic(&home.root_pub(), root.public().to_pem().as_bytes())?;
@@ -178,6 +181,33 @@ impl Node {
         Ok(())
     }
 
+    /// The mode of the mount root: the owner's choice (`chmod` on the mount
+    /// root, kept in the vault table), else the home's own mode (0700), so
+    /// that an `--allow-other` mount does not show other users the vault
+    /// names unless the owner opens it.
+    pub fn mount_root_mode(&self) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        self.table
+            .settings
+            .get(MOUNT_ROOT_MODE)
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .filter(|m| *m <= 0o7777)
+            .unwrap_or_else(|| {
+                fs::metadata(self.home.root())
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0o700)
+            })
+    }
+
+    /// Keep `mode` (the permission bits) as the mount root's mode.
+    pub fn set_mount_root_mode(&mut self, mode: u32) -> Result<()> {
+        let before = self.table.clone();
+        self.table
+            .settings
+            .insert(MOUNT_ROOT_MODE.into(), format!("{:o}", mode & 0o7777));
+        self.save_table().inspect_err(|_| self.table = before)
+    }
+
     pub fn create_vault(&mut self, name: &str) -> Result<VaultRecord> {
         check_vault_name(name)?;
         if self.table.find(name).is_ok() {
@@ -266,6 +296,7 @@ impl Node {
                 format!("its directory vaults/{id} is missing or incomplete"),
             ));
         }
+        make_private(&dir.join(".git"));
         Ok(dir)
     }
 }
@@ -280,6 +311,22 @@ fn upgrade_key_file(home: &Home, sealed: &[u8]) {
     match write_atomic(&home.root_key(), &encode_key_file(&slots)) {
         Ok(()) => tracing::info!("root.key rewritten in format version {KEY_FILE_VERSION}"),
         Err(e) => tracing::warn!("root.key kept in format version 1: {e}"),
+    }
+}
+
+/// Close a directory pkfs made to group and others, if an older pkfs (or
+/// libgit2 under the user's umask) left it open. Everything below it is then
+/// out of their reach too. Best effort: the home itself is 0700 anyway.
+fn make_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && m.permissions().mode() & 0o077 != 0 => {
+            let mode = m.permissions().mode() & 0o700;
+            if let Err(e) = fs::set_permissions(dir, fs::Permissions::from_mode(mode)) {
+                tracing::warn!("cannot make {} private: {e}", dir.display());
+            }
+        }
+        _ => {}
     }
 }
 
