@@ -7,6 +7,7 @@ pub mod fsck;
 pub mod history;
 pub mod journal;
 pub mod prefetch;
+pub mod quarantine;
 pub mod reaper;
 pub mod seal;
 pub mod stage;

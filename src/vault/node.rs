@@ -19,12 +19,23 @@ use crate::store::atomic::{
     crash_point, create_dir_durable, fsync_dir, fsync_tree, write_atomic, write_atomic_at,
 };
 use crate::store::history::History;
+use crate::store::quarantine::{self, Quarantined};
 use crate::store::Tree;
+use crate::store::{Change, ChangeKind};
 
 const JOURNAL_FILES: [&str; 3] = ["metadata", "root.pub", "root.key"];
 const JOURNAL_COMMIT: &str = "COMMIT";
 /// The node setting that keeps the mount root's mode (octal).
 const MOUNT_ROOT_MODE: &str = "mount-root-mode";
+
+/// One entry of a `pkfs quarantine restore`.
+pub struct Restored {
+    pub entry: Quarantined,
+    /// Its plaintext path, where the names on the way decrypt.
+    pub shown: Option<String>,
+    /// `Err`: why it stayed in quarantine.
+    pub outcome: std::result::Result<(), &'static str>,
+}
 
 pub struct Node {
     home: Home,
@@ -285,6 +296,60 @@ impl Node {
         let record = self.table.find(name)?.clone();
         let keys = record.keychain(&self.root)?;
         Vault::open(record, self.vault_dir_of(name)?, keys)
+    }
+
+    /// What pkfs moved to the vault's quarantine, oldest batch first.
+    pub fn quarantined(&self, name: &str) -> Result<Vec<Quarantined>> {
+        quarantine::list(&self.vault_dir_of(name)?)
+    }
+
+    /// Put every entry of quarantine `batch` back where it came from, and
+    /// commit them. Each entry's backing path is journaled before it moves, so
+    /// the commit adopts exactly what comes back. Returns each entry with its
+    /// plaintext path and what became of it (`Err`: why it stayed).
+    pub fn restore_quarantined(&self, name: &str, batch: &str) -> Result<Vec<Restored>> {
+        let dir = self.vault_dir_of(name)?;
+        let entries: Vec<Quarantined> = quarantine::list(&dir)?
+            .into_iter()
+            .filter(|q| q.batch == batch)
+            .collect();
+        if entries.is_empty() {
+            return Err(Error::NotFound(format!("{name}:quarantine/{batch}")));
+        }
+        let vault = self.open_vault(name)?;
+        let batch_dir = dir.join("quarantine").join(batch);
+        let mut out = Vec::new();
+        vault.mutate(|tree, changes| {
+            for q in entries {
+                let path = quarantine::plain_path(tree, &batch_dir, &q.rel);
+                let shown = path.as_ref().map(|p| p.to_string());
+                let why = quarantine::blocked(&dir, &q).or(match &path {
+                    None => Some("its name does not decrypt"),
+                    Some(p) if tree.backing_rel(p).ok().as_deref() != Some(q.rel.as_str()) => {
+                        Some("its name does not decrypt to where it came from")
+                    }
+                    Some(_) => None,
+                });
+                if let (None, Some(p)) = (why, &path) {
+                    vault.history().mark(&q.rel)?;
+                    vault.history().sync_journal()?;
+                    quarantine::put_back(&dir, &q.batch, &q.rel)?;
+                    let shown = p.to_string();
+                    let kind = ChangeKind::Added;
+                    changes.push(match q.is_dir {
+                        true => Change::new(kind, format!("{shown}/")),
+                        false => Change::new(kind, shown),
+                    });
+                }
+                out.push(Restored {
+                    entry: q,
+                    shown,
+                    outcome: why.map_or(Ok(()), Err),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn vault_dir_of(&self, name: &str) -> Result<PathBuf> {
