@@ -248,6 +248,7 @@ impl FsCore {
         })?;
         let vault = self.vault_of(parent)?;
         let dir = self.dir(parent)?;
+        self.may_search(&dir)?;
         let disk = DiskName::from_encoded(vault.names.encrypt(&dir.iv, name));
         Ok(Entry {
             parent,

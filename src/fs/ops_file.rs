@@ -175,6 +175,14 @@ impl FsCore {
             return Err(Errno::EISDIR);
         }
         let e = self.entry_of(ino)?;
+        if self.uid != 0 {
+            // Search and read access the backing entries may keep only for
+            // the daemon (`store/modes.rs`).
+            self.may_search(&e.dir)?;
+            if acc != libc::O_WRONLY {
+                self.owner_may(&e.dir.fd.stat(e.name()).errno()?, 4)?;
+            }
+        }
         let replaces = write && flags & libc::O_TRUNC != 0;
         // Not open in this mount: the blob must be HEAD's (or journaled), and
         // the descriptor that was checked is the one that serves the file (one

@@ -84,12 +84,28 @@ impl DirFd {
 
     /// The status of entry `name` (a symlink itself, not its target).
     pub fn stat(&self, name: &str) -> io::Result<Stat> {
-        Stat::at(self.raw(), &cname(name)?, libc::AT_SYMLINK_NOFOLLOW)
+        let st = Stat::at(self.raw(), &cname(name)?, libc::AT_SYMLINK_NOFOLLOW)?;
+        Ok(super::modes::apply(st, false, || self.at(name)))
     }
 
     /// The status of this directory.
     pub fn stat_self(&self) -> io::Result<Stat> {
-        Stat::at(self.raw(), c"", libc::AT_EMPTY_PATH)
+        let st = Stat::at(self.raw(), c"", libc::AT_EMPTY_PATH)?;
+        Ok(super::modes::apply(st, true, || self.path()))
+    }
+
+    /// chmod of an entry (or of this directory) that never takes from the
+    /// daemon's user what it needs to read the entry (`modes.rs`).
+    pub fn chmod_keeping_access(
+        &self,
+        name: Option<&str>,
+        mode: u32,
+        is_dir: bool,
+    ) -> io::Result<()> {
+        match name {
+            Some(n) => super::modes::chmod_keeping_access(&self.at(n), mode, is_dir, false),
+            None => super::modes::chmod_keeping_access(&self.path(), mode, is_dir, true),
+        }
     }
 
     pub fn read_diriv(&self) -> io::Result<DirIv> {
