@@ -249,7 +249,10 @@ pub struct MountArgs {
     #[arg(long)]
     pub ro: bool,
     /// Let other users in (and have the kernel check their permissions:
-    /// default_permissions)
+    /// default_permissions). The mount root's mode is the owner's choice
+    /// (`chmod`, kept across mounts) and starts as the home's (0700): `chmod
+    /// 711 DIR` lets others into vaults whose names they know, `chmod 755 DIR`
+    /// lists the names
     #[arg(long)]
     pub allow_other: bool,
     /// Size of the decrypted page cache (K, M, G suffixes)
