@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -82,8 +82,23 @@ fn modes_that_shut_the_owner_out_do_not_block_commits_or_unmount() {
     assert_eq!(mode(&v.join("d")), 0o600);
     assert_eq!(mode(&v.join("g")), 0o000);
     assert_eq!(mode(&v.join("h")), 0o200);
-    // A change inside after the chmod, and a commit of it all.
+    // A change inside after the chmod, entries made with such modes, and a
+    // commit of it all.
     std::fs::write(v.join("e"), "later\n").unwrap();
+    std::fs::DirBuilder::new()
+        .mode(0o000)
+        .create(v.join("z"))
+        .unwrap();
+    let mut w = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o000)
+        .open(v.join("w"))
+        .unwrap();
+    std::io::Write::write_all(&mut w, b"made 000\n").unwrap();
+    drop(w);
+    assert_eq!(mode(&v.join("z")), 0o000);
+    assert_eq!(mode(&v.join("w")), 0o000);
     wait_committed(&n);
     ok(&n, &["umount", m]);
 
@@ -91,6 +106,8 @@ fn modes_that_shut_the_owner_out_do_not_block_commits_or_unmount() {
     assert_eq!(mode(&v.join("d")), 0o600, "kept across mounts");
     assert_eq!(mode(&v.join("g")), 0o000);
     assert_eq!(mode(&v.join("h")), 0o200);
+    assert_eq!(mode(&v.join("z")), 0o000);
+    assert_eq!(mode(&v.join("w")), 0o000);
     chmod(&v.join("d"), 0o700);
     chmod(&v.join("g"), 0o644);
     assert_eq!(mode(&v.join("d")), 0o700);
@@ -106,4 +123,5 @@ fn modes_that_shut_the_owner_out_do_not_block_commits_or_unmount() {
     ok(&n, &["fsck", "v"]);
     assert_eq!(ok(&n, &["secret", "cat", "v:d/f"]), "IMPORTANT\n");
     assert_eq!(ok(&n, &["secret", "cat", "v:e"]), "later\n");
+    assert_eq!(ok(&n, &["secret", "cat", "v:w"]), "made 000\n");
 }

@@ -286,7 +286,12 @@ impl FsCore {
     /// chmod of a backing entry (`None`: the directory itself). A regular
     /// file or directory keeps what the daemon needs to read it, and the mode
     /// asked for is kept beside it (`store/modes.rs`).
-    fn chmod_entry(&self, fd: &DirFd, name: Option<&str>, mode: u32) -> std::io::Result<()> {
+    pub(super) fn chmod_entry(
+        &self,
+        fd: &DirFd,
+        name: Option<&str>,
+        mode: u32,
+    ) -> std::io::Result<()> {
         let st = match name {
             Some(n) => fd.stat(n)?,
             None => fd.stat_self()?,

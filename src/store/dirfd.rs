@@ -311,7 +311,9 @@ impl DirFd {
             // syncfs, or before any fsync in the vault (`History::sync_journal`).
             // A power cut before either is recovered at the next open
             // (`History::quarantine_lost_dirs`).
-            self.chmod(Some(&tmp), mode)?;
+            // Never without the daemon's own read and search (`modes.rs`):
+            // the caller sets the mode asked for once it is in place.
+            self.chmod(Some(&tmp), mode | super::modes::kept_bits(true))?;
             self.rename_to(&tmp, self, name, libc::RENAME_NOREPLACE)
         })();
         if built.is_err() {
