@@ -107,6 +107,26 @@ fn everything_pkfs_creates_in_the_home_is_private() {
 }
 
 #[test]
+fn the_homes_missing_parents_get_the_users_umask() {
+    let n = Node::new();
+    let home = n.scratch().join("a/b/home");
+    let script = format!(
+        "umask 022; exec {BIN} --home {home:?} --passfile {:?} init",
+        n.passfile
+    );
+    let o = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .env("PKFS_TEST_ONLY_FAST_KDF", "1")
+        .env("PKFS_TEST_ONLY_ROOT_KEY", root_key(0))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(mode_of(&n.scratch().join("a")), 0o755);
+    assert_eq!(mode_of(&n.scratch().join("a/b")), 0o755);
+    assert_eq!(mode_of(&home), 0o700);
+}
+
+#[test]
 fn an_older_homes_open_git_directory_is_made_private_at_open() {
     let n = Node::with_vault();
     n.write("v:s", "x");

@@ -132,6 +132,20 @@ pub fn restore_user_umask() {
     }
 }
 
+/// Run `f` with the mask the process started with.
+fn with_user_umask<T>(f: impl FnOnce() -> T) -> T {
+    let user = USER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
+    if user == NO_UMASK {
+        return f();
+    }
+    // SAFETY: umask only swaps the process's mask; put back below.
+    let ours = unsafe { libc::umask(user as libc::mode_t) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(ours) };
+    out
+}
+
 const NO_UMASK: u32 = u32::MAX;
 static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(NO_UMASK);
 
@@ -145,6 +159,12 @@ impl Home {
             check_owner(root, &meta)?;
         }
         refuse_foreign_content(root)?;
+        // Missing parents (say ~/.local/share) are the user's, made with the
+        // user's umask; the home itself is private.
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            with_user_umask(|| std::fs::create_dir_all(parent))
+                .map_err(|e| Error::io(parent, e))?;
+        }
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(root, e))?;
