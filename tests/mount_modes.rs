@@ -11,6 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::Path;
 use std::process::Command;
 
+use common::mount;
 use common::*;
 
 /// `pkfs ARGS` on node `n` without the capabilities that pass over modes.
@@ -61,6 +62,17 @@ fn wait_committed(n: &Node) {
     panic!("changes not committed");
 }
 
+/// Detaches the mount if the test fails half-way.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        if mount::is_mounted(self.0) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+}
+
 #[test]
 fn modes_that_shut_the_owner_out_do_not_block_commits_or_unmount() {
     common::need("setpriv");
@@ -69,6 +81,7 @@ fn modes_that_shut_the_owner_out_do_not_block_commits_or_unmount() {
     let mnt = n.scratch().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let m = mnt.to_str().unwrap();
+    let _guard = Unmount(&mnt);
     ok(&n, &["mount", m, "--commit-delay", "100ms"]);
     let v = mnt.join("v");
     std::fs::create_dir(v.join("d")).unwrap();
