@@ -55,6 +55,9 @@ export PKFS_HOME=$work/home PKFS_PASSFILE=$work/pass
 # moment only, and hashing it into git would stall that run for minutes.
 # Everything is still committed at unmount.
 "$bin" mount --allow-other --commit-delay 10m "$mnt"
+# The mount root starts private (the home's mode); the suite's other users
+# need to reach the vault.
+chmod 755 "$mnt"
 chmod 777 "$mnt/pjd"
 
 cat >"$work/pjdfstest.toml" <<TOML

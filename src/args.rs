@@ -95,7 +95,8 @@ pub enum Command {
                   replaced by its last good committed version (HEAD's, else the newest older one \
                   that decrypts, which is then committed), damaged git blobs are rebuilt from \
                   intact working files, and untracked entries are moved (never deleted) to \
-                  VAULT_DIR/quarantine/UNIX_TIME/. Every action is reported; the vault is then \
+                  VAULT_DIR/quarantine/UNIX_TIME/ (`pkfs quarantine list` shows them, `pkfs \
+                  quarantine restore` puts them back). Every action is reported; the vault is then \
                   checked again.\n\n\
                   Exit status: 0 when no problem was found (after --restore: none is left), \
                   12 when problems were found (or remain), 9 when the metadata itself is corrupt, \
@@ -113,6 +114,9 @@ pub enum Command {
         /// Vaults to collect [default: all]
         vaults: Vec<String>,
     },
+    /// List what pkfs moved aside, or put it back
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +220,34 @@ pub enum VersionCmd {
     Checkout { vault: String, reference: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// List quarantined entries: BATCH, plaintext path (where it decrypts), kind
+    #[command(
+        visible_alias = "ls",
+        long_about = "List what pkfs moved out of a vault instead of deleting it: untracked \
+                  entries `fsck --restore` moved aside, and new directories that a power cut left \
+                  without their IV, moved at the next open. One line per entry: \
+                  VAULT BATCH PATH KIND, where BATCH names the move (its Unix time, with \
+                  `-lost-iv` for the second kind) and PATH is the entry's plaintext path where the \
+                  names decrypt, else its backing path. `(occupied)` marks an entry whose place is \
+                  taken now; `(no index)` a batch from an older pkfs."
+    )]
+    List {
+        /// Vaults to list [default: all]
+        vaults: Vec<String>,
+    },
+    /// Put every entry of BATCH back where it came from, and commit it
+    #[command(
+        long_about = "Put every entry of quarantine BATCH (as `pkfs quarantine list` shows \
+                  it) back where it came from in VAULT, and commit it: the entries are adopted as \
+                  they are, so restore only what you trust. An entry whose place is taken, whose \
+                  directory is gone or whose name does not decrypt stays, and is reported. \
+                  Exit status 13 when BATCH holds nothing to restore."
+    )]
+    Restore { vault: String, batch: String },
+}
+
 #[derive(Debug, Args)]
 pub struct MountArgs {
     /// Empty directory to mount on
@@ -227,7 +259,10 @@ pub struct MountArgs {
     #[arg(long)]
     pub ro: bool,
     /// Let other users in (and have the kernel check their permissions:
-    /// default_permissions)
+    /// default_permissions). The mount root's mode is the owner's choice
+    /// (`chmod`, kept across mounts) and starts as the home's (0700): `chmod
+    /// 711 DIR` lets others into vaults whose names they know, `chmod 755 DIR`
+    /// lists the names
     #[arg(long)]
     pub allow_other: bool,
     /// Size of the decrypted page cache (K, M, G suffixes)

@@ -6,6 +6,9 @@ use clap::Parser;
 
 fn main() {
     no_core_dumps();
+    // Everything pkfs creates in the home is private (0600/0700), libgit2's
+    // files included; a program pkfs runs for the user gets the user's mask.
+    pkfs::vault::home::set_private_umask();
     let cli = cli::Cli::parse_from(cli::fstab::rewrite(std::env::args_os().collect()));
     let result = cli::run(cli);
     // Directories a checkout dropped are removed in the background; finish

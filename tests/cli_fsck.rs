@@ -81,9 +81,16 @@ fn an_untracked_entry_is_quarantined_not_deleted() {
     assert_eq!(actions[0]["action"], "quarantined");
     assert_eq!(actions[0]["path"], "junk file");
     assert!(!junk.exists());
-    let kept = files_under(&v.dir.join("quarantine"));
+    let (index, kept): (Vec<_>, Vec<_>) = files_under(&v.dir.join("quarantine"))
+        .into_iter()
+        .partition(|p| p.ends_with("index"));
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].ends_with("contents/junk file"));
+    // The batch's index names where it came from.
+    assert_eq!(
+        fs::read_to_string(&index[0]).unwrap(),
+        "contents/junk file\n"
+    );
     assert_eq!(fs::read(&kept[0]).unwrap(), b"dropped here");
     v.assert_clean();
     v.assert_all_readable();

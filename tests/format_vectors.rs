@@ -17,6 +17,7 @@ mod common;
 
 use common::vectors::{hex, load, vector, Vector};
 use pkfs::crypto::aead::Gcm;
+use pkfs::crypto::kdf::{argon2id, Argon2Params};
 use pkfs::crypto::kdf::{hkdf32, hkdf_into};
 use pkfs::crypto::siv::{self, SivKey};
 use pkfs::crypto::SymKey;
@@ -25,6 +26,8 @@ use pkfs::format::links::{self, LinkCipher};
 use pkfs::format::names::{self, DiskName, EntryKind, NameCipher};
 use pkfs::format::offsets;
 use pkfs::format::tags::{Collector, TagKey, TagList};
+use pkfs::vault::protector::{encode_key_file, open_key_file, parse_key_file, Slot};
+use pkfs::vault::Passphrase;
 
 /// Vectors the document must contain (their values come from the document).
 const REQUIRED: &[&str] = &[
@@ -36,6 +39,7 @@ const REQUIRED: &[&str] = &[
     "symlink-target",
     "xattr",
     "tags-two-pages",
+    "root-key",
 ];
 
 // ---------------------------------------------------------------------------
@@ -261,6 +265,75 @@ fn check_name(v: &Vector) {
 }
 
 // ---------------------------------------------------------------------------
+// Root key file vectors.
+
+fn check_root_key(v: &Vector) {
+    let id = &v.id;
+    let pass = v.bytes("passphrase");
+    let params = Argon2Params {
+        m_cost_kib: v.int("m_cost_kib") as u32,
+        t_cost: v.int("t_cost") as u32,
+        p_cost: v.int("p_cost") as u32,
+    };
+    let salt = v.bytes("salt");
+    let iv: [u8; 12] = v.array("iv");
+    let secret = v.bytes("secret");
+    let kek = argon2id(&pass, &salt, params).expect("sane test costs");
+    assert_eq!(kek.as_bytes()[..], v.bytes("kek")[..], "{id}: kek");
+
+    // The slot body from the spec's primitives: costs ‖ salt ‖ iv ‖ tag ‖ ct,
+    // sealed with AAD = magic ‖ 01 ‖ protector id ‖ costs ‖ salt.
+    let mut head = Vec::new();
+    for c in [params.m_cost_kib, params.t_cost, params.p_cost] {
+        head.extend_from_slice(&c.to_be_bytes());
+    }
+    head.extend_from_slice(&salt);
+    let aad = [&b"PKFSROOT\x01\x01"[..], &head].concat();
+    let body = [
+        head.clone(),
+        Gcm::new(&kek).seal_envelope_with_iv(&iv, &aad, &secret),
+    ]
+    .concat();
+    let doc_body = v.bytes("slot_body");
+    assert_eq!(body, doc_body, "{id}: slot_body");
+
+    let mut file = b"PKFSROOT\x02\x01\x01".to_vec();
+    file.extend_from_slice(&(doc_body.len() as u32).to_be_bytes());
+    file.extend_from_slice(&doc_body);
+    let digest = Sha256::digest(&file);
+    file.extend_from_slice(&digest);
+    let doc_file = v.bytes("file");
+    assert_eq!(file, doc_file, "{id}: file");
+    let v1 = [&b"PKFSROOT\x01\x01"[..], &doc_body].concat();
+    let doc_v1 = v.bytes("file_v1");
+    assert_eq!(v1, doc_v1, "{id}: file_v1");
+
+    // The library opens both, and parses the slot out of both.
+    let pp = |p: &[u8]| Passphrase::new(zeroize::Zeroizing::new(p.to_vec()), params);
+    for f in [&doc_file, &doc_v1] {
+        assert_eq!(open_key_file(&pp(&pass), f).unwrap()[..], secret[..]);
+        assert!(matches!(
+            open_key_file(&pp(b"wrong"), f),
+            Err(pkfs::Error::WrongPassphrase)
+        ));
+        let (_, slots) = parse_key_file(f).unwrap();
+        assert_eq!(
+            slots,
+            vec![Slot {
+                id: 1,
+                body: doc_body.clone()
+            }]
+        );
+    }
+    assert_eq!(
+        encode_key_file(&parse_key_file(&doc_v1).unwrap().1),
+        doc_file,
+        "{id}: version 1 converts to version 2 unchanged"
+    );
+    v.assert_all_used();
+}
+
+// ---------------------------------------------------------------------------
 // Tests.
 
 #[test]
@@ -286,6 +359,7 @@ fn every_vector_matches_the_library() {
             "xattr" => check_xattr(v),
             "tags" => check_tags(v, &vectors),
             "journal" => {} // checked in format_journal.rs
+            "rootkey" => check_root_key(v),
             other => panic!("vector {}: unknown kind `{other}`", v.id),
         }
         checked += 1;

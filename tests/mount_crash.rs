@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -273,7 +274,16 @@ fn a_directory_whose_iv_a_crash_lost_is_quarantined_not_committed() {
     let q = m.node.vault_dir("v").join("quarantine");
     let stamps: Vec<_> = std::fs::read_dir(&q).unwrap().collect();
     assert_eq!(stamps.len(), 1);
-    let kept = stamps[0].as_ref().unwrap().path().join("dir-0");
+    let batch = stamps[0].as_ref().unwrap().path();
+    // Moved under its backing path, which the batch's index names.
+    let index = std::fs::read_to_string(batch.join("index")).unwrap();
+    let lines: Vec<&str> = index.lines().collect();
+    assert_eq!(lines.len(), 1, "{index}");
+    assert_eq!(
+        batch.join(lines[0]).parent(),
+        Some(batch.join("contents").as_path())
+    );
+    let kept = batch.join(lines[0]);
     let mut inside = Vec::new();
     backing_dirs(&kept, &mut inside);
     assert_eq!(inside.len(), 1, "moved whole, with new/sub: {inside:?}");
@@ -288,4 +298,52 @@ fn a_directory_whose_iv_a_crash_lost_is_quarantined_not_committed() {
     assert_eq!(m.node.cat("v:old/y"), b"journaled");
     let o = m.node.run(["--json", "fsck", "v"]);
     assert_eq!(o.code, 0, "{}", o.json());
+    // Listed, with the plaintext name it had.
+    let listed = m.node.ok(["quarantine", "list"]).out();
+    assert!(
+        listed.starts_with("v ") && listed.contains("-lost-iv new directory"),
+        "{listed}"
+    );
+}
+
+/// Lost-IV recovery acts only on an IV file that is really gone: a new
+/// directory the daemon cannot look into (EACCES: a mode that shuts its user
+/// out, checked here without CAP_DAC_OVERRIDE) keeps its place and its files.
+#[test]
+fn a_directory_whose_iv_cannot_be_read_is_not_taken_for_a_lost_one() {
+    common::need("setpriv");
+    let mut m = Mounted::with_args(&["--commit-delay", "60s"]);
+    std::fs::write(m.path("keep"), b"committed").unwrap();
+    m.umount(); // commits
+    m.mount(&["--commit-delay", "60s"]);
+    let contents = m.node.vault_dir("v").join("contents");
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("d/f"), b"IMPORTANT").unwrap();
+    kill_daemon(&m);
+    let mut dirs = Vec::new();
+    backing_dirs(&contents, &mut dirs);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let d = &dirs[0];
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Opened by a process without the capabilities that pass over modes.
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--",
+            common::BIN,
+            "--home",
+        ])
+        .arg(&m.node.home)
+        .arg("--passfile")
+        .arg(&m.node.passfile)
+        .args(["secret", "cat", "v:keep"])
+        .env("PKFS_TEST_ONLY_FAST_KDF", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.stdout, b"committed", "{o:?}");
+    assert!(d.is_dir(), "moved away on EACCES");
+    assert!(!m.node.vault_dir("v").join("quarantine").exists());
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(m.node.cat("v:d/f"), b"IMPORTANT");
 }

@@ -109,6 +109,22 @@ fn without_allow_other_the_users_own_modes_are_enforced() {
         test -w d/x
         chmod 0644 f
         test -w f
+        mkdir e
+        echo IMPORTANT > e/x
+        chmod 600 e
+        no test -x e
+        no cat e/x
+        echo secret > g
+        chmod 000 g
+        no cat g
+        no test -r g
+        chmod 200 g
+        no cat g
+        echo again > g
+        sleep 3
+        chmod 700 e
+        [ "$(cat e/x)" = IMPORTANT ]
+        chmod 600 e
         echo ok
     "#;
     let o = as_nobody(
@@ -118,7 +134,10 @@ fn without_allow_other_the_users_own_modes_are_enforced() {
             .env("HOME", base.path()),
     );
     let out = String::from_utf8_lossy(&o.stdout);
+    // Every commit worked, whatever the modes: the unmount commits and exits 0.
     pkfs(&["umount", mnt.to_str().unwrap()]);
+    pkfs(&["fsck", "v"]);
+    pkfs(&["secret", "cat", "v:e/x"]);
     assert!(
         o.status.success() && out.trim() == "ok",
         "as the mount's owner: exit {:?}\nstdout: {out}\nstderr: {}",

@@ -50,8 +50,11 @@ fn table() -> impl Strategy<Value = Table> {
                 .collect(),
             settings,
         });
-    (any::<u32>(), proptest::collection::vec(record, 0..4))
-        .prop_map(|(version, vaults)| Table { version, vaults })
+    (any::<u32>(), proptest::collection::vec(record, 0..4)).prop_map(|(version, vaults)| Table {
+        version,
+        vaults,
+        settings: Default::default(),
+    })
 }
 
 /// The Base58 alphabet (Bitcoin's): vault ids are Base58 of 16 random bytes.
@@ -115,6 +118,7 @@ fn forged_with_public_key(body: &[u8]) -> Vec<u8> {
 #[test]
 fn a_table_forged_with_the_public_key_alone_is_refused() {
     let t = Table {
+        settings: Default::default(),
         version: 1,
         vaults: vec![VaultRecord {
             id: "a".into(),
@@ -203,6 +207,7 @@ proptest! {
         // A table anyone with `root.pub` can write: an id is used as a path
         // component under `vaults/` (and removed by `vault delete`).
         let t = Table {
+            settings: Default::default(),
             version: 1,
             vaults: vec![VaultRecord {
                 id: id.clone(),
@@ -239,6 +244,7 @@ fn deeply_nested_json_in_the_table_is_refused() {
     let mut settings = BTreeMap::new();
     settings.insert("k".to_string(), "v".to_string());
     let ok = Table {
+        settings: Default::default(),
         version: 1,
         vaults: vec![VaultRecord {
             id: "a".into(),
@@ -267,6 +273,7 @@ fn a_forged_vault_id_cannot_point_vault_delete_outside_the_home() {
         "../../victim".to_string(),
     ] {
         let t = Table {
+            settings: Default::default(),
             version: 1,
             vaults: vec![VaultRecord {
                 id: id.clone(),

@@ -249,7 +249,7 @@ fn serve(
 /// do not matter; anything unparsable counts as a change (the safe side).
 fn read_only(args: &[String]) -> bool {
     use clap::Parser;
-    use pkfs::args::{Command, SecretCmd, VaultCmd, VersionCmd};
+    use pkfs::args::{Command, QuarantineCmd, SecretCmd, VaultCmd, VersionCmd};
     match super::Cli::try_parse_from(args).map(|c| c.command) {
         Ok(Command::Secret(s)) => matches!(
             s,
@@ -262,6 +262,7 @@ fn read_only(args: &[String]) -> bool {
         Ok(Command::Version(v)) => matches!(v, VersionCmd::Log { .. }),
         // A check only reads; --restore rewrites files and may commit.
         Ok(Command::Fsck { restore, .. }) => !restore,
+        Ok(Command::Quarantine(q)) => matches!(q, QuarantineCmd::List { .. }),
         _ => false,
     }
 }

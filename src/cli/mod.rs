@@ -3,6 +3,7 @@
 mod cmd_fsck;
 mod cmd_mount;
 mod cmd_node;
+mod cmd_quarantine;
 mod cmd_secret;
 mod cmd_vault;
 mod cmd_version;
@@ -69,6 +70,7 @@ fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
         Command::Key(k) => cmd_node::key(cfg, k),
         Command::Gc { vaults } => cmd_node::gc(cfg, &vaults),
         Command::Fsck { vaults, restore } => cmd_fsck::run(cfg, &vaults, restore),
+        Command::Quarantine(q) => cmd_quarantine::run(cfg, q),
         Command::Mount(m) => cmd_mount::mount(cfg, m),
         Command::Umount { dir } => cmd_mount::umount(cfg, dir.as_deref()),
         Command::Status => cmd_mount::status(cfg),

@@ -196,6 +196,7 @@ pub(super) fn through_daemon(cmd: &Command) -> bool {
             | Command::Passwd { .. }
             | Command::Gc { .. }
             | Command::Fsck { .. }
+            | Command::Quarantine(_)
     )
 }
 

@@ -243,6 +243,7 @@ pub fn exec_with(vars: &EnvVars, command: &[String], keep_pkfs_env: bool) -> Err
     for (n, v) in vars {
         cmd.env(n, OsStr::from_bytes(v));
     }
+    pkfs::vault::home::restore_user_umask();
     let err = cmd.exec();
     Error::io(&command[0], err)
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::FileTypeExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +68,8 @@ pub struct FsCore {
     pub started: SystemTime,
     pub uid: u32,
     pub gid: u32,
+    /// The mount root's permission bits (see `Node::mount_root_mode`).
+    pub root_mode: AtomicU32,
 }
 
 /// A directory listing taken at opendir, served by offset.
@@ -107,7 +109,9 @@ impl Entry {
 
 impl FsCore {
     pub fn new(node: Arc<Mutex<Node>>, cfg: MountConfig) -> FsCore {
+        let root_mode = AtomicU32::new(node.lock().mount_root_mode());
         FsCore {
+            root_mode,
             node,
             cache: PageCache::new(cfg.cache_bytes),
             cfg,
@@ -244,6 +248,7 @@ impl FsCore {
         })?;
         let vault = self.vault_of(parent)?;
         let dir = self.dir(parent)?;
+        self.may_search(&dir)?;
         let disk = DiskName::from_encoded(vault.names.encrypt(&dir.iv, name));
         Ok(Entry {
             parent,
@@ -454,7 +459,7 @@ impl FsCore {
             ctime: self.started,
             crtime: self.started,
             kind: FileType::Directory,
-            perm: 0o755,
+            perm: self.root_mode.load(Ordering::Relaxed) as u16,
             nlink: 2 + n,
             uid: self.uid,
             gid: self.gid,

@@ -70,7 +70,9 @@ impl FsCore {
         let vault = self.vault_of(ino)?;
         let dir = self.dir(ino)?;
         // Entries live on their directory's device; getdents gives the rest.
-        let dev = dir.fd.stat_self().errno()?.dev();
+        let st = dir.fd.stat_self().errno()?;
+        self.owner_may(&st, 4)?;
+        let dev = st.dev();
         for (name, raw, backing_ino, kind) in self.list(&vault, &dir)? {
             let known = self.inodes.read().by_backing(&vault.id, dev, backing_ino);
             // Unknown entries get a number from the far end of the range; the

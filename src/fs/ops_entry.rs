@@ -3,13 +3,13 @@
 
 use fuser::{Errno, FileAttr, FileType, TimeOrNow};
 
-use super::core::{file_type, Entry, FsCore};
+use super::core::{file_type, DirHandle, Entry, FsCore};
 use super::errno::{FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use crate::crypto::random_array;
 use crate::format::names::DIRIV_FILE;
 use crate::store::changes::MoveKind;
-use crate::store::dirfd::timespec;
+use crate::store::dirfd::{timespec, DirFd};
 use crate::store::stat::Stat;
 use crate::store::ChangeKind;
 
@@ -68,10 +68,32 @@ impl FsCore {
         Ok(self.register(&e.vault, parent, name, &m))
     }
 
+    /// Without root and without `default_permissions`, the daemon's user is
+    /// the only caller, and `store/modes.rs` may have kept read and search
+    /// open on a backing entry that the mode set through the mount closes:
+    /// the owner bits of that mode decide (`bits`: 4 read, 2 write, 1 search).
+    pub(super) fn owner_may(&self, m: &Stat, bits: u32) -> FsResult<()> {
+        if self.uid == 0 || m.uid() != self.uid || (m.mode() >> 6) & bits == bits {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+
+    /// Search permission on a directory, as `owner_may` (one `fstat` of it,
+    /// without root only).
+    pub(super) fn may_search(&self, dir: &DirHandle) -> FsResult<()> {
+        if self.uid == 0 {
+            return Ok(());
+        }
+        self.owner_may(&dir.fd.stat_self().errno()?, 1)
+    }
+
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<FileAttr> {
         if parent == ROOT_INO {
             return self.root_lookup(name);
         }
+
         let e = self.child_entry(parent, name)?;
         self.found(parent, name, &e)
     }
@@ -100,19 +122,40 @@ impl FsCore {
     /// carries the file's mode and owner, answers for it.
     pub fn access(&self, ino: u64, mask: i32) -> FsResult<()> {
         if ino == ROOT_INO {
-            return Ok(());
+            return self.root_access(mask);
         }
         let vault = self.vault_of(ino)?;
-        if ino == vault.root_ino {
-            return self.dir(ino)?.fd.access(None, mask).errno();
+        let e = if ino == vault.root_ino {
+            None
+        } else {
+            Some(self.entry_of(ino)?)
+        };
+        let dir = match &e {
+            Some(e) => e.dir.clone(),
+            None => self.dir(ino)?,
+        };
+        let name = e.as_ref().map(|e| e.name());
+        if self.uid != 0 {
+            // The owner's bits of the mode the user set, which the backing
+            // entry may not show (`store/modes.rs`).
+            let m = match name {
+                Some(n) => dir.fd.stat(n).errno()?,
+                None => dir.fd.stat_self().errno()?,
+            };
+            if m.uid() == self.uid && m.format() != libc::S_IFLNK {
+                let owner = (m.mode() >> 6) as i32 & 7;
+                return match mask & 7 & !owner {
+                    0 => Ok(()),
+                    _ => Err(Errno::EACCES),
+                };
+            }
         }
-        let e = self.entry_of(ino)?;
-        e.dir.fd.access(Some(e.name()), mask).errno()
+        dir.fd.access(name, mask).errno()
     }
 
     pub fn setattr(&self, ino: u64, a: SetAttr) -> FsResult<FileAttr> {
         if ino == ROOT_INO {
-            return Err(Errno::EPERM);
+            return self.root_setattr(&a);
         }
         self.check_writable()?;
         let vault = self.vault_of(ino)?;
@@ -146,7 +189,7 @@ impl FsCore {
             fd.chown(name, a.uid, a.gid).errno()?;
         }
         if let Some(mode) = a.mode {
-            fd.chmod(name, mode).errno()?;
+            self.chmod_entry(fd, name, mode).errno()?;
         }
         if a.atime.is_some() || a.mtime.is_some() {
             // Pending writes carry their own mtime; write them back first so an
@@ -235,9 +278,29 @@ impl FsCore {
                 .errno()?;
         }
         if let Some(mode) = mode {
-            e.dir.fd.chmod(Some(e.name()), mode).errno()?;
+            self.chmod_entry(&e.dir.fd, Some(e.name()), mode).errno()?;
         }
         Ok(())
+    }
+
+    /// chmod of a backing entry (`None`: the directory itself). A regular
+    /// file or directory keeps what the daemon needs to read it, and the mode
+    /// asked for is kept beside it (`store/modes.rs`).
+    pub(super) fn chmod_entry(
+        &self,
+        fd: &DirFd,
+        name: Option<&str>,
+        mode: u32,
+    ) -> std::io::Result<()> {
+        let st = match name {
+            Some(n) => fd.stat(n)?,
+            None => fd.stat_self()?,
+        };
+        if st.is_dir() || st.is_file() {
+            fd.chmod_keeping_access(name, mode, st.is_dir())
+        } else {
+            fd.chmod(name, mode)
+        }
     }
 
     pub fn mknod(

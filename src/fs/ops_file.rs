@@ -13,6 +13,7 @@ use super::ops_entry::Caller;
 use crate::format::offsets::plain_len;
 use crate::format::tags::TagList;
 use crate::store::seal::Vouched;
+use crate::store::stat::Stat;
 use crate::store::ChangeKind;
 
 /// A backing file opened (and checked) on the way into [`FsCore::open_state`].
@@ -175,6 +176,14 @@ impl FsCore {
             return Err(Errno::EISDIR);
         }
         let e = self.entry_of(ino)?;
+        if self.uid != 0 {
+            // Search and read access the backing entries may keep only for
+            // the daemon (`store/modes.rs`).
+            self.may_search(&e.dir)?;
+            if acc != libc::O_WRONLY {
+                self.owner_may(&e.dir.fd.stat(e.name()).errno()?, 4)?;
+            }
+        }
         let replaces = write && flags & libc::O_TRUNC != 0;
         // Not open in this mount: the blob must be HEAD's (or journaled), and
         // the descriptor that was checked is the one that serves the file (one
@@ -220,13 +229,20 @@ impl FsCore {
         flags: i32,
         who: Caller,
     ) -> FsResult<(FileAttr, u64)> {
-        let attr = self.mknod(parent, name, libc::S_IFREG | (mode & 0o7777), 0, who)?;
+        // The creator may write even if the new mode says otherwise: the
+        // backing file is opened while it still lets its owner write, and
+        // then given that mode.
+        let mode = mode & 0o7777;
+        let mut attr = self.mknod(parent, name, libc::S_IFREG | mode | 0o600, 0, who)?;
         let ino = attr.ino.0;
         let e = self.entry_of(ino)?;
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
-        // The creator may write even if the new mode says otherwise.
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
+        if mode & 0o600 != 0o600 {
+            self.chmod_entry(&e.dir.fd, Some(e.name()), mode).errno()?;
+            attr = self.attr(ino, &Stat::of_file(&f).errno()?);
+        }
         let created = Checked {
             file: f,
             writable: true,

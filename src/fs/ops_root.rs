@@ -1,6 +1,8 @@
 //! The mount root: one directory per vault. `mkdir` creates a vault, `mv`
-//! renames one; removal is `pkfs vault delete` only (EPERM here).
+//! renames one; removal is `pkfs vault delete` only (EPERM here). `chmod`
+//! sets its mode, kept in the vault table (`Node::set_mount_root_mode`).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType};
@@ -9,6 +11,7 @@ use super::core::FsCore;
 use super::errno::{from_error, FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use super::ops_dir::{dot, Listed, Source};
+use super::ops_entry::SetAttr;
 use super::vaults::VaultFs;
 
 impl FsCore {
@@ -41,8 +44,48 @@ impl FsCore {
         out
     }
 
-    pub(super) fn root_mkdir(&self, name: &[u8]) -> FsResult<FileAttr> {
+    /// `access(2)` on the root. Asked only without `default_permissions`,
+    /// when the caller is the daemon's own user: its owner bits decide (root
+    /// passes, as the kernel would let it).
+    pub(super) fn root_access(&self, mask: i32) -> FsResult<()> {
+        let owner = (self.root_mode.load(Ordering::Relaxed) >> 6) as i32 & 7;
+        if self.uid == 0 || mask & 7 & !owner == 0 {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+
+    /// A new or renamed vault needs the root's owner write bit (the kernel
+    /// checks it itself under `default_permissions`).
+    fn root_check_write(&self) -> FsResult<()> {
         self.check_writable()?;
+        self.root_access(libc::W_OK | libc::X_OK)
+    }
+
+    /// `chmod` of the mount root: the owner's choice, kept for the next
+    /// mounts. Its owner, size and times are the daemon's: a change of any
+    /// of them is EPERM.
+    pub(super) fn root_setattr(&self, a: &SetAttr) -> FsResult<FileAttr> {
+        let foreign = |id: Option<u32>, own: u32| id.is_some_and(|i| i != own);
+        let times = a.atime.is_some() || a.mtime.is_some();
+        if a.size.is_some() || times || foreign(a.uid, self.uid) || foreign(a.gid, self.gid) {
+            return Err(Errno::EPERM);
+        }
+        if let Some(mode) = a.mode {
+            self.check_writable()?;
+            let mode = mode & 0o7777;
+            self.node
+                .lock()
+                .set_mount_root_mode(mode)
+                .map_err(|e| from_error(&e))?;
+            self.root_mode.store(mode, Ordering::Relaxed);
+        }
+        Ok(self.root_attr())
+    }
+
+    pub(super) fn root_mkdir(&self, name: &[u8]) -> FsResult<FileAttr> {
+        self.root_check_write()?;
         let name = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
         self.node
             .lock()
@@ -63,7 +106,7 @@ impl FsCore {
         if parent != newparent {
             return Err(Errno::EXDEV);
         }
-        self.check_writable()?;
+        self.root_check_write()?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(Errno::EINVAL);
         }

@@ -84,12 +84,28 @@ impl DirFd {
 
     /// The status of entry `name` (a symlink itself, not its target).
     pub fn stat(&self, name: &str) -> io::Result<Stat> {
-        Stat::at(self.raw(), &cname(name)?, libc::AT_SYMLINK_NOFOLLOW)
+        let st = Stat::at(self.raw(), &cname(name)?, libc::AT_SYMLINK_NOFOLLOW)?;
+        Ok(super::modes::apply(st, false, || self.at(name)))
     }
 
     /// The status of this directory.
     pub fn stat_self(&self) -> io::Result<Stat> {
-        Stat::at(self.raw(), c"", libc::AT_EMPTY_PATH)
+        let st = Stat::at(self.raw(), c"", libc::AT_EMPTY_PATH)?;
+        Ok(super::modes::apply(st, true, || self.path()))
+    }
+
+    /// chmod of an entry (or of this directory) that never takes from the
+    /// daemon's user what it needs to read the entry (`modes.rs`).
+    pub fn chmod_keeping_access(
+        &self,
+        name: Option<&str>,
+        mode: u32,
+        is_dir: bool,
+    ) -> io::Result<()> {
+        match name {
+            Some(n) => super::modes::chmod_keeping_access(&self.at(n), mode, is_dir, false),
+            None => super::modes::chmod_keeping_access(&self.path(), mode, is_dir, true),
+        }
     }
 
     pub fn read_diriv(&self) -> io::Result<DirIv> {
@@ -295,7 +311,9 @@ impl DirFd {
             // syncfs, or before any fsync in the vault (`History::sync_journal`).
             // A power cut before either is recovered at the next open
             // (`History::quarantine_lost_dirs`).
-            self.chmod(Some(&tmp), mode)?;
+            // Never without the daemon's own read and search (`modes.rs`):
+            // the caller sets the mode asked for once it is in place.
+            self.chmod(Some(&tmp), mode | super::modes::kept_bits(true))?;
             self.rename_to(&tmp, self, name, libc::RENAME_NOREPLACE)
         })();
         if built.is_err() {

@@ -207,7 +207,7 @@ impl Fsck<'_> {
                 None => self.vault_dir.join(&unit),
             };
             let dest = qdir.join(&unit);
-            move_into(&src, &dest)?;
+            crate::store::quarantine::move_to(qdir, &unit, &src)?;
             let shown = scan
                 .seen
                 .get(&unit)
@@ -265,7 +265,7 @@ impl Fsck<'_> {
         };
         let path = self.vault_dir.join(rel);
         if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            move_into(&path, &qdir.join(rel))?;
+            crate::store::quarantine::move_to(qdir, rel, &path)?;
             let detail = format!("a directory where a file belongs, moved to the quarantine/{rel}");
             actions.push(Action::new(shown, "quarantined", detail));
         }
@@ -301,12 +301,4 @@ impl Fsck<'_> {
         actions.push(Action::new(shown, "restored", detail));
         Ok(commit.map(|_| shown.to_string()))
     }
-}
-
-/// Rename `src` to `dest`, making `dest`'s parents.
-fn move_into(src: &Path, dest: &Path) -> Result<()> {
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    fs::rename(src, dest).map_err(|e| Error::io(dest, e))
 }

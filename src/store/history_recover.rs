@@ -10,12 +10,16 @@
 //! power cut may lose anyway.
 //!
 //! So at open, while the journal is not empty (the last writer did not
-//! commit), every directory without a whole IV that HEAD does not have is moved
-//! (never deleted) to `V/quarantine/<unix-time>-lost-iv/dir-N`, with its
-//! long-name sidecar as `dir-N.name`.
+//! commit), every directory whose IV file is missing (ENOENT) or not a whole
+//! IV, and which HEAD does not have, is moved
+//! (never deleted) to `V/quarantine/<unix-time>-lost-iv/` under its backing
+//! path, with its long-name sidecar, and noted in that batch's index
+//! (`store/quarantine.rs`), so `pkfs quarantine restore` can put it back.
 //! The commit then does not adopt it, and the rest of the vault reads as
 //! usual. A directory HEAD has keeps its damaged IV: that is not a lost write
-//! but damage, which `fsck` reports and `fsck --restore` repairs.
+//! but damage, which `fsck` reports and `fsck --restore` repairs. A directory
+//! whose IV cannot be looked at (EACCES, EIO, ...) is left alone: only an IV
+//! that is really gone or short is a lost write.
 
 use std::collections::HashSet;
 use std::fs;
@@ -27,6 +31,7 @@ use super::seal::sync_fs;
 use super::{head_target, Ctx, History};
 use crate::error::{Error, Result};
 use crate::format::names::{self, DIRIV_FILE, DIRIV_LEN};
+use crate::store::quarantine;
 
 /// A directory found without its IV: where it is, its backing path, and the
 /// path its sidecar would have.
@@ -71,18 +76,21 @@ impl History {
             return Vec::new();
         }
         let mut moved = Vec::new();
-        for (n, l) in lost.iter().enumerate() {
-            let to = qdir.join(format!("dir-{n}"));
-            if let Err(e) = fs::rename(&l.path, &to) {
+        for l in &lost {
+            let to = qdir.join(&l.rel);
+            if let Err(e) = quarantine::move_to(&qdir, &l.rel, &l.path) {
                 tracing::warn!(
-                    "directory {} lost its IV in a crash and cannot be moved aside: {}",
+                    "directory {} lost its IV in a crash and cannot be moved aside: {e}",
                     l.rel,
-                    Error::io(&l.path, e)
                 );
                 continue;
             }
             if l.sidecar.exists() {
-                let _ = fs::rename(&l.sidecar, qdir.join(format!("dir-{n}.name")));
+                let side = match l.rel.rsplit_once('/') {
+                    Some((dir, name)) => format!("{dir}/{}", names::sidecar_of(name)),
+                    None => names::sidecar_of(&l.rel),
+                };
+                let _ = quarantine::move_to(&qdir, &side, &l.sidecar);
             }
             tracing::warn!(
                 "directory {} lost its IV in a crash before it was committed or \
@@ -118,8 +126,20 @@ impl History {
                     continue;
                 }
                 let child = format!("{rel}/{name}");
-                let whole = fs::symlink_metadata(ent.path().join(DIRIV_FILE))
-                    .is_ok_and(|m| m.is_file() && m.len() == DIRIV_LEN as u64);
+                let whole = match fs::symlink_metadata(ent.path().join(DIRIV_FILE)) {
+                    Ok(m) => m.is_file() && m.len() == DIRIV_LEN as u64,
+                    // The IV file is gone: what a power cut leaves.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                    // EACCES (a mode that shuts the daemon out), EIO, ...:
+                    // the IV may be there. Never move what cannot be seen.
+                    Err(e) => {
+                        tracing::warn!(
+                            "cannot check the IV of {child}: {}; leaving it where it is",
+                            Error::io(ent.path().join(DIRIV_FILE), e)
+                        );
+                        continue;
+                    }
+                };
                 if whole || in_head.contains(&child) {
                     stack.push((ent.path(), child));
                 } else {
@@ -200,7 +220,11 @@ mod tests {
         let q: Vec<_> = fs::read_dir(v.join("quarantine")).unwrap().collect();
         assert_eq!(q.len(), 1);
         let qd = q[0].as_ref().unwrap().path();
-        assert!(qd.join("dir-0").is_dir() && qd.join("dir-1").is_dir());
+        assert!(qd.join("contents/bare").is_dir() && qd.join("contents/lost/sub").is_dir());
+        let index = fs::read_to_string(qd.join("index")).unwrap();
+        let mut lines: Vec<&str> = index.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["contents/bare", "contents/lost"]);
         // Once moved, a second open finds nothing more.
         assert!(h.quarantine_lost_dirs().is_empty());
     }

@@ -47,14 +47,28 @@ impl Stat {
         Ok(Stat(unsafe { st.assume_init() }))
     }
 
-    /// `fstat` of an open file.
+    /// `fstat` of an open file, with the mode set through the mount
+    /// (`modes.rs`).
     pub fn of_file(f: &std::fs::File) -> io::Result<Stat> {
-        Stat::at(std::os::fd::AsRawFd::as_raw_fd(f), c"", libc::AT_EMPTY_PATH)
+        let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+        let st = Stat::at(fd, c"", libc::AT_EMPTY_PATH)?;
+        Ok(super::modes::apply(st, true, || {
+            format!("/proc/self/fd/{fd}").into()
+        }))
     }
 
-    /// `stat` of `path` (following a symlink, as `std::fs::metadata` does).
+    /// `stat` of `path` (following a symlink, as `std::fs::metadata` does),
+    /// with the mode set through the mount (`modes.rs`).
     pub fn of_path(path: &std::path::Path) -> io::Result<Stat> {
-        Stat::at(libc::AT_FDCWD, &c_path(path)?, 0)
+        let st = Stat::at(libc::AT_FDCWD, &c_path(path)?, 0)?;
+        Ok(super::modes::apply(st, true, || path.to_path_buf()))
+    }
+
+    /// This status with permission bits `perm` (the file type is kept).
+    pub fn with_perm(mut self, perm: u32) -> Stat {
+        let fmt = self.0.st_mode as u32 & libc::S_IFMT;
+        self.0.st_mode = (fmt | (perm & 0o7777)) as libc::mode_t;
+        self
     }
 
     pub fn dev(&self) -> u64 {

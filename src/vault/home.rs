@@ -62,13 +62,109 @@ fn refuse_foreign_content(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The files that make a node, checked at every open.
+const STATE_FILES: [&str; 3] = ["root.key", "root.pub", "metadata"];
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuse what another user owns: they could change it under us.
+fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    if meta.uid() != euid() {
+        return Err(Error::Unsafe(format!(
+            "{path:?} is owned by uid {}, not by you (uid {}); refusing it",
+            meta.uid(),
+            euid()
+        )));
+    }
+    Ok(())
+}
+
+/// A state file of the home, checked as ssh checks a private key: a regular
+/// file (never a symlink), owned by this user, closed to group and others.
+/// A missing file is left to the reader, which names it.
+fn check_state_file(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::Unsafe(format!(
+            "{path:?} is a symlink; refusing it (pkfs writes it as a regular file)"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(Error::Unsafe(format!(
+            "{path:?} is not a regular file; refusing it"
+        )));
+    }
+    check_owner(path, &meta)?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(Error::Unsafe(format!(
+            "{path:?} is accessible by other users (mode {:o}); run `chmod 600 {}`",
+            meta.mode() & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Make this process create every file 0600 and every directory 0700 unless
+/// told otherwise (libgit2 and `std::fs` ask for 0644/0755), and return the
+/// mask it had, for a program pkfs starts in the user's place.
+pub fn set_private_umask() -> u32 {
+    // SAFETY: umask only swaps the process's mask.
+    let old = unsafe { libc::umask(0o077) };
+    USER_UMASK.store(old as u32, std::sync::atomic::Ordering::Relaxed);
+    old as u32
+}
+
+/// Give back the mask the process started with (before `exec` of a user's
+/// program).
+pub fn restore_user_umask() {
+    let old = USER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
+    if old != NO_UMASK {
+        // SAFETY: as above.
+        unsafe { libc::umask(old as libc::mode_t) };
+    }
+}
+
+/// Run `f` with the mask the process started with.
+fn with_user_umask<T>(f: impl FnOnce() -> T) -> T {
+    let user = USER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
+    if user == NO_UMASK {
+        return f();
+    }
+    // SAFETY: umask only swaps the process's mask; put back below.
+    let ours = unsafe { libc::umask(user as libc::mode_t) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(ours) };
+    out
+}
+
+const NO_UMASK: u32 = u32::MAX;
+static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(NO_UMASK);
+
 impl Home {
     /// Create (or adopt an empty) home for `pkfs init`, locked.
     pub fn create(root: &Path) -> Result<Home> {
         if root.join("root.key").exists() {
             return Err(Error::AlreadyInitialized { home: root.into() });
         }
+        if let Ok(meta) = std::fs::metadata(root) {
+            check_owner(root, &meta)?;
+        }
         refuse_foreign_content(root)?;
+        // Missing parents (say ~/.local/share) are the user's, made with the
+        // user's umask; the home itself is private.
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            with_user_umask(|| std::fs::create_dir_all(parent))
+                .map_err(|e| Error::io(parent, e))?;
+        }
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(root, e))?;
@@ -94,6 +190,7 @@ impl Home {
             }
             Err(e) => return Err(Error::io(root, e)),
         };
+        check_owner(root, &meta)?;
         if meta.mode() & 0o077 != 0 {
             return Err(Error::Unsafe(format!(
                 "{root:?} is accessible by other users (mode {:o}); run `chmod 700 {}`",
@@ -101,16 +198,14 @@ impl Home {
                 root.display()
             )));
         }
-        let key = root.join("root.key");
-        match std::fs::symlink_metadata(&key) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::Unsafe(format!(
-                    "{:?} is a symlink; refusing it",
-                    key
-                )))
+        match std::fs::symlink_metadata(root.join("root.key")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInitialized { home: root.into() })
             }
-            Ok(_) => {}
-            Err(_) => return Err(Error::NotInitialized { home: root.into() }),
+            _ => {}
+        }
+        for f in STATE_FILES {
+            check_state_file(&root.join(f))?;
         }
         Self::lock(root)
     }

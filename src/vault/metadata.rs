@@ -66,6 +66,10 @@ pub struct VaultRecord {
 pub struct Table {
     pub version: u32,
     pub vaults: Vec<VaultRecord>,
+    /// Node-wide settings (string to string; unknown ones are preserved):
+    /// `mount-root-mode`, the mode of the mount root in octal.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Table {

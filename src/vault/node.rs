@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use super::handle::Vault;
 use super::home::{Home, UNLISTED_OK};
 use super::metadata::{self, Table, VaultRecord, WrappedKey};
-use super::protector::{open_key_file, seal_key_file, Protector};
+use super::protector::{
+    encode_key_file, open_key_file, open_key_file_versioned, parse_key_file, seal_key_file,
+    Protector, VERSION as KEY_FILE_VERSION,
+};
 use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{random_array, Keychain, SymKey};
 use crate::error::{Error, Result};
@@ -16,10 +19,23 @@ use crate::store::atomic::{
     crash_point, create_dir_durable, fsync_dir, fsync_tree, write_atomic, write_atomic_at,
 };
 use crate::store::history::History;
+use crate::store::quarantine::{self, Quarantined};
 use crate::store::Tree;
+use crate::store::{Change, ChangeKind};
 
 const JOURNAL_FILES: [&str; 3] = ["metadata", "root.pub", "root.key"];
 const JOURNAL_COMMIT: &str = "COMMIT";
+/// The node setting that keeps the mount root's mode (octal).
+const MOUNT_ROOT_MODE: &str = "mount-root-mode";
+
+/// One entry of a `pkfs quarantine restore`.
+pub struct Restored {
+    pub entry: Quarantined,
+    /// Its plaintext path, where the names on the way decrypt.
+    pub shown: Option<String>,
+    /// `Err`: why it stayed in quarantine.
+    pub outcome: std::result::Result<(), &'static str>,
+}
 
 pub struct Node {
     home: Home,
@@ -62,6 +78,7 @@ impl Node {
         let table = Table {
             version: 1,
             vaults: vec![],
+            settings: Default::default(),
         };
         write_atomic(&home.metadata(), &metadata::seal(&root, &table))?;
         write_atomic(&home.root_pub(), root.public().to_pem().as_bytes())?;
@@ -85,7 +102,10 @@ impl Node {
         recover_rotation(&home, protector.as_ref())?;
         home.remove_stale_temps();
         let sealed = read(&home.root_key())?;
-        let der = open_key_file(protector.as_ref(), &sealed)?;
+        let (der, version) = open_key_file_versioned(protector.as_ref(), &sealed)?;
+        if version != KEY_FILE_VERSION {
+            upgrade_key_file(&home, &sealed);
+        }
         let root = RootKeypair::from_pkcs8_der(&der)
             .map_err(|_| Error::corrupt("root.key", "the decrypted key is not an RSA-4096 key"))?;
         let pem = String::from_utf8(read(&home.root_pub())?)
@@ -186,6 +206,33 @@ impl Node {
         Ok(())
     }
 
+    /// The mode of the mount root: the owner's choice (`chmod` on the mount
+    /// root, kept in the vault table), else the home's own mode (0700), so
+    /// that an `--allow-other` mount does not show other users the vault
+    /// names unless the owner opens it.
+    pub fn mount_root_mode(&self) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        self.table
+            .settings
+            .get(MOUNT_ROOT_MODE)
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .filter(|m| *m <= 0o7777)
+            .unwrap_or_else(|| {
+                fs::metadata(self.home.root())
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0o700)
+            })
+    }
+
+    /// Keep `mode` (the permission bits) as the mount root's mode.
+    pub fn set_mount_root_mode(&mut self, mode: u32) -> Result<()> {
+        let before = self.table.clone();
+        self.table
+            .settings
+            .insert(MOUNT_ROOT_MODE.into(), format!("{:o}", mode & 0o7777));
+        self.save_table().inspect_err(|_| self.table = before)
+    }
+
     pub fn create_vault(&mut self, name: &str) -> Result<VaultRecord> {
         check_vault_name(name)?;
         if self.table.find(name).is_ok() {
@@ -265,6 +312,60 @@ impl Node {
         Vault::open(record, self.vault_dir_of(name)?, keys)
     }
 
+    /// What pkfs moved to the vault's quarantine, oldest batch first.
+    pub fn quarantined(&self, name: &str) -> Result<Vec<Quarantined>> {
+        quarantine::list(&self.vault_dir_of(name)?)
+    }
+
+    /// Put every entry of quarantine `batch` back where it came from, and
+    /// commit them. Each entry's backing path is journaled before it moves, so
+    /// the commit adopts exactly what comes back. Returns each entry with its
+    /// plaintext path and what became of it (`Err`: why it stayed).
+    pub fn restore_quarantined(&self, name: &str, batch: &str) -> Result<Vec<Restored>> {
+        let dir = self.vault_dir_of(name)?;
+        let entries: Vec<Quarantined> = quarantine::list(&dir)?
+            .into_iter()
+            .filter(|q| q.batch == batch)
+            .collect();
+        if entries.is_empty() {
+            return Err(Error::NotFound(format!("{name}:quarantine/{batch}")));
+        }
+        let vault = self.open_vault(name)?;
+        let batch_dir = dir.join("quarantine").join(batch);
+        let mut out = Vec::new();
+        vault.mutate(|tree, changes| {
+            for q in entries {
+                let path = quarantine::plain_path(tree, &batch_dir, &q.rel);
+                let shown = path.as_ref().map(|p| p.to_string());
+                let why = quarantine::blocked(&dir, &q).or(match &path {
+                    None => Some("its name does not decrypt"),
+                    Some(p) if tree.backing_rel(p).ok().as_deref() != Some(q.rel.as_str()) => {
+                        Some("its name does not decrypt to where it came from")
+                    }
+                    Some(_) => None,
+                });
+                if let (None, Some(p)) = (why, &path) {
+                    vault.history().mark(&q.rel)?;
+                    vault.history().sync_journal()?;
+                    quarantine::put_back(&dir, &q.batch, &q.rel)?;
+                    let shown = p.to_string();
+                    let kind = ChangeKind::Added;
+                    changes.push(match q.is_dir {
+                        true => Change::new(kind, format!("{shown}/")),
+                        false => Change::new(kind, shown),
+                    });
+                }
+                out.push(Restored {
+                    entry: q,
+                    shown,
+                    outcome: why.map_or(Ok(()), Err),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     fn vault_dir_of(&self, name: &str) -> Result<PathBuf> {
         let id = &self.table.find(name)?.id;
         let dir = self.home.vault_dir(id);
@@ -274,7 +375,37 @@ impl Node {
                 format!("its directory vaults/{id} is missing or incomplete"),
             ));
         }
+        make_private(&dir.join(".git"));
         Ok(dir)
+    }
+}
+
+/// Rewrite a version-1 `root.key` (just opened, so genuine) as version 2, the
+/// same slot with a checksum, so later damage is told from a wrong passphrase.
+/// Best effort: a home that cannot be written keeps opening as version 1.
+fn upgrade_key_file(home: &Home, sealed: &[u8]) {
+    let Ok((_, slots)) = parse_key_file(sealed) else {
+        return;
+    };
+    match write_atomic(&home.root_key(), &encode_key_file(&slots)) {
+        Ok(()) => tracing::info!("root.key rewritten in format version {KEY_FILE_VERSION}"),
+        Err(e) => tracing::warn!("root.key kept in format version 1: {e}"),
+    }
+}
+
+/// Close a directory pkfs made to group and others, if an older pkfs (or
+/// libgit2 under the user's umask) left it open. Everything below it is then
+/// out of their reach too. Best effort: the home itself is 0700 anyway.
+fn make_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && m.permissions().mode() & 0o077 != 0 => {
+            let mode = m.permissions().mode() & 0o700;
+            if let Err(e) = fs::set_permissions(dir, fs::Permissions::from_mode(mode)) {
+                tracing::warn!("cannot make {} private: {e}", dir.display());
+            }
+        }
+        _ => {}
     }
 }
 

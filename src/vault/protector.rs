@@ -1,11 +1,17 @@
 //! Protectors of the root private key, and the `root.key` file.
 //!
 //! ```text
-//! root.key:
+//! root.key, version 2:
 //!   0   8  magic "PKFSROOT"
-//!   8   1  version = 1
-//!   9   1  protector id (1 = passphrase / Argon2id)
-//!  10   .  protector body
+//!   8   1  version = 2
+//!   9   1  slot count n, 1..=32
+//!  10   .  n slots, each:
+//!            0  1  protector id (1 = passphrase / Argon2id)
+//!            1  4  body length L, u32 BE
+//!            5  L  protector body
+//!   end-32 32  SHA-256 of every byte before it
+//! root.key, version 1 (still read; rewritten as version 2 at the next unlock):
+//!   0   8  magic, 8 1 version = 1, 9 1 protector id, 10 . protector body
 //! passphrase body:
 //!   0   4  Argon2id memory cost in KiB, u32 BE
 //!   4   4  Argon2id passes, u32 BE
@@ -14,11 +20,18 @@
 //!  28  12  iv
 //!  40  16  GCM tag
 //!  56   .  ciphertext of the PKCS#8 DER private key
-//! KEK = Argon2id(passphrase, salt, params); AAD = every byte before the iv.
+//! KEK = Argon2id(passphrase, salt, params);
+//! AAD = magic ‖ 01 ‖ protector id ‖ body[..28] (the bytes before the iv of a
+//! version-1 file), so a slot is sealed independently of the file around it.
 //! ```
 //!
+//! The digest is not a MAC: it tells accidental damage (a flipped bit, a
+//! truncated copy) from a wrong passphrase without needing the passphrase.
+//! Someone who rewrites the file can recompute it; what they cannot do is make
+//! a slot open to the real key, since each slot is authenticated on its own.
+//!
 //! A protector is one small interface so that a Shamir-split master key can be
-//! added beside the passphrase without touching anything else.
+//! added beside the passphrase as another kind of slot.
 
 use zeroize::Zeroizing;
 
@@ -27,9 +40,16 @@ use crate::crypto::kdf::{argon2id, Argon2Params};
 use crate::crypto::random_array;
 use crate::crypto::secmem::RegionLock;
 use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"PKFSROOT";
-pub const VERSION: u8 = 1;
+/// The version written; version 1 (one slot, no digest) is still read.
+pub const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
+/// Most slots a file may hold.
+pub const MAX_SLOTS: usize = 32;
+const MAX_BODY: usize = 1 << 16;
+const DIGEST_LEN: usize = 32;
 
 /// Seals and opens the root private key.
 pub trait Protector: Send + Sync {
@@ -114,35 +134,141 @@ impl Protector for Passphrase {
     }
 }
 
-/// Encode `root.key` for `secret` (the PKCS#8 DER) under `protector`.
-pub fn seal_key_file(protector: &dyn Protector, secret: &[u8]) -> Vec<u8> {
+/// One protector slot of `root.key`: which protector, and what it sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub id: u8,
+    pub body: Vec<u8>,
+}
+
+/// The associated data every slot of protector `id` is sealed with: the first
+/// ten bytes of a version-1 file, whatever the file's version.
+fn slot_aad(id: u8) -> Vec<u8> {
+    let mut aad = MAGIC.to_vec();
+    aad.push(VERSION_1);
+    aad.push(id);
+    aad
+}
+
+/// Seal `secret` (the PKCS#8 DER) into one slot under `protector`.
+pub fn seal_slot(protector: &dyn Protector, secret: &[u8]) -> Slot {
+    Slot {
+        id: protector.id(),
+        body: protector.seal(&slot_aad(protector.id()), secret),
+    }
+}
+
+/// Encode a version-2 `root.key` holding `slots` (1..=[`MAX_SLOTS`]).
+pub fn encode_key_file(slots: &[Slot]) -> Vec<u8> {
+    assert!(
+        (1..=MAX_SLOTS).contains(&slots.len()),
+        "root.key holds 1..={MAX_SLOTS} slots"
+    );
     let mut out = MAGIC.to_vec();
     out.push(VERSION);
-    out.push(protector.id());
-    let body = protector.seal(&out, secret);
-    out.extend_from_slice(&body);
+    out.push(slots.len() as u8);
+    for s in slots {
+        assert!(s.body.len() <= MAX_BODY, "protector body too long");
+        out.push(s.id);
+        out.extend_from_slice(&(s.body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&s.body);
+    }
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(&digest);
     out
 }
 
-/// Decode `root.key` and open it with `protector`.
-pub fn open_key_file(protector: &dyn Protector, file: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+/// Encode `root.key` for `secret` (the PKCS#8 DER) under `protector`.
+pub fn seal_key_file(protector: &dyn Protector, secret: &[u8]) -> Vec<u8> {
+    encode_key_file(&[seal_slot(protector, secret)])
+}
+
+fn damaged(what: impl Into<String>) -> Error {
+    Error::corrupt("root.key", what)
+}
+
+/// Parse `root.key` into its slots and its version. Every structural fault
+/// (a wrong length, a failed digest) is corruption: none of this needs the
+/// passphrase, so damage is never mistaken for a wrong one.
+pub fn parse_key_file(file: &[u8]) -> Result<(u8, Vec<Slot>)> {
     if file.len() < 10 || &file[..8] != MAGIC {
-        return Err(Error::corrupt("root.key", "not a pkfs root key file"));
+        return Err(damaged("not a pkfs root key file"));
     }
-    if file[8] != VERSION {
-        return Err(Error::corrupt(
-            "root.key",
-            format!("unsupported version {}", file[8]),
-        ));
+    match file[8] {
+        VERSION_1 => Ok((
+            VERSION_1,
+            vec![Slot {
+                id: file[9],
+                body: file[10..].to_vec(),
+            }],
+        )),
+        VERSION => {
+            if file.len() < 10 + DIGEST_LEN {
+                return Err(damaged("truncated"));
+            }
+            let (content, digest) = file.split_at(file.len() - DIGEST_LEN);
+            if Sha256::digest(content).as_slice() != digest {
+                return Err(damaged(
+                    "its checksum does not match (the file is damaged or truncated)",
+                ));
+            }
+            let n = content[9] as usize;
+            if !(1..=MAX_SLOTS).contains(&n) {
+                return Err(damaged(format!("{n} protector slots")));
+            }
+            let mut slots = Vec::with_capacity(n);
+            let mut rest = &content[10..];
+            for _ in 0..n {
+                if rest.len() < 5 {
+                    return Err(damaged("truncated slot"));
+                }
+                let len = be32(&rest[1..5]) as usize;
+                if len > MAX_BODY || rest.len() - 5 < len {
+                    return Err(damaged("truncated slot"));
+                }
+                slots.push(Slot {
+                    id: rest[0],
+                    body: rest[5..5 + len].to_vec(),
+                });
+                rest = &rest[5 + len..];
+            }
+            if !rest.is_empty() {
+                return Err(damaged("trailing bytes after the last slot"));
+            }
+            Ok((VERSION, slots))
+        }
+        v => Err(damaged(format!("unsupported version {v}"))),
     }
-    if file[9] != protector.id() {
-        return Err(Error::Usage(format!(
+}
+
+/// Decode `root.key` and open it with `protector`: the first of its slots
+/// that `protector` opens. Wrong passphrase only if every slot of that kind
+/// refuses it.
+pub fn open_key_file(protector: &dyn Protector, file: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    Ok(open_key_file_versioned(protector, file)?.0)
+}
+
+/// As [`open_key_file`], and the file's version (1 asks for a rewrite).
+pub fn open_key_file_versioned(
+    protector: &dyn Protector,
+    file: &[u8],
+) -> Result<(Zeroizing<Vec<u8>>, u8)> {
+    let (version, slots) = parse_key_file(file)?;
+    let mut last = None;
+    for slot in slots.iter().filter(|s| s.id == protector.id()) {
+        match protector.open(&slot_aad(slot.id), &slot.body) {
+            Ok(secret) => return Ok((secret, version)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        let ids: Vec<String> = slots.iter().map(|s| s.id.to_string()).collect();
+        Error::Usage(format!(
             "root.key is protected by protector {} but {} was offered",
-            file[9],
+            ids.join(", "),
             protector.id()
-        )));
-    }
-    protector.open(&file[..10], &file[10..])
+        ))
+    }))
 }
 
 #[cfg(test)]
@@ -159,6 +285,7 @@ mod tests {
     #[test]
     fn round_trip_wrong_passphrase_and_tamper() {
         let f = seal_key_file(&pp("right"), b"private key der");
+        assert_eq!(f[8], VERSION);
         assert_eq!(
             &open_key_file(&pp("right"), &f).unwrap()[..],
             b"private key der"
@@ -167,13 +294,69 @@ mod tests {
             open_key_file(&pp("wrong"), &f),
             Err(Error::WrongPassphrase)
         ));
+        // Any damage is corruption, whatever passphrase is offered.
         for i in 0..f.len() {
             let mut bad = f.clone();
             bad[i] ^= 1;
-            assert!(open_key_file(&pp("right"), &bad).is_err(), "flip at {i}");
+            for p in ["right", "wrong"] {
+                assert!(
+                    matches!(open_key_file(&pp(p), &bad), Err(Error::Corrupt { .. })),
+                    "flip at {i}"
+                );
+            }
         }
-        let mut huge = f.clone();
-        huge[10..14].copy_from_slice(&u32::MAX.to_be_bytes());
+        for cut in [1, 2, 33, f.len() - 10] {
+            assert!(matches!(
+                open_key_file(&pp("wrong"), &f[..f.len() - cut]),
+                Err(Error::Corrupt { .. })
+            ));
+        }
+        let mut longer = f.clone();
+        longer.push(0);
+        assert!(matches!(
+            open_key_file(&pp("right"), &longer),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn version_1_files_open_and_convert_without_resealing() {
+        let slot = seal_slot(&pp("right"), b"der");
+        let mut v1 = MAGIC.to_vec();
+        v1.push(1);
+        v1.push(slot.id);
+        v1.extend_from_slice(&slot.body);
+        let (der, version) = open_key_file_versioned(&pp("right"), &v1).unwrap();
+        assert_eq!((&der[..], version), (&b"der"[..], 1));
+        assert!(matches!(
+            open_key_file(&pp("wrong"), &v1),
+            Err(Error::WrongPassphrase)
+        ));
+        let (_, slots) = parse_key_file(&v1).unwrap();
+        let v2 = encode_key_file(&slots);
+        assert_eq!(&open_key_file(&pp("right"), &v2).unwrap()[..], b"der");
+    }
+
+    #[test]
+    fn any_slot_opens_and_slots_are_independent() {
+        let a = seal_slot(&pp("one"), b"der");
+        let b = seal_slot(&pp("two"), b"der");
+        let f = encode_key_file(&[a.clone(), b.clone()]);
+        assert_eq!(&open_key_file(&pp("one"), &f).unwrap()[..], b"der");
+        assert_eq!(&open_key_file(&pp("two"), &f).unwrap()[..], b"der");
+        assert!(matches!(
+            open_key_file(&pp("three"), &f),
+            Err(Error::WrongPassphrase)
+        ));
+        // Removing a slot leaves the other openable, unchanged.
+        let g = encode_key_file(&[b]);
+        assert_eq!(&open_key_file(&pp("two"), &g).unwrap()[..], b"der");
+        assert!(open_key_file(&pp("one"), &g).is_err());
+        let mut huge = seal_key_file(&pp("right"), b"x");
+        huge[15..19].copy_from_slice(&u32::MAX.to_be_bytes());
+        let n = huge.len() - 32;
+        let d = Sha256::digest(&huge[..n]);
+        huge[n..].copy_from_slice(&d);
         assert!(matches!(
             open_key_file(&pp("right"), &huge),
             Err(Error::Corrupt { .. })
