@@ -1,0 +1,234 @@
+//! Size limits and a full disk, on a small tmpfs home: a request past the
+//! maximum file size gets EFBIG, one that does not fit gets ENOSPC at once,
+//! and neither leaves anything behind; removing a file gives its space back
+//! while the mount stays up; `pkfs umount` on a full disk unmounts, releases
+//! the home and says what it could not commit, which the next mount commits.
+//! Needs root (tmpfs and FUSE mounts).
+
+mod common;
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::mount::is_mounted;
+use common::*;
+
+fn cstr(b: &[u8]) -> CString {
+    CString::new(b).unwrap()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A tmpfs of `size` mounted on a node's home, and the node's FUSE mount
+/// point; both unmounted on drop, even when the test fails.
+struct TmpfsHome<'a> {
+    node: &'a Node,
+    mnt: PathBuf,
+}
+
+impl<'a> TmpfsHome<'a> {
+    fn new(node: &'a Node, size: &str) -> TmpfsHome<'a> {
+        fs::create_dir_all(&node.home).unwrap();
+        let (src, dir) = (cstr(b"tmpfs"), cstr(node.home.as_os_str().as_bytes()));
+        let opts = cstr(format!("size={size},mode=0700").as_bytes());
+        // SAFETY: valid C strings; the result is checked.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dir.as_ptr(),
+                src.as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "tmpfs: {}", std::io::Error::last_os_error());
+        let mnt = node.scratch().join("mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        TmpfsHome { node, mnt }
+    }
+
+    /// Bytes in use on the home's file system.
+    fn used(&self) -> u64 {
+        let c = cstr(self.node.home.as_os_str().as_bytes());
+        // SAFETY: a valid C string and a statvfs to fill; checked.
+        let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut v) }, 0);
+        (v.f_blocks - v.f_bfree) * v.f_frsize
+    }
+}
+
+impl Drop for TmpfsHome<'_> {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            let _ = self.node.run(["umount", &s(&self.mnt)]);
+        }
+        for dir in [&self.mnt, &self.node.home] {
+            let c = cstr(dir.as_os_str().as_bytes());
+            for _ in 0..50 {
+                // SAFETY: a valid C string; failure is tolerated.
+                if !is_mounted(dir) || unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // SAFETY: as above, lazily as a last resort.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+fn errno(r: std::io::Result<()>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+/// fallocate(2) on `f`.
+fn fallocate(f: &fs::File, mode: i32, offset: u64, len: u64) -> std::io::Result<()> {
+    // SAFETY: a valid descriptor; the result is checked.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset as i64, len as i64) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn requests_too_big_for_the_file_or_the_disk_fail_and_leave_nothing() {
+    let node = Node::new();
+    let t = TmpfsHome::new(&node, "64m");
+    node.ok(["init"]);
+    node.ok(["vault", "create", "v"]);
+    node.ok(["mount", &s(&t.mnt), "--commit-delay", "200ms"]);
+    let v = t.mnt.join("v");
+    let data = pseudo_random(100 * 1024 + 7, 1);
+    fs::write(v.join("f"), &data).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(v.join("f"))
+        .unwrap();
+    f.sync_all().unwrap();
+    let before = t.used();
+
+    // Past the maximum size: EFBIG (pjdfstest truncate/12, ftruncate/12).
+    assert_eq!(errno(f.set_len(999_999_999_999_999_999)), Some(libc::EFBIG));
+    let c = cstr(v.join("f").as_os_str().as_bytes());
+    // SAFETY: a valid C string; the result is checked.
+    let rc = unsafe { libc::truncate(c.as_ptr(), 999_999_999_999_999_999) };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EFBIG)
+    );
+    assert_eq!(errno(f.write_all_at(b"x", (1 << 43) - 1 + 1)), Some(libc::EFBIG));
+
+    // More than the disk holds: ENOSPC at once, nothing written.
+    let t0 = Instant::now();
+    assert_eq!(errno(f.set_len(1 << 40)), Some(libc::ENOSPC));
+    assert_eq!(errno(f.write_all_at(b"far", 10 << 30)), Some(libc::ENOSPC));
+    assert_eq!(errno(fallocate(&f, 0, 0, 1 << 30)), Some(libc::ENOSPC));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(f.metadata().unwrap().len(), data.len() as u64);
+    assert!(t.used() < before + (1 << 20), "{} -> {}", before, t.used());
+    assert_eq!(fs::read(v.join("f")).unwrap(), data);
+
+    // Real data up to a full disk: the write that does not fit fails, and
+    // what was acknowledged before it is the file.
+    let mut g = fs::File::create(v.join("g")).unwrap();
+    let chunk = pseudo_random(1 << 20, 2);
+    let mut written = 0u64;
+    let err = loop {
+        match g.write_all(&chunk) {
+            Ok(()) => written += chunk.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(written < 128 << 20, "128 MiB written to a 64 MiB disk");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(written > 16 << 20, "only {written} bytes fit");
+    g.sync_all().unwrap();
+    assert_eq!(g.metadata().unwrap().len(), written);
+    assert_eq!(fs::read(v.join("f")).unwrap(), data);
+    // The CLI still answers while the disk is full.
+    node.ok(["status"]);
+
+    // Removing it gives the space back with the mount up, open or not.
+    let full = t.used();
+    drop(g);
+    fs::remove_file(v.join("g")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.used() + (written / 2) > full {
+        assert!(Instant::now() < deadline, "{} still used", t.used());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // fallocate: KEEP_SIZE changes nothing, PUNCH_HOLE zeroes, mode 0 grows.
+    fallocate(&f, libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), data.len() as u64);
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    fallocate(&f, punch, 5000, 10_000).unwrap();
+    assert_eq!(
+        errno(fallocate(&f, libc::FALLOC_FL_PUNCH_HOLE, 0, 1)),
+        Some(libc::EOPNOTSUPP)
+    );
+    let mut want = data.clone();
+    want[5000..15_000].fill(0);
+    fallocate(&f, 0, 0, 200_000).unwrap();
+    want.resize(200_000, 0);
+    drop(f);
+    assert_eq!(fs::read(v.join("f")).unwrap(), want);
+
+    node.ok(["umount", &s(&t.mnt)]);
+    node.ok(["fsck"]);
+    assert_eq!(node.cat("v:f"), want);
+    assert_eq!(node.ls("v:"), ["f"]);
+}
+
+#[test]
+fn umount_on_a_full_disk_unmounts_and_the_next_mount_commits() {
+    let node = Node::new();
+    let t = TmpfsHome::new(&node, "32m");
+    node.ok(["init"]);
+    node.ok(["vault", "create", "v"]);
+    // No commit before the unmount.
+    node.ok(["mount", &s(&t.mnt), "--commit-delay", "600s"]);
+    let v = t.mnt.join("v");
+    let data = pseudo_random(3 << 20, 3);
+    fs::write(v.join("f"), &data).unwrap();
+    // Fill what is left of the home's disk from outside the vault.
+    let filler = node.home.join("filler");
+    {
+        let mut w = fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        while w.write_all(&chunk).is_ok() {}
+        let _ = w.sync_all();
+    }
+    let o = node.run(["umount", &s(&t.mnt)]);
+    assert_eq!(o.code, ExitCode::Uncommitted as i32, "{o:?}");
+    assert!(o.stderr.contains("next mount"), "{}", o.stderr);
+    assert!(!is_mounted(&t.mnt));
+    // The home is free: status and fsck run while the disk is still full.
+    let st = node.ok(["--json", "status"]).json();
+    assert_eq!(st["mounted"], false, "{st}");
+    node.ok(["fsck"]);
+
+    fs::remove_file(&filler).unwrap();
+    node.ok(["mount", &s(&t.mnt), "--commit-delay", "200ms"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.commits("v") < 2 {
+        assert!(Instant::now() < deadline, "the leftover was not committed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(fs::read(v.join("f")).unwrap(), data);
+    node.ok(["umount", &s(&t.mnt)]);
+    node.ok(["fsck"]);
+    assert_eq!(node.cat("v:f"), data);
+}
