@@ -571,17 +571,19 @@ fn a_full_disk_gives_enospc_and_loses_nothing() {
     // The first file is intact.
     assert_eq!(fs::read(v.join("first")).unwrap(), first);
     up("after reading the first file");
-    // A new file's first write-back fails; what was written is kept.
+    // A write to a new file that does not fit fails at once (rather than at
+    // the write-back) and leaves the file as it was.
     let late_data = pseudo_random(300 * 1024, 62);
-    assert_eq!(late.write(&late_data).unwrap(), late_data.len());
-    let err = late.sync_all().expect_err("fsync on a full disk");
+    let err = late.write(&late_data).expect_err("a write on a full disk");
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(late.metadata().unwrap().len(), 0);
+    late.sync_all().unwrap();
 
-    // Freeing the space lets it commit and unmount cleanly.
+    // Freeing the space lets it write, commit and unmount cleanly.
     for p in &fillers {
         fs::remove_file(p).unwrap_or_else(|e| panic!("removing {}: {e}", p.display()));
     }
-    // ... and the retry writes all of it, header included.
+    late.write_all(&late_data).unwrap();
     late.sync_all().unwrap();
     close(late).unwrap();
     assert!(fs::read(v.join("late")).unwrap() == late_data);
