@@ -169,7 +169,7 @@ fn fallocate_extends_keeps_size_and_punches_holes() {
     drop(f);
     let got = fs::read(&p).unwrap();
     assert_eq!(got.len(), 100_000);
-    assert_eq!(&got[..10], b"01\0\0\0\06789");
+    assert_eq!(&got[..10], b"01\x00\x00\x00\x006789");
     assert!(got[10..].iter().all(|&b| b == 0));
     m.umount();
     assert_eq!(m.node.cat("v:falloc.bin"), got);

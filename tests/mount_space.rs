@@ -128,7 +128,10 @@ fn requests_too_big_for_the_file_or_the_disk_fail_and_leave_nothing() {
         std::io::Error::last_os_error().raw_os_error(),
         Some(libc::EFBIG)
     );
-    assert_eq!(errno(f.write_all_at(b"x", (1 << 43) - 1 + 1)), Some(libc::EFBIG));
+    assert_eq!(
+        errno(f.write_all_at(b"x", (1 << 43) - 1 + 1)),
+        Some(libc::EFBIG)
+    );
 
     // More than the disk holds: ENOSPC at once, nothing written.
     let t0 = Instant::now();

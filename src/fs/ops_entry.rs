@@ -115,7 +115,9 @@ impl FsCore {
             return Err(Errno::EPERM);
         }
         self.check_writable()?;
-        if a.size.is_some_and(|s| s > crate::format::offsets::MAX_FILE_SIZE) {
+        if a.size
+            .is_some_and(|s| s > crate::format::offsets::MAX_FILE_SIZE)
+        {
             return Err(Errno::EFBIG);
         }
         let vault = self.vault_of(ino)?;

@@ -345,7 +345,13 @@ impl FsCore {
         }
         // A removed file's last close: its write-back error has no file left
         // to be about.
-        res.or_else(|e| if open.contains_key(&h.ino) { Err(e) } else { Ok(()) })
+        res.or_else(|e| {
+            if open.contains_key(&h.ino) {
+                Err(e)
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Can the open state `of`, with no handle left, be dropped? Yes when it
