@@ -235,3 +235,72 @@ fn umount_on_a_full_disk_unmounts_and_the_next_mount_commits() {
     node.ok(["fsck"]);
     assert_eq!(node.cat("v:f"), data);
 }
+
+/// Wait until at most `limit` bytes are in use on the tmpfs home.
+fn wait_used_below(t: &TmpfsHome, limit: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.used() > limit {
+        assert!(Instant::now() < deadline, "{what}: {} still used", t.used());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn removing_or_truncating_a_file_gives_its_space_back_at_once() {
+    let node = Node::new();
+    let t = TmpfsHome::new(&node, "64m");
+    node.ok(["init"]);
+    node.ok(["vault", "create", "v"]);
+    // No commit meanwhile (it would copy the blobs into git).
+    node.ok(["mount", &s(&t.mnt), "--commit-delay", "600s"]);
+    let v = t.mnt.join("v");
+    let open_files = || node.ok(["--json", "status"]).json()["open_files"].as_u64();
+    let base = t.used();
+
+    // Truncation, of a closed file.
+    fs::write(v.join("a"), pseudo_random(8 << 20, 4)).unwrap();
+    assert!(t.used() > base + (7 << 20));
+    fs::OpenOptions::new()
+        .write(true)
+        .open(v.join("a"))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    wait_used_below(&t, base + (1 << 20), "after truncating a");
+
+    // A file whose write-back failed (the disk filled behind it): closing
+    // it keeps its changes, removing it drops them and its blob.
+    let mut b = fs::File::create(v.join("b")).unwrap();
+    // Small writes stay in dirty pages (a large append is written at once).
+    for part in pseudo_random(300 << 10, 5).chunks(1000) {
+        b.write_all(part).unwrap();
+    }
+    let filler = node.home.join("filler");
+    let mut w = fs::File::create(&filler).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    while w.write_all(&chunk).is_ok() {}
+    drop(w);
+    let err = b.sync_all().expect_err("fsync on a full disk");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(b);
+    assert_eq!(open_files(), Some(1), "the failed write-back is kept");
+    fs::remove_file(v.join("b")).unwrap();
+    assert_eq!(open_files(), Some(0), "the removed file's state is dropped");
+    fs::remove_file(&filler).unwrap();
+
+    // A file removed while open: its space comes back at its last close.
+    fs::write(v.join("c"), pseudo_random(8 << 20, 6)).unwrap();
+    let c = fs::File::open(v.join("c")).unwrap();
+    fs::remove_file(v.join("c")).unwrap();
+    let mut head = [0u8; 16];
+    c.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(head[..], pseudo_random(8 << 20, 6)[..16]);
+    drop(c);
+    wait_used_below(&t, base + (1 << 20), "after closing the removed c");
+    assert_eq!(open_files(), Some(0));
+
+    node.ok(["umount", &s(&t.mnt)]);
+    node.ok(["fsck"]);
+    assert_eq!(node.ls("v:"), ["a"]);
+    assert_eq!(node.cat("v:a"), pseudo_random(8 << 20, 4)[..100]);
+}
