@@ -264,6 +264,13 @@ impl FsCore {
         let _gate = vault.gate.read();
         let mut st = of.state.write();
         st.settle_tags().errno()?;
+        st.settle_append(&self.cache).errno()?;
+        let at = if h.append { st.size } else { offset };
+        // Refused before anything changes (nothing journaled or recorded
+        // either): past the maximum size, or more growth than the disk has
+        // room for.
+        let end = at.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
+        st.check_growth(end).errno()?;
         // Once per file and commit, before anything reaches the disk: the path
         // walk stays off the write path. A commit runs under the gate held
         // exclusively, so no write races it.
@@ -277,13 +284,8 @@ impl FsCore {
             // half-way (that commit stalled dd for seconds).
             vault.pending.lock().last = Some(std::time::Instant::now());
         }
-        let at = if h.append { st.size } else { offset };
-        // Refused before anything changes: past the maximum size, or more
-        // growth than the disk has room for. Dirty pages over the budget are
-        // written back first, so a write that fails leaves nothing of itself.
-        st.settle_append(&self.cache).errno()?;
-        let end = at.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
-        st.check_growth(end).errno()?;
+        // Dirty pages over the budget are written back before this write is
+        // applied, so a write that fails leaves nothing of itself.
         if self.cache.over_dirty_budget() || st.dirty_pages() > self.cache.dirty_limit() / 2 {
             st.write_back(&vault.keys, &self.cache).errno()?;
         }
