@@ -304,3 +304,61 @@ fn removing_or_truncating_a_file_gives_its_space_back_at_once() {
     assert_eq!(node.ls("v:"), ["a"]);
     assert_eq!(node.cat("v:a"), pseudo_random(8 << 20, 4)[..100]);
 }
+
+/// Limit the file size the process `pid` may write (RLIMIT_FSIZE).
+fn limit_file_size(pid: i32, bytes: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a plain struct; the result is checked.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn an_extension_that_fails_half_way_is_undone() {
+    let mut m = common::mount::Mounted::new();
+    let data = pseudo_random(100 * 1024 + 3, 7);
+    fs::write(m.path("f"), &data).unwrap();
+    m.wait_committed();
+    let vault = m.node.vault_dir("v");
+    let blob = largest_blob(&vault);
+    let blob_len = fs::metadata(&blob).unwrap().len();
+    let pid = m.status()["pid"].as_i64().unwrap() as i32;
+    // The disk has room, but the daemon may not write past 4 MiB: the
+    // write-back of a 16 MiB extension fails part-way (EFBIG).
+    limit_file_size(pid, 4 << 20);
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("f"))
+        .unwrap();
+    assert_eq!(errno(f.set_len(16 << 20)), Some(libc::EFBIG));
+    assert_eq!(f.metadata().unwrap().len(), data.len() as u64);
+    assert_eq!(fs::metadata(&blob).unwrap().len(), blob_len, "cut back");
+    assert_eq!(
+        errno(fallocate(&f, 0, 0, 16 << 20)),
+        Some(libc::EFBIG),
+        "fallocate"
+    );
+    assert_eq!(f.metadata().unwrap().len(), data.len() as u64);
+    assert_eq!(fs::metadata(&blob).unwrap().len(), blob_len, "cut back");
+    let mut back = vec![0u8; data.len()];
+    f.read_exact_at(&mut back, 0).unwrap();
+    assert_eq!(back, data);
+    // A write far out is taken into memory; its write-back fails and leaves
+    // the blob as it was, and succeeds once the limit is gone.
+    f.write_all_at(b"tail", 8 << 20).unwrap();
+    assert_eq!(errno(f.sync_all()), Some(libc::EFBIG));
+    assert_eq!(fs::metadata(&blob).unwrap().len(), blob_len, "cut back");
+    limit_file_size(pid, libc::RLIM_INFINITY);
+    f.sync_all().unwrap();
+    drop(f);
+    m.umount();
+    m.node.ok(["fsck"]);
+    let mut want = data.clone();
+    want.resize(8 << 20, 0);
+    want.extend_from_slice(b"tail");
+    assert_eq!(m.node.cat("v:f"), want);
+}

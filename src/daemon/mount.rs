@@ -212,6 +212,9 @@ impl Mounted {
                 on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t,
             );
             libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            // A file size limit (RLIMIT_FSIZE) makes a write past it fail with
+            // EFBIG, undone like any failed write, instead of killing the daemon.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         }
         let dir = self.plan.mountpoint.clone();
         loop {
