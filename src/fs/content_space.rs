@@ -38,6 +38,7 @@ impl FileState {
             return Ok(());
         }
         let need = offsets::blob_len(new_size).saturating_sub(offsets::blob_len(self.disk_size));
+        // SAFETY: statvfs is plain data, for which all zero bytes are valid.
         let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: a valid descriptor and a statvfs to fill; the result is checked.
         if unsafe { libc::fstatvfs(self.file.as_raw_fd(), &mut vfs) } != 0 {
