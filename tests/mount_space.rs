@@ -162,6 +162,8 @@ fn requests_too_big_for_the_file_or_the_disk_fail_and_leave_nothing() {
     assert_eq!(fs::read(v.join("f")).unwrap(), data);
     // The CLI still answers while the disk is full.
     node.ok(["status"]);
+    node.ok(["fsck"]);
+    assert_eq!(node.ls("v:"), ["f", "g"]);
 
     // Removing it gives the space back with the mount up, open or not.
     let full = t.used();
@@ -352,9 +354,25 @@ fn an_extension_that_fails_half_way_is_undone() {
     f.write_all_at(b"tail", 8 << 20).unwrap();
     assert_eq!(errno(f.sync_all()), Some(libc::EFBIG));
     assert_eq!(fs::metadata(&blob).unwrap().len(), blob_len, "cut back");
+    // Streaming appends (written in the background) that run into the limit:
+    // the blob on disk stays a valid blob of what was written before.
+    let stream = pseudo_random(8 << 20, 8);
+    let mut g = fs::File::create(m.path("g")).unwrap();
+    let mut failed = false;
+    for part in stream.chunks(128 << 10) {
+        if g.write_all(part).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    failed |= g.sync_all().is_err();
+    assert!(failed, "8 MiB written past a 4 MiB limit");
+    // fsck (through the daemon) decrypts every page of every blob.
+    m.node.ok(["fsck"]);
     limit_file_size(pid, libc::RLIM_INFINITY);
     f.sync_all().unwrap();
     drop(f);
+    drop(g);
     m.umount();
     m.node.ok(["fsck"]);
     let mut want = data.clone();
