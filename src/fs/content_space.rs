@@ -45,7 +45,9 @@ impl FileState {
             return Err(io::Error::last_os_error());
         }
         let free = (vfs.f_bavail as u64).saturating_mul(vfs.f_frsize as u64);
-        if need > free {
+        // A file system that reports no size at all is not checked: the
+        // write-back's own ENOSPC is then the only answer.
+        if vfs.f_blocks != 0 && need > free {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         Ok(())
