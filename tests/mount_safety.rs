@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::mount::{is_mounted, Mounted};
+use common::tmpfs::TmpfsHome;
 use common::*;
 
 // ---------------------------------------------------------------------------
@@ -437,67 +438,6 @@ fn a_tampered_blob_gives_eio_and_the_rest_still_reads() {
 
 // ---------------------------------------------------------------------------
 // A full disk.
-
-/// A tmpfs mounted on a node's home, and that node's FUSE mount on `mnt`; both
-/// unmounted on drop, even when the test fails.
-struct TmpfsHome<'a> {
-    node: &'a Node,
-    mnt: PathBuf,
-}
-
-impl<'a> TmpfsHome<'a> {
-    fn new(node: &'a Node, size: &str) -> TmpfsHome<'a> {
-        fs::create_dir_all(&node.home).unwrap();
-        let (src, dir, ty) = (
-            cstr(b"tmpfs"),
-            cstr(node.home.as_os_str().as_bytes()),
-            cstr(b"tmpfs"),
-        );
-        let opts = cstr(format!("size={size},mode=0700").as_bytes());
-        // SAFETY: valid C strings; the result is checked.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                dir.as_ptr(),
-                ty.as_ptr(),
-                0,
-                opts.as_ptr().cast(),
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "mounting a tmpfs: {}",
-            std::io::Error::last_os_error()
-        );
-        let mnt = node.scratch().join("mnt");
-        fs::create_dir_all(&mnt).unwrap();
-        TmpfsHome { node, mnt }
-    }
-}
-
-impl Drop for TmpfsHome<'_> {
-    fn drop(&mut self) {
-        if is_mounted(&self.mnt) {
-            let _ = self.node.run(["umount", &s(&self.mnt)]);
-        }
-        if is_mounted(&self.mnt) {
-            let c = cstr(self.mnt.as_os_str().as_bytes());
-            // SAFETY: valid C string; failure is tolerated.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-        let c = cstr(self.node.home.as_os_str().as_bytes());
-        for _ in 0..100 {
-            // SAFETY: valid C string; the result is checked.
-            if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SAFETY: as above, lazily as a last resort.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    }
-}
 
 /// Write one file through the mount: create, write, fsync, close.
 fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
