@@ -5,8 +5,10 @@
 #
 # For each target: create a sparse file (`truncate -s SIZE`), then make it
 # durable (plain and gocryptfs: `sync`; pkfs: until the mount's commit of it
-# is done, as `pkfs status` shows), and report both times and the disk space
-# the backing directory (pkfs: the whole home, git history included) grew by.
+# is done, as `pkfs status` shows), and report the time to create it, the time
+# from the start until it is durable (pkfs starts its commit as soon as the
+# truncation is answered), and the disk space the backing directory (pkfs:
+# the whole home, git history included) grew by.
 #
 # Environment:
 #   SPARSE_SIZE=S   the file's size (default 1G; anything `truncate -s` takes)
@@ -52,7 +54,7 @@ row() { rows+=("$(printf '| %-9s | %10s | %10s | %12s |' "$1" "$2" "$3" "$4")");
 mkdir -p "$W/plain"
 before=$(used "$W/plain")
 t0=$(now); truncate -s "$size" "$W/plain/f"; create=$(since "$t0")
-t0=$(now); sync; durable=$(since "$t0")
+sync; durable=$(since "$t0")
 row plain "$create" "$durable" "$(mib $(($(used "$W/plain") - before)))"
 
 # gocryptfs.
@@ -62,7 +64,7 @@ if command -v gocryptfs >/dev/null; then
     gocryptfs -q -nosyslog -extpass "cat $W/pass" "$W/gc.cipher" "$W/gc.mnt"
     before=$(used "$W/gc.cipher")
     t0=$(now); truncate -s "$size" "$W/gc.mnt/f"; create=$(since "$t0")
-    t0=$(now); sync; durable=$(since "$t0")
+    sync; durable=$(since "$t0")
     row gocryptfs "$create" "$durable" "$(mib $(($(used "$W/gc.cipher") - before)))"
     fusermount3 -u "$W/gc.mnt"
 else
@@ -81,7 +83,6 @@ before=$(used "$W/pkfs.home")
 t0=$(now)
 if truncate -s "$size" "$W/pkfs.mnt/s/f" 2>"$W/err"; then
     create=$(since "$t0")
-    t0=$(now)
     while [ "$(commits)" = "$first" ] || "$bin" --json status | grep -q '"pending_changes": *[1-9]'; do
         sleep 0.1
     done
@@ -92,8 +93,8 @@ else
 fi
 "$bin" umount "$W/pkfs.mnt" >/dev/null
 
-echo "Sparse file of $size: time to create it, to make it durable (pkfs: committed), disk used"
+echo "Sparse file of $size: time to create it, time until durable (pkfs: committed), disk used"
 echo
-echo "| target    | create (s) | durable (s) | disk used (MiB) |"
+echo "| target    | create (s) | until durable (s) | disk used (MiB) |"
 echo "|-----------|-----------:|-----------:|-------------:|"
 printf '%s\n' "${rows[@]}"
