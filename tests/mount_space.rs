@@ -215,22 +215,52 @@ fn removing_or_truncating_a_file_gives_its_space_back_at_once() {
 
     // A file whose write-back failed (the disk filled behind it): closing
     // it keeps its changes, removing it drops them and its blob.
-    let mut b = fs::File::create(v.join("b")).unwrap();
-    // Small writes stay in dirty pages (a large append is written at once).
-    for part in pseudo_random(300 << 10, 5).chunks(1000) {
-        b.write_all(part).unwrap();
-    }
     let filler = node.home.join("filler");
-    let mut w = fs::File::create(&filler).unwrap();
-    let chunk = vec![7u8; 1 << 20];
-    while w.write_all(&chunk).is_ok() {}
-    drop(w);
-    let err = b.sync_all().expect_err("fsync on a full disk");
-    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let mut attempt = 0;
+    let (b, b_path) = loop {
+        attempt += 1;
+        let p = v.join(format!("b{attempt}"));
+        let mut b = fs::File::create(&p).unwrap();
+        // Small writes stay in dirty pages (a large append is written at once).
+        for part in pseudo_random(300 << 10, 5).chunks(1000) {
+            b.write_all(part).unwrap();
+        }
+        let mut w = fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        while w.write_all(&chunk).is_ok() {}
+        drop(w);
+        match b.sync_all() {
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                break (b, p);
+            }
+            // Another test of this binary started a process meanwhile: the
+            // copy of `b`'s descriptor that the fork inherited was closed at
+            // its exec, and the kernel's FLUSH wrote `b` back before the disk
+            // was full. Again, on a fresh file.
+            Ok(()) => {
+                assert!(
+                    attempt < 5,
+                    "fsync on a full disk succeeded {attempt} times"
+                );
+                drop(b);
+                fs::remove_file(&p).unwrap();
+                fs::remove_file(&filler).unwrap();
+            }
+        }
+    };
     drop(b);
     assert_eq!(open_files(), Some(1), "the failed write-back is kept");
-    fs::remove_file(v.join("b")).unwrap();
-    assert_eq!(open_files(), Some(0), "the removed file's state is dropped");
+    fs::remove_file(&b_path).unwrap();
+    // (The kernel sends RELEASE after close returns: wait for it.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_files() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the removed file's state is kept"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     fs::remove_file(&filler).unwrap();
 
     // A file removed while open: its space comes back at its last close.
