@@ -70,8 +70,8 @@ export PKFS_HOME=$work/home PKFS_PASSFILE=$work/pass PKFS_TEST_ONLY_FAST_KDF=1
 # The default commit delay: commits of the file run while fsx keeps writing.
 "$bin" mount "$mnt"
 
-# fsx's defaults plus every operation pkfs implements. punch_hole is left out:
-# pkfs refuses fallocate modes other than 0 (EOPNOTSUPP).
+# fsx's defaults plus every operation pkfs implements, hole punching
+# (fallocate PUNCH_HOLE | KEEP_SIZE) included.
 cat >"$work/fsx.toml" <<'TOML'
 flen = 262144
 
@@ -89,6 +89,7 @@ truncate = 2
 fsync = 1
 fdatasync = 1
 posix_fallocate = 1
+punch_hole = 1
 sendfile = 1
 posix_fadvise = 1
 copy_file_range = 2

@@ -26,6 +26,7 @@ pub enum ExitCode {
     NotFound = 13,
     Exists = 14,
     WrongKind = 15,
+    Uncommitted = 16,
 }
 
 /// Every exit code with its meaning, for documentation (man pages, docs).
@@ -63,6 +64,10 @@ pub const EXIT_CODES: &[(ExitCode, &str)] = &[
     (
         ExitCode::WrongKind,
         "not a directory, is a directory, or directory not empty",
+    ),
+    (
+        ExitCode::Uncommitted,
+        "unmounted, but the last commit failed: the changes stay journaled in the working tree and the next mount commits them",
     ),
 ];
 
@@ -111,6 +116,10 @@ pub enum Error {
     Crypto(&'static str),
     #[error("mount failed: {0}")]
     Mount(String),
+    /// The mount is gone and the home released, but its last commit failed
+    /// (a full disk, an I/O error); the changes stay journaled.
+    #[error("unmounted, but the last commit failed ({0}); the changes are kept in the working tree and the next mount commits them")]
+    Uncommitted(String),
     /// `pkfs fsck` found this many problems (each already reported).
     #[error("fsck found {0} problem(s)")]
     FsckFindings(usize),
@@ -150,6 +159,7 @@ impl Error {
             }
             Error::Usage(_) => ExitCode::Usage,
             Error::Mount(_) => ExitCode::MountFailure,
+            Error::Uncommitted(_) => ExitCode::Uncommitted,
             Error::FsckFindings(_) => ExitCode::FsckFindings,
             Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
                 ExitCode::Failure

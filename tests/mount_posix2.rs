@@ -141,7 +141,7 @@ fn statvfs_reports_the_disk() {
 }
 
 #[test]
-fn fallocate_extends_and_refuses_punching_holes() {
+fn fallocate_extends_keeps_size_and_punches_holes() {
     let mut m = Mounted::new();
     let p = m.path("falloc.bin");
     let f = create_rw(&p);
@@ -153,19 +153,23 @@ fn fallocate_extends_and_refuses_punching_holes() {
     // Within the size: no change.
     rc(unsafe { libc::fallocate(fd, 0, 0, 10) }).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 100_000);
-    let r = rc(unsafe {
-        libc::fallocate(
-            fd,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            0,
-            4,
-        )
-    });
-    assert_errno(r, libc::EOPNOTSUPP, "FALLOC_FL_PUNCH_HOLE");
+    // KEEP_SIZE past the end: the size stays.
+    rc(unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, 200_000) }).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 100_000);
+    // A punched range reads as zeros; the size stays, even past the end.
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    rc(unsafe { libc::fallocate(fd, punch, 2, 4) }).unwrap();
+    rc(unsafe { libc::fallocate(fd, punch, 99_000, 5_000) }).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 100_000);
+    // PUNCH_HOLE without KEEP_SIZE, and modes pkfs lacks, are refused.
+    let r = rc(unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE, 0, 4) });
+    assert_errno(r, libc::EOPNOTSUPP, "FALLOC_FL_PUNCH_HOLE alone");
+    let r = rc(unsafe { libc::fallocate(fd, libc::FALLOC_FL_ZERO_RANGE, 0, 4) });
+    assert_errno(r, libc::EOPNOTSUPP, "FALLOC_FL_ZERO_RANGE");
     drop(f);
     let got = fs::read(&p).unwrap();
     assert_eq!(got.len(), 100_000);
-    assert_eq!(&got[..10], b"0123456789", "punching changed nothing");
+    assert_eq!(&got[..10], b"01\x00\x00\x00\x006789");
     assert!(got[10..].iter().all(|&b| b == 0));
     m.umount();
     assert_eq!(m.node.cat("v:falloc.bin"), got);

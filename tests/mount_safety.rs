@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::mount::{is_mounted, Mounted};
+use common::tmpfs::TmpfsHome;
 use common::*;
 
 // ---------------------------------------------------------------------------
@@ -438,67 +439,6 @@ fn a_tampered_blob_gives_eio_and_the_rest_still_reads() {
 // ---------------------------------------------------------------------------
 // A full disk.
 
-/// A tmpfs mounted on a node's home, and that node's FUSE mount on `mnt`; both
-/// unmounted on drop, even when the test fails.
-struct TmpfsHome<'a> {
-    node: &'a Node,
-    mnt: PathBuf,
-}
-
-impl<'a> TmpfsHome<'a> {
-    fn new(node: &'a Node, size: &str) -> TmpfsHome<'a> {
-        fs::create_dir_all(&node.home).unwrap();
-        let (src, dir, ty) = (
-            cstr(b"tmpfs"),
-            cstr(node.home.as_os_str().as_bytes()),
-            cstr(b"tmpfs"),
-        );
-        let opts = cstr(format!("size={size},mode=0700").as_bytes());
-        // SAFETY: valid C strings; the result is checked.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                dir.as_ptr(),
-                ty.as_ptr(),
-                0,
-                opts.as_ptr().cast(),
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "mounting a tmpfs: {}",
-            std::io::Error::last_os_error()
-        );
-        let mnt = node.scratch().join("mnt");
-        fs::create_dir_all(&mnt).unwrap();
-        TmpfsHome { node, mnt }
-    }
-}
-
-impl Drop for TmpfsHome<'_> {
-    fn drop(&mut self) {
-        if is_mounted(&self.mnt) {
-            let _ = self.node.run(["umount", &s(&self.mnt)]);
-        }
-        if is_mounted(&self.mnt) {
-            let c = cstr(self.mnt.as_os_str().as_bytes());
-            // SAFETY: valid C string; failure is tolerated.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-        let c = cstr(self.node.home.as_os_str().as_bytes());
-        for _ in 0..100 {
-            // SAFETY: valid C string; the result is checked.
-            if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SAFETY: as above, lazily as a last resort.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
 /// Write one file through the mount: create, write, fsync, close.
 fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut f = fs::File::create(path)?;
@@ -571,17 +511,19 @@ fn a_full_disk_gives_enospc_and_loses_nothing() {
     // The first file is intact.
     assert_eq!(fs::read(v.join("first")).unwrap(), first);
     up("after reading the first file");
-    // A new file's first write-back fails; what was written is kept.
+    // A write to a new file that does not fit fails at once (rather than at
+    // the write-back) and leaves the file as it was.
     let late_data = pseudo_random(300 * 1024, 62);
-    assert_eq!(late.write(&late_data).unwrap(), late_data.len());
-    let err = late.sync_all().expect_err("fsync on a full disk");
+    let err = late.write(&late_data).expect_err("a write on a full disk");
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(late.metadata().unwrap().len(), 0);
+    late.sync_all().unwrap();
 
-    // Freeing the space lets it commit and unmount cleanly.
+    // Freeing the space lets it write, commit and unmount cleanly.
     for p in &fillers {
         fs::remove_file(p).unwrap_or_else(|e| panic!("removing {}: {e}", p.display()));
     }
-    // ... and the retry writes all of it, header included.
+    late.write_all(&late_data).unwrap();
     late.sync_all().unwrap();
     close(late).unwrap();
     assert!(fs::read(v.join("late")).unwrap() == late_data);

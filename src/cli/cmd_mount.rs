@@ -284,7 +284,11 @@ fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -
             // it either way; giving up early would only report a failure that
             // is not one. (This connection has a thread of its own.)
             match rrx.recv() {
-                Ok(Ok(())) => Response::Ok,
+                Ok(Ok(mount::Unmounted::Clean)) => Response::Ok,
+                Ok(Ok(mount::Unmounted::Uncommitted(message))) => Response::Error {
+                    code: pkfs::ExitCode::Uncommitted as i32,
+                    message,
+                },
                 Ok(Err(message)) => Response::Error {
                     code: pkfs::ExitCode::MountFailure as i32,
                     message,
@@ -386,6 +390,10 @@ pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
             wait_for_exit(&home);
             out.say("Unmounted; every change is committed.");
             Ok(())
+        }
+        Response::Error { code, ref message } if code == pkfs::ExitCode::Uncommitted as i32 => {
+            wait_for_exit(&home);
+            Err(Error::Uncommitted(message.clone()).into())
         }
         Response::Error { ref message, .. } => Err(Error::Mount(message.clone()).into()),
         _ => Err(Error::Mount("unexpected reply from the daemon".into()).into()),

@@ -36,7 +36,18 @@ pub struct MountPlan {
 
 /// Requests from the control socket to the daemon's main loop.
 pub enum Ctl {
-    Unmount(Sender<std::result::Result<(), String>>),
+    Unmount(Sender<std::result::Result<Unmounted, String>>),
+}
+
+/// How an unmount asked for over the control socket ended (an `Err` means
+/// the mount is still there, say because it is busy).
+#[derive(Debug, Clone)]
+pub enum Unmounted {
+    /// Everything committed.
+    Clean,
+    /// Unmounted, but the last commit failed with this error: the changes
+    /// stay journaled, and the next mount (or command) commits them.
+    Uncommitted(String),
 }
 
 /// Tell systemd (when it started us with `Type=notify`) how we are doing:
@@ -201,6 +212,9 @@ impl Mounted {
                 on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t,
             );
             libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            // A file size limit (RLIMIT_FSIZE) makes a write past it fail with
+            // EFBIG, undone like any failed write, instead of killing the daemon.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         }
         let dir = self.plan.mountpoint.clone();
         loop {
@@ -221,10 +235,16 @@ impl Mounted {
                     let _ = self.core.commit_all();
                     match unmount(&dir) {
                         Ok(()) => {
+                            // Whatever the commit gives, the mount is gone
+                            // and the daemon leaves (releasing the home): a
+                            // failed commit stays journaled for the next one.
                             let _ = self.session.join();
                             let res = self.core.commit_all().map_err(|e| e.to_string());
-                            let _ = reply.send(res.clone());
-                            return res.map_err(Error::Mount);
+                            let _ = reply.send(Ok(match &res {
+                                Ok(()) => Unmounted::Clean,
+                                Err(e) => Unmounted::Uncommitted(e.clone()),
+                            }));
+                            return res.map_err(Error::Uncommitted);
                         }
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -237,6 +257,8 @@ impl Mounted {
             self.core.commit_due();
         }
         let _ = self.session.join();
-        self.core.commit_all()
+        self.core
+            .commit_all()
+            .map_err(|e| Error::Uncommitted(e.to_string()))
     }
 }

@@ -19,6 +19,11 @@ pub const IV_LEN: u64 = 12;
 pub const TAG_LEN: u64 = 16;
 pub const PAGE_OVERHEAD: u64 = IV_LEN + TAG_LEN;
 pub const CIPHER_PAGE: u64 = PAGE_SIZE + PAGE_OVERHEAD;
+/// The largest plain file size (8 TiB). Its blob (about 8.05 TiB) fits every
+/// backing file system pkfs runs on (ext4 with 4 KiB blocks stops at 16 TiB),
+/// and every offset and length computed here fits an `i64` (`off_t`). A write
+/// or truncation past it is refused with EFBIG, as a disk file system does.
+pub const MAX_FILE_SIZE: u64 = 1 << 43;
 
 /// Size of the blob holding `plain` bytes (0 for an empty file).
 pub fn blob_len(plain: u64) -> u64 {
@@ -100,6 +105,9 @@ mod tests {
         assert_eq!(blob_len(1), 58 + 29);
         assert_eq!(blob_len(4096), 58 + 4124);
         assert_eq!(blob_len(4097), 58 + 4124 + 29);
+        let max = blob_len(MAX_FILE_SIZE);
+        assert!(max < 16 << 40 && i64::try_from(max).is_ok());
+        assert_eq!(plain_len(max), Some(MAX_FILE_SIZE));
     }
 
     #[test]

@@ -26,9 +26,13 @@ impl FsCore {
             .cloned()
             .collect();
         for f in files {
-            f.state
-                .write()
-                .write_back(&v.keys, &self.cache)
+            let mut st = f.state.write();
+            // A removed file nobody holds open has nothing left to commit.
+            if *f.handles.lock() == 0 && st.unlinked() {
+                st.discard(&self.cache);
+                continue;
+            }
+            st.write_back(&v.keys, &self.cache)
                 .map_err(|e| Error::io(&v.contents, e))?;
         }
         self.open.lock().retain(|ino, f| {

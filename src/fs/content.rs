@@ -391,6 +391,13 @@ impl FileState {
         self.cipher = Some((header, Arc::new(fc)));
     }
 
+    /// Seal what changed, in an order that keeps the blob on disk valid for
+    /// `disk_size` until the last step: first the pages past the old end,
+    /// then the pages inside both the old and the new file whose final flag
+    /// and length do not change, and only then the old and new last pages.
+    /// If anything before that last step fails (a full disk), the blob is cut
+    /// back to its old length: the space is released and the file reads as
+    /// before (its dirty pages stay, to be retried).
     fn seal_pages(&mut self, keys: &Keychain, cache: &PageCache) -> io::Result<()> {
         if self.cipher.is_none() {
             self.new_cipher(keys);
@@ -406,10 +413,25 @@ impl FileState {
             offsets::page_count(self.disk_size)
         };
         let listed = self.pages_to_seal();
+        let resized = self.size != self.disk_size;
+        let tail = |i: u64| resized && (i + 1 == old_pc || i + 1 == new_pc);
         // Every page past the old end is new: written ones from `dirty`, the rest
         // zeros, sealed in runs and never cached.
-        let pages = listed.range(..old_pc).copied().chain(old_pc..new_pc);
-        for (first, n) in runs(pages) {
+        let early = (old_pc..new_pc).chain(listed.range(..old_pc).copied().filter(|i| !tail(*i)));
+        let res = runs(early).try_for_each(|(first, n)| {
+            with_run_buf(run_len(self.size, first, n), |buf| {
+                self.seal_run(first, n, old_pc, buf, cache)
+            })
+        });
+        if let Err(e) = res {
+            let old_len = offsets::blob_len(if new_header { 0 } else { self.disk_size });
+            if self.file.metadata().is_ok_and(|m| m.len() > old_len) {
+                let _ = self.file.set_len(old_len);
+            }
+            return Err(e);
+        }
+        let late = listed.range(..old_pc).copied().filter(|i| tail(*i));
+        for (first, n) in runs(late) {
             with_run_buf(run_len(self.size, first, n), |buf| {
                 self.seal_run(first, n, old_pc, buf, cache)
             })?;
@@ -495,6 +517,8 @@ mod inflight;
 mod read;
 #[path = "content_runs.rs"]
 mod runs;
+#[path = "content_space.rs"]
+mod space;
 #[path = "content_tags.rs"]
 mod tags;
 

@@ -20,9 +20,11 @@
 //! When the batch settles, the new last page's plaintext goes into the clean
 //! cache, so that the next append finds it there instead of decrypting it again.
 //!
-//! If a batch's write fails half-way (a full disk), the blob on disk may now end
-//! in a page sealed as not-final. Nothing is lost: settling puts the former last
-//! page and the batch into dirty pages like any buffered write, the write-back
+//! If a batch's write fails half-way (a full disk), settling cuts the blob back
+//! to its length before the batch and seals the former last page as final
+//! again, so the blob on disk is the file before the append and the space the
+//! batch took is released. Nothing is lost: settling puts the former last page
+//! and the batch into dirty pages like any buffered write, the write-back
 //! that follows (size ≠ disk size) reseals the former last page and everything
 //! after it, and the error comes back from that write-back (at fsync, close, or
 //! when the dirty budget runs out), as it would have for a buffered write.

@@ -195,6 +195,7 @@ impl FileState {
             }
             Err(e) => {
                 tracing::warn!("an append could not be written, keeping it in memory: {e}");
+                self.restore_blob(b.first, b.prev.as_ref());
                 self.size = offset;
                 if let Some(p) = b.prev.take() {
                     self.dirty.insert(b.first - 1, p);
@@ -205,6 +206,30 @@ impl FileState {
         }
         self.spare = std::mem::take(&mut b.data);
         Ok(())
+    }
+}
+
+impl FileState {
+    /// After a failed batch from page `first` on: cut the blob back to its
+    /// length before the batch (releasing what the batch wrote) and seal the
+    /// former last page (`prev`) as final again, so the blob on disk is the
+    /// file before the append. Best effort: if this fails too, the dirty
+    /// pages still hold everything and the next write-back rewrites it.
+    fn restore_blob(&self, first: u64, prev: Option<&PageBuf>) {
+        let old_len = offsets::blob_len(self.disk_size);
+        if self.file.set_len(old_len).is_err() {
+            return;
+        }
+        if let (Some(p), Some((_, fc))) = (prev, &self.cipher) {
+            if self.disk_size == 0 {
+                return;
+            }
+            let i = first - 1;
+            let sealed = fc.seal_page(i, true, &p[..PAGE_SIZE as usize]);
+            let _ = self
+                .file
+                .write_all_at(&sealed, offsets::page_blob_offset(i));
+        }
     }
 }
 

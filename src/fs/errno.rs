@@ -31,6 +31,7 @@ pub fn from_error(e: &Error) -> Errno {
         | Error::History(_)
         | Error::Crypto(_)
         | Error::Mount(_)
+        | Error::Uncommitted(_)
         | Error::FsckFindings(_) => Errno::EIO,
     }
 }

@@ -158,6 +158,11 @@ impl FsCore {
             return self.root_setattr(&a);
         }
         self.check_writable()?;
+        if a.size
+            .is_some_and(|s| s > crate::format::offsets::MAX_FILE_SIZE)
+        {
+            return Err(Errno::EFBIG);
+        }
         let vault = self.vault_of(ino)?;
         let _gate = vault.gate.read();
         let entry = if ino == vault.root_ino {
@@ -230,8 +235,7 @@ impl FsCore {
                 let f = e.dir.fd.open_file(e.name(), false).errno()?;
                 st.replace_file(f, true);
             }
-            st.truncate(size, &self.cache).errno()?;
-            return st.write_back(&vault.keys, &self.cache).errno();
+            return st.resize(size, &vault.keys, &self.cache).errno();
         }
         let m = e.dir.fd.stat(e.name()).errno()?;
         match file_type(&m) {
@@ -241,8 +245,7 @@ impl FsCore {
         }
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
         let mut st = super::content::FileState::open(f, &vault.keys, &self.cache).errno()?;
-        let cut = st.truncate(size, &self.cache);
-        let res = cut.and_then(|()| st.write_back(&vault.keys, &self.cache));
+        let res = st.resize(size, &vault.keys, &self.cache);
         self.changed_of(ino)
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         drop(open);
@@ -445,6 +448,9 @@ impl FsCore {
                 inodes.unlinked(ino);
             }
         }
+        if ino != 0 {
+            self.drop_if_removed(ino);
+        }
         e.vault
             .record(ChangeKind::Removed, self.child_path(parent, name));
         Ok(())
@@ -566,18 +572,23 @@ impl FsCore {
             .errno()?;
         src.remove_sidecar();
         let mut inodes = self.inodes.write();
+        let mut replaced = None;
         if let Some((dst_ino, tm)) = target {
             if dst_ino != 0 {
                 inodes.name_removed(dst_ino, newparent, newname);
                 if tm.is_dir() || tm.nlink() <= 1 {
                     inodes.unlinked(dst_ino);
                 }
+                replaced = Some(dst_ino);
             }
         }
         if src_ino != 0 {
             inodes.moved(src_ino, (parent, name), newparent, newname);
         }
         drop(inodes);
+        if let Some(ino) = replaced {
+            self.drop_if_removed(ino);
+        }
         let slash = if sm.is_dir() { "/" } else { "" };
         vault.record(ChangeKind::Removed, format!("{old_path}{slash}"));
         vault.record(ChangeKind::Added, format!("{new_path}{slash}"));

@@ -280,6 +280,13 @@ impl FsCore {
         let _gate = vault.gate.read();
         let mut st = of.state.write();
         st.settle_tags().errno()?;
+        st.settle_append(&self.cache).errno()?;
+        let at = if h.append { st.size } else { offset };
+        // Refused before anything changes (nothing journaled or recorded
+        // either): past the maximum size, or more growth than the disk has
+        // room for.
+        let end = at.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
+        st.check_growth(end).errno()?;
         // Once per file and commit, before anything reaches the disk: the path
         // walk stays off the write path. A commit runs under the gate held
         // exclusively, so no write races it.
@@ -293,15 +300,16 @@ impl FsCore {
             // half-way (that commit stalled dd for seconds).
             vault.pending.lock().last = Some(std::time::Instant::now());
         }
-        let at = if h.append { st.size } else { offset };
+        // Dirty pages over the budget are written back before this write is
+        // applied, so a write that fails leaves nothing of itself.
+        if self.cache.over_dirty_budget() || st.dirty_pages() > self.cache.dirty_limit() / 2 {
+            st.write_back(&vault.keys, &self.cache).errno()?;
+        }
         if !st
             .append_through(at, data, &vault.keys, &self.cache)
             .errno()?
         {
             st.write(at, data, &self.cache).errno()?;
-        }
-        if self.cache.over_dirty_budget() || st.dirty_pages() > self.cache.dirty_limit() / 2 {
-            st.write_back(&vault.keys, &self.cache).errno()?;
         }
         Ok(data.len() as u32)
     }
@@ -348,16 +356,59 @@ impl FsCore {
         if let Some(of) = open.get(&h.ino).cloned() {
             let mut n = of.handles.lock();
             *n = n.saturating_sub(1);
-            if *n == 0 && !of.state.read().is_dirty() {
+            if *n == 0 && self.may_close(&of) {
                 open.remove(&h.ino);
                 self.changed_of(h.ino).fetch_add(1, Ordering::Release);
             }
         }
-        res
+        // A removed file's last close: its write-back error has no file left
+        // to be about.
+        res.or_else(|e| {
+            if open.contains_key(&h.ino) {
+                Err(e)
+            } else {
+                Ok(())
+            }
+        })
     }
 
+    /// Can the open state `of`, with no handle left, be dropped? Yes when it
+    /// has nothing to write back, or when its file was removed: then what it
+    /// still held (say, a write-back a full disk refused) is discarded, and
+    /// the descriptor closed, so the blob's space comes back at once.
+    pub(super) fn may_close(&self, of: &OpenFile) -> bool {
+        let mut st = of.state.write();
+        if !st.is_dirty() {
+            return true;
+        }
+        if st.unlinked() {
+            st.discard(&self.cache);
+            return true;
+        }
+        false
+    }
+
+    /// After `ino` lost a name: if that was its last and no handle holds it,
+    /// drop its open state (and with it the descriptor of the removed blob).
+    pub(super) fn drop_if_removed(&self, ino: u64) {
+        let mut open = self.open.lock();
+        let Some(of) = open.get(&ino).cloned() else {
+            return;
+        };
+        if *of.handles.lock() == 0 && of.state.read().unlinked() && self.may_close(&of) {
+            open.remove(&ino);
+            self.changed_of(ino).fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// `fallocate`: mode 0 extends the file (zeros), KEEP_SIZE alone checks
+    /// the range and changes nothing (pkfs reserves no space ahead: a later
+    /// write may still meet a full disk), PUNCH_HOLE (with KEEP_SIZE, as Linux
+    /// requires) makes the range read as zeros. Other modes: EOPNOTSUPP.
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
-        if mode != 0 {
+        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        if mode != 0 && mode != KEEP && mode != PUNCH {
             return Err(Errno::EOPNOTSUPP);
         }
         let (h, of) = self.handle(fh)?;
@@ -365,15 +416,31 @@ impl FsCore {
             return Err(Errno::EBADF);
         }
         let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if end > crate::format::offsets::MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
         let mut st = of.state.write();
-        if end > st.size {
+        st.settle_append(&self.cache).errno()?;
+        let changes = match mode {
+            0 => end > st.size,
+            KEEP => false,
+            _ => offset < st.size,
+        };
+        if changes {
             st.settle_tags().errno()?;
+            if mode == 0 {
+                st.check_growth(end).errno()?;
+            }
             self.mark_ino(h.ino)?;
-            st.truncate(end, &self.cache).errno()?;
-            st.write_back(&vault.keys, &self.cache).errno()?;
             vault.record(ChangeKind::Modified, self.path_of(h.ino));
+            if mode == 0 {
+                st.resize(end, &vault.keys, &self.cache).errno()?;
+            } else {
+                st.zero_range(offset, len, &vault.keys, &self.cache)
+                    .errno()?;
+            }
         }
         Ok(())
     }

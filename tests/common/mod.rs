@@ -52,6 +52,7 @@ pub mod fixtures;
 pub mod mount;
 pub mod posix;
 pub mod tamper;
+pub mod tmpfs;
 pub mod vectors;
 
 /// Fail clearly when a tool is missing (scripts/ensure-deps.sh installs them).
