@@ -126,7 +126,9 @@ fn a_damaged_record_or_one_naming_a_missing_commit_refuses_the_vault() {
     let err = History::open(v, &key()).err().unwrap();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     fs::write(v.join("version"), &rec).unwrap();
-    // The newest commit's object gone (as a cut could never leave it).
+    // Main rewound, and the newest commit's object gone (as a cut could
+    // never leave it): nothing to repair main to.
+    fs::write(git(v, "refs/heads/main"), format!("{}\n", ids[1])).unwrap();
     let hex = &ids[2];
     fs::remove_file(git(v, &format!("objects/{}/{}", &hex[..2], &hex[2..]))).unwrap();
     let err = History::open(v, &key()).err().unwrap();

@@ -97,11 +97,13 @@ pub(super) fn check_refs(
                 "main is missing or unreadable and there is no version record to repair it from",
             )
         })?;
-        check_commit(&repo, gcm, main, "main")?;
+        // Only an authentic version becomes the record; a damaged or forged
+        // one is left for the seal to refuse and `fsck` to report.
+        let mut authentic = check_commit(&repo, gcm, main, "main").is_ok();
         let (head, attached, repairs) = match refs.head {
             Some(None) => (main, true, Vec::new()),
             Some(Some(id)) => {
-                check_commit(&repo, gcm, id, "HEAD")?;
+                authentic &= check_commit(&repo, gcm, id, "HEAD").is_ok();
                 (id, false, Vec::new())
             }
             None => {
@@ -117,6 +119,9 @@ pub(super) fn check_refs(
             head,
             attached,
         };
+        if !authentic {
+            return Ok((rec, repairs, repo));
+        }
         file.store(&rec)?;
         tracing::info!(
             "{}: recorded the current version {main} in {}",
@@ -129,12 +134,12 @@ pub(super) fn check_refs(
         drop(repo);
         return Ok((rec, repairs, open_repo(vault_dir)?));
     };
-    check_commit(&repo, gcm, rec.main, "main")?;
-    if !rec.attached {
-        check_commit(&repo, gcm, rec.head, "HEAD")?;
-    }
+    // Refs that agree with the record need no check here: a damaged commit
+    // there is for the seal to refuse and `fsck` to report. Refs are only
+    // ever rewritten to an authentic commit.
     let mut repairs = Vec::new();
     if refs.main != Some(rec.main) {
+        check_commit(&repo, gcm, rec.main, "main")?;
         let was = match refs.main {
             Some(id) => format!("named {id}"),
             None => "was missing or unreadable".to_string(),
@@ -147,6 +152,7 @@ pub(super) fn check_refs(
     }
     let want_head = if rec.attached { None } else { Some(rec.head) };
     if refs.head != Some(want_head) {
+        check_commit(&repo, gcm, rec.head, "HEAD")?;
         let was = match refs.head {
             Some(None) => "was attached to main".to_string(),
             Some(Some(id)) => format!("was detached at {id}"),
