@@ -115,9 +115,9 @@ pub struct History {
     journal: RefCell<Journal>,
     /// Tag lists of the big committed blobs (see `tags.rs`).
     tags: std::sync::Arc<super::tags::TagStore>,
-    /// A directory was made whose IV may not be on disk yet (see
-    /// `history_recover.rs`): the next fsync syncs the file system.
-    unsynced_dirs: std::cell::Cell<bool>,
+    /// Directories made whose IV may not be on disk yet (see
+    /// `history_recover.rs`): the next fsync or commit syncs them.
+    unsynced_dirs: RefCell<Vec<PathBuf>>,
     /// The version record (see `version.rs`), and what it says now.
     version_file: VersionFile,
     version: std::cell::Cell<Option<Version>>,
@@ -221,7 +221,7 @@ impl History {
             vault_dir: vault_dir.to_path_buf(),
             journal: RefCell::new(journal),
             tags: std::sync::Arc::new(super::tags::TagStore::new(vault_dir, vault_key)),
-            unsynced_dirs: std::cell::Cell::new(false),
+            unsynced_dirs: RefCell::new(Vec::new()),
             version_file,
             version: std::cell::Cell::new(version),
             repairs: RefCell::new(repairs),
@@ -301,20 +301,21 @@ impl History {
         let parent_ids: Vec<Oid> = parents.iter().map(|c| c.id()).collect();
         let message = self.seal_message(changes, tree_id, &parent_ids)?;
         let sig = signature()?;
-        // Objects first, made durable, then the ref that names them (durable
-        // too): a power cut leaves the old version or the new one.
+        // Objects first, made durable (the blobs by `stage`, trees and the
+        // commit by libgit2, see `history_version.rs`), then the version
+        // record, then the ref (durable too): a power cut leaves the old
+        // version or the new one, and a ref behind the record is repaired at
+        // open.
         let id = repo
             .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
+        // The work tree's files too, where syncfs works (elsewhere a file
+        // lost after its commit is restored from it by `fsck --restore`).
         seal::sync_fs(repo.path())?;
-        // The work tree is on the same file system: new IVs are on disk too.
-        self.unsynced_dirs.set(false);
-        // The record names the new version before main does (see
-        // `history_version.rs`): a cut in between is repaired at open.
+        self.sync_new_dirs()?;
         self.record_version(id, id, true)?;
         repo.reference(MAIN_REF, id, true, "pkfs: commit")
             .ctx("moving main to the new version")?;
-        seal::sync_fs(repo.path())?;
         self.journal.borrow_mut().reset(Some(id))?;
         Ok(id.to_string())
     }
