@@ -373,7 +373,7 @@ mod tests {
         let id = write(&mut written);
         let hex = id.to_string();
         let loose = objects.join(&hex[..2]).join(&hex[2..]);
-        assert_eq!(written, [loose.clone()]);
+        assert_eq!(written, std::slice::from_ref(&loose));
         let whole = fs::read(&loose).unwrap();
         // Present and whole: not written again.
         written.clear();
