@@ -146,3 +146,40 @@ fn a_checkout_whose_commit_of_pending_changes_fails_keeps_them() {
     assert_eq!(fs::read(&file).unwrap(), b"THREE");
     m.umount();
 }
+
+/// Killed after the version record names the new version and before the
+/// refs do: the next open moves the refs forward (the objects are durable),
+/// and the vault is whole.
+#[test]
+fn killed_between_the_record_and_the_refs_the_next_open_completes_the_move() {
+    let v = Vault::new();
+    let commits = v.node().commits("v");
+    let o = v
+        .node()
+        .cmd()
+        .env("PKFS_TEST_ONLY_CRASH_AT", "commit-after-record")
+        .args(["secret", "write", "v:late"])
+        .stdin(b"written before the kill".to_vec())
+        .run();
+    assert_eq!(o.code, 137, "{}", o.stderr);
+    assert_eq!(v.node().cat("v:late"), b"written before the kill");
+    assert_eq!(v.node().commits("v"), commits + 1);
+    v.assert_clean();
+    assert!(git(&v.dir, &["fsck", "--strict"]).status.success());
+
+    let o = v
+        .node()
+        .cmd()
+        .env("PKFS_TEST_ONLY_CRASH_AT", "checkout-after-record")
+        .args(["version", "checkout", "v", "HEAD~1"])
+        .run();
+    assert_eq!(o.code, 137, "{}", o.stderr);
+    let head = v.node().vault_stat("v");
+    assert_eq!(head["at_latest"], false, "{head}");
+    v.node()
+        .fail(ExitCode::NotFound, ["secret", "cat", "v:late"]);
+    v.node().ok(["version", "checkout", "v", "latest"]);
+    assert_eq!(v.node().cat("v:late"), b"written before the kill");
+    v.assert_all_readable();
+    v.assert_clean();
+}

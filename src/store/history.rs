@@ -314,6 +314,7 @@ impl History {
         seal::sync_fs(repo.path())?;
         self.sync_new_dirs()?;
         self.record_version(id, id, true)?;
+        super::atomic::crash_point("commit-after-record");
         repo.reference(MAIN_REF, id, true, "pkfs: commit")
             .ctx("moving main to the new version")?;
         self.journal.borrow_mut().reset(Some(id))?;

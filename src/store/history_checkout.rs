@@ -83,6 +83,7 @@ impl History {
         // The record first, then HEAD (see `history_version.rs`).
         let main = main_tip(repo)?.ok_or_else(no_versions)?;
         self.record_version(main, target, is_main)?;
+        crate::store::atomic::crash_point("checkout-after-record");
         if is_main {
             repo.set_head(MAIN_REF).ctx("attaching HEAD to main")?;
         } else {
