@@ -309,9 +309,9 @@ impl History {
         let id = repo
             .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
-        // The work tree's files too, where syncfs works (elsewhere a file
-        // lost after its commit is restored from it by `fsck --restore`).
-        seal::sync_fs(repo.path())?;
+        // The work tree's files were synced with the blobs, where syncfs
+        // works (elsewhere a file lost after its commit is restored from it
+        // by `fsck --restore`).
         self.sync_new_dirs()?;
         self.record_version(id, id, true)?;
         super::atomic::crash_point("commit-after-record");
