@@ -192,7 +192,6 @@ impl History {
     /// [`History::open`]; `fresh`: a repository just made, before its first
     /// commit (no refs, no record yet).
     fn open_inner(vault_dir: &Path, vault_key: &SymKey, fresh: bool) -> Result<History> {
-        version::durable_git_writes();
         let repo = open_repo(vault_dir)?;
         write_attributes(repo.path())?;
         let key = hkdf32(vault_key, None, MSG_DOMAIN);
@@ -302,13 +301,13 @@ impl History {
         let message = self.seal_message(changes, tree_id, &parent_ids)?;
         let sig = signature()?;
         // Objects first, made durable (the blobs by `stage`, trees and the
-        // commit by libgit2, see `history_version.rs`), then the version
-        // record, then the ref (durable too): a power cut leaves the old
-        // version or the new one, and a ref behind the record is repaired at
-        // open.
+        // commit here), then the version record, then the ref: a power cut
+        // leaves the old version or the new one, and a ref that is not the
+        // record's is rewritten from it at open (`history_version.rs`).
         let id = repo
             .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
+        version::sync_commit_objects(repo, &tree, head_tree.as_ref(), id)?;
         // The work tree's files were synced with the blobs, where syncfs
         // works (elsewhere a file lost after its commit is restored from it
         // by `fsck --restore`).
@@ -518,7 +517,8 @@ fn save_discarded(repo: &Repository, latest: Oid) -> Result<()> {
             _ => format!("{DISCARDED_PREFIX}{nanos:020}-{n}"),
         };
         match repo.reference(&name, latest, false, "pkfs: discard later versions") {
-            Ok(_) => return Ok(()),
+            // Durable: the record does not name it, nothing else keeps it.
+            Ok(_) => return version::sync_ref(repo, &name),
             Err(e) if e.code() == ErrorCode::Exists => continue,
             Err(e) => return Err(e).ctx("saving the discarded versions"),
         }

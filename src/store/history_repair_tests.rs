@@ -175,3 +175,35 @@ fn a_checkout_whose_commit_of_pending_changes_fails_moves_nothing() {
     h.checkout("latest").unwrap();
     assert_eq!(get(v, "a"), b"pending");
 }
+
+#[test]
+fn the_objects_a_commit_fsyncs_are_its_new_trees_and_itself() {
+    let d = tempfile::tempdir().unwrap();
+    let v = d.path();
+    put(v, ".diriv", b"iv-root");
+    for dir in ["d1", "d2"] {
+        put(v, &format!("{dir}/.diriv"), b"iv");
+        put(v, &format!("{dir}/f"), b"one");
+    }
+    let h = History::init(v, &key(), &[]).unwrap();
+    let old = h.head().unwrap().id;
+    h.mark("contents/d1/f").unwrap();
+    put(v, "d1/f", b"two");
+    let new = h.commit(&[]).unwrap();
+    let repo = h.repo.borrow();
+    let tree = |id: &str| {
+        repo.find_commit(git2::Oid::from_str(id).unwrap())
+            .unwrap()
+            .tree()
+            .unwrap()
+    };
+    let (new_tree, old_tree) = (tree(&new), tree(&old));
+    let mut ids = Vec::new();
+    super::new_trees(&repo, &new_tree, Some(&old_tree), &mut ids).unwrap();
+    let at = |p: &str| new_tree.get_path(Path::new(p)).unwrap().id();
+    assert_eq!(ids, [new_tree.id(), at("contents"), at("contents/d1")]);
+    // Without an old tree (the first commit), every tree is new.
+    ids.clear();
+    super::new_trees(&repo, &new_tree, None, &mut ids).unwrap();
+    assert_eq!(ids.len(), 4);
+}

@@ -217,7 +217,7 @@ fn entry_for(rel: &str, m: &fs::Metadata, id: Oid, mode: u32) -> IndexEntry {
 /// writes everything back in one go where it works, which leaves each fsync
 /// next to nothing to do; where it does nothing, the fsyncs do the work.
 /// (It also hurries the work tree's files to disk: see `History::commit`.)
-fn sync_objects(objects: &Path, written: &[std::path::PathBuf]) -> Result<()> {
+pub(crate) fn sync_objects(objects: &Path, written: &[std::path::PathBuf]) -> Result<()> {
     use rayon::prelude::*;
     let dir = File::open(objects).map_err(|e| Error::io(objects, e))?;
     // SAFETY: syncfs(2) on a descriptor we own; the result is checked.
