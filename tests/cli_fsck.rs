@@ -133,7 +133,21 @@ fn a_forged_commit_message_is_reported() {
         "-m",
         "pkfs\n\nbm90IGEgc2VhbGVkIG1lc3NhZ2U=",
     ]);
+    // Main moved to it is put back from the version record at open.
     git_ok(&["update-ref", "refs/heads/main", &forged]);
+    let o = v.node().ok(["fsck", "v"]);
+    assert!(
+        o.out().contains("v: repaired at open: main named"),
+        "{}",
+        o.out()
+    );
+    assert_ne!(git_ok(&["rev-parse", "refs/heads/main"]), forged);
+    // Kept under a discarded ref, it is checked and reported.
+    git_ok(&[
+        "update-ref",
+        "refs/pkfs/discarded/00000000000000000001",
+        &forged,
+    ]);
     let (code, j) = v.fsck();
     assert_eq!(code, 12);
     let f = findings(&j);

@@ -1,5 +1,6 @@
-//! The change-journal vector of `docs/FORMAT.md` ("(b3) Change journal"),
-//! recomputed from the spec's primitives and read back by the library.
+//! The change-journal and version-record vectors of `docs/FORMAT.md` ("(b3)
+//! Change journal", "(b4) Version record"), recomputed from the spec's
+//! primitives and read back by the library.
 //!
 //! As in `format_vectors.rs`, every expected value comes from the document.
 
@@ -60,5 +61,44 @@ fn journal_vector_matches_the_spec_and_the_library() {
     let other = git2::Oid::from_bytes(&[0u8; 20]).unwrap();
     let stale = Journal::load(dir.path(), &vault_key, Some(other)).unwrap();
     assert!(stale.is_empty());
+    v.assert_all_used();
+}
+
+#[test]
+fn version_record_vector_matches_the_spec_and_the_library() {
+    use hmac::{Hmac, KeyInit, Mac};
+    use pkfs::store::version::{Version, VersionFile};
+    let vectors = load();
+    let v = vector(&vectors, "version-detached");
+    assert_eq!(v.text("kind"), "version");
+    let vault_key = SymKey::from_bytes(v.array("vault_key"));
+    let key = hkdf32(&vault_key, None, b"pkfs version v1");
+    assert_eq!(key.as_bytes(), &v.array::<32>("version_key"), "version_key");
+    let main: [u8; 20] = v.array("main");
+    let head: [u8; 20] = v.array("head");
+    let counter = v.int("counter");
+    let attached = v.int("attached") as u8;
+    // From the spec: the fields, then HMAC-SHA256 of them.
+    let mut body = b"PKFSVERS\x01".to_vec();
+    body.extend_from_slice(&counter.to_be_bytes());
+    body.extend_from_slice(&main);
+    body.extend_from_slice(&head);
+    body.push(attached);
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(&body);
+    body.extend_from_slice(&mac.finalize().into_bytes());
+    let record = v.bytes("record");
+    assert_eq!(body, record, "record");
+    // The library writes and reads the same bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let file = VersionFile::new(dir.path(), &vault_key);
+    let want = Version {
+        counter,
+        main: git2::Oid::from_bytes(&main).unwrap(),
+        head: git2::Oid::from_bytes(&head).unwrap(),
+        attached: attached == 1,
+    };
+    assert_eq!(file.encode(&want), record);
+    assert_eq!(file.decode(&record).unwrap(), want);
     v.assert_all_used();
 }

@@ -123,6 +123,12 @@ fn print_human(out: &Out, c: &Checked) {
     for p in &c.report.uncommitted {
         out.say(format!("{}: uncommitted change", where_(v, p)));
     }
+    for r in &c.report.repaired {
+        out.say(format!(
+            "{}: repaired at open: {r}",
+            shown_name(v.as_bytes())
+        ));
+    }
     let r = &c.report;
     let seen = format!(
         "{} backing file(s), {} director(y/ies), {} commit(s), {} git object(s) checked",
@@ -148,6 +154,7 @@ fn emit_json(out: &Out, checked: &[Checked]) -> anyhow::Result<()> {
                 "directories": c.report.directories,
                 "commits": c.report.commits,
                 "objects": c.report.objects,
+                "repaired": c.report.repaired,
             })
         })
         .collect();

@@ -302,7 +302,16 @@ fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -
         Request::Command(c) => {
             let changes = !read_only(&c.args);
             let node = core.node.clone();
-            core.exclusive(changes, || super::remote::execute(node, c))
+            match core.exclusive(changes, || super::remote::execute(node, c)) {
+                Ok(r) => r,
+                Err(e) => Response::Error {
+                    code: e.exit_code() as i32,
+                    message: format!(
+                        "not run: the pending changes of the mount could not be \
+                         committed first, and the command could discard them: {e}"
+                    ),
+                },
+            }
         }
     })
 }

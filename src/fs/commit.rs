@@ -101,9 +101,16 @@ impl FsCore {
     /// Run `f` (a control command on the node) with the mount quiet: pending
     /// changes committed first, every vault's gate held. When `changed`, the
     /// mount then re-reads the vault table and drops what the kernel cached.
-    pub fn exclusive<R>(&self, changed: bool, f: impl FnOnce() -> R) -> R {
+    ///
+    /// A command that may change data (`changed`) does not run when that
+    /// commit fails: a checkout, gc or restore would otherwise overwrite or
+    /// drop the pending changes, which `fsync` may have acknowledged.
+    pub fn exclusive<R>(&self, changed: bool, f: impl FnOnce() -> R) -> Result<R> {
         if let Err(e) = self.commit_all() {
             tracing::error!("committing before a control command: {e}");
+            if changed {
+                return Err(e);
+            }
         }
         let vaults = self.vaults.read().clone();
         let guards: Vec<_> = vaults.iter().map(|v| v.gate.write()).collect();
@@ -112,7 +119,7 @@ impl FsCore {
         if changed {
             self.resync();
         }
-        out
+        Ok(out)
     }
 
     /// Follow the node's vault table and the vaults' trees after outside changes.

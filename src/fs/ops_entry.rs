@@ -348,7 +348,10 @@ impl FsCore {
         e.write_sidecar()?;
         let iv = random_array();
         e.dir.fd.mkdir_with_iv(e.name(), mode, &iv).errno()?;
-        e.vault.history.lock().note_unsynced_dir();
+        e.vault
+            .history
+            .lock()
+            .note_unsynced_dir(&e.dir.fd.path().join(e.name()));
         let pm = e.dir.fd.stat_self().errno()?;
         let inherit = if pm.mode() & libc::S_ISGID != 0 {
             libc::S_ISGID

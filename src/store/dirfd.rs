@@ -307,8 +307,8 @@ impl DirFd {
             io::Write::write_all(&mut f, iv)?;
             // Not fsync'd here (two fsyncs cost about 2 ms per directory on a
             // busy disk): the directory appears with its IV in place for
-            // every reader, and the IV reaches the disk at the next commit's
-            // syncfs, or before any fsync in the vault (`History::sync_journal`).
+            // every reader, and the IV reaches the disk at the next commit,
+            // or before any fsync in the vault (`History::sync_journal`).
             // A power cut before either is recovered at the next open
             // (`History::quarantine_lost_dirs`).
             // Never without the daemon's own read and search (`modes.rs`):

@@ -83,6 +83,9 @@ pub struct Report {
     /// Plaintext paths that differ from HEAD but are recorded as changed since
     /// the last commit (not corruption).
     pub uncommitted: Vec<String>,
+    /// What opening the vault found broken and repaired (refs, index: see
+    /// `history_version.rs`): fixed, so not findings.
+    pub repaired: Vec<String>,
     pub files: usize,
     pub directories: usize,
     pub commits: usize,
@@ -179,7 +182,10 @@ impl<'a> Fsck<'a> {
     }
 
     pub(crate) fn scan(&self, progress: &mut dyn FnMut()) -> Result<Scan> {
-        let mut report = Report::default();
+        let mut report = Report {
+            repaired: self.history.ref_repairs(),
+            ..Report::default()
+        };
         let mut seen = BTreeMap::new();
         let mut ids: FileIds = HashMap::new();
         let contents = self.vault_dir.join(CONTENTS);

@@ -50,6 +50,7 @@ use git2::{
 };
 
 use super::journal::Journal;
+use super::version::{Version, VersionFile};
 use super::Change;
 use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::hkdf32;
@@ -114,9 +115,14 @@ pub struct History {
     journal: RefCell<Journal>,
     /// Tag lists of the big committed blobs (see `tags.rs`).
     tags: std::sync::Arc<super::tags::TagStore>,
-    /// A directory was made whose IV may not be on disk yet (see
-    /// `history_recover.rs`): the next fsync syncs the file system.
-    unsynced_dirs: std::cell::Cell<bool>,
+    /// Directories made whose IV may not be on disk yet (see
+    /// `history_recover.rs`): the next fsync or commit syncs them.
+    unsynced_dirs: RefCell<Vec<PathBuf>>,
+    /// The version record (see `version.rs`), and what it says now.
+    version_file: VersionFile,
+    version: std::cell::Cell<Option<Version>>,
+    /// What the open repaired in the refs (for `fsck` to report).
+    repairs: RefCell<Vec<String>>,
 }
 
 /// Attach context to a git2 error.
@@ -142,8 +148,8 @@ impl History {
             )));
         }
         let made = Self::create_repo(vault_dir, &git_dir)
-            .and_then(|()| Self::open(vault_dir, vault_key))
-            .and_then(|h| h.commit(changes).map(|_| h));
+            .and_then(|()| Self::open_inner(vault_dir, vault_key, true))
+            .and_then(|h| h.commit_inner(changes, true).map(|_| h));
         if made.is_err() {
             // Best effort: leave no half-made repository behind.
             let _ = fs::remove_dir_all(&git_dir);
@@ -175,20 +181,49 @@ impl History {
     }
 
     /// Open the history of the vault at `vault_dir`.
+    ///
+    /// The refs are first checked against the version record and repaired
+    /// from it (`history_version.rs`); a record that does not authenticate,
+    /// or refs that are unreadable with no record, refuse the vault as corrupt.
     pub fn open(vault_dir: &Path, vault_key: &SymKey) -> Result<History> {
+        Self::open_inner(vault_dir, vault_key, false)
+    }
+
+    /// [`History::open`]; `fresh`: a repository just made, before its first
+    /// commit (no refs, no record yet).
+    fn open_inner(vault_dir: &Path, vault_key: &SymKey, fresh: bool) -> Result<History> {
         let repo = open_repo(vault_dir)?;
         write_attributes(repo.path())?;
         let key = hkdf32(vault_key, None, MSG_DOMAIN);
+        let gcm = Gcm::new(&key);
+        let version_file = VersionFile::new(vault_dir, vault_key);
+        let (version, repairs, repo) = if fresh {
+            (None, Vec::new(), repo)
+        } else {
+            let (v, mut r, repo) = version::check_refs(vault_dir, &version_file, &gcm, repo)?;
+            let repo = match version::check_index(&repo)? {
+                Some(fixed) => {
+                    tracing::warn!("{}: repaired: {fixed}", vault_dir.display());
+                    r.push(fixed);
+                    open_repo(vault_dir)?
+                }
+                None => repo,
+            };
+            (Some(v), r, repo)
+        };
         // An unreadable HEAD binds no journal record (fsck reports the HEAD).
         let head = head_target(&repo).ok().flatten();
         let journal = Journal::load(vault_dir, vault_key, head)?;
         let h = History {
             repo: RefCell::new(repo),
-            gcm: Gcm::new(&key),
+            gcm,
             vault_dir: vault_dir.to_path_buf(),
             journal: RefCell::new(journal),
             tags: std::sync::Arc::new(super::tags::TagStore::new(vault_dir, vault_key)),
-            unsynced_dirs: std::cell::Cell::new(false),
+            unsynced_dirs: RefCell::new(Vec::new()),
+            version_file,
+            version: std::cell::Cell::new(version),
+            repairs: RefCell::new(repairs),
         };
         h.finish_interrupted_checkout()?;
         h.quarantine_lost_dirs();
@@ -202,6 +237,12 @@ impl History {
     /// continues from HEAD. Returns the new commit id (hex), or HEAD's id when the
     /// tree did not change (then nothing is committed).
     pub fn commit(&self, changes: &[Change]) -> Result<String> {
+        self.commit_inner(changes, false)
+    }
+
+    /// [`History::commit`]; only the first commit of [`History::init`] may be
+    /// a root commit (`root`): a vault whose main is gone is never restarted.
+    fn commit_inner(&self, changes: &[Change], root: bool) -> Result<String> {
         let repo = self.repo.borrow();
         let repo = &*repo;
         let mut index = repo.index().ctx("opening the index")?;
@@ -231,6 +272,7 @@ impl History {
             Some(&self.tags),
         )?;
         index.write().ctx("writing the index")?;
+        version::sync_index(repo)?;
         let tree_id = index.write_tree().ctx("writing the tree")?;
         drop(adopt);
         drop(journal);
@@ -245,23 +287,35 @@ impl History {
         let tree = repo.find_tree(tree_id).ctx("reading the new tree")?;
         let parent = match self.prepare_parent(repo)? {
             Some(id) => Some(repo.find_commit(id).ctx("reading the parent commit")?),
-            None => None,
+            None if root => None,
+            None => {
+                return Err(Error::corrupt(
+                    repo.path().display(),
+                    "the vault has no current version (main is missing); \
+                     refusing to start a new history",
+                ))
+            }
         };
         let parents: Vec<&Commit<'_>> = parent.iter().collect();
         let parent_ids: Vec<Oid> = parents.iter().map(|c| c.id()).collect();
         let message = self.seal_message(changes, tree_id, &parent_ids)?;
         let sig = signature()?;
-        // Objects first, made durable, then the ref that names them (durable
-        // too): a power cut leaves the old version or the new one.
+        // Objects first, made durable (the blobs by `stage`, trees and the
+        // commit here), then the version record, then the ref: a power cut
+        // leaves the old version or the new one, and a ref that is not the
+        // record's is rewritten from it at open (`history_version.rs`).
         let id = repo
             .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
-        seal::sync_fs(repo.path())?;
-        // The work tree is on the same file system: new IVs are on disk too.
-        self.unsynced_dirs.set(false);
+        version::sync_commit_objects(repo, &tree, head_tree.as_ref(), id)?;
+        // The work tree's files were synced with the blobs, where syncfs
+        // works (elsewhere a file lost after its commit is restored from it
+        // by `fsck --restore`).
+        self.sync_new_dirs()?;
+        self.record_version(id, id, true)?;
+        super::atomic::crash_point("commit-after-record");
         repo.reference(MAIN_REF, id, true, "pkfs: commit")
             .ctx("moving main to the new version")?;
-        seal::sync_fs(repo.path())?;
         self.journal.borrow_mut().reset(Some(id))?;
         Ok(id.to_string())
     }
@@ -346,18 +400,23 @@ impl History {
     }
 
     fn open_message(&self, commit: &Commit<'_>) -> Result<Vec<Change>> {
-        let what = || format!("commit {}", commit.id());
-        let bad = || Error::corrupt(what(), "commit message does not authenticate");
-        let body = commit
-            .message_raw_bytes()
-            .strip_prefix(MSG_HEADER.as_bytes())
-            .ok_or_else(bad)?;
-        let env = B64.decode(body.trim_ascii()).map_err(|_| bad())?;
-        let aad = message_aad(commit.tree_id(), &commit.parent_ids().collect::<Vec<_>>());
-        let plain = self.gcm.open_envelope(&aad, &env).map_err(|_| bad())?;
-        serde_json::from_slice(&plain)
-            .map_err(|_| Error::corrupt(what(), "commit message holds no change list"))
+        open_message_with(&self.gcm, commit)
     }
+}
+
+/// Authenticate and decrypt the change list of `commit` with the message key.
+fn open_message_with(gcm: &Gcm, commit: &Commit<'_>) -> Result<Vec<Change>> {
+    let what = || format!("commit {}", commit.id());
+    let bad = || Error::corrupt(what(), "commit message does not authenticate");
+    let body = commit
+        .message_raw_bytes()
+        .strip_prefix(MSG_HEADER.as_bytes())
+        .ok_or_else(bad)?;
+    let env = B64.decode(body.trim_ascii()).map_err(|_| bad())?;
+    let aad = message_aad(commit.tree_id(), &commit.parent_ids().collect::<Vec<_>>());
+    let plain = gcm.open_envelope(&aad, &env).map_err(|_| bad())?;
+    serde_json::from_slice(&plain)
+        .map_err(|_| Error::corrupt(what(), "commit message holds no change list"))
 }
 
 fn no_versions() -> Error {
@@ -458,7 +517,8 @@ fn save_discarded(repo: &Repository, latest: Oid) -> Result<()> {
             _ => format!("{DISCARDED_PREFIX}{nanos:020}-{n}"),
         };
         match repo.reference(&name, latest, false, "pkfs: discard later versions") {
-            Ok(_) => return Ok(()),
+            // Durable: the record does not name it, nothing else keeps it.
+            Ok(_) => return version::sync_ref(repo, &name),
             Err(e) if e.code() == ErrorCode::Exists => continue,
             Err(e) => return Err(e).ctx("saving the discarded versions"),
         }
@@ -529,6 +589,8 @@ mod gc;
 mod recover;
 #[path = "history_seal.rs"]
 mod seal;
+#[path = "history_version.rs"]
+mod version;
 pub use fsck::{GitCheck, GitProblem, HeadFiles};
 #[cfg(test)]
 use gc::list_dir;

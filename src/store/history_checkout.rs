@@ -7,8 +7,8 @@ use crate::store::reaper::defer_dropped_dirs;
 impl History {
     /// Move the vault to `spec` ("latest", a commit id prefix of at least 4 hex
     /// digits, or `HEAD~N`): `contents/` becomes exactly that version's tree. The
-    /// version must be in main's history. Uncommitted changes are overwritten, so
-    /// commit first. Returns the commit id.
+    /// version must be in main's history. Journaled (uncommitted) changes are
+    /// committed first; if that fails nothing moves. Returns the commit id.
     pub fn checkout(&self, spec: &str) -> Result<String> {
         self.checkout_with_progress(spec, &mut |_, _| {})
     }
@@ -19,6 +19,17 @@ impl History {
         spec: &str,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<String> {
+        // Changes journaled by a writer that did not commit them (a daemon
+        // that died) are committed first: the checkout would overwrite them.
+        // When that commit fails the checkout does not start.
+        if !self.journal.borrow().is_empty() {
+            self.commit(&[]).map_err(|e| {
+                Error::History(format!(
+                    "not checking out: the pending changes could not be committed \
+                     first (they are kept): {e}"
+                ))
+            })?;
+        }
         let repo = self.repo.borrow();
         let repo = &*repo;
         let main = main_tip(repo)?.ok_or_else(no_versions)?;
@@ -68,6 +79,11 @@ impl History {
         opts.disable_filters(true);
         repo.checkout_tree(commit.as_object(), Some(&mut opts))
             .ctx("checking out the version")?;
+        version::sync_index(repo)?;
+        // The record first, then HEAD (see `history_version.rs`).
+        let main = main_tip(repo)?.ok_or_else(no_versions)?;
+        self.record_version(main, target, is_main)?;
+        crate::store::atomic::crash_point("checkout-after-record");
         if is_main {
             repo.set_head(MAIN_REF).ctx("attaching HEAD to main")?;
         } else {

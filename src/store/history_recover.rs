@@ -2,8 +2,8 @@
 //!
 //! The mount's `mkdir` (`DirFd::mkdir_with_iv`) writes a new directory's
 //! `.diriv` without waiting for the disk, as gocryptfs does. The IV becomes
-//! durable at the next commit (its `syncfs`), or before that at the first
-//! fsync of anything in the vault, which then syncs the whole file system
+//! durable at the next commit, or before that at the first fsync of anything
+//! in the vault, which fsyncs every directory made since
 //! ([`History::sync_journal`]). A power cut before either can leave the
 //! directory with a missing or empty IV, and every name in it undecryptable.
 //! Nothing under such a directory was fsync'd, so it holds only data that a

@@ -95,19 +95,43 @@ impl History {
     /// Make the journal durable (before an fsync of a file it covers), and
     /// the IVs of directories made since the last commit with it: a file
     /// fsync'd in a new directory must not outlive the IV its name needs.
+    /// Each is fsync'd itself (its IV file, its entries, its entry in its
+    /// parent): `syncfs` does nothing on some file systems.
     pub fn sync_journal(&self) -> Result<()> {
-        if self.unsynced_dirs.get() {
-            sync_fs(&self.vault_dir)?;
-            self.unsynced_dirs.set(false);
-            return Ok(());
-        }
+        self.sync_new_dirs()?;
         self.journal.borrow().sync()
     }
 
-    /// A directory was just made with an IV not yet on disk (see
-    /// [`History::sync_journal`]).
-    pub fn note_unsynced_dir(&self) {
-        self.unsynced_dirs.set(true);
+    /// fsync the directories made since the last sync (see
+    /// [`History::sync_journal`]), parents after children.
+    pub(super) fn sync_new_dirs(&self) -> Result<()> {
+        let dirs = std::mem::take(&mut *self.unsynced_dirs.borrow_mut());
+        let mut parents: Vec<&std::path::Path> = Vec::new();
+        for d in &dirs {
+            let iv = d.join(crate::format::names::DIRIV_FILE);
+            match std::fs::File::open(&iv) {
+                Ok(f) => f.sync_all().map_err(|e| Error::io(&iv, e))?,
+                // Removed or moved since: nothing of it to keep.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&iv, e)),
+            }
+            crate::store::atomic::fsync_dir(d)?;
+            if let Some(p) = d.parent() {
+                parents.push(p);
+            }
+        }
+        parents.sort_unstable();
+        parents.dedup();
+        for p in parents {
+            crate::store::atomic::fsync_dir(p)?;
+        }
+        Ok(())
+    }
+
+    /// Directory `dir` (absolute) was just made with an IV not yet on disk
+    /// (see [`History::sync_journal`]).
+    pub fn note_unsynced_dir(&self, dir: &std::path::Path) {
+        self.unsynced_dirs.borrow_mut().push(dir.to_path_buf());
     }
 
     /// HEAD's commit, after checking that its message authenticates (which

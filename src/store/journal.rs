@@ -251,6 +251,11 @@ impl Journal {
                 .mode_0600()
                 .open(&self.path)
                 .map_err(|e| Error::io(&self.path, e))?;
+            // The file's entry must be durable before any record is relied
+            // on: `sync` only syncs the file's data.
+            if let Some(dir) = self.path.parent() {
+                super::atomic::fsync_dir(dir)?;
+            }
             self.file = Some(f);
         }
         if let Some(f) = self.file.as_mut() {

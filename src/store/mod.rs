@@ -15,6 +15,7 @@ pub mod stage;
 pub mod stat;
 pub mod tags;
 pub mod tree;
+pub mod version;
 pub mod vpath;
 
 pub use tree::{Entry, Kind, Listing, Tree};
