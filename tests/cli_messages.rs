@@ -106,3 +106,34 @@ fn moving_onto_itself_and_mkdir_on_a_file_say_what_happened() {
     n.fail(ExitCode::WrongKind, ["secret", "mkdir", "-p", "v:f/x"]);
     assert_eq!(n.cat("v:f"), b"x");
 }
+
+#[test]
+fn an_io_error_names_its_cause_once() {
+    let n = Node::with_vault();
+    let missing = n.scratch().join("missing");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["secret", "add", missing, "v:x"],
+        vec!["secret", "import", missing, "v:x"],
+    ] {
+        let o = n.run(&args);
+        assert_ne!(o.code, 0);
+        assert_one_error_line(&o);
+        assert_eq!(o.stderr.matches("os error 2").count(), 1, "{}", o.stderr);
+    }
+}
+
+#[test]
+fn a_missing_state_file_is_corrupt_data() {
+    for file in ["root.pub", "metadata"] {
+        let n = Node::with_vault();
+        std::fs::remove_file(n.home.join(file)).unwrap();
+        n.fail(ExitCode::Corrupt, ["secret", "ls", "v"])
+            .stderr_has(&format!("{file:?}"))
+            .stderr_has("missing");
+    }
+    // Without root.key there is no node at all.
+    let n = Node::with_vault();
+    std::fs::remove_file(n.home.join("root.key")).unwrap();
+    n.fail(ExitCode::NotInitialized, ["secret", "ls", "v"]);
+}
