@@ -130,3 +130,19 @@ fn xattrs_that_could_not_be_listed_back_are_refused_at_set_time() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn a_second_mount_says_where_the_home_is_mounted_in_words() {
+    let m = Mounted::new();
+    let other = m.node.scratch().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = m
+        .node
+        .fail(ExitCode::MountFailure, ["mount", other.to_str().unwrap()]);
+    let mnt = format!("{:?}", m.mnt.display().to_string());
+    let line = o.stderr.trim_end();
+    assert!(!line.contains('{') && !line.contains('}'), "{line}");
+    assert!(line.contains("already mounted at"), "{line}");
+    assert!(line.contains(&mnt), "{line}");
+    assert!(line.contains("(pid "), "{line}");
+}
