@@ -191,6 +191,11 @@ pub enum SecretCmd {
     /// CMD does not inherit pkfs's own variables (PKFS_HOME, PKFS_PASSFILE and
     /// every other PKFS_*), so that it cannot unlock the node by running pkfs;
     /// --keep-pkfs-env passes them on.
+    ///
+    /// One trailing newline is stripped from each value (as `echo VALUE | pkfs
+    /// secret write` stores one). Two secrets that would give the same variable
+    /// name (say `a-b` and `a_b`) are refused; =NAME renames one. Symlinks and
+    /// special files inside a directory are skipped with a notice.
     Env {
         /// VAULT[:PATH][=NAME] (directories contribute every file inside)
         #[arg(required = true)]

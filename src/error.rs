@@ -97,6 +97,10 @@ pub enum Error {
     NotADirectory(String),
     #[error("{0:?}: is a directory")]
     IsADirectory(String),
+    /// A symlink or special file (made through the mount) where a file's
+    /// contents were wanted.
+    #[error("{0:?}: not a regular file (a symlink or special file made through the mount)")]
+    NotAFile(String),
     #[error("{0:?}: directory not empty (use -r)")]
     NotEmpty(String),
     /// The message is ours; any user-supplied part in it is quoted with `{:?}`.
@@ -154,9 +158,10 @@ impl Error {
             Error::HomeLocked { .. } => ExitCode::HomeLocked,
             Error::NotFound(_) => ExitCode::NotFound,
             Error::Exists(_) => ExitCode::Exists,
-            Error::NotADirectory(_) | Error::IsADirectory(_) | Error::NotEmpty(_) => {
-                ExitCode::WrongKind
-            }
+            Error::NotADirectory(_)
+            | Error::IsADirectory(_)
+            | Error::NotAFile(_)
+            | Error::NotEmpty(_) => ExitCode::WrongKind,
             Error::Usage(_) => ExitCode::Usage,
             Error::Mount(_) => ExitCode::MountFailure,
             Error::Uncommitted(_) => ExitCode::Uncommitted,

@@ -19,7 +19,7 @@ fn main() {
             Some(e) => e.exit_code() as i32,
             None => pkfs::ExitCode::Failure as i32,
         };
-        eprintln!("pkfs: {err:#}");
+        eprintln!("pkfs: {}", cli::error_line(&err));
         std::process::exit(code);
     }
 }

@@ -355,7 +355,7 @@ fn mkdir_and_mkdir_p() {
     assert_eq!(n.ls("v:x/y"), ["z/"]);
     assert_eq!(n.ls("v:a"), ["inner/"]);
     n.write("v:file", "f");
-    n.fail(ExitCode::WrongKind, ["secret", "mkdir", "v:file"]);
+    n.fail(ExitCode::Exists, ["secret", "mkdir", "v:file"]);
     n.fail(ExitCode::WrongKind, ["secret", "mkdir", "-p", "v:file/sub"]);
     n.fail(ExitCode::Usage, ["secret", "mkdir", "v:"]);
     let j = n.ok(["--json", "secret", "stat", "v:x/y/z"]).json();

@@ -31,10 +31,10 @@ fn the_cli_refuses_to_read_fifos_and_symlinks_made_through_the_mount() {
     std::os::unix::fs::symlink("target", m.path("link")).unwrap();
     // Through the daemon: a read of the FIFO would hang the mount.
     m.node
-        .fail(common::ExitCode::Usage, ["secret", "cat", "v:pipe"])
+        .fail(common::ExitCode::WrongKind, ["secret", "cat", "v:pipe"])
         .stderr_has("not a regular file");
     m.node
-        .fail(common::ExitCode::Usage, ["secret", "cat", "v:link"])
+        .fail(common::ExitCode::WrongKind, ["secret", "cat", "v:link"])
         .stderr_has("not a regular file");
     // The mount still answers.
     std::fs::write(m.path("after"), b"ok").unwrap();

@@ -104,15 +104,18 @@ fn plan(cfg: &Config, a: &MountArgs) -> Result<MountPlan, Error> {
 pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
     let plan = plan(cfg, &a)?;
     if let Some(s) = client::connect(&cfg.home) {
-        let status = match client::call(&s, &Request::Status) {
-            Ok(Response::Status(ref j)) => j.clone(),
+        // Where and by which process, from the daemon's status.
+        let at = match client::call(&s, &Request::Status) {
+            Ok(Response::Status(ref j)) => serde_json::from_str::<serde_json::Value>(j)
+                .ok()
+                .and_then(|v| {
+                    let mnt = v["mountpoint"].as_str()?.to_string();
+                    Some(format!(" at {mnt:?} (pid {})", v["pid"].as_u64()?))
+                })
+                .unwrap_or_default(),
             _ => String::new(),
         };
-        return Err(Error::Mount(format!(
-            "the home {} is already mounted ({status})",
-            cfg.home.display()
-        ))
-        .into());
+        return Err(Error::Mount(format!("the home {:?} is already mounted{at}", cfg.home)).into());
     }
     mount::check_mountpoint(&plan.mountpoint)?;
     let node = unlock_owned(cfg)?;

@@ -171,7 +171,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 )
                 .into());
             }
-            let vars = secret_io::collect_env(&mut vaults, &targets)?;
+            let vars = secret_io::collect_env(&mut vaults, &targets, cfg.quiet)?;
             if command.is_empty() {
                 secret_io::print_exports(&vars)?;
             } else if cfg.remote() {

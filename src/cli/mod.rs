@@ -366,6 +366,21 @@ pub(crate) fn fmt_time(secs: i64) -> String {
     )
 }
 
+/// An error as one line: the message, then each cause the message does not
+/// already end with (an I/O error names its cause itself; printing the chain
+/// as it is would say it twice).
+pub(crate) fn error_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.ends_with(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,7 +171,7 @@ pub fn execute(node: Arc<Mutex<Node>>, mut req: CommandRequest) -> Response {
     let code = match result {
         Ok(()) => 0,
         Err(err) => {
-            stderr.extend_from_slice(format!("pkfs: {err:#}\n").as_bytes());
+            stderr.extend_from_slice(format!("pkfs: {}\n", super::error_line(&err)).as_bytes());
             exit_code(&err)
         }
     };

@@ -189,12 +189,31 @@ fn valid_env_name(s: &str) -> bool {
 
 use pkfs::daemon::protocol::EnvVars;
 
-/// `VAULT[:PATH][=NAME]...` to (name, value) pairs; later ones win.
-pub fn collect_env(vaults: &mut Vaults, targets: &[String]) -> Result<EnvVars, Error> {
+/// `VAULT[:PATH][=NAME]...` to (name, value) pairs. One trailing newline is
+/// stripped from each value (what `echo VALUE | pkfs secret write` stores).
+/// Two different secrets that give the same variable name are refused, naming
+/// both; naming the same secret twice is fine. Symlinks and special files
+/// inside a directory are skipped with a notice (unless `quiet`).
+pub fn collect_env(vaults: &mut Vaults, targets: &[String], quiet: bool) -> Result<EnvVars, Error> {
     let mut vars: EnvVars = Vec::new();
-    let mut set = |name: String, value: Zeroizing<Vec<u8>>| {
-        vars.retain(|(n, _)| *n != name);
+    let mut sources: Vec<String> = Vec::new();
+    let mut set = |name: String, source: String, mut value: Zeroizing<Vec<u8>>| {
+        if value.last() == Some(&b'\n') {
+            value.pop();
+        }
+        if let Some(i) = vars.iter().position(|(n, _)| *n == name) {
+            if sources[i] != source {
+                return Err(Error::Usage(format!(
+                    "{:?} and {:?} both give the variable {name}; rename one with =NAME",
+                    sources[i], source
+                )));
+            }
+            vars.remove(i);
+            sources.remove(i);
+        }
         vars.push((name, value));
+        sources.push(source);
+        Ok(())
     };
     for spec in targets {
         let (target, rename) = match spec.rsplit_once('=') {
@@ -204,6 +223,7 @@ pub fn collect_env(vaults: &mut Vaults, targets: &[String]) -> Result<EnvVars, E
         let t = parse_target(target)?;
         let tree = vaults.get(&t.vault)?.tree();
         let kind = tree.stat(&t.path)?.kind;
+        let source = |p: &VPath| format!("{}:{}", t.vault, p);
         if kind == Kind::Dir {
             if rename.is_some() {
                 return Err(Error::Usage(format!(
@@ -211,8 +231,17 @@ pub fn collect_env(vaults: &mut Vaults, targets: &[String]) -> Result<EnvVars, E
                 )));
             }
             for (p, e) in tree.walk(&t.path)? {
-                if e.kind != Kind::Dir {
-                    set(env_name(&e.name), tree.read(&p)?);
+                match e.kind {
+                    Kind::Dir => {}
+                    Kind::File => set(env_name(&e.name), source(&p), tree.read(&p)?)?,
+                    Kind::Symlink | Kind::Special => {
+                        if !quiet {
+                            write_err(
+                                format!("pkfs: skipped {:?} (not a regular file)\n", source(&p))
+                                    .as_bytes(),
+                            );
+                        }
+                    }
                 }
             }
         } else {
@@ -221,7 +250,7 @@ pub fn collect_env(vaults: &mut Vaults, targets: &[String]) -> Result<EnvVars, E
                 Some(n) => return Err(Error::Usage(format!("{n:?} is not a valid variable name"))),
                 None => env_name(t.path.name().unwrap_or_default()),
             };
-            set(name, tree.read(&t.path)?);
+            set(name, source(&t.path), tree.read(&t.path)?)?;
         }
     }
     Ok(vars)

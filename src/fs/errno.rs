@@ -17,7 +17,7 @@ pub fn from_error(e: &Error) -> Errno {
     match e {
         Error::VaultDefined(_) | Error::Exists(_) => Errno::EEXIST,
         Error::VaultUndefined(_) | Error::NotFound(_) => Errno::ENOENT,
-        Error::InvalidName { .. } | Error::Usage(_) => Errno::EINVAL,
+        Error::InvalidName { .. } | Error::Usage(_) | Error::NotAFile(_) => Errno::EINVAL,
         Error::NotADirectory(_) => Errno::ENOTDIR,
         Error::IsADirectory(_) => Errno::EISDIR,
         Error::NotEmpty(_) => Errno::ENOTEMPTY,

@@ -86,6 +86,7 @@ impl FsCore {
 
     pub(super) fn root_mkdir(&self, name: &[u8]) -> FsResult<FileAttr> {
         self.root_check_write()?;
+        name_fits(name)?;
         let name = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
         self.node
             .lock()
@@ -107,6 +108,7 @@ impl FsCore {
             return Err(Errno::EXDEV);
         }
         self.root_check_write()?;
+        name_fits(newname)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(Errno::EINVAL);
         }
@@ -124,4 +126,13 @@ impl FsCore {
         self.inodes.write().rename_vault_root(v.root_ino, new);
         Ok(())
     }
+}
+
+/// A vault name longer than a file name may be is ENAMETOOLONG, as for any
+/// entry inside a vault (the other rules give EINVAL).
+fn name_fits(name: &[u8]) -> FsResult<()> {
+    if name.len() > crate::format::names::NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(())
 }

@@ -37,6 +37,10 @@ impl FsCore {
         if !name.starts_with(b"user.") {
             return Err(Errno::EOPNOTSUPP);
         }
+        // An empty name after the namespace, as ext4 and tmpfs refuse it.
+        if name.len() == b"user.".len() {
+            return Err(Errno::EINVAL);
+        }
         let n = self.vault_of(ino)?.links.xattr_name(name);
         if n.len() > 255 {
             return Err(Errno::ERANGE);
@@ -52,6 +56,7 @@ impl FsCore {
         let path = c(&self.xattr_target(ino)?)?;
         let n = CString::new(disk).map_err(|_| Errno::EINVAL)?;
         let _gate = vault.gate.read();
+        Self::check_list_room(&path, &n)?;
         // SAFETY: valid C strings and buffer; result checked.
         let rc = unsafe {
             libc::lsetxattr(
@@ -66,6 +71,29 @@ impl FsCore {
             return Err(last_errno());
         }
         vault.record(ChangeKind::Modified, self.path_of(ino));
+        Ok(())
+    }
+
+    /// Refuse (ENOSPC) a new name that would make the backing entry's name
+    /// list longer than listxattr(2) can return (XATTR_LIST_MAX): set, it
+    /// could never be listed back. The plaintext list is shorter than the
+    /// backing one, so it fits too. Replacing an existing name adds nothing.
+    fn check_list_room(path: &CString, name: &CString) -> FsResult<()> {
+        const XATTR_LIST_MAX: usize = 65536;
+        // SAFETY: a null buffer with size 0 asks for the size; result checked.
+        let exists =
+            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        if exists >= 0 {
+            return Ok(());
+        }
+        // SAFETY: size query with a null buffer; result checked.
+        let len = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+        if len < 0 {
+            return Err(last_errno());
+        }
+        if len as usize + name.as_bytes_with_nul().len() > XATTR_LIST_MAX {
+            return Err(Errno::ENOSPC);
+        }
         Ok(())
     }
 

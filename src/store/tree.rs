@@ -332,11 +332,7 @@ impl Tree {
             None => return Err(Error::NotFound(p.to_string())),
             Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
             // Reading a FIFO would block; a symlink's target is not its content.
-            Some((Kind::Symlink | Kind::Special, _)) => {
-                return Err(Error::Usage(format!(
-                    "{p:?} is not a regular file (a symlink or special file made through the mount)"
-                )))
-            }
+            Some((Kind::Symlink | Kind::Special, _)) => return Err(Error::NotAFile(p.to_string())),
             Some(_) => {}
         }
         let bytes = fs::read(&loc.path).map_err(|e| Error::io(&loc.path, e))?;
@@ -410,6 +406,10 @@ impl Tree {
             match Self::kind_at(&loc.path)? {
                 Some((Kind::Dir, _)) if parents => continue,
                 Some((Kind::Dir, _)) => return Err(Error::Exists(d.to_string())),
+                // Without `parents`, the name asked for is taken (as mkdir(2)
+                // says); with it, a directory is wanted there and a file is
+                // the wrong kind.
+                Some(_) if !parents => return Err(Error::Exists(d.to_string())),
                 Some(_) => return Err(Error::NotADirectory(d.to_string())),
                 None => {}
             }
@@ -517,6 +517,13 @@ impl Tree {
         if self.is_dir(to)? {
             let name = from.name().unwrap_or_default();
             target = to.join(name)?;
+        }
+        if target == *from {
+            return Err(Error::Usage(format!(
+                "{:?} is already at {:?}; nothing to move",
+                from.to_string(),
+                to.to_string()
+            )));
         }
         if target.starts_with(from) {
             return Err(Error::Usage(format!(

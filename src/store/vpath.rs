@@ -25,7 +25,7 @@ impl VPath {
             if c == ".." {
                 return Err(Error::InvalidName {
                     name: s.to_string(),
-                    reason: "'..' would escape the vault",
+                    reason: "'..' is not allowed in a vault path",
                 });
             }
             comps.push(c.as_bytes().to_vec());

@@ -108,13 +108,13 @@ impl Node {
         }
         let root = RootKeypair::from_pkcs8_der(&der)
             .map_err(|_| Error::corrupt("root.key", "the decrypted key is not an RSA-4096 key"))?;
-        let pem = String::from_utf8(read(&home.root_pub())?)
+        let pem = String::from_utf8(read_state(&home.root_pub(), "root.pub")?)
             .map_err(|_| Error::corrupt("root.pub", "not PEM"))?;
         match RootPublic::from_pem(&pem) {
             Ok(p) if &p == root.public() => {}
             _ => return Err(Error::corrupt("root.pub", "does not match root.key")),
         }
-        let table = metadata::open(&root, &read(&home.metadata())?)?;
+        let table = metadata::open(&root, &read_state(&home.metadata(), "metadata")?)?;
         home.remove_unlisted_vaults(|id| table.vaults.iter().any(|v| v.id == id));
         Ok(Node {
             home,
@@ -411,6 +411,18 @@ fn make_private(dir: &Path) {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// A state file of a node whose `root.key` exists: missing, the node is
+/// damaged (corrupt), not uninitialised.
+fn read_state(path: &Path, name: &str) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::corrupt(
+            name,
+            "missing (the node is damaged; restore the home from a backup)",
+        ),
+        _ => Error::io(path, e),
+    })
 }
 
 /// Finish (after COMMIT) or discard (before it) an interrupted rotation.
