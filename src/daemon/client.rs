@@ -100,6 +100,11 @@ pub fn call_streaming(
                 MAX_FRAME >> 20
             )))
         }
+        // The daemon may refuse a request before reading it (a caller of
+        // another uid) and close: its answer is still there to read.
+        Err(ProtocolError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return read_answer(stream, &path, out)
+        }
         Err(ProtocolError::Io(e)) => return Err(Error::io(&path, e)),
         Err(e) => return Err(fail(io::ErrorKind::InvalidData, e.to_string())),
     }
@@ -108,11 +113,23 @@ pub fn call_streaming(
         for frame in pieces.chain(std::iter::once(Input::End)) {
             match write_frame(stream, &frame) {
                 Ok(()) => {}
+                Err(ProtocolError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => break,
                 Err(ProtocolError::Io(e)) => return Err(Error::io(&path, e)),
                 Err(e) => return Err(fail(io::ErrorKind::InvalidData, e.to_string())),
             }
         }
     }
+    read_answer(stream, &path, out)
+}
+
+/// Read the daemon's answer, passing pieces of output that come ahead of it
+/// to `out`.
+fn read_answer(
+    stream: &UnixStream,
+    path: &Path,
+    out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<Response, Error> {
+    let fail = |kind: io::ErrorKind, msg: String| Error::io(path, io::Error::new(kind, msg));
     loop {
         match read_frame::<_, Response>(stream) {
             Ok(Response::Output(ref bytes)) => {
@@ -125,7 +142,7 @@ pub fn call_streaming(
                     "the daemon closed the connection without answering".into(),
                 ))
             }
-            Err(ProtocolError::Io(e)) => return Err(Error::io(&path, e)),
+            Err(ProtocolError::Io(e)) => return Err(Error::io(path, e)),
             Err(e) => {
                 return Err(fail(
                     io::ErrorKind::InvalidData,
