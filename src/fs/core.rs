@@ -65,6 +65,8 @@ pub struct FsCore {
     pub(super) next_fh: AtomicU64,
     pub cache: PageCache,
     pub notifier: Mutex<Option<Notifier>>,
+    /// One control command at a time (see [`FsCore::exclusive`]).
+    pub(super) control: Mutex<()>,
     pub started: SystemTime,
     pub uid: u32,
     pub gid: u32,
@@ -122,6 +124,7 @@ impl FsCore {
             dir_lists: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             notifier: Mutex::new(None),
+            control: Mutex::new(()),
             started: SystemTime::now(),
             // SAFETY: geteuid/getegid cannot fail.
             uid: unsafe { libc::geteuid() },
