@@ -191,6 +191,7 @@ impl History {
             unsynced_dirs: std::cell::Cell::new(false),
         };
         h.finish_interrupted_checkout()?;
+        h.finish_interrupted_command();
         h.quarantine_lost_dirs();
         super::reaper::resume(vault_dir);
         Ok(h)
@@ -529,6 +530,8 @@ mod gc;
 mod recover;
 #[path = "history_seal.rs"]
 mod seal;
+#[path = "history_undo.rs"]
+mod undo;
 pub use fsck::{GitCheck, GitProblem, HeadFiles};
 #[cfg(test)]
 use gc::list_dir;
