@@ -151,3 +151,32 @@ fn an_import_killed_at_any_moment_leaves_all_or_nothing() {
     eprintln!("{killed} of 3 imports were killed before they finished");
     assert!(killed > 0, "no import was killed: the test proves nothing");
 }
+
+#[test]
+fn a_write_whose_commit_fails_exits_non_zero_and_leaves_nothing() {
+    let n = Node::with_vault();
+    n.write("v:keep", "kept");
+    let objects = n.vault_dir("v").join(".git/objects");
+    // Every loose-object directory that does not exist yet becomes a file,
+    // so the commit cannot store its new objects.
+    let mut blocked = Vec::new();
+    for i in 0..256 {
+        let d = objects.join(format!("{i:02x}"));
+        if !d.exists() {
+            fs::write(&d, b"").unwrap();
+            blocked.push(d);
+        }
+    }
+    let before = backing_files(&n);
+    let o = n.cmd().args(["secret", "write", "v:new"]).stdin("x").run();
+    assert_ne!(o.code, 0, "the commit cannot have succeeded");
+    assert_eq!(backing_files(&n), before, "the secret is not there");
+    for d in blocked {
+        fs::remove_file(d).unwrap();
+    }
+    assert_eq!(n.ls("v:"), ["keep"]);
+    assert_clean(&n);
+    n.write("v:new", "now");
+    assert_eq!(n.cat("v:new"), b"now");
+    assert_clean(&n);
+}
