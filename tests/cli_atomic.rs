@@ -180,3 +180,47 @@ fn a_write_whose_commit_fails_exits_non_zero_and_leaves_nothing() {
     assert_eq!(n.cat("v:new"), b"now");
     assert_clean(&n);
 }
+
+#[test]
+fn a_command_waits_for_the_home_lock_and_names_its_holder() {
+    use std::os::fd::AsRawFd;
+    let n = Node::with_vault();
+    n.write("v:s", "x");
+    let path = n.home.join("lock");
+    let lock = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0, "the test takes the lock");
+    let me = std::process::id();
+    fs::write(&path, format!("{me} pkfs secret write\n")).unwrap();
+    // A short limit: exit 10, naming the holder.
+    let o = n
+        .cmd()
+        .env("PKFS_LOCK_TIMEOUT", "0.3")
+        .args(["secret", "cat", "v:s"])
+        .run()
+        .failure(ExitCode::HomeLocked);
+    assert!(
+        o.stderr.contains(&format!("pid {me} (pkfs secret write)")),
+        "{}",
+        o.stderr
+    );
+    // Within the limit: the command waits, says for whom, and runs.
+    let cmd = n
+        .cmd()
+        .env("PKFS_LOCK_TIMEOUT", "20")
+        .args(["secret", "cat", "v:s"]);
+    let waiter = std::thread::spawn(move || cmd.run());
+    std::thread::sleep(Duration::from_millis(1600));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) }, 0);
+    let o = waiter.join().unwrap().success();
+    assert_eq!(o.stdout, b"x");
+    assert!(
+        o.stderr.contains(&format!(
+            "waiting for the home lock, held by pid {me} (pkfs secret write)"
+        )),
+        "{}",
+        o.stderr
+    );
+}

@@ -201,6 +201,7 @@ fn serve(
             let _ = f.write_all(msg.as_bytes());
         }
     };
+    pkfs::vault::home::note_lock_holder(&plan.home);
     let mounted = match mount::mount(node, plan.clone()) {
         Ok(m) => m,
         Err(e) => {

@@ -5,7 +5,7 @@
 //! root.key          root private key, sealed by a protector (see protector.rs)
 //! root.pub          root public key, PEM (SPKI)
 //! metadata          vault table, encrypted (see metadata.rs)
-//! lock              flock(2) target
+//! lock              flock(2) target; holds "PID pkfs WORDS" of the holder
 //! rotate/           journal of an unfinished root-key rotation
 //! vaults/<id>/      one vault: .git and contents/
 //! vaults/<id>/unlisted-ok   while a vault is being created or deleted: the
@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::store::atomic::fsync_dir;
@@ -23,6 +24,69 @@ use crate::store::atomic::fsync_dir;
 /// The mark of a vault directory that may go if the vault table does not list
 /// it (see [`Home::remove_unlisted_vaults`]).
 pub const UNLISTED_OK: &str = "unlisted-ok";
+
+/// How long a command waits for the home lock unless `PKFS_LOCK_TIMEOUT`
+/// (seconds; 0: not at all) says otherwise.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// After this long a waiting command says who holds the lock.
+const LOCK_NOTICE: Duration = Duration::from_secs(1);
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+fn lock_timeout() -> Duration {
+    std::env::var("PKFS_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(LOCK_TIMEOUT, |s| Duration::from_secs_f64(s.min(86400.0)))
+}
+
+/// Write who holds the home lock into the lock file: this process's id and
+/// its command words (`pkfs secret write`; never a path, a name or a vault,
+/// which may be secret). Called by whoever takes the lock, and by a mount
+/// daemon, which inherits it from the process that forked it. Best effort.
+pub fn note_lock_holder(root: &Path) {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| {
+            !a.is_empty()
+                && a.len() <= 12
+                && !a.starts_with('-')
+                && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        })
+        .take(2)
+        .collect();
+    let line = format!("{} pkfs {}\n", std::process::id(), words.join(" "));
+    let path = root.join("lock");
+    if let Ok(mut f) = OpenOptions::new().write(true).open(&path) {
+        use std::io::Write;
+        let _ = f.set_len(0).and_then(|()| f.write_all(line.as_bytes()));
+    }
+}
+
+/// Who holds the lock, as the lock file says: "pid N (pkfs …)", or that the
+/// holder is not known.
+fn holder(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut it = text.trim().splitn(2, ' ');
+    match (it.next().and_then(|p| p.parse::<u32>().ok()), it.next()) {
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        (Some(pid), what)
+            if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 || errno_is_eperm() =>
+        {
+            let what: String = what
+                .unwrap_or("pkfs")
+                .chars()
+                .filter(|c| c.is_ascii_lowercase() || *c == ' ' || *c == '-')
+                .collect();
+            format!("pid {pid} ({})", what.trim())
+        }
+        _ => "another pkfs process".to_string(),
+    }
+}
+
+fn errno_is_eperm() -> bool {
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
 
 /// An open, locked home. The lock is released when this is dropped.
 pub struct Home {
@@ -120,23 +184,47 @@ impl Home {
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        let limit = lock_timeout();
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
             let err = std::io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => Err(Error::HomeLocked { home: root.into() }),
-                _ => Err(Error::io(&path, err)),
-            };
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(Error::io(&path, err));
+            }
+            let waited = start.elapsed();
+            if waited >= limit {
+                return Err(Error::HomeLocked {
+                    home: root.into(),
+                    holder: holder(&path),
+                });
+            }
+            if !told && waited >= LOCK_NOTICE {
+                told = true;
+                tracing::warn!(
+                    "waiting for the home lock, held by {} (up to {} s)",
+                    holder(&path),
+                    limit.as_secs()
+                );
+            }
+            std::thread::sleep(LOCK_POLL.min(limit - waited));
         }
-        Ok(Home {
+        let home = Home {
             root: root.to_path_buf(),
             _lock: f,
-        })
+        };
+        note_lock_holder(root);
+        Ok(home)
     }
 
     /// Remove the temporary files an interrupted atomic write left in the home
