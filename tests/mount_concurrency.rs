@@ -344,3 +344,27 @@ fn every_mutating_command_killed_at_random_moments_leaves_fsck_clean() {
     }
     assert_eq!(n.cat("v:keep"), b"kept");
 }
+
+#[test]
+fn descriptors_stay_valid_across_secret_mv() {
+    let mut m = Mounted::new();
+    fs::create_dir(m.path("dd")).unwrap();
+    let mut inside = fs::File::create(m.path("dd/f")).unwrap();
+    inside.write_all(b"before ").unwrap();
+    let mut file = fs::File::create(m.path("g")).unwrap();
+    file.write_all(b"one ").unwrap();
+    m.node.ok(["secret", "mv", "v:dd", "v:dd2"]);
+    m.node.ok(["secret", "mv", "v:g", "v:h"]);
+    inside.write_all(b"after").unwrap();
+    inside.sync_all().unwrap();
+    file.write_all(b"two").unwrap();
+    drop((inside, file));
+    assert_eq!(fs::read_to_string(m.path("dd2/f")).unwrap(), "before after");
+    assert_eq!(fs::read_to_string(m.path("h")).unwrap(), "one two");
+    assert!(!m.path("dd").exists() && !m.path("g").exists());
+    m.umount();
+    assert_eq!(m.node.cat("v:dd2/f"), b"before after");
+    assert_eq!(m.node.cat("v:h"), b"one two");
+    let o = m.node.run(["fsck"]);
+    assert_eq!(o.code, 0, "fsck: {}{}", o.out(), o.stderr);
+}

@@ -123,12 +123,55 @@ impl FsCore {
             }
         }
         let out = f();
-        let stale = changed.then(|| self.resync_locked());
+        let moves = crate::vault::handle::take_moves();
+        let stale = changed.then(|| {
+            let old_names = self.follow_moves(&moves);
+            let (mut entries, inodes) = self.resync_locked();
+            entries.extend(old_names);
+            (entries, inodes)
+        });
         drop(guards);
         if let Some((entries, inodes)) = stale {
             self.invalidate(&entries, &inodes);
         }
         out
+    }
+
+    /// Point the inodes of entries that a command moved (`secret mv`) at
+    /// their new names, so that descriptors open inside them keep working,
+    /// as after a `mv` through the mount. Only in the inode table: a
+    /// destination whose directory the kernel never looked up is left to
+    /// path lookups. Returns the old names, for the kernel to forget.
+    fn follow_moves(&self, moves: &[crate::vault::handle::Moved]) -> Vec<(u64, Vec<u8>)> {
+        let vaults = self.vaults.read().clone();
+        let mut inodes = self.inodes.write();
+        let mut old_names = Vec::new();
+        for m in moves {
+            let Some(v) = vaults.iter().find(|v| v.id == m.vault) else {
+                continue;
+            };
+            let (Some(from_parent), Some(from_name), Some(to_parent), Some(to_name)) =
+                (m.from.parent(), m.from.name(), m.to.parent(), m.to.name())
+            else {
+                continue;
+            };
+            let Some(ino) = inodes.at_path(v.root_ino, m.from.components()) else {
+                continue;
+            };
+            let (Some(fp), Some(tp)) = (
+                inodes.at_path(v.root_ino, from_parent.components()),
+                inodes.at_path(v.root_ino, to_parent.components()),
+            ) else {
+                continue;
+            };
+            // What the kernel knew at the destination was replaced.
+            if let Some(old) = inodes.child(tp, to_name) {
+                inodes.name_removed(old, tp, to_name);
+            }
+            inodes.moved(ino, (fp, from_name), tp, to_name);
+            old_names.push((fp, from_name.to_vec()));
+        }
+        old_names
     }
 
     /// Follow the node's vault table and the vaults' trees after outside

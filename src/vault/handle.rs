@@ -14,6 +14,28 @@ use crate::store::history::History;
 use crate::store::seal::Seal;
 use crate::store::{Change, Kind, Tree, VPath};
 
+/// An entry that [`Vault::rename`] moved, so that a mount running the
+/// command can keep its inodes (and the descriptors open on them) valid:
+/// see [`take_moves`].
+#[derive(Debug, Clone)]
+pub struct Moved {
+    /// The vault's id.
+    pub vault: String,
+    pub from: VPath,
+    pub to: VPath,
+}
+
+static MOVES: std::sync::Mutex<Vec<Moved>> = std::sync::Mutex::new(Vec::new());
+
+/// The moves made by [`Vault::rename`] since the last call. The mount daemon
+/// runs one command at a time and takes them after each.
+pub fn take_moves() -> Vec<Moved> {
+    MOVES
+        .lock()
+        .map(|mut m| std::mem::take(&mut *m))
+        .unwrap_or_default()
+}
+
 pub struct Vault {
     pub record: VaultRecord,
     dir: PathBuf,
@@ -125,6 +147,11 @@ impl Vault {
     /// committed at their new paths only if they are still HEAD's blobs of
     /// their old ones, so a blob swapped at rest is not laundered by a move.
     pub fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
+        // Where the entry ends up (`to` itself, or inside it).
+        let target = match from.name() {
+            Some(name) if self.tree.is_dir(to).unwrap_or(false) => to.join(name)?,
+            _ => to.clone(),
+        };
         self.begin()?;
         let journal = |src: &str, dst: &str| {
             self.history.mark_move(src, dst, MoveKind::Rename)?;
@@ -132,7 +159,15 @@ impl Vault {
         };
         let res = self.tree.rename_journaled(from, to, &journal);
         let changes = res.as_ref().map(Vec::clone).unwrap_or_default();
-        self.finish(res.map(drop), &changes)
+        self.finish(res.map(drop), &changes)?;
+        if let Ok(mut moves) = MOVES.lock() {
+            moves.push(Moved {
+                vault: self.record.id.clone(),
+                from: from.clone(),
+                to: target,
+            });
+        }
+        Ok(())
     }
 
     /// Check reads against the (new) HEAD from now on.
