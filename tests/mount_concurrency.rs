@@ -368,3 +368,56 @@ fn descriptors_stay_valid_across_secret_mv() {
     let o = m.node.run(["fsck"]);
     assert_eq!(o.code, 0, "fsck: {}{}", o.out(), o.stderr);
 }
+
+#[test]
+fn files_opened_up_to_the_limit_leave_listings_and_commits_working() {
+    let m = Mounted::new();
+    let files = 400;
+    for i in 0..files {
+        fs::write(m.path(&format!("f{i}")), format!("{i}")).unwrap();
+    }
+    // This process may hold them all; the daemon gets a small limit.
+    let mut own = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit/prlimit on rlimits we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut own), 0);
+        own.rlim_cur = own.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &own), 0);
+    }
+    assert!(
+        own.rlim_cur > 2 * files as u64,
+        "the test needs descriptors"
+    );
+    let pid = m.status()["pid"].as_i64().expect("the daemon's pid") as libc::pid_t;
+    let small = libc::rlimit {
+        rlim_cur: 300,
+        rlim_max: 300,
+    };
+    // SAFETY: as above.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &small, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut held = Vec::new();
+    let mut refused = None;
+    for i in 0..files {
+        match fs::File::open(m.path(&format!("f{i}"))) {
+            Ok(f) => held.push(f),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("the daemon's limit was reached");
+    assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+    assert!(held.len() > 100, "only {} opened", held.len());
+    // Everyone else's listing, a command over the control socket and its
+    // commit still work.
+    assert_eq!(fs::read_dir(m.v()).unwrap().count(), files);
+    m.node.write("v:while-full", "committed");
+    assert_eq!(m.node.cat("v:while-full"), b"committed");
+    drop(held);
+    assert_eq!(fs::read_to_string(m.path("f399")).unwrap(), "399");
+}
