@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{clean_env, files_under, root_key, ExitCode, Node, BIN};
+use common::{clean_env, files_under, need, root_key, ExitCode, Node, BIN};
 
 /// `pkfs fsck` finds nothing (no `--restore`), and nothing is quarantined.
 fn assert_clean(n: &Node) {
@@ -183,16 +183,28 @@ fn a_write_whose_commit_fails_exits_non_zero_and_leaves_nothing() {
 
 #[test]
 fn a_command_waits_for_the_home_lock_and_names_its_holder() {
-    use std::os::fd::AsRawFd;
+    need("flock");
     let n = Node::with_vault();
     n.write("v:s", "x");
     let path = n.home.join("lock");
-    let lock = fs::OpenOptions::new().write(true).open(&path).unwrap();
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    assert_eq!(rc, 0, "the test takes the lock");
-    let me = std::process::id();
-    fs::write(&path, format!("{me} pkfs secret write\n")).unwrap();
+    // A process that holds the lock, named by the kernel's lock table.
+    let mut holder = Command::new("flock")
+        .arg(&path)
+        .args(["sleep", "1000"])
+        .spawn()
+        .expect("running flock(1)");
+    let me = holder.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string("/proc/locks")
+        .unwrap()
+        .contains(&format!(" {me} "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock(1) took no lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A short limit: exit 10, naming the holder.
     let o = n
         .cmd()
@@ -201,7 +213,7 @@ fn a_command_waits_for_the_home_lock_and_names_its_holder() {
         .run()
         .failure(ExitCode::HomeLocked);
     assert!(
-        o.stderr.contains(&format!("pid {me} (pkfs secret write)")),
+        o.stderr.contains(&format!("pid {me} (flock sleep)")),
         "{}",
         o.stderr
     );
@@ -212,13 +224,13 @@ fn a_command_waits_for_the_home_lock_and_names_its_holder() {
         .args(["secret", "cat", "v:s"]);
     let waiter = std::thread::spawn(move || cmd.run());
     std::thread::sleep(Duration::from_millis(1600));
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) }, 0);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     let o = waiter.join().unwrap().success();
     assert_eq!(o.stdout, b"x");
     assert!(
         o.stderr.contains(&format!(
-            "waiting for the home lock, held by pid {me} (pkfs secret write)"
+            "waiting for the home lock, held by pid {me} (flock sleep)"
         )),
         "{}",
         o.stderr

@@ -201,7 +201,6 @@ fn serve(
             let _ = f.write_all(msg.as_bytes());
         }
     };
-    pkfs::vault::home::note_lock_holder(&plan.home);
     let mounted = match mount::mount(node, plan.clone()) {
         Ok(m) => m,
         Err(e) => {

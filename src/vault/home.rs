@@ -5,7 +5,7 @@
 //! root.key          root private key, sealed by a protector (see protector.rs)
 //! root.pub          root public key, PEM (SPKI)
 //! metadata          vault table, encrypted (see metadata.rs)
-//! lock              flock(2) target; holds "PID pkfs WORDS" of the holder
+//! lock              flock(2) target
 //! rotate/           journal of an unfinished root-key rotation
 //! vaults/<id>/      one vault: .git and contents/
 //! vaults/<id>/unlisted-ok   while a vault is being created or deleted: the
@@ -40,52 +40,50 @@ fn lock_timeout() -> Duration {
         .map_or(LOCK_TIMEOUT, |s| Duration::from_secs_f64(s.min(86400.0)))
 }
 
-/// Write who holds the home lock into the lock file: this process's id and
-/// its command words (`pkfs secret write`; never a path, a name or a vault,
-/// which may be secret). Called by whoever takes the lock, and by a mount
-/// daemon, which inherits it from the process that forked it. Best effort.
-pub fn note_lock_holder(root: &Path) {
-    let words: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| {
-            !a.is_empty()
-                && a.len() <= 12
-                && !a.starts_with('-')
-                && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
-        })
-        .take(2)
-        .collect();
-    let line = format!("{} pkfs {}\n", std::process::id(), words.join(" "));
-    let path = root.join("lock");
-    if let Ok(mut f) = OpenOptions::new().write(true).open(&path) {
-        use std::io::Write;
-        let _ = f.set_len(0).and_then(|()| f.write_all(line.as_bytes()));
-    }
-}
-
-/// Who holds the lock, as the lock file says: "pid N (pkfs …)", or that the
-/// holder is not known.
+/// Who holds the lock on `path`, from the kernel's lock table
+/// (`/proc/locks`): "pid N (pkfs WORDS)" with the holder's command words
+/// only (`pkfs secret write`; never a path, a name or a vault, which may be
+/// secret), or "another pkfs process" when that cannot be told (for a mount
+/// daemon the table names the process that forked it).
 fn holder(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut it = text.trim().splitn(2, ' ');
-    match (it.next().and_then(|p| p.parse::<u32>().ok()), it.next()) {
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        (Some(pid), what)
-            if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 || errno_is_eperm() =>
-        {
-            let what: String = what
-                .unwrap_or("pkfs")
-                .chars()
-                .filter(|c| c.is_ascii_lowercase() || *c == ' ' || *c == '-')
-                .collect();
-            format!("pid {pid} ({})", what.trim())
+    use std::os::unix::fs::MetadataExt;
+    let unknown = || "another pkfs process".to_string();
+    let Ok(ino) = std::fs::metadata(path).map(|m| m.ino()) else {
+        return unknown();
+    };
+    let table = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let pid = table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END"
+        let at = f.iter().position(|x| *x == "FLOCK")?;
+        let pid = f.get(at + 3)?.parse::<u32>().ok()?;
+        let file_ino = f.get(at + 4)?.rsplit(':').next()?.parse::<u64>().ok()?;
+        (file_ino == ino).then_some(pid)
+    });
+    let Some(pid) = pid else {
+        return unknown();
+    };
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) if !cmdline.is_empty() => {
+            let word = |a: &&str| {
+                !a.is_empty()
+                    && a.len() <= 12
+                    && !a.starts_with('-')
+                    && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+            };
+            let mut args = cmdline
+                .split(|&b| b == 0)
+                .filter_map(|a| std::str::from_utf8(a).ok());
+            let program = args
+                .next()
+                .and_then(|a| a.rsplit('/').next())
+                .filter(word)
+                .unwrap_or("pkfs");
+            let words: Vec<&str> = args.filter(word).take(2).collect();
+            format!("pid {pid} ({program} {})", words.join(" ")).replace(" )", ")")
         }
-        _ => "another pkfs process".to_string(),
+        _ => unknown(),
     }
-}
-
-fn errno_is_eperm() -> bool {
-    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// An open, locked home. The lock is released when this is dropped.
@@ -219,12 +217,10 @@ impl Home {
             }
             std::thread::sleep(LOCK_POLL.min(limit - waited));
         }
-        let home = Home {
+        Ok(Home {
             root: root.to_path_buf(),
             _lock: f,
-        };
-        note_lock_holder(root);
-        Ok(home)
+        })
     }
 
     /// Remove the temporary files an interrupted atomic write left in the home
