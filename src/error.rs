@@ -87,8 +87,8 @@ pub enum Error {
     InvalidName { name: String, reason: &'static str },
     #[error("corrupt data in {path:?}: {what}")]
     Corrupt { path: String, what: String },
-    #[error("{home:?} is in use by another pkfs process (lock held; `pkfs status` shows a mount)")]
-    HomeLocked { home: PathBuf },
+    #[error("{home:?} is in use by {holder} (the home lock is held; `pkfs status` shows a mount)")]
+    HomeLocked { home: PathBuf, holder: String },
     #[error("{0:?}: no such secret or directory")]
     NotFound(String),
     #[error("{0:?}: already exists")]

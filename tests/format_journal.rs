@@ -15,8 +15,17 @@ use pkfs::store::journal::{Journal, JOURNAL_FILE};
 
 #[test]
 fn journal_vector_matches_the_spec_and_the_library() {
+    check("journal-four-records");
+}
+
+#[test]
+fn journal_command_vector_matches_the_spec_and_the_library() {
+    check("journal-command");
+}
+
+fn check(id: &str) {
     let vectors = load();
-    let v = vector(&vectors, "journal-four-records");
+    let v = vector(&vectors, id);
     assert_eq!(v.text("kind"), "journal");
     let vault_key = SymKey::from_bytes(v.array("vault_key"));
     let head: [u8; 20] = v.array("head");
@@ -57,6 +66,10 @@ fn journal_vector_matches_the_spec_and_the_library() {
         k += 1;
     }
     assert!(k > 0);
+    let command = v
+        .opt("command")
+        .map(|c| c.split(' ').map(str::to_string).collect::<Vec<_>>());
+    assert_eq!(j.command_paths(), command, "command");
     // Bound to HEAD: another HEAD reads nothing.
     let other = git2::Oid::from_bytes(&[0u8; 20]).unwrap();
     let stale = Journal::load(dir.path(), &vault_key, Some(other)).unwrap();

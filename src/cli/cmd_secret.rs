@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use pkfs::store::{Change, Kind, Tree, VPath};
-use pkfs::vault::{Node, Vault};
+use pkfs::store::{Change, Kind, VPath};
+use pkfs::vault::{Node, Txn, Vault};
 use pkfs::Error;
 use serde_json::json;
 
@@ -189,7 +189,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
 fn per_vault(
     vaults: &mut Vaults,
     targets: &[String],
-    op: impl Fn(&Tree, &VPath) -> Result<Vec<Change>, Error>,
+    op: impl Fn(&Txn, &VPath) -> Result<Vec<Change>, Error>,
 ) -> Result<(), Error> {
     let parsed: Vec<_> = targets
         .iter()

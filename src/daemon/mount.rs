@@ -143,6 +143,7 @@ pub struct Mounted {
 /// Mount `node`'s vaults as `plan` says and start serving.
 pub fn mount(node: Node, plan: MountPlan) -> Result<Mounted> {
     check_mountpoint(&plan.mountpoint)?;
+    crate::fs::raise_fd_limit();
     let names: Vec<String> = node.vaults().iter().map(|r| r.name.clone()).collect();
     let core = Arc::new(FsCore::new(Arc::new(Mutex::new(node)), plan.fs.clone()));
     for n in names {

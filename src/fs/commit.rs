@@ -13,11 +13,19 @@ use super::vaults::VaultFs;
 use crate::error::{Error, Result};
 use crate::store::history::History;
 
+/// Kernel entries (parent, name) and inodes to invalidate after a re-sync.
+type Stale = (Vec<(u64, Vec<u8>)>, Vec<u64>);
+
 impl FsCore {
     /// Write back every open file of `v` and commit its pending changes, holding
     /// the vault's gate so that no file is caught half-written.
     pub fn commit_vault(&self, v: &Arc<VaultFs>) -> Result<Option<String>> {
         let _gate = v.gate.write();
+        self.commit_locked(v)
+    }
+
+    /// [`FsCore::commit_vault`] with the vault's gate already held exclusively.
+    fn commit_locked(&self, v: &Arc<VaultFs>) -> Result<Option<String>> {
         let files: Vec<_> = self
             .open
             .lock()
@@ -56,7 +64,7 @@ impl FsCore {
         match res {
             Ok(id) => {
                 p.clear();
-                v.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                v.commits.fetch_add(1, Ordering::Relaxed);
                 p.last_commit = Some((id.clone(), crate::vault::node::now_unix()));
                 Ok(Some(id))
             }
@@ -98,32 +106,90 @@ impl FsCore {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Run `f` (a control command on the node) with the mount quiet: pending
-    /// changes committed first, every vault's gate held. When `changed`, the
-    /// mount then re-reads the vault table and drops what the kernel cached.
+    /// Run `f` (a control command on the node) with the mount quiet: every
+    /// vault's gate is taken first and held until the command has ended and,
+    /// when `changed`, the mount has reopened each history. Under the gates,
+    /// pending changes are committed, then `f` runs, then the vault table and
+    /// the histories are re-read. So no write through the mount lands between
+    /// the pre-commit and the command (it would be journaled against a HEAD
+    /// the command then moves), nor between the command's commit and the
+    /// reopening (it would go into a journal the command removed). The
+    /// kernel's caches are invalidated only after the gates are released: an
+    /// invalidation waits for the directory locks of requests in flight,
+    /// which may be waiting for a gate.
     ///
     /// A command that may change data (`changed`) does not run when that
-    /// commit fails: a checkout, gc or restore would otherwise overwrite or
-    /// drop the pending changes, which `fsync` may have acknowledged.
+    /// pre-commit fails: a checkout, gc or restore would otherwise overwrite
+    /// or drop the pending changes, which `fsync` may have acknowledged.
     pub fn exclusive<R>(&self, changed: bool, f: impl FnOnce() -> R) -> Result<R> {
-        if let Err(e) = self.commit_all() {
-            tracing::error!("committing before a control command: {e}");
-            if changed {
-                return Err(e);
-            }
-        }
+        let _one = self.control.lock();
         let vaults = self.vaults.read().clone();
         let guards: Vec<_> = vaults.iter().map(|v| v.gate.write()).collect();
+        for v in &vaults {
+            if let Err(e) = self.commit_locked(v) {
+                tracing::error!("committing vault {} before a control command: {e}", v.id);
+                if changed {
+                    return Err(e);
+                }
+            }
+        }
         let out = f();
+        let moves = crate::vault::handle::take_moves();
+        let stale = changed.then(|| {
+            let old_names = self.follow_moves(&moves);
+            let (mut entries, inodes) = self.resync_locked();
+            entries.extend(old_names);
+            (entries, inodes)
+        });
         drop(guards);
-        if changed {
-            self.resync();
+        if let Some((entries, inodes)) = stale {
+            self.invalidate(&entries, &inodes);
         }
         Ok(out)
     }
 
-    /// Follow the node's vault table and the vaults' trees after outside changes.
-    pub fn resync(&self) {
+    /// Point the inodes of entries that a command moved (`secret mv`) at
+    /// their new names, so that descriptors open inside them keep working,
+    /// as after a `mv` through the mount. Only in the inode table: a
+    /// destination whose directory the kernel never looked up is left to
+    /// path lookups. Returns the old names, for the kernel to forget.
+    fn follow_moves(&self, moves: &[crate::vault::handle::Moved]) -> Vec<(u64, Vec<u8>)> {
+        let vaults = self.vaults.read().clone();
+        let mut inodes = self.inodes.write();
+        let mut old_names = Vec::new();
+        for m in moves {
+            let Some(v) = vaults.iter().find(|v| v.id == m.vault) else {
+                continue;
+            };
+            let (Some(from_parent), Some(from_name), Some(to_parent), Some(to_name)) =
+                (m.from.parent(), m.from.name(), m.to.parent(), m.to.name())
+            else {
+                continue;
+            };
+            let Some(ino) = inodes.at_path(v.root_ino, m.from.components()) else {
+                continue;
+            };
+            let (Some(fp), Some(tp)) = (
+                inodes.at_path(v.root_ino, from_parent.components()),
+                inodes.at_path(v.root_ino, to_parent.components()),
+            ) else {
+                continue;
+            };
+            // What the kernel knew at the destination was replaced.
+            if let Some(old) = inodes.child(tp, to_name) {
+                inodes.name_removed(old, tp, to_name);
+            }
+            inodes.moved(ino, (fp, from_name), tp, to_name);
+            old_names.push((fp, from_name.to_vec()));
+        }
+        old_names
+    }
+
+    /// Follow the node's vault table and the vaults' trees after outside
+    /// changes, with every vault's gate held (see [`FsCore::exclusive`]).
+    /// Returns the kernel entries and inodes to invalidate once the gates are
+    /// released.
+    fn resync_locked(&self) -> Stale {
         let records: Vec<(String, String)> = self
             .node
             .lock()
@@ -159,6 +225,9 @@ impl FsCore {
                     Err(e) => tracing::error!("reopening the history of {}: {e}", v.id),
                 }
             }
+            // HEAD may have moved: every open file journals itself again at
+            // its next write (see `FsCore::write`).
+            v.commits.fetch_add(1, Ordering::Relaxed);
             for (ino, parent, name) in self.inodes.write().detach_vault(&v.id) {
                 entries.push((parent, name));
                 inodes_gone.push(ino);
@@ -183,7 +252,7 @@ impl FsCore {
             }
         }
         self.forget_dirs();
-        self.invalidate(&entries, &inodes_gone);
+        (entries, inodes_gone)
     }
 
     fn invalidate(&self, entries: &[(u64, Vec<u8>)], inodes: &[u64]) {

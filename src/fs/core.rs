@@ -25,6 +25,26 @@ use crate::store::seal::Vouched;
 use crate::store::stat::Stat;
 use crate::vault::Node;
 
+/// Descriptors an open through the mount may not take (see
+/// [`FsCore::within_fd_budget`]).
+pub const FD_RESERVE: u64 = 128;
+
+/// Raise the soft limit on open descriptors to the hard one (the daemon holds
+/// one per open file, plus cached directories). Best effort.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on one rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Validated mount settings.
 #[derive(Debug, Clone)]
 pub struct MountConfig {
@@ -65,6 +85,8 @@ pub struct FsCore {
     pub(super) next_fh: AtomicU64,
     pub cache: PageCache,
     pub notifier: Mutex<Option<Notifier>>,
+    /// One control command at a time (see [`FsCore::exclusive`]).
+    pub(super) control: Mutex<()>,
     pub started: SystemTime,
     pub uid: u32,
     pub gid: u32,
@@ -126,11 +148,36 @@ impl FsCore {
             dir_lists: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             notifier: Mutex::new(None),
+            control: Mutex::new(()),
             started: SystemTime::now(),
             // SAFETY: geteuid/getegid cannot fail.
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
         }
+    }
+
+    /// An open file's backing descriptor `f` must leave [`FD_RESERVE`]
+    /// descriptors free under the process's limit, for the control socket,
+    /// commits and listings: otherwise it is closed and the opener gets
+    /// EMFILE, and nobody else does. Descriptors are handed out lowest
+    /// first, so `f`'s number tells how many are in use. The cached
+    /// directory descriptors are dropped then too, to free what they hold.
+    pub(super) fn within_fd_budget(&self, f: &std::fs::File) -> FsResult<()> {
+        use std::os::fd::AsRawFd;
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit we own.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return Ok(());
+        }
+        let fd = f.as_raw_fd().max(0) as u64;
+        if fd.saturating_add(FD_RESERVE) >= lim.rlim_cur {
+            self.forget_dirs();
+            return Err(Errno::EMFILE);
+        }
+        Ok(())
     }
 
     /// The change counter of `ino` (see [`FsCore::changed`]).

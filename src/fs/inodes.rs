@@ -156,6 +156,23 @@ impl Inodes {
         }
     }
 
+    /// The inode known as `name` in directory `parent`, if any (a scan: for
+    /// rare uses only).
+    pub fn child(&self, parent: u64, name: &[u8]) -> Option<u64> {
+        self.map
+            .iter()
+            .find(|(_, i)| i.parent == parent && i.name == name)
+            .map(|(ino, _)| *ino)
+    }
+
+    /// The inode at plaintext path `components` below `root`, if every step
+    /// is known.
+    pub fn at_path(&self, root: u64, components: &[Vec<u8>]) -> Option<u64> {
+        components
+            .iter()
+            .try_fold(root, |cur, c| self.child(cur, c))
+    }
+
     /// The name (parent, name) of `ino` was removed; another link, if any,
     /// becomes its main name.
     pub fn name_removed(&mut self, ino: u64, parent: u64, name: &[u8]) {

@@ -26,4 +26,4 @@ pub mod vaults;
 mod xattr;
 
 pub use adapter::PkFs;
-pub use core::{FsCore, MountConfig};
+pub use core::{raise_fd_limit, FsCore, MountConfig};

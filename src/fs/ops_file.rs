@@ -128,13 +128,15 @@ impl FsCore {
     /// for a reader, read-only when the daemon may not write it. Returns the
     /// descriptor and whether it can write.
     fn open_backing(&self, e: &Entry, write: bool) -> FsResult<(std::fs::File, bool)> {
-        match e.dir.fd.open_file(e.name(), self.cfg.ro) {
-            Ok(f) => Ok((f, !self.cfg.ro)),
+        let (f, writable) = match e.dir.fd.open_file(e.name(), self.cfg.ro) {
+            Ok(f) => (f, !self.cfg.ro),
             Err(err) if !write && err.raw_os_error() == Some(libc::EACCES) => {
-                Ok((e.dir.fd.open_file(e.name(), true).errno()?, false))
+                (e.dir.fd.open_file(e.name(), true).errno()?, false)
             }
-            Err(err) => Err(super::errno::from_io(&err)),
-        }
+            Err(err) => return Err(super::errno::from_io(&err)),
+        };
+        self.within_fd_budget(&f)?;
+        Ok((f, writable))
     }
 
     /// Open and check the backing file of `e` for a first open. Opening to
@@ -239,6 +241,7 @@ impl FsCore {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
+        self.within_fd_budget(&f)?;
         if mode & 0o600 != 0o600 {
             self.chmod_entry(&e.dir.fd, Some(e.name()), mode).errno()?;
             attr = self.attr(ino, &Stat::of_file(&f).errno()?);

@@ -118,6 +118,32 @@ impl Changes {
         !self.touched.is_empty() && levels(rel).any(|p| self.touched.contains(p))
     }
 
+    /// How many records there are (the position of the next one).
+    pub fn records(&self) -> u64 {
+        self.count
+    }
+
+    /// Every path that a record at position `at` or later touches: written
+    /// (a path record) or either end of a move (the source of a link stays
+    /// untouched). Sorted, without repeats.
+    pub fn touched_since(&self, at: u64) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .paths
+            .iter()
+            .filter(|(_, at_list)| at_list.iter().any(|&i| i >= at))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for m in self.moves.iter().filter(|m| m.at >= at) {
+            if m.kind != MoveKind::Link {
+                out.push(m.from.clone());
+            }
+            out.push(m.to.clone());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Where the content at `rel` must come from (see the module comment).
     pub fn origin(&self, rel: &str) -> Origin {
         if !self.covers(rel) {
@@ -256,6 +282,22 @@ mod tests {
         assert_eq!(k.origin("contents/f.name"), head("contents/f.name"));
         k.path("contents/f");
         assert_eq!(k.origin("contents/f"), Origin::Changed);
+    }
+
+    #[test]
+    fn touched_since_lists_the_later_records_only() {
+        let mut c = Changes::default();
+        c.path("contents/old");
+        let at = c.records();
+        c.path("contents/n");
+        c.moved("contents/a", "contents/b", MoveKind::Rename);
+        c.moved("contents/s", "contents/t", MoveKind::Link);
+        c.path("contents/n");
+        assert_eq!(
+            c.touched_since(at),
+            ["contents/a", "contents/b", "contents/n", "contents/t"]
+        );
+        assert_eq!(c.touched_since(c.records()), Vec::<String>::new());
     }
 
     #[test]

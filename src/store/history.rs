@@ -226,6 +226,7 @@ impl History {
             repairs: RefCell::new(repairs),
         };
         h.finish_interrupted_checkout()?;
+        h.finish_interrupted_command();
         h.quarantine_lost_dirs();
         super::reaper::resume(vault_dir);
         Ok(h)
@@ -589,6 +590,8 @@ mod gc;
 mod recover;
 #[path = "history_seal.rs"]
 mod seal;
+#[path = "history_undo.rs"]
+mod undo;
 #[path = "history_version.rs"]
 mod version;
 pub use fsck::{GitCheck, GitProblem, HeadFiles};

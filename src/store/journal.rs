@@ -22,6 +22,9 @@
 //!                 at `from` was renamed to `to` unchanged (from == to: a chmod)
 //!        kind 4 = swap: as move, but both entries exchanged (RENAME_EXCHANGE)
 //!        kind 5 = link: as move, but `from` stays (a hard link)
+//!        kind 6 = command: no data; the records after it belong to a CLI
+//!                 command that has not committed yet (undone at the next
+//!                 open if it never does, see `history_undo.rs`)
 //! key = HKDF-SHA256(vault key, no salt, "pkfs journal v1")
 //! AAD of record i = "pkfs journal v1" | HEAD commit id (20 bytes, zeros before
 //!                   the first commit) | i as u64 big-endian
@@ -56,6 +59,7 @@ const KIND_CHECKOUT: u8 = 2;
 const KIND_MOVE: u8 = 3;
 const KIND_SWAP: u8 = 4;
 const KIND_LINK: u8 = 5;
+const KIND_COMMAND: u8 = 6;
 /// Longest record accepted when reading (a backing path is far shorter).
 const MAX_RECORD: usize = 1 << 20;
 
@@ -66,6 +70,13 @@ pub struct Journal {
     count: u64,
     changes: Changes,
     checkout: Option<Oid>,
+    /// An unfinished command: the position of its first change record in
+    /// `changes`, and the journal's length in bytes before its record.
+    command: Option<(u64, u64)>,
+    /// Length of the valid records in bytes.
+    len: u64,
+    /// Length of the last record appended.
+    last_record_len: u64,
     file: Option<File>,
 }
 
@@ -97,11 +108,21 @@ impl Journal {
             count: 0,
             changes: Changes::default(),
             checkout: None,
+            command: None,
+            len: 0,
+            last_record_len: 0,
             file: None,
         };
+        j.read_records()?;
+        Ok(j)
+    }
+
+    /// Read the records of the file (after `load` or a cut).
+    fn read_records(&mut self) -> Result<()> {
+        let j = self;
         let bytes = match fs::read(&j.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(j),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io(&j.path, e)),
         };
         let mut rest = &bytes[..];
@@ -134,11 +155,16 @@ impl Journal {
                     Ok(id) => j.checkout = Some(id),
                     Err(_) => break,
                 },
+                (Some(&KIND_COMMAND), []) => {
+                    let at = (bytes.len() - rest.len()) as u64;
+                    j.command = Some((j.changes.records(), at));
+                }
                 _ => break,
             }
             j.count += 1;
             rest = &rest[4 + len..];
         }
+        j.len = (bytes.len() - rest.len()) as u64;
         if !rest.is_empty() {
             // A torn, stale or damaged tail: cut it, so that records appended
             // from now on follow the valid ones and can be read back.
@@ -149,7 +175,7 @@ impl Journal {
                 .and_then(|f| f.set_len(valid).and_then(|()| f.sync_data()));
             cut.map_err(|e| Error::io(&j.path, e))?;
         }
-        Ok(j)
+        Ok(())
     }
 
     fn aad(&self, index: u64) -> Vec<u8> {
@@ -230,6 +256,47 @@ impl Journal {
         Ok(())
     }
 
+    /// Record, durably, that a CLI command starts changing the vault: what
+    /// it journals from now on is undone if it never commits.
+    pub fn begin_command(&mut self) -> Result<()> {
+        self.append(&[KIND_COMMAND])?;
+        let at = self.len - self.last_record_len;
+        self.command = Some((self.changes.records(), at));
+        self.sync()
+    }
+
+    /// The backing paths an unfinished command touched, if there is one.
+    pub fn command_paths(&self) -> Option<Vec<String>> {
+        self.command.map(|(at, _)| self.changes.touched_since(at))
+    }
+
+    /// Forget the unfinished command's records (its changes were undone):
+    /// the journal is cut back to what it held before the command began.
+    pub fn drop_command(&mut self) -> Result<()> {
+        let Some((_, at)) = self.command else {
+            return Ok(());
+        };
+        self.file = None;
+        let cut = if at == 0 {
+            match fs::remove_file(&self.path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .and_then(|f| f.set_len(at).and_then(|()| f.sync_data()))
+        };
+        cut.map_err(|e| Error::io(&self.path, e))?;
+        self.count = 0;
+        self.changes = Changes::default();
+        self.checkout = None;
+        self.command = None;
+        self.len = 0;
+        self.read_records()
+    }
+
     /// Record, durably, that a checkout to `target` starts now.
     pub fn begin_checkout(&mut self, target: Oid) -> Result<()> {
         let mut plain = vec![KIND_CHECKOUT];
@@ -262,6 +329,8 @@ impl Journal {
             f.write_all(&rec).map_err(|e| Error::io(&self.path, e))?;
         }
         self.count += 1;
+        self.len += rec.len() as u64;
+        self.last_record_len = rec.len() as u64;
         Ok(())
     }
 
@@ -287,6 +356,8 @@ impl Journal {
         self.count = 0;
         self.changes = Changes::default();
         self.checkout = None;
+        self.command = None;
+        self.len = 0;
         Ok(())
     }
 }
@@ -307,6 +378,42 @@ mod tests {
 
     fn key() -> SymKey {
         SymKey::from_bytes([7u8; 32])
+    }
+
+    #[test]
+    fn an_unfinished_command_is_listed_and_can_be_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Oid::from_bytes(&[1u8; 20]).unwrap();
+        let mut j = Journal::load(dir.path(), &key(), Some(h)).unwrap();
+        assert_eq!(j.command_paths(), None);
+        j.mark("contents/before").unwrap();
+        j.begin_command().unwrap();
+        j.mark("contents/x").unwrap();
+        j.mark_move("contents/a", "contents/b", MoveKind::Rename)
+            .unwrap();
+        let want = ["contents/a", "contents/b", "contents/x"];
+        assert_eq!(j.command_paths().unwrap(), want);
+        // What a process killed now leaves: the next one reads the same.
+        drop(j);
+        let mut j = Journal::load(dir.path(), &key(), Some(h)).unwrap();
+        assert_eq!(j.command_paths().unwrap(), want);
+        j.drop_command().unwrap();
+        assert_eq!(j.command_paths(), None);
+        assert!(j.covers("contents/before") && !j.covers("contents/x"));
+        // Records appended afterwards follow the kept ones and read back.
+        j.mark("contents/after").unwrap();
+        drop(j);
+        let j = Journal::load(dir.path(), &key(), Some(h)).unwrap();
+        assert_eq!(j.command_paths(), None);
+        assert!(j.covers("contents/before") && j.covers("contents/after"));
+        assert!(!j.covers("contents/a") && !j.covers("contents/x"));
+        // A command with nothing before it leaves no file at all.
+        let mut j = Journal::load(dir.path(), &key(), None).unwrap();
+        j.reset(None).unwrap();
+        j.begin_command().unwrap();
+        j.mark("contents/y").unwrap();
+        j.drop_command().unwrap();
+        assert!(!dir.path().join(JOURNAL_FILE).exists());
     }
 
     #[test]

@@ -353,6 +353,12 @@ impl Tree {
     /// Create or replace the file at `p` with `data`. Pages whose plaintext is
     /// unchanged keep their ciphertext.
     pub fn write(&self, p: &VPath, data: &[u8]) -> Result<Change> {
+        self.write_journaled(p, data, &|_| Ok(()))
+    }
+
+    /// [`Tree::write`], calling `journal` with the backing path (relative to
+    /// the vault directory) before anything on disk changes.
+    pub fn write_journaled(&self, p: &VPath, data: &[u8], journal: Journal) -> Result<Change> {
         let loc = self.locate(p)?;
         let (kind, sealed) = match Self::kind_at(&loc.path)? {
             Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
@@ -371,6 +377,7 @@ impl Tree {
             }
             None => (ChangeKind::Added, self.seal_fresh(data)),
         };
+        journal(&self.rel_of(&loc.path, p)?)?;
         Self::write_sidecar(&loc)?;
         write_atomic(&loc.path, &sealed)?;
         self.fresh.lock().insert(loc.path.clone());
@@ -384,6 +391,17 @@ impl Tree {
 
     /// Create directory `p` (and its missing parents with `parents`).
     pub fn mkdir(&self, p: &VPath, parents: bool) -> Result<Vec<Change>> {
+        self.mkdir_journaled(p, parents, &|_| Ok(()))
+    }
+
+    /// [`Tree::mkdir`], calling `journal` with each new directory's backing
+    /// path before it is made.
+    pub fn mkdir_journaled(
+        &self,
+        p: &VPath,
+        parents: bool,
+        journal: Journal,
+    ) -> Result<Vec<Change>> {
         if p.is_root() {
             return if parents {
                 Ok(vec![])
@@ -413,6 +431,7 @@ impl Tree {
                 Some(_) => return Err(Error::NotADirectory(d.to_string())),
                 None => {}
             }
+            journal(&self.rel_of(&loc.path, &d)?)?;
             Self::write_sidecar(&loc)?;
             // Build the directory with its IV under a temporary name, then rename:
             // a directory without an IV never appears.
@@ -465,6 +484,17 @@ impl Tree {
 
     /// Remove a file, or a directory (which must be empty unless `recursive`).
     pub fn remove(&self, p: &VPath, recursive: bool) -> Result<Vec<Change>> {
+        self.remove_journaled(p, recursive, &|_| Ok(()))
+    }
+
+    /// [`Tree::remove`], calling `journal` with the backing path before
+    /// anything is removed.
+    pub fn remove_journaled(
+        &self,
+        p: &VPath,
+        recursive: bool,
+        journal: Journal,
+    ) -> Result<Vec<Change>> {
         if p.is_root() {
             return Err(Error::Usage(
                 "refusing to remove the vault root; use `pkfs vault delete`".into(),
@@ -482,6 +512,7 @@ impl Tree {
             }
         }
         let changes = self.removal_changes(p, kind)?;
+        journal(&self.rel_of(&loc.path, p)?)?;
         let res = if kind == Kind::Dir {
             fs::remove_dir_all(&loc.path)
         } else {
@@ -562,6 +593,10 @@ impl Tree {
         Ok(changes)
     }
 }
+
+/// Called with a backing path (relative to the vault directory) right before
+/// a change of it reaches the disk: the change journal's hook.
+pub type Journal<'a> = &'a dyn Fn(&str) -> Result<()>;
 
 fn hex16(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -9,10 +9,32 @@ use serde::Serialize;
 use super::metadata::VaultRecord;
 use crate::crypto::Keychain;
 use crate::error::Result;
-use crate::store::changes::MoveKind;
+use crate::store::changes::{MoveKind, Origin};
 use crate::store::history::History;
 use crate::store::seal::Seal;
 use crate::store::{Change, Kind, Tree, VPath};
+
+/// An entry that [`Vault::rename`] moved, so that a mount running the
+/// command can keep its inodes (and the descriptors open on them) valid:
+/// see [`take_moves`].
+#[derive(Debug, Clone)]
+pub struct Moved {
+    /// The vault's id.
+    pub vault: String,
+    pub from: VPath,
+    pub to: VPath,
+}
+
+static MOVES: std::sync::Mutex<Vec<Moved>> = std::sync::Mutex::new(Vec::new());
+
+/// The moves made by [`Vault::rename`] since the last call. The mount daemon
+/// runs one command at a time and takes them after each.
+pub fn take_moves() -> Vec<Moved> {
+    MOVES
+        .lock()
+        .map(|mut m| std::mem::take(&mut *m))
+        .unwrap_or_default()
+}
 
 pub struct Vault {
     pub record: VaultRecord,
@@ -74,39 +96,50 @@ impl Vault {
         &self.history
     }
 
-    /// Run `f` against the tree, then commit whatever it recorded, even when it
-    /// failed part-way (so a partial import is still in the history).
-    ///
-    /// Each changed path is recorded in the change journal first, so that the
-    /// commit adopts it (and a crash before the commit shows it as uncommitted,
-    /// not as tampering).
-    pub fn mutate<T>(&self, f: impl FnOnce(&Tree, &mut Vec<Change>) -> Result<T>) -> Result<T> {
+    /// Run `f` against the tree, then commit what it recorded as one commit.
+    /// The change is the command's whole change or nothing: each backing path
+    /// is journaled (durably) before `f` changes it, after a *command* record;
+    /// when `f` or the commit fails, every journaled path gets HEAD's entry
+    /// back and the error is returned; a process killed before the commit is
+    /// undone at the next open (see `store/history_undo.rs`).
+    pub fn mutate<T>(&self, f: impl FnOnce(&Txn, &mut Vec<Change>) -> Result<T>) -> Result<T> {
+        self.begin()?;
+        let txn = Txn {
+            tree: &self.tree,
+            history: &self.history,
+        };
         let mut changes = Vec::new();
-        let out = f(&self.tree, &mut changes);
-        if !changes.is_empty() {
-            for c in &changes {
-                self.history.mark(&self.backing_rel_of_change(&c.path))?;
-            }
-            self.history.sync_journal()?;
-            self.history.commit(&changes)?;
-            self.reseal()?;
-        }
-        out
+        let res = f(&txn, &mut changes);
+        self.finish(res, &changes)
     }
 
-    /// The backing path a change touched: its own when it can still be located,
-    /// else that of its nearest existing ancestor (which then covers it).
-    fn backing_rel_of_change(&self, path: &str) -> String {
-        let mut p = VPath::parse(path.trim_end_matches('/')).unwrap_or_else(|_| VPath::root());
-        loop {
-            if let Ok(rel) = self.tree.backing_rel(&p) {
-                return rel;
+    /// Start a command: commit what an earlier process journaled and never
+    /// committed (so that undoing this command cannot touch it), then write
+    /// the command record.
+    fn begin(&self) -> Result<()> {
+        if !self.history.journal_is_empty() {
+            self.history.commit(&[])?;
+            self.reseal()?;
+        }
+        self.history.begin_command()
+    }
+
+    /// Commit the command's change if it succeeded, else undo it.
+    fn finish<T>(&self, res: Result<T>, changes: &[Change]) -> Result<T> {
+        let res = res.and_then(|out| {
+            if !changes.is_empty() {
+                self.history.commit(changes)?;
             }
-            match p.parent() {
-                Some(parent) => p = parent,
-                None => return "contents".to_string(),
+            Ok(out)
+        });
+        if self.history.in_command() {
+            // Failed, or nothing to commit: give back what was touched.
+            if let Err(e) = self.history.undo_command() {
+                tracing::error!("undoing a failed command: {e}");
             }
         }
+        self.reseal()?;
+        res
     }
 
     /// Move `from` to `to` (see [`Tree::rename`]) and commit it. The move is
@@ -114,13 +147,27 @@ impl Vault {
     /// committed at their new paths only if they are still HEAD's blobs of
     /// their old ones, so a blob swapped at rest is not laundered by a move.
     pub fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
+        // Where the entry ends up (`to` itself, or inside it).
+        let target = match from.name() {
+            Some(name) if self.tree.is_dir(to).unwrap_or(false) => to.join(name)?,
+            _ => to.clone(),
+        };
+        self.begin()?;
         let journal = |src: &str, dst: &str| {
             self.history.mark_move(src, dst, MoveKind::Rename)?;
             self.history.sync_journal()
         };
-        let changes = self.tree.rename_journaled(from, to, &journal)?;
-        self.history.commit(&changes)?;
-        self.reseal()
+        let res = self.tree.rename_journaled(from, to, &journal);
+        let changes = res.as_ref().map(Vec::clone).unwrap_or_default();
+        self.finish(res.map(drop), &changes)?;
+        if let Ok(mut moves) = MOVES.lock() {
+            moves.push(Moved {
+                vault: self.record.id.clone(),
+                from: from.clone(),
+                to: target,
+            });
+        }
+        Ok(())
     }
 
     /// Check reads against the (new) HEAD from now on.
@@ -134,7 +181,7 @@ impl Vault {
     }
 
     /// Run one tree operation that reports its changes, and commit them.
-    pub fn apply(&self, op: impl FnOnce(&Tree) -> Result<Vec<Change>>) -> Result<()> {
+    pub fn apply(&self, op: impl FnOnce(&Txn) -> Result<Vec<Change>>) -> Result<()> {
         self.mutate(|t, ch| {
             ch.extend(op(t)?);
             Ok(())
@@ -175,5 +222,48 @@ impl Vault {
             head: head.id,
             at_latest: head.at_latest,
         })
+    }
+}
+
+/// The tree as a command changes it (see [`Vault::mutate`]): every change is
+/// journaled before it reaches the disk. Reading goes to the tree as usual.
+pub struct Txn<'a> {
+    tree: &'a Tree,
+    history: &'a History,
+}
+
+impl std::ops::Deref for Txn<'_> {
+    type Target = Tree;
+
+    fn deref(&self) -> &Tree {
+        self.tree
+    }
+}
+
+impl Txn<'_> {
+    /// Journal backing path `rel` durably, unless it is journaled already.
+    fn journal(&self, rel: &str) -> Result<()> {
+        if self.history.origin(rel) == Origin::Changed {
+            return Ok(());
+        }
+        self.history.mark(rel)?;
+        self.history.sync_journal()
+    }
+
+    /// [`Tree::write`], journaled.
+    pub fn write(&self, p: &VPath, data: &[u8]) -> Result<Change> {
+        self.tree.write_journaled(p, data, &|rel| self.journal(rel))
+    }
+
+    /// [`Tree::mkdir`], journaled.
+    pub fn mkdir(&self, p: &VPath, parents: bool) -> Result<Vec<Change>> {
+        self.tree
+            .mkdir_journaled(p, parents, &|rel| self.journal(rel))
+    }
+
+    /// [`Tree::remove`], journaled.
+    pub fn remove(&self, p: &VPath, recursive: bool) -> Result<Vec<Change>> {
+        self.tree
+            .remove_journaled(p, recursive, &|rel| self.journal(rel))
     }
 }

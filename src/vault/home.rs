@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::store::atomic::fsync_dir;
@@ -23,6 +24,67 @@ use crate::store::atomic::fsync_dir;
 /// The mark of a vault directory that may go if the vault table does not list
 /// it (see [`Home::remove_unlisted_vaults`]).
 pub const UNLISTED_OK: &str = "unlisted-ok";
+
+/// How long a command waits for the home lock unless `PKFS_LOCK_TIMEOUT`
+/// (seconds; 0: not at all) says otherwise.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// After this long a waiting command says who holds the lock.
+const LOCK_NOTICE: Duration = Duration::from_secs(1);
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+fn lock_timeout() -> Duration {
+    std::env::var("PKFS_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(LOCK_TIMEOUT, |s| Duration::from_secs_f64(s.min(86400.0)))
+}
+
+/// Who holds the lock on `path`, from the kernel's lock table
+/// (`/proc/locks`): "pid N (pkfs WORDS)" with the holder's command words
+/// only (`pkfs secret write`; never a path, a name or a vault, which may be
+/// secret), or "another pkfs process" when that cannot be told (for a mount
+/// daemon the table names the process that forked it).
+fn holder(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let unknown = || "another pkfs process".to_string();
+    let Ok(ino) = std::fs::metadata(path).map(|m| m.ino()) else {
+        return unknown();
+    };
+    let table = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let pid = table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END"
+        let at = f.iter().position(|x| *x == "FLOCK")?;
+        let pid = f.get(at + 3)?.parse::<u32>().ok()?;
+        let file_ino = f.get(at + 4)?.rsplit(':').next()?.parse::<u64>().ok()?;
+        (file_ino == ino).then_some(pid)
+    });
+    let Some(pid) = pid else {
+        return unknown();
+    };
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) if !cmdline.is_empty() => {
+            let word = |a: &&str| {
+                !a.is_empty()
+                    && a.len() <= 12
+                    && !a.starts_with('-')
+                    && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+            };
+            let mut args = cmdline
+                .split(|&b| b == 0)
+                .filter_map(|a| std::str::from_utf8(a).ok());
+            let program = args
+                .next()
+                .and_then(|a| a.rsplit('/').next())
+                .filter(word)
+                .unwrap_or("pkfs");
+            let words: Vec<&str> = args.filter(word).take(2).collect();
+            format!("pid {pid} ({program} {})", words.join(" ")).replace(" )", ")")
+        }
+        _ => unknown(),
+    }
+}
 
 /// An open, locked home. The lock is released when this is dropped.
 pub struct Home {
@@ -215,18 +277,40 @@ impl Home {
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        let limit = lock_timeout();
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
             let err = std::io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => Err(Error::HomeLocked { home: root.into() }),
-                _ => Err(Error::io(&path, err)),
-            };
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(Error::io(&path, err));
+            }
+            let waited = start.elapsed();
+            if waited >= limit {
+                return Err(Error::HomeLocked {
+                    home: root.into(),
+                    holder: holder(&path),
+                });
+            }
+            if !told && waited >= LOCK_NOTICE {
+                told = true;
+                tracing::warn!(
+                    "waiting for the home lock, held by {} (up to {} s)",
+                    holder(&path),
+                    limit.as_secs()
+                );
+            }
+            std::thread::sleep(LOCK_POLL.min(limit - waited));
         }
         Ok(Home {
             root: root.to_path_buf(),

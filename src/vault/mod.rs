@@ -7,6 +7,6 @@ pub mod metadata;
 pub mod node;
 pub mod protector;
 
-pub use handle::{Vault, VaultStat};
+pub use handle::{Txn, Vault, VaultStat};
 pub use node::Node;
 pub use protector::{Passphrase, Protector};

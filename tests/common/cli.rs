@@ -183,6 +183,9 @@ impl Cmd {
             .env("PKFS_TEST_ONLY_ROOT_KEY", root_key(0))
             // Whatever a test forgets to pass, it never reaches a real home.
             .env("XDG_DATA_HOME", self.scratch.join("xdg"))
+            // A held home lock fails at once, as the suites expect (a test of
+            // the wait sets its own limit).
+            .env("PKFS_LOCK_TIMEOUT", "0")
             .current_dir(&self.scratch);
         for (k, v) in &self.env {
             match v {
