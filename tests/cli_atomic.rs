@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -188,9 +189,13 @@ fn a_command_waits_for_the_home_lock_and_names_its_holder() {
     n.write("v:s", "x");
     let path = n.home.join("lock");
     // A process that holds the lock, named by the kernel's lock table.
+    // flock(1) itself holds the lock (-o: its child does not inherit it), in
+    // a process group of its own, so that killing the group releases it.
     let mut holder = Command::new("flock")
+        .arg("-o")
         .arg(&path)
         .args(["sleep", "1000"])
+        .process_group(0)
         .spawn()
         .expect("running flock(1)");
     let me = holder.id();
@@ -224,7 +229,8 @@ fn a_command_waits_for_the_home_lock_and_names_its_holder() {
         .args(["secret", "cat", "v:s"]);
     let waiter = std::thread::spawn(move || cmd.run());
     std::thread::sleep(Duration::from_millis(1600));
-    holder.kill().unwrap();
+    // SAFETY: signals the process group made above.
+    unsafe { libc::kill(-(me as i32), libc::SIGKILL) };
     holder.wait().unwrap();
     let o = waiter.join().unwrap().success();
     assert_eq!(o.stdout, b"x");
