@@ -415,3 +415,55 @@ fn power_cuts_lose_nothing_acknowledged_and_never_brick_a_vault() {
         m.done
     );
 }
+
+/// The fault file system itself: a cut keeps file bytes as of their last
+/// fsync and directory entries as of their directory's last fsync, and
+/// nothing else.
+#[test]
+fn the_fault_fs_keeps_only_what_was_fsynced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
+    let ff = FaultFs::mount(&backing, &mnt);
+    let write = |name: &str, data: &[u8], sync: bool| {
+        let mut f = File::create(mnt.join(name)).unwrap();
+        f.write_all(data).unwrap();
+        if sync {
+            f.sync_all().unwrap();
+        }
+    };
+    let sync_dir = |d: &Path| File::open(d).unwrap().sync_all().unwrap();
+    write("synced", b"kept", true);
+    write("unsynced", b"bytes lost", false);
+    fs::create_dir(mnt.join("d")).unwrap();
+    write("d/inner", b"inner", true);
+    sync_dir(&mnt.join("d"));
+    sync_dir(&mnt);
+    // After the directory fsync: bytes changed but not fsync'd, a rename
+    // and a new name without a directory fsync.
+    write("synced", b"changed", false);
+    write("late", b"late", true);
+    fs::rename(mnt.join("d/inner"), mnt.join("moved")).unwrap();
+    assert_eq!(ff.fsyncs(), (3, 2));
+    ff.cut();
+    let names: BTreeSet<String> = fs::read_dir(&backing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["d", "synced", "unsynced"].map(String::from))
+    );
+    assert_eq!(fs::read(backing.join("synced")).unwrap(), b"kept");
+    assert_eq!(fs::read(backing.join("unsynced")).unwrap(), b"");
+    assert_eq!(fs::read(backing.join("d/inner")).unwrap(), b"inner");
+    // Mounted again, the survivor is all there is, and everything is durable.
+    let ff = FaultFs::mount(&backing, &mnt);
+    assert_eq!(fs::read(mnt.join("d/inner")).unwrap(), b"inner");
+    assert!(!mnt.join("moved").exists());
+    fs::remove_file(mnt.join("unsynced")).unwrap();
+    ff.cut();
+    assert!(
+        backing.join("unsynced").exists(),
+        "the unlink was not fsync'd"
+    );
+}
