@@ -75,6 +75,7 @@ impl Passthrough {
         o
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn setattr_inner(
         &self,
         ino: INodeNo,
