@@ -263,7 +263,26 @@ fn fsck_clean(node: &Node, c: usize) {
         o.stderr.trim(),
         o.out().trim()
     );
-    for v in vault_names(node) {
+    // The vaults fsck found unclean (all of them if its report is unreadable).
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    let mut unclean: BTreeSet<String> = report["vaults"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["clean"] != serde_json::Value::Bool(true))
+        .filter_map(|v| v["vault"].as_str().map(String::from))
+        .collect();
+    unclean.extend(
+        report["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["vault"].as_str().map(String::from)),
+    );
+    if unclean.is_empty() {
+        unclean = vault_names(node).into_iter().collect();
+    }
+    for v in unclean {
         let r = node.run(["fsck", "--restore", &v]);
         eprintln!(
             "cycle {c}: fsck --restore {v}: exit {} {}",
