@@ -175,25 +175,7 @@ fn a_long_secret_cat_and_passwd_dump_no_key_material() {
     assert_eq!(n.cat("v:big").len(), 1 << 20);
 }
 
-const NOBODY: u32 = 65534;
-
-/// Run `cmd` as uid/gid 65534 with no supplementary groups.
-fn as_nobody(cmd: &mut Command) -> &mut Command {
-    // SAFETY: setgroups/setgid/setuid are async-signal-safe; nothing else runs
-    // in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(NOBODY) != 0
-                || libc::setuid(NOBODY) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
-}
+use common::users::as_nobody;
 
 #[test]
 fn another_process_of_the_same_user_cannot_look_inside_pkfs() {

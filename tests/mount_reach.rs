@@ -5,12 +5,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use common::mount::Mounted;
 
-const NOBODY: u32 = 65534;
+use common::users::as_nobody;
 
 #[test]
 fn status_says_it_cannot_reach_a_home_it_may_not_enter() {
@@ -36,19 +35,7 @@ fn status_says_it_cannot_reach_a_home_it_may_not_enter() {
             cmd.arg("--json");
         }
         cmd.arg("status");
-        // SAFETY: setgroups/setgid/setuid are async-signal-safe; nothing else
-        // runs in the child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(NOBODY) != 0
-                    || libc::setuid(NOBODY) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        as_nobody(&mut cmd);
         cmd.stdin(Stdio::null()).output().unwrap()
     };
     for json in [false, true] {

@@ -7,28 +7,17 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const NOBODY: u32 = 65534;
+use common::users::NOBODY;
 
 /// Run `cmd` as uid/gid 65534 with no supplementary groups.
 fn as_nobody(cmd: &mut Command) -> Output {
-    // SAFETY: setgroups/setgid/setuid are async-signal-safe; nothing else runs
-    // in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(NOBODY) != 0
-                || libc::setuid(NOBODY) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.stdin(Stdio::null()).output().expect("run as nobody")
+    common::users::as_nobody(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run as nobody")
 }
 
 fn chown_nobody(p: &Path) {

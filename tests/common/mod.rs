@@ -53,6 +53,7 @@ pub mod mount;
 pub mod posix;
 pub mod tamper;
 pub mod tmpfs;
+pub mod users;
 pub mod vectors;
 
 /// Fail clearly when a tool is missing (scripts/ensure-deps.sh installs them).
