@@ -6,7 +6,8 @@
 #   BENCH_QUICK=1 bash bench/run.sh   # smoke test with small sizes
 #   BENCH_DIR=/mnt/x bash bench/run.sh  # work directory (default /var/tmp/pkfs-bench)
 #
-# Writes bench/results/<date>-<hostname>.md, bench/results/latest.md and latest.svg.
+# Writes bench/results/latest.md, latest-raw.tsv and latest.svg, and appends the run
+# (date, commit, median figures) to bench/results/history.jsonl.
 # See bench/README.md for what each figure means.
 set -euo pipefail
 
@@ -423,9 +424,8 @@ if [ -n "${BENCH_MERGE_RAW:-}" ]; then
     awk -F'\t' 'NR==FNR{have[$1"\t"$2]=1; next} !(($1"\t"$2) in have)' "$RAW" "$MERGE_COPY" >>"$RAW"
     note "figures not measured in this invocation were merged from an earlier run's raw file ($BENCH_MERGE_RAW)"
 fi
-STAMP=$(date +%Y-%m-%d)
 HOST=$(hostname)
-OUT="$RESULTS_DIR/$STAMP-$HOST.md"
+OUT="$RESULTS_DIR/latest.md"
 GIT_REV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(cd "$REPO" && { git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null && echo "" || echo " (+ uncommitted changes in src/)"; })
 export BENCH_RAW="$RAW" BENCH_NOTES="$NOTES" BENCH_OUT="$OUT" BENCH_SVG="$RESULTS_DIR/latest.svg" \
@@ -441,7 +441,7 @@ export BENCH_RAW="$RAW" BENCH_NOTES="$NOTES" BENCH_OUT="$OUT" BENCH_SVG="$RESULT
     BENCH_PKFS="$("$PKFS" --version) (git $GIT_REV$GIT_DIRTY)" \
     BENCH_HOST="$HOST" BENCH_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
 python3 "$BENCH_SRC/report.py"
-cp "$OUT" "$RESULTS_DIR/latest.md"
 cp "$RAW" "$RESULTS_DIR/latest-raw.tsv"
-log "results: $OUT (and results/latest.md, results/latest.svg)"
+python3 "$BENCH_SRC/history.py" "$RESULTS_DIR/latest-raw.tsv" "$(date -u +%Y-%m-%dT%H:%MZ)" "$GIT_REV" "${BENCH_NOTE:-}"
+log "results: $OUT, results/latest.svg, results/latest-raw.tsv; run appended to results/history.jsonl"
 rm -rf "$W"
