@@ -9,6 +9,7 @@ source scripts/ensure-deps.sh
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; fi
 cargo build --locked --all-targets
 cargo test --locked
+bash tests/reader/run.sh target/debug/pkfs
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/pjdfstest.sh target/debug/pkfs
     bash scripts/fsx.sh target/debug/pkfs

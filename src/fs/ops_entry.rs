@@ -208,7 +208,12 @@ impl FsCore {
             fd.utimens(name, a.atime.map(when), a.mtime.map(when))
                 .errno()?;
         }
-        vault.record(ChangeKind::Modified, self.path_of(ino));
+        let m = match name {
+            Some(n) => fd.stat(n),
+            None => fd.stat_self(),
+        }
+        .errno()?;
+        vault.record_entry(ChangeKind::Modified, self.path_of(ino), &m);
         self.getattr(ino)
     }
 
@@ -331,8 +336,9 @@ impl FsCore {
             return Err(super::errno::from_io(&err));
         }
         self.own(&e, who, Some(mode & 0o7777))?;
+        let m = e.dir.fd.stat(e.name()).errno()?;
         e.vault
-            .record(ChangeKind::Added, self.child_path(parent, name));
+            .record_entry(ChangeKind::Added, self.child_path(parent, name), &m);
         self.found(parent, name, &e)
     }
 
@@ -402,7 +408,8 @@ impl FsCore {
         }
         let _gate = dst.vault.gate.read();
         let _ns = dst.vault.ns.lock();
-        if file_type(&src.dir.fd.stat(src.name()).errno()?) == FileType::Directory {
+        let sm = src.dir.fd.stat(src.name()).errno()?;
+        if file_type(&sm) == FileType::Directory {
             return Err(Errno::EPERM);
         }
         self.mark_move(&src, &dst, MoveKind::Link)?;
@@ -412,7 +419,7 @@ impl FsCore {
             .link_to(src.name(), &dst.dir.fd, dst.name())
             .errno()?;
         dst.vault
-            .record(ChangeKind::Added, self.child_path(newparent, newname));
+            .record_entry(ChangeKind::Added, self.child_path(newparent, newname), &sm);
         self.found(newparent, newname, &dst)
     }
 
@@ -455,7 +462,7 @@ impl FsCore {
             self.drop_if_removed(ino);
         }
         e.vault
-            .record(ChangeKind::Removed, self.child_path(parent, name));
+            .record_entry(ChangeKind::Removed, self.child_path(parent, name), &m);
         Ok(())
     }
 
@@ -549,8 +556,10 @@ impl FsCore {
             inodes.moved(src_ino, (parent, name), newparent, newname);
             inodes.moved(dst_ino, (newparent, newname), parent, name);
             drop(inodes);
-            vault.record(ChangeKind::Modified, old_path);
-            vault.record(ChangeKind::Modified, new_path);
+            for (path, e) in [(old_path, &src), (new_path, &dst)] {
+                let m = e.dir.fd.stat(e.name()).errno()?;
+                vault.record_entry(ChangeKind::Modified, path, &m);
+            }
             return Ok(());
         }
         if let Some((_, tm)) = &target {
@@ -592,9 +601,8 @@ impl FsCore {
         if let Some(ino) = replaced {
             self.drop_if_removed(ino);
         }
-        let slash = if sm.is_dir() { "/" } else { "" };
-        vault.record(ChangeKind::Removed, format!("{old_path}{slash}"));
-        vault.record(ChangeKind::Added, format!("{new_path}{slash}"));
+        vault.record_entry(ChangeKind::Removed, old_path, &sm);
+        vault.record_entry(ChangeKind::Added, new_path, &sm);
         Ok(())
     }
 }

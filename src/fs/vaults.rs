@@ -15,6 +15,7 @@ use crate::format::links::LinkCipher;
 use crate::format::names::NameCipher;
 use crate::store::history::History;
 use crate::store::seal::Seal;
+use crate::store::stat::Stat;
 use crate::store::{Change, ChangeKind};
 use crate::vault::Vault;
 
@@ -124,5 +125,21 @@ impl VaultFs {
 
     pub fn record(&self, kind: ChangeKind, path: String) {
         self.pending.lock().record(kind, path);
+    }
+
+    /// Record a change of the entry at `path`, whose type `m` tells how the
+    /// commit message lists it (docs/FORMAT.md, "Commit messages"): a
+    /// directory with a trailing `/`, a FIFO, socket or device node (which
+    /// the history does not hold) not at all.
+    pub fn record_entry(&self, kind: ChangeKind, path: String, m: &Stat) {
+        if m.is_dir() {
+            if path.is_empty() || path.ends_with('/') {
+                self.record(kind, path);
+            } else {
+                self.record(kind, format!("{path}/"));
+            }
+        } else if m.is_file() || m.is_symlink() {
+            self.record(kind, path);
+        }
     }
 }

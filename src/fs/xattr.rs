@@ -3,13 +3,15 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use fuser::Errno;
 
 use super::core::FsCore;
 use super::errno::FsResult;
 use super::inodes::ROOT_INO;
+use super::vaults::VaultFs;
+use crate::store::stat::Stat;
 use crate::store::ChangeKind;
 
 fn c(p: &std::path::Path) -> FsResult<CString> {
@@ -48,12 +50,22 @@ impl FsCore {
         Ok(n)
     }
 
+    /// A changed attribute changes its entry (listed as such in the commit
+    /// message, a directory with its trailing `/`).
+    fn record_xattr_change(&self, vault: &VaultFs, ino: u64, target: &Path) {
+        match Stat::of_path(target) {
+            Ok(m) => vault.record_entry(ChangeKind::Modified, self.path_of(ino), &m),
+            Err(_) => vault.record(ChangeKind::Modified, self.path_of(ino)),
+        }
+    }
+
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
         self.check_writable()?;
         let disk = self.disk_xattr_name(ino, name)?;
         let vault = self.vault_of(ino)?;
         let sealed = vault.links.seal_xattr(&disk, value);
-        let path = c(&self.xattr_target(ino)?)?;
+        let target = self.xattr_target(ino)?;
+        let path = c(&target)?;
         let n = CString::new(disk).map_err(|_| Errno::EINVAL)?;
         let _gate = vault.gate.read();
         Self::check_list_room(&path, &n)?;
@@ -70,7 +82,7 @@ impl FsCore {
         if rc < 0 {
             return Err(last_errno());
         }
-        vault.record(ChangeKind::Modified, self.path_of(ino));
+        self.record_xattr_change(&vault, ino, &target);
         Ok(())
     }
 
@@ -175,7 +187,8 @@ impl FsCore {
             Err(Errno::EOPNOTSUPP) => return Err(Errno::ENODATA),
             other => other?,
         };
-        let path = c(&self.xattr_target(ino)?)?;
+        let target = self.xattr_target(ino)?;
+        let path = c(&target)?;
         let n = CString::new(disk).map_err(|_| Errno::EINVAL)?;
         let vault = self.vault_of(ino)?;
         let _gate = vault.gate.read();
@@ -183,7 +196,7 @@ impl FsCore {
         if unsafe { libc::lremovexattr(path.as_ptr(), n.as_ptr()) } < 0 {
             return Err(last_errno());
         }
-        vault.record(ChangeKind::Modified, self.path_of(ino));
+        self.record_xattr_change(&vault, ino, &target);
         Ok(())
     }
 }
