@@ -1,6 +1,7 @@
-//! The change-journal and version-record vectors of `docs/FORMAT.md` ("(b3)
-//! Change journal", "(b4) Version record"), recomputed from the spec's
-//! primitives and read back by the library.
+//! The change-journal, version-record and commit-message vectors of
+//! `docs/FORMAT.md` ("(b3) Change journal", "(b4) Version record", "(f)
+//! Commit message"), recomputed from the spec's primitives and read back by
+//! the library.
 //!
 //! As in `format_vectors.rs`, every expected value comes from the document.
 
@@ -113,5 +114,44 @@ fn version_record_vector_matches_the_spec_and_the_library() {
     };
     assert_eq!(file.encode(&want), record);
     assert_eq!(file.decode(&record).unwrap(), want);
+    v.assert_all_used();
+}
+
+#[test]
+fn commit_message_vector_matches_the_spec_and_the_library() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use pkfs::store::history::message_aad;
+    use pkfs::store::Change;
+    let vectors = load();
+    let v = vector(&vectors, "commit-message");
+    assert_eq!(v.text("kind"), "message");
+    let vault_key = SymKey::from_bytes(v.array("vault_key"));
+    let key = hkdf32(&vault_key, None, b"pkfs history v1");
+    assert_eq!(key.as_bytes(), &v.array::<32>("history_key"), "history_key");
+    let tree = git2::Oid::from_bytes(&v.bytes("tree")).unwrap();
+    let parents: Vec<git2::Oid> = v
+        .bytes("parents")
+        .chunks(20)
+        .map(|p| git2::Oid::from_bytes(p).unwrap())
+        .collect();
+    // From the spec: the domain, the tree, the parents.
+    let mut aad = b"pkfs history v2".to_vec();
+    aad.extend_from_slice(tree.as_bytes());
+    for p in &parents {
+        aad.extend_from_slice(p.as_bytes());
+    }
+    assert_eq!(aad, v.bytes("aad"), "aad");
+    assert_eq!(message_aad(tree, &parents), aad, "the library's AAD");
+    // The library writes the change list as exactly these bytes.
+    let plain = v.bytes("plain");
+    let changes: Vec<Change> = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(serde_json::to_vec(&changes).unwrap(), plain, "compact JSON");
+    let env = Gcm::new(&key).seal_envelope_with_iv(&v.array("iv"), &aad, &plain);
+    assert_eq!(STANDARD.encode(&env), v.text("line"), "line");
+    let back = Gcm::new(&key)
+        .open_envelope(&aad, &STANDARD.decode(v.text("line")).unwrap())
+        .unwrap();
+    assert_eq!(back.as_slice(), plain.as_slice());
     v.assert_all_used();
 }

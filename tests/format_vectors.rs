@@ -40,6 +40,7 @@ const REQUIRED: &[&str] = &[
     "xattr",
     "tags-two-pages",
     "root-key",
+    "commit-message",
 ];
 
 // ---------------------------------------------------------------------------
@@ -358,7 +359,7 @@ fn every_vector_matches_the_library() {
             "symlink" => check_symlink(v),
             "xattr" => check_xattr(v),
             "tags" => check_tags(v, &vectors),
-            "journal" | "version" => {} // checked in format_journal.rs
+            "journal" | "version" | "message" => {} // checked in format_journal.rs
             "rootkey" => check_root_key(v),
             other => panic!("vector {}: unknown kind `{other}`", v.id),
         }

@@ -468,6 +468,10 @@ impl Tree {
         let mut changes = Vec::new();
         if kind == Kind::Dir {
             for (path, e) in self.walk(p)? {
+                // FIFOs, sockets and device nodes are not versioned.
+                if e.kind == Kind::Special {
+                    continue;
+                }
                 let shown = if e.kind == Kind::Dir {
                     format!("{path}/")
                 } else {

@@ -11,6 +11,7 @@ checkout`, `secret cat`, `version log`). Any difference fails.
 import errno
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -121,6 +122,17 @@ def build():
     os.chmod(m("d", "tool"), 0o750)
     write(m("d", "write-only"), b"cannot read me\n")
     os.chmod(m("d", "write-only"), 0o200)
+    os.link(m("cli", "one.txt"), m("d", "hard-link"))
+    check_xattr_errors()
+    # The journal holds this batch until it is committed.
+    records = R.Vault(HOME, R.read_passphrase(PASSFILE), "v").journal()
+    kinds = sorted({k for k, _ in records})
+    if not records or not set(kinds) <= {1, 3, 5} or 5 not in kinds:
+        fail("journal before the commit: kinds %r" % kinds)
+    for k, data in records:
+        for path in data.split(b"\0"):
+            if not path.startswith(b"contents/"):
+                fail("journal record %d names %r" % (k, path))
     commit_now()
     # A moved directory, a modified, a removed file.
     os.rename(m("d", "inner"), m("moved"))
@@ -147,6 +159,31 @@ def build():
     os.unlink(m("d", "link"))
     os.symlink(b"/absolute/elsewhere", m("d", "link"))
     commit_now()
+
+
+def check_xattr_errors():
+    """The errors docs/FORMAT.md gives for extended attributes."""
+    cases = [
+        (m("d", "one"), b"user." + b"x" * 155, errno.ERANGE),
+        (m("d", "one"), b"user.", errno.EINVAL),
+        (m("d", "one"), b"trusted.x", errno.EOPNOTSUPP),
+        (m(), b"user.x", errno.EPERM),
+        (MNT.encode(), b"user.x", errno.EPERM),
+    ]
+    for path, name, want in cases:
+        try:
+            os.setxattr(path, name, b"v")
+            fail("setxattr %r on %r succeeded" % (name[:20], path))
+        except OSError as e:
+            if e.errno != want:
+                fail("setxattr %r on %r: %s, not %s" % (name[:20], path, e, errno.errorcode[want]))
+    for path, want in [(m(), errno.ENODATA), (MNT.encode(), errno.EPERM)]:
+        try:
+            os.getxattr(path, b"user.x")
+            fail("getxattr on %r succeeded" % path)
+        except OSError as e:
+            if e.errno != want:
+                fail("getxattr on %r: %s" % (path, e))
 
 
 def mount_tree():
@@ -235,8 +272,7 @@ def main():
             if pkfs("secret", "cat", b"v:" + p) != node.data:
                 fail("secret cat %r differs" % p)
     # Every commit, its change list as `version log` shows it.
-    log = json.loads(pkfs("version", "log", "v", "--json", "--all")
-                     if b"--all" in pkfs("version", "log", "--help") else pkfs("version", "log", "v", "--json"))
+    log = json.loads(pkfs("version", "log", "v", "--json", "--all"))
     by_id = {e["id"]: e for e in log}
     commits = v.commits()
     if set(commits) != set(by_id):
@@ -255,17 +291,38 @@ def main():
         state = v.check_version()
         if state["head"] != cid:
             fail("version record: HEAD %s after checking out %s" % (state["head"], cid))
-    pkfs("version", "checkout", "v", "latest")
+    # A write at an older version: main's later versions go to a discarded ref.
+    pkfs("version", "checkout", "v", commits[-3])
+    write(m("at-an-older-version"), b"discards the two later versions\n")
+    commit_now()
+    refs, head, attached = v.refs()
+    discarded = [r for r in refs if r.startswith("refs/pkfs/discarded/")]
+    if len(discarded) != 1 or not re.fullmatch(r"refs/pkfs/discarded/[0-9]{20}", discarded[0]):
+        fail("discarded refs: %r" % discarded)
+    if attached != "refs/heads/main" or refs.get("refs/heads/main") != head:
+        fail("HEAD after a write at an older version: %r %r" % (head, attached))
+    _, parents, _ = v.commit(head)
+    if parents != [commits[-3]]:
+        fail("the new commit's parent is %r, not the version checked out" % parents)
+    log = json.loads(pkfs("version", "log", "v", "--json", "--all"))
+    by_id = {e["id"]: e for e in log}
+    commits = v.commits()
+    if set(commits) != set(by_id):
+        fail("with discarded versions: reader %d commits, pkfs %d" % (len(commits), len(by_id)))
+    for cid in commits:
+        if v.commit(cid)[2] != by_id[cid]["changes"]:
+            fail("commit %s: change list differs" % cid[:8])
+        trees[cid] = v.commit_tree(cid)
     final = mount_tree()
     compare("latest", v.work_tree(), final)
-    compare("latest commit", trees[commits[-1]], final, history=True)
+    compare("latest commit", trees[head], final, history=True)
     if v.check_tags() < 1:
         fail("no tag list for the big file")
     pkfs("umount", MNT)
     v = R.Vault(HOME, R.read_passphrase(PASSFILE), "v")
     compare("unmounted", v.work_tree(), final)
     state = v.check_version()
-    if not state["attached"] or state["head"] != commits[-1]:
+    if not state["attached"] or state["head"] != head:
         fail("version record after umount: %r" % state)
     # The reader is no rubber stamp: one flipped byte of one blob fails it.
     blob = next(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(v.dir, "contents"))
