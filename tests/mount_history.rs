@@ -131,6 +131,43 @@ fn what_shell_tools_change_is_committed_after_the_delay() {
     );
 }
 
+#[test]
+fn change_lists_mark_directories_and_leave_out_what_is_not_versioned() {
+    let m = Mounted::with_args(&["--commit-delay", "60s"]);
+    fs::create_dir(m.path("d")).unwrap();
+    fs::create_dir(m.path("d/sub")).unwrap();
+    fs::write(m.path("d/sub/f"), "f").unwrap();
+    m.node.log("v", false); // a forwarded command commits first
+    let fifo = std::ffi::CString::new(s(&m.path("fifo"))).unwrap();
+    // SAFETY: a valid C string; mkfifo reads it only.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    // A directory changed only by chmod and an xattr, beside a real change.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(m.path("d"), fs::Permissions::from_mode(0o750)).unwrap();
+    let name = std::ffi::CString::new("user.note").unwrap();
+    let path = std::ffi::CString::new(s(&m.path("d/sub"))).unwrap();
+    // SAFETY: valid C strings and buffer; result checked.
+    let rc = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"x".as_ptr().cast(), 1, 0) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    fs::rename(m.path("d/sub"), m.path("moved")).unwrap();
+    fs::write(m.path("new"), "n").unwrap();
+    let log = m.node.log("v", false);
+    let want: BTreeSet<(String, String)> = [
+        ("modified", "d/"),
+        ("modified", "d/sub/"),
+        ("removed", "d/sub/"),
+        ("added", "moved/"),
+        ("added", "new"),
+    ]
+    .into_iter()
+    .map(|(k, p)| (k.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(changes(&log[0]), want, "{}", log[0]);
+    // Removing the FIFO alone changes no tree: no commit, nothing listed.
+    fs::remove_file(m.path("fifo")).unwrap();
+    assert_eq!(ids(&m.node.log("v", false)), ids(&log));
+}
+
 // ---------------------------------------------------------------------------
 // Checkout while mounted.
 

@@ -130,10 +130,14 @@ impl VaultFs {
     /// Record a change of the entry at `path`, whose type `m` tells how the
     /// commit message lists it (docs/FORMAT.md, "Commit messages"): a
     /// directory with a trailing `/`, a FIFO, socket or device node (which
-    /// the history does not hold) not at all.
+    /// the history does not hold) not at all, nor the vault root (`""`),
+    /// whose mode and attributes are not versioned either.
     pub fn record_entry(&self, kind: ChangeKind, path: String, m: &Stat) {
+        if path.is_empty() {
+            return;
+        }
         if m.is_dir() {
-            if path.is_empty() || path.ends_with('/') {
+            if path.ends_with('/') {
                 self.record(kind, path);
             } else {
                 self.record(kind, format!("{path}/"));
