@@ -15,7 +15,6 @@ import re
 import stat
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pkfs_reader as R  # noqa: E402
