@@ -169,7 +169,7 @@ class Vault:
         aad = b"pkfs history v2" + bytes.fromhex(tree) + b"".join(bytes.fromhex(p) for p in parents)
         changes = json.loads(envelope_open(self.history_key, env, aad).decode("utf-8"))
         for c in changes:
-            if set(c) != {"kind", "path"} or c["kind"] not in ("added", "modified", "removed"):
+            if c.get("kind") not in ("added", "modified", "removed") or not isinstance(c.get("path"), str):
                 raise FormatError("commit %s: bad change %r" % (oid, c))
         return tree, parents, changes
 
