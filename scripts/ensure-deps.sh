@@ -20,6 +20,9 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v rsync >/dev/null || need+=(rsync)
 command -v vim >/dev/null || need+=(vim)
 command -v setfattr >/dev/null || need+=(attr)
+# The independent reader (tests/reader/run.sh): Python and pip.
+command -v python3 >/dev/null || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
     echo "ensure-deps: installing ${need[*]}" >&2
     as_root apt-get update -qq
