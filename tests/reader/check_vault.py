@@ -323,6 +323,18 @@ def main():
     state = v.check_version()
     if not state["attached"] or state["head"] != head:
         fail("version record after umount: %r" % state)
+    # A version-1 root.key (one slot, no count, no digest) opens in both, and
+    # pkfs rewrites it as version 2 at its next unlock.
+    with open(os.path.join(HOME, "root.key"), "rb") as f:
+        _, slots = R.parse_root_key(f.read())
+    v1 = b"PKFSROOT\x01" + bytes([slots[0][0]]) + slots[0][1]
+    with open(os.path.join(HOME, "root.key"), "wb") as f:
+        f.write(v1)
+    if R.Vault(HOME, R.read_passphrase(PASSFILE), "v").root_key_version != 1:
+        fail("the reader did not see a version-1 root.key")
+    pkfs("vault", "list")
+    if R.Vault(HOME, R.read_passphrase(PASSFILE), "v").root_key_version != 2:
+        fail("pkfs did not rewrite a version-1 root.key as version 2")
     # The reader is no rubber stamp: one flipped byte of one blob fails it.
     blob = next(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(v.dir, "contents"))
                 for f in fs if not f.startswith(".") and os.path.getsize(os.path.join(dp, f)) > 0)
