@@ -324,6 +324,17 @@ def main():
     compare("latest commit", trees[head], final, history=True)
     if v.check_tags() < 1:
         fail("no tag list for the big file")
+    # After `gc`: the discarded versions are gone, the rest is packed.
+    pkfs("gc", "v")
+    refs, _, _ = v.refs()
+    if any(r.startswith("refs/pkfs/discarded/") for r in refs):
+        fail("discarded refs after gc: %r" % sorted(refs))
+    log = json.loads(pkfs("version", "log", "v", "--json", "--all"))
+    if sorted(e["id"] for e in log) != sorted(v.commits()):
+        fail("after gc: the reader's commits are not version log's")
+    for e in log:
+        if v.commit(e["id"])[2] != e["changes"] or v.commit_tree(e["id"]).keys() != trees[e["id"]].keys():
+            fail("after gc: commit %s reads differently" % e["id"][:8])
     pkfs("umount", MNT)
     v = R.Vault(HOME, R.read_passphrase(PASSFILE), "v")
     compare("unmounted", v.work_tree(), final)
