@@ -1,0 +1,242 @@
+//! The key store as a service sees it: open (the keystore key and the
+//! decrypted store in memory) or sealed, shared by every client.
+//!
+//! [`Keyring`] owns one `RwLock<Option<Unsealed>>`. `None` is the sealed
+//! state: every operation then fails at once with [`Error::Sealed`], without
+//! waiting on anything. [`Keyring::seal`] drops (and so zeroizes) the key and
+//! the store; [`Keyring::unseal`] loads them again. A daemon that seals and
+//! unseals its node calls these two; nothing else changes.
+//!
+//! Reads take the lock shared. A change takes it exclusively, changes the
+//! store, writes the file (atomically and durably) and only then answers; a
+//! failed write puts the store back as it was. The lock is never held while a
+//! client is read from or written to, so a slow client delays nobody. Two
+//! clients asking at once for a default key that does not exist yet get the
+//! same key: the second finds the first's under the exclusive lock.
+
+use std::path::{Path, PathBuf};
+
+use parking_lot::RwLock;
+
+use super::backup::Backup;
+use super::file;
+use super::store::{check_name, KeyEntry, KeyStore, Listed, MAX_EXPIRATION_DAYS};
+use crate::crypto::SymKey;
+use crate::error::{Error, Result};
+
+/// The open state: the keystore key and the store it decrypts.
+struct Unsealed {
+    key: SymKey,
+    store: KeyStore,
+}
+
+pub struct Keyring {
+    home: PathBuf,
+    state: RwLock<Option<Unsealed>>,
+}
+
+impl Keyring {
+    /// A sealed keyring for the home at `home`.
+    pub fn sealed(home: &Path) -> Keyring {
+        Keyring {
+            home: home.to_path_buf(),
+            state: RwLock::new(None),
+        }
+    }
+
+    /// An open keyring: the store at `home/keys` under `key`.
+    pub fn open(home: &Path, key: SymKey) -> Result<Keyring> {
+        let k = Keyring::sealed(home);
+        k.unseal(key)?;
+        Ok(k)
+    }
+
+    /// Load the store under `key` (the node was unlocked).
+    pub fn unseal(&self, key: SymKey) -> Result<()> {
+        let store = file::load(&self.home, &key)?;
+        *self.state.write() = Some(Unsealed { key, store });
+        Ok(())
+    }
+
+    /// Forget the key and the store (the node was sealed).
+    pub fn seal(&self) {
+        *self.state.write() = None;
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.state.read().is_none()
+    }
+
+    /// Run `f` on the store, shared.
+    fn read<T>(&self, f: impl FnOnce(&KeyStore) -> Result<T>) -> Result<T> {
+        match &*self.state.read() {
+            Some(u) => f(&u.store),
+            None => Err(Error::Sealed),
+        }
+    }
+
+    /// Run `f` on the store, exclusively; when it says it changed something,
+    /// save the store, or undo the change if saving fails.
+    fn change<T>(&self, f: impl FnOnce(&mut KeyStore) -> Result<(T, bool)>) -> Result<T> {
+        let mut guard = self.state.write();
+        let Some(u) = guard.as_mut() else {
+            return Err(Error::Sealed);
+        };
+        let before = u.store.clone();
+        let (out, changed) = f(&mut u.store)?;
+        if changed {
+            if let Err(e) = file::save(&self.home, &u.key, &u.store) {
+                u.store = before;
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The key `id` of (owner, service), or without `id` the default key at
+    /// `now` (made, and saved, when there is none or it expired).
+    pub fn get(&self, owner: &str, service: &str, id: Option<&str>, now: i64) -> Result<KeyEntry> {
+        check_name("owner", owner)?;
+        check_name("service", service)?;
+        if let Some(id) = id {
+            return self.read(|s| s.by_id(owner, service, id).cloned());
+        }
+        if let Some(k) = self.read(|s| Ok(s.current(owner, service, now).cloned()))? {
+            return Ok(k);
+        }
+        self.change(|s| s.default_key(owner, service, now))
+    }
+
+    /// Every key (of `owner`), without the keys; and the expiration in days.
+    pub fn list(&self, owner: Option<&str>) -> Result<(Vec<Listed>, u32)> {
+        self.read(|s| Ok((s.list(owner), s.expiration_days)))
+    }
+
+    /// Every keychain of `owner`, left in place.
+    pub fn export_owner(&self, owner: &str) -> Result<Backup> {
+        check_name("owner", owner)?;
+        self.read(|s| {
+            Ok(Backup {
+                owner: owner.to_string(),
+                services: s.owner_keys(owner),
+            })
+        })
+    }
+
+    /// Remove every keychain of `owner` from the store, durably; returns
+    /// them. After this nothing pkfs keeps holds these keys.
+    pub fn delete_owner(&self, owner: &str) -> Result<Backup> {
+        check_name("owner", owner)?;
+        self.change(|s| {
+            let services = s.take_owner(owner);
+            let changed = !services.is_empty();
+            Ok((
+                Backup {
+                    owner: owner.to_string(),
+                    services,
+                },
+                changed,
+            ))
+        })
+    }
+
+    /// Put an owner's keychains back (merged with what it has now); returns
+    /// how many keys were added.
+    pub fn restore_owner(&self, backup: Backup) -> Result<usize> {
+        backup.check()?;
+        self.change(|s| {
+            let n = s.restore_owner(&backup.owner, backup.services)?;
+            Ok((n, n > 0))
+        })
+    }
+
+    /// The expiration in days of default keys (set when `days` is given).
+    pub fn expiration_days(&self, days: Option<u32>) -> Result<u32> {
+        let Some(days) = days else {
+            return self.read(|s| Ok(s.expiration_days));
+        };
+        if days == 0 || days > MAX_EXPIRATION_DAYS {
+            return Err(Error::Usage(format!(
+                "the expiration must be 1 to {MAX_EXPIRATION_DAYS} days"
+            )));
+        }
+        self.change(|s| {
+            let changed = s.expiration_days != days;
+            s.expiration_days = days;
+            Ok((days, changed))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::store::DAY;
+    use std::sync::Arc;
+
+    const T0: i64 = 1_800_000_000;
+
+    #[test]
+    fn sealed_refuses_everything_and_unseal_brings_the_same_keys_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SymKey::generate();
+        let ring = Keyring::open(dir.path(), key.clone()).unwrap();
+        let a = ring.get("o", "s", None, T0).unwrap();
+        ring.seal();
+        assert!(ring.is_sealed());
+        assert!(matches!(ring.get("o", "s", None, T0), Err(Error::Sealed)));
+        assert!(matches!(ring.list(None), Err(Error::Sealed)));
+        assert!(matches!(ring.delete_owner("o"), Err(Error::Sealed)));
+        ring.unseal(key).unwrap();
+        assert_eq!(ring.get("o", "s", None, T0 + 1).unwrap(), a);
+        // Another node's key does not open the file.
+        assert!(ring.unseal(SymKey::generate()).is_err());
+    }
+
+    #[test]
+    fn saved_durably_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SymKey::generate();
+        let ring = Keyring::open(dir.path(), key.clone()).unwrap();
+        let a = ring.get("o", "s", None, T0).unwrap();
+        let b = ring.get("o", "s", None, T0 + 31 * DAY).unwrap();
+        assert_ne!(a.id, b.id);
+        ring.expiration_days(Some(7)).unwrap();
+        let again = Keyring::open(dir.path(), key).unwrap();
+        assert_eq!(again.get("o", "s", Some(&a.id), T0).unwrap(), a);
+        assert_eq!(again.get("o", "s", None, T0 + 32 * DAY).unwrap(), b);
+        assert_eq!(again.expiration_days(None).unwrap(), 7);
+    }
+
+    #[test]
+    fn concurrent_first_gets_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Arc::new(Keyring::open(dir.path(), SymKey::generate()).unwrap());
+        let got: Vec<KeyEntry> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..16)
+                .map(|_| {
+                    let r = ring.clone();
+                    sc.spawn(move || r.get("o", "s", None, T0).unwrap())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(got.iter().all(|k| *k == got[0]));
+        assert_eq!(ring.list(None).unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn delete_then_restore_gives_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::open(dir.path(), SymKey::generate()).unwrap();
+        let a = ring.get("o", "s", None, T0).unwrap();
+        let backup = ring.delete_owner("o").unwrap();
+        assert!(matches!(
+            ring.get("o", "s", Some(&a.id), T0),
+            Err(Error::NoSuchKey(_))
+        ));
+        assert_eq!(ring.restore_owner(backup).unwrap(), 1);
+        assert_eq!(ring.get("o", "s", Some(&a.id), T0).unwrap(), a);
+        assert_eq!(ring.get("o", "s", None, T0).unwrap(), a);
+    }
+}
