@@ -80,6 +80,11 @@ impl<'de> Deserialize<'de> for KeyB64 {
     }
 }
 
+/// For `#[serde(deserialize_with)]`: a Base64 key straight into locked memory.
+pub fn deserialize_key<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<SymKey, D::Error> {
+    KeyB64::deserialize(d).map(|k| k.0)
+}
+
 /// Standard Base64 of exactly 32 bytes, into locked memory.
 pub fn decode_key(s: &str) -> Option<SymKey> {
     if s.len() != 44 {
