@@ -229,13 +229,24 @@ fn call(stream: &mut UnixStream, req: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .map_err(io)?;
-    stream.write_all(req).map_err(io)?;
-    stream.write_all(b"\n").map_err(io)?;
+    // A service that refuses the caller answers and closes before reading:
+    // a failed write still leaves its answer to read.
+    let sent = stream
+        .write_all(req)
+        .and_then(|()| stream.write_all(b"\n"));
     let mut answer = Zeroizing::new(Vec::with_capacity(64 * 1024));
     let mut chunk = Zeroizing::new([0u8; 8192]);
     loop {
-        let n = stream.read(&mut chunk[..]).map_err(io)?;
+        let n = match stream.read(&mut chunk[..]) {
+            Ok(n) => n,
+            Err(e) => return Err(io(sent.err().unwrap_or(e))),
+        };
         if n == 0 {
+            if answer.is_empty() {
+                if let Err(e) = sent {
+                    return Err(io(e));
+                }
+            }
             break;
         }
         if answer.len() + n > answer.capacity() {

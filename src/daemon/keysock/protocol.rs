@@ -141,6 +141,10 @@ fn run(
     req: Request,
     now: i64,
 ) -> Result<(Zeroizing<Vec<u8>>, String), Error> {
+    // Sealed: every request is refused the same way, before anything else.
+    if ring.is_sealed() {
+        return Err(Error::Sealed);
+    }
     match req.op.as_str() {
         "get" => {
             only(&req, &["service", "owner", "id"])?;
