@@ -166,7 +166,10 @@ fn default_then_expired_then_new_with_backdated_keys() {
         private.to_str().unwrap(),
     ]);
     assert_eq!(get(&n, &["svc", "--owner", "p"]).0, "p-month");
-    n.fail(ExitCode::Usage, ["keys", "config", "--expiration-days", "0"]);
+    n.fail(
+        ExitCode::Usage,
+        ["keys", "config", "--expiration-days", "0"],
+    );
 }
 
 #[test]
@@ -177,11 +180,16 @@ fn delete_owner_then_restore_owner_gives_the_same_keys() {
     let b = get(&n, &["s2", "--owner", "o"]);
     let other = get(&n, &["s1", "--owner", "keep"]);
     let bak = n.scratch().join("o.bak");
-    // No recipient, no deletion.
-    n.fail(
-        ExitCode::Usage,
-        ["keys", "delete-owner", "o", "--backup", bak.to_str().unwrap()],
-    );
+    // No recipient, no deletion (clap's usage error).
+    let o = n.run([
+        "keys",
+        "delete-owner",
+        "o",
+        "--backup",
+        bak.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, ExitCode::Usage as i32);
+    assert!(o.stderr.contains("--backup-to"), "{}", o.stderr);
     assert!(!bak.exists());
     n.ok([
         "keys",

@@ -662,8 +662,18 @@ fn check_keys_file(v: &Vector) {
     let plain = v.bytes("plaintext");
     let expect = v.bytes("file");
     let store = file::parse_store(&plain).expect("the vector's store parses");
-    assert_eq!(&file::store_json(&store)[..], &plain[..], "{}: store JSON", v.id);
-    assert_eq!(hex(&file::seal_with_iv(&key, &iv, &store)), hex(&expect), "{}", v.id);
+    assert_eq!(
+        &file::store_json(&store)[..],
+        &plain[..],
+        "{}: store JSON",
+        v.id
+    );
+    assert_eq!(
+        hex(&file::seal_with_iv(&key, &iv, &store)),
+        hex(&expect),
+        "{}",
+        v.id
+    );
     assert_eq!(file::open(&key, &expect).unwrap(), store);
     // Second path: the spec's primitives (AES-256-GCM, AAD = the 9-byte header).
     let mut ct = plain.clone();

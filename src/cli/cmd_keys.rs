@@ -231,9 +231,7 @@ fn call(stream: &mut UnixStream, req: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error
         .map_err(io)?;
     // A service that refuses the caller answers and closes before reading:
     // a failed write still leaves its answer to read.
-    let sent = stream
-        .write_all(req)
-        .and_then(|()| stream.write_all(b"\n"));
+    let sent = stream.write_all(req).and_then(|()| stream.write_all(b"\n"));
     let mut answer = Zeroizing::new(Vec::with_capacity(64 * 1024));
     let mut chunk = Zeroizing::new([0u8; 8192]);
     loop {
@@ -378,11 +376,7 @@ fn through_service(
                 backup: &b,
             });
             let v: Value = parse(&call(&mut s, &req)?)?;
-            print_restored(
-                &out,
-                &b.owner,
-                v["restored"].as_u64().unwrap_or(0) as usize,
-            )?;
+            print_restored(&out, &b.owner, v["restored"].as_u64().unwrap_or(0) as usize)?;
         }
     }
     Ok(())
@@ -409,8 +403,7 @@ pub struct KeysPlan {
 pub fn plan(a: &MountArgs) -> Result<KeysPlan, Error> {
     let group = match &a.keys_group {
         Some(g) => Some(
-            keysock::group_id(g)
-                .map_err(|e| Error::Usage(format!("--keys-group {g:?}: {e}")))?,
+            keysock::group_id(g).map_err(|e| Error::Usage(format!("--keys-group {g:?}: {e}")))?,
         ),
         None => None,
     };
@@ -469,8 +462,9 @@ pub fn start(
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
         svc.sockets.push(p);
         let (ring, stop) = (ring.clone(), stop.clone());
-        svc.threads
-            .push(std::thread::spawn(move || keysock::serve(l, ring, access, stop)));
+        svc.threads.push(std::thread::spawn(move || {
+            keysock::serve(l, ring, access, stop)
+        }));
     }
     Ok(svc)
 }

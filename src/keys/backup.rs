@@ -93,7 +93,10 @@ pub fn seal(to: &RootPublic, backup: &Backup) -> Vec<u8> {
 }
 
 /// Split the file and decrypt its JSON with `file_key`.
-pub fn open_parts(file: &[u8], unwrap: impl FnOnce(&[u8]) -> Option<SymKey>) -> Result<Zeroizing<Vec<u8>>> {
+pub fn open_parts(
+    file: &[u8],
+    unwrap: impl FnOnce(&[u8]) -> Option<SymKey>,
+) -> Result<Zeroizing<Vec<u8>>> {
     let bad = |what: &str| Error::corrupt("the backup", what);
     if file.len() < 11 || &file[..8] != MAGIC {
         return Err(bad("not a pkfs key backup"));
@@ -105,8 +108,9 @@ pub fn open_parts(file: &[u8], unwrap: impl FnOnce(&[u8]) -> Option<SymKey>) -> 
     if file.len() < 11 + n {
         return Err(bad("truncated"));
     }
-    let key = unwrap(&file[11..11 + n])
-        .ok_or_else(|| bad("its key does not unwrap under this private key (another recipient?)"))?;
+    let key = unwrap(&file[11..11 + n]).ok_or_else(|| {
+        bad("its key does not unwrap under this private key (another recipient?)")
+    })?;
     Gcm::new(&key)
         .open_envelope(&file[..11 + n], &file[11 + n..])
         .map_err(|_| bad("authentication failed"))

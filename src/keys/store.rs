@@ -130,12 +130,19 @@ impl KeyStore {
             created,
             key: SymKey::generate(),
         });
-        chain.last().ok_or(Error::Crypto("a keychain lost its new key"))
+        chain
+            .last()
+            .ok_or(Error::Crypto("a keychain lost its new key"))
     }
 
     /// The default key at `now`, made when there is none or it expired; the
     /// flag says whether it was made (and so must be saved).
-    pub fn default_key(&mut self, owner: &str, service: &str, now: i64) -> Result<(KeyEntry, bool)> {
+    pub fn default_key(
+        &mut self,
+        owner: &str,
+        service: &str,
+        now: i64,
+    ) -> Result<(KeyEntry, bool)> {
         if let Some(k) = self.current(owner, service, now) {
             return Ok((k.clone(), false));
         }

@@ -252,9 +252,10 @@ impl Node {
         }
         let key = SymKey::generate();
         let before = self.table.clone();
-        self.table
-            .settings
-            .insert(KEYSTORE_KEY.into(), metadata::wrap(self.root.public(), &key));
+        self.table.settings.insert(
+            KEYSTORE_KEY.into(),
+            metadata::wrap(self.root.public(), &key),
+        );
         self.save_table().inspect_err(|_| self.table = before)?;
         Ok(Some(key))
     }

@@ -62,16 +62,21 @@ pub fn group_id(name: &str) -> io::Result<u32> {
         return Ok(n);
     }
     let c = CString::new(name).map_err(|_| io::Error::other("a group name with a NUL byte"))?;
+    // SAFETY: `group` is plain old data; all zeroes is a valid value.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut out: *mut libc::group = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the sizes given for the whole call.
-    let rc = unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let rc =
+        unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
     if out.is_null() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no group {name:?}")));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no group {name:?}"),
+        ));
     }
     Ok(grp.gr_gid)
 }
@@ -176,7 +181,12 @@ pub fn serve(listener: UnixListener, ring: Arc<Keyring>, access: Access, stop: A
         }
         let stream = match listener.accept() {
             Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                continue
+            }
             Err(e) => {
                 tracing::warn!("keys socket: accept failed: {e}");
                 std::thread::sleep(POLL_INTERVAL);
@@ -340,7 +350,10 @@ impl<'a> Lines<'a> {
             // requests an idle client may wait as long, then is closed.
             let t0 = *started.get_or_insert_with(Instant::now);
             if t0.elapsed() >= IDLE_TIMEOUT {
-                return Err(LineError::Io(io::Error::new(io::ErrorKind::TimedOut, "timed out")));
+                return Err(LineError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "timed out",
+                )));
             }
             if !readable(self.stream, POLL_INTERVAL) {
                 continue;

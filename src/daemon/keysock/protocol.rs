@@ -76,7 +76,12 @@ pub fn error_line(code: &str, message: &str) -> Zeroizing<Vec<u8>> {
 }
 
 /// Answer one request line.
-pub fn answer(ring: &Keyring, caller: Caller, line: &[u8], now: i64) -> (Zeroizing<Vec<u8>>, Audit) {
+pub fn answer(
+    ring: &Keyring,
+    caller: Caller,
+    line: &[u8],
+    now: i64,
+) -> (Zeroizing<Vec<u8>>, Audit) {
     let req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {
@@ -86,7 +91,10 @@ pub fn answer(ring: &Keyring, caller: Caller, line: &[u8], now: i64) -> (Zeroizi
                 service: None,
                 outcome: "error bad_request".into(),
             };
-            return (error_line("bad_request", &format!("bad request: {e}")), audit);
+            return (
+                error_line("bad_request", &format!("bad request: {e}")),
+                audit,
+            );
         }
     };
     let mut audit = Audit {
@@ -285,10 +293,16 @@ mod tests {
         let ring = Keyring::open(dir.path(), SymKey::generate()).unwrap();
         let v = call(&ring, r#"{"op":"get","service":"s"}"#);
         assert_eq!(v["ok"], true);
-        assert_eq!(STANDARD.decode(v["key"].as_str().unwrap()).unwrap().len(), 32);
-        let w = call(&ring, r#"{"op":"get","service":"s","owner":"default","id":ID}"#
-            .replace("ID", &v["id"].to_string())
-            .as_str());
+        assert_eq!(
+            STANDARD.decode(v["key"].as_str().unwrap()).unwrap().len(),
+            32
+        );
+        let w = call(
+            &ring,
+            r#"{"op":"get","service":"s","owner":"default","id":ID}"#
+                .replace("ID", &v["id"].to_string())
+                .as_str(),
+        );
         assert_eq!(w["key"], v["key"]);
         let l = call(&ring, r#"{"op":"list"}"#);
         assert_eq!(l["keys"][0]["id"], v["id"]);
