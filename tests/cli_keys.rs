@@ -180,6 +180,7 @@ fn delete_owner_then_restore_owner_gives_the_same_keys() {
     let b = get(&n, &["s2", "--owner", "o"]);
     let other = get(&n, &["s1", "--owner", "keep"]);
     let bak = n.scratch().join("o.bak");
+    let old_keys_file = std::fs::read(n.home.join("keys")).unwrap();
     // No recipient, no deletion (clap's usage error).
     let o = n.run([
         "keys",
@@ -218,6 +219,12 @@ fn delete_owner_then_restore_owner_gives_the_same_keys() {
     );
     let found = find_plaintext(&n.home, &[&a.1, &b.1]);
     assert!(found.is_empty(), "{found:?}");
+    // Crypto-shredded: the keystore key was replaced, so a copy of the old
+    // `keys` file put back no longer opens.
+    let current = std::fs::read(n.home.join("keys")).unwrap();
+    std::fs::write(n.home.join("keys"), &old_keys_file).unwrap();
+    n.fail(ExitCode::Corrupt, ["keys", "list"]);
+    std::fs::write(n.home.join("keys"), &current).unwrap();
     // An existing backup file is never overwritten; an owner without keys
     // has nothing to delete.
     n.fail(

@@ -16,11 +16,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use parking_lot::Mutex;
 use pkfs::args::{KeysCmd, MountArgs};
 use pkfs::crypto::SymKey;
 use pkfs::daemon::keysock::{self, Access};
 use pkfs::keys::backup::{self, Backup};
 use pkfs::keys::file::{deserialize_key, encode_key, to_json};
+use pkfs::keys::ring::KeyHolder;
 use pkfs::keys::store::Listed;
 use pkfs::keys::{now_unix, Keyring, DEFAULT_OWNER};
 use pkfs::store::atomic::write_atomic;
@@ -32,7 +34,7 @@ use zeroize::Zeroizing;
 
 use super::config::Config;
 use super::remote::write_out;
-use super::{fmt_time, unlock, Out};
+use super::{fmt_time, unlock_owned, Out};
 
 /// The largest answer a client reads from the key service (a backup of many keys).
 const MAX_ANSWER: usize = 64 << 20;
@@ -137,8 +139,14 @@ fn local(
                 expiration_days: Some(_)
             }
     );
-    let mut node = unlock(cfg)?;
-    let ring = open_ring(&mut node, create)?;
+    if cfg.daemon_node.is_some() {
+        return Err(Error::Usage("`pkfs keys` is not run by the control socket".into()).into());
+    }
+    let mut node = unlock_owned(cfg)?;
+    node.forget_protector();
+    let node = Arc::new(Mutex::new(node));
+    let ring = open_ring(&mut node.lock(), create)?;
+    ring.set_holder(Arc::new(NodeHolder(node.clone())));
     match cmd {
         KeysCmd::Get { service, owner, id } => {
             let owner = owner.unwrap_or_else(|| DEFAULT_OWNER.into());
@@ -174,11 +182,32 @@ fn local(
     Ok(())
 }
 
+/// The node's vault table, where the keystore key is kept.
+pub struct NodeHolder(pub Arc<Mutex<Node>>);
+
+impl KeyHolder for NodeHolder {
+    fn stage(&self, next: &SymKey) -> Result<(), Error> {
+        self.0.lock().stage_keystore_key(next)
+    }
+
+    fn commit(&self) -> Result<(), Error> {
+        self.0.lock().commit_keystore_key()
+    }
+}
+
 /// The node's keyring; without `create`, a node that has no keystore key yet
-/// gets an empty one that nothing is saved to.
+/// gets an empty one that nothing is saved to. A re-keying that was cut after
+/// the `keys` file was rewritten is finished here.
 fn open_ring(node: &mut Node, create: bool) -> Result<Keyring, Error> {
     match node.keystore_key(create)? {
-        Some(key) => Keyring::open(node.home(), key),
+        Some(key) => {
+            let next = node.next_keystore_key()?;
+            let (ring, used_next) = Keyring::open_either(node.home(), key, next)?;
+            if used_next {
+                node.commit_keystore_key()?;
+            }
+            Ok(ring)
+        }
         None => {
             let file = node.home().join(pkfs::keys::file::FILE_NAME);
             if file.exists() {
@@ -422,16 +451,18 @@ pub fn plan(a: &MountArgs) -> Result<KeysPlan, Error> {
 /// `node.keystore_key(true)` ([`Keyring::unseal`]). A store that cannot be
 /// opened leaves it sealed, and says why in the log.
 pub fn daemon_keyring(node: &mut Node) -> Arc<Keyring> {
-    let ring = Keyring::sealed(node.home());
-    match node
-        .keystore_key(true)
-        .and_then(|k| k.ok_or(Error::Crypto("no keystore key")))
-        .and_then(|k| ring.unseal(k))
-    {
-        Ok(()) => {}
-        Err(e) => tracing::warn!("the key service stays sealed: {e}"),
+    match open_ring(node, true) {
+        Ok(ring) => Arc::new(ring),
+        Err(e) => {
+            tracing::warn!("the key service stays sealed: {e}");
+            Arc::new(Keyring::sealed(node.home()))
+        }
     }
-    Arc::new(ring)
+}
+
+/// Once the node is the mount's: deletes replace the keystore key in it.
+pub fn hold(ring: &Keyring, node: Arc<Mutex<Node>>) {
+    ring.set_holder(Arc::new(NodeHolder(node)));
 }
 
 /// A running key service: its threads and sockets.

@@ -215,6 +215,7 @@ fn serve(
         }
     };
     let core = mounted.core.clone();
+    super::cmd_keys::hold(&keyring, core.node.clone());
     let (tx, rx) = mpsc::channel::<Ctl>();
     let stop = Arc::new(AtomicBool::new(false));
     let sock = client::socket_path(&cfg.home);

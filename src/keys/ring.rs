@@ -13,10 +13,19 @@
 //! client is read from or written to, so a slow client delays nobody. Two
 //! clients asking at once for a default key that does not exist yet get the
 //! same key: the second finds the first's under the exclusive lock.
+//!
+//! Deleting an owner also replaces the keystore key, when the keyring knows
+//! where it is kept (a [`KeyHolder`]: the node's vault table): the new key is
+//! staged beside the old one, the `keys` file rewritten under it, then the old
+//! one forgotten. A copy of the old `keys` file then no longer opens with the
+//! node, whatever happens to the disk's old blocks. A cut between the steps
+//! leaves the file under one of the two keys the table holds; opening tries
+//! both ([`Keyring::open_either`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::backup::Backup;
 use super::file;
@@ -24,15 +33,27 @@ use super::store::{check_name, KeyEntry, KeyStore, Listed, MAX_EXPIRATION_DAYS};
 use crate::crypto::SymKey;
 use crate::error::{Error, Result};
 
+/// Where the keystore key is kept, so that a delete can replace it.
+pub trait KeyHolder: Send + Sync {
+    /// Keep `next` beside the current key, durably.
+    fn stage(&self, next: &SymKey) -> Result<()>;
+    /// The `keys` file is under the staged key now: make it the key.
+    fn commit(&self) -> Result<()>;
+}
+
 /// The open state: the keystore key and the store it decrypts.
 struct Unsealed {
     key: SymKey,
     store: KeyStore,
+    /// The file is under a staged key whose commit failed: commit it before
+    /// staging another.
+    uncommitted: bool,
 }
 
 pub struct Keyring {
     home: PathBuf,
     state: RwLock<Option<Unsealed>>,
+    holder: Mutex<Option<Arc<dyn KeyHolder>>>,
 }
 
 impl Keyring {
@@ -41,6 +62,27 @@ impl Keyring {
         Keyring {
             home: home.to_path_buf(),
             state: RwLock::new(None),
+            holder: Mutex::new(None),
+        }
+    }
+
+    /// Replace the keystore key at each delete, through `holder`.
+    pub fn set_holder(&self, holder: Arc<dyn KeyHolder>) {
+        *self.holder.lock() = Some(holder);
+    }
+
+    /// Open the store under `key`, or, failing that, under `next` (a
+    /// re-keying was cut after the file was rewritten). `true`: it was
+    /// `next`, which the caller should now commit as the keystore key.
+    pub fn open_either(home: &Path, key: SymKey, next: Option<SymKey>) -> Result<(Keyring, bool)> {
+        let k = Keyring::sealed(home);
+        match (k.unseal(key), next) {
+            (Ok(()), _) => Ok((k, false)),
+            (Err(e), None) => Err(e),
+            (Err(e), Some(next)) => match k.unseal(next) {
+                Ok(()) => Ok((k, true)),
+                Err(_) => Err(e),
+            },
         }
     }
 
@@ -54,7 +96,11 @@ impl Keyring {
     /// Load the store under `key` (the node was unlocked).
     pub fn unseal(&self, key: SymKey) -> Result<()> {
         let store = file::load(&self.home, &key)?;
-        *self.state.write() = Some(Unsealed { key, store });
+        *self.state.write() = Some(Unsealed {
+            key,
+            store,
+            uncommitted: false,
+        });
         Ok(())
     }
 
@@ -127,17 +173,42 @@ impl Keyring {
     /// them. After this nothing pkfs keeps holds these keys.
     pub fn delete_owner(&self, owner: &str) -> Result<Backup> {
         check_name("owner", owner)?;
-        self.change(|s| {
-            let services = s.take_owner(owner);
-            let changed = !services.is_empty();
-            Ok((
-                Backup {
-                    owner: owner.to_string(),
-                    services,
-                },
-                changed,
-            ))
-        })
+        let holder = self.holder.lock().clone();
+        let Some(holder) = holder else {
+            return self.change(|s| {
+                let services = s.take_owner(owner);
+                let changed = !services.is_empty();
+                let owner = owner.to_string();
+                Ok((Backup { owner, services }, changed))
+            });
+        };
+        let mut guard = self.state.write();
+        let Some(u) = guard.as_mut() else {
+            return Err(Error::Sealed);
+        };
+        let mut store = u.store.clone();
+        let services = store.take_owner(owner);
+        let backup = Backup {
+            owner: owner.to_string(),
+            services,
+        };
+        if backup.is_empty() {
+            return Ok(backup);
+        }
+        if u.uncommitted {
+            holder.commit()?;
+            u.uncommitted = false;
+        }
+        let next = SymKey::generate();
+        holder.stage(&next)?;
+        file::save(&self.home, &next, &store)?;
+        u.store = store;
+        u.key = next;
+        if let Err(e) = holder.commit() {
+            tracing::warn!("the new keystore key is not committed yet: {e}");
+            u.uncommitted = true;
+        }
+        Ok(backup)
     }
 
     /// Put an owner's keychains back (merged with what it has now); returns
@@ -223,6 +294,59 @@ mod tests {
         });
         assert!(got.iter().all(|k| *k == got[0]));
         assert_eq!(ring.list(None).unwrap().0.len(), 1);
+    }
+
+    /// A holder that keeps the keys in memory, like the vault table would.
+    #[derive(Default)]
+    struct Table {
+        keys: Mutex<(Option<SymKey>, Option<SymKey>)>,
+    }
+
+    impl KeyHolder for Table {
+        fn stage(&self, next: &SymKey) -> Result<()> {
+            self.keys.lock().1 = Some(next.clone());
+            Ok(())
+        }
+        fn commit(&self) -> Result<()> {
+            let mut k = self.keys.lock();
+            if let Some(n) = k.1.take() {
+                k.0 = Some(n);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn deleting_replaces_the_keystore_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SymKey::generate();
+        let ring = Keyring::open(dir.path(), first.clone()).unwrap();
+        let table = Arc::new(Table::default());
+        table.keys.lock().0 = Some(first.clone());
+        ring.set_holder(table.clone());
+        let a = ring.get("o", "s", None, T0).unwrap();
+        let b = ring.get("p", "s", None, T0).unwrap();
+        let old_file = std::fs::read(dir.path().join("keys")).unwrap();
+        ring.delete_owner("o").unwrap();
+        let now_key = table.keys.lock().0.clone().unwrap();
+        assert_ne!(now_key, first);
+        // The old copy does not open with the node's key any more; the new
+        // file does, without o's keys.
+        assert!(file::open(&now_key, &old_file).is_err());
+        let again = Keyring::open(dir.path(), now_key.clone()).unwrap();
+        assert!(again.get("o", "s", Some(&a.id), T0).is_err());
+        assert_eq!(again.get("p", "s", Some(&b.id), T0).unwrap(), b);
+        // A re-keying cut after the file was rewritten: opened under `next`.
+        let next = SymKey::generate();
+        file::save(
+            dir.path(),
+            &next,
+            &file::open(&now_key, &std::fs::read(dir.path().join("keys")).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let (r, used_next) = Keyring::open_either(dir.path(), now_key, Some(next)).unwrap();
+        assert!(used_next);
+        assert_eq!(r.get("p", "s", Some(&b.id), T0).unwrap(), b);
     }
 
     #[test]

@@ -30,6 +30,9 @@ const MOUNT_ROOT_MODE: &str = "mount-root-mode";
 /// The node setting that keeps the key service's keystore key, Base64 of its
 /// RSA-OAEP wrap under the root public key (see `keys/file.rs`).
 const KEYSTORE_KEY: &str = "keystore-key";
+/// The keystore key that replaces it, while a `keys delete-owner` re-encrypts
+/// the `keys` file (same form).
+const KEYSTORE_KEY_NEXT: &str = "keystore-key-next";
 
 /// One entry of a `pkfs quarantine restore`.
 pub struct Restored {
@@ -183,10 +186,12 @@ impl Node {
         for v in &mut table.vaults {
             v.rewrap(&self.root, new_root.public())?;
         }
-        if let Some(key) = self.stored_keystore_key()? {
-            table
-                .settings
-                .insert(KEYSTORE_KEY.into(), metadata::wrap(new_root.public(), &key));
+        for name in [KEYSTORE_KEY, KEYSTORE_KEY_NEXT] {
+            if let Some(key) = self.stored_setting_key(name)? {
+                table
+                    .settings
+                    .insert(name.into(), metadata::wrap(new_root.public(), &key));
+            }
         }
         let journal = self.home.rotate_dir();
         if journal.exists() {
@@ -244,7 +249,7 @@ impl Node {
     /// The key service's keystore key, unwrapped; with `create`, one is made
     /// (and the table saved) when the node has none yet.
     pub fn keystore_key(&mut self, create: bool) -> Result<Option<SymKey>> {
-        if let Some(key) = self.stored_keystore_key()? {
+        if let Some(key) = self.stored_setting_key(KEYSTORE_KEY)? {
             return Ok(Some(key));
         }
         if !create {
@@ -260,9 +265,37 @@ impl Node {
         Ok(Some(key))
     }
 
-    fn stored_keystore_key(&self) -> Result<Option<SymKey>> {
+    /// The keystore key staged by [`Node::stage_keystore_key`], if any: the
+    /// `keys` file may be under it when a re-keying was cut short.
+    pub fn next_keystore_key(&self) -> Result<Option<SymKey>> {
+        self.stored_setting_key(KEYSTORE_KEY_NEXT)
+    }
+
+    /// Keep `next` beside the keystore key, durably, before the `keys` file
+    /// is re-encrypted under it.
+    pub fn stage_keystore_key(&mut self, next: &SymKey) -> Result<()> {
+        let before = self.table.clone();
+        self.table.settings.insert(
+            KEYSTORE_KEY_NEXT.into(),
+            metadata::wrap(self.root.public(), next),
+        );
+        self.save_table().inspect_err(|_| self.table = before)
+    }
+
+    /// The `keys` file is under the staged key now: make it the keystore
+    /// key, and forget the old one.
+    pub fn commit_keystore_key(&mut self) -> Result<()> {
+        let before = self.table.clone();
+        let Some(next) = self.table.settings.remove(KEYSTORE_KEY_NEXT) else {
+            return Ok(());
+        };
+        self.table.settings.insert(KEYSTORE_KEY.into(), next);
+        self.save_table().inspect_err(|_| self.table = before)
+    }
+
+    fn stored_setting_key(&self, name: &str) -> Result<Option<SymKey>> {
         use base64::Engine;
-        let Some(w) = self.table.settings.get(KEYSTORE_KEY) else {
+        let Some(w) = self.table.settings.get(name) else {
             return Ok(None);
         };
         let bad = || Error::corrupt("metadata", "the keystore key does not unwrap");
