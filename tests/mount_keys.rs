@@ -114,7 +114,7 @@ fn fifty_concurrent_clients_get_one_default_key() {
     assert_eq!(printed["key"], first["key"]);
     // Every answer was logged with the caller's uid; no key ever was.
     let log = m.log();
-    assert!(log.contains("keys.sock: uid 0: get"), "{log}");
+    assert!(log.contains("keys.sock: uid 0: \"get\""), "{log}");
     let b64 = first["key"].as_str().unwrap();
     assert!(!log.contains(b64));
     let mut m = m;
@@ -273,7 +273,11 @@ fn keys_group_lets_a_group_in_and_no_one_else() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     key_of(&json!({"ok": true, "key": v["key"]}));
-    assert!(m.log().contains("keys.sock: uid 65534: get"), "{}", m.log());
+    assert!(
+        m.log().contains("keys.sock: uid 65534: \"get\""),
+        "{}",
+        m.log()
+    );
     m.umount();
     assert!(!extra.exists(), "the extra socket is removed at unmount");
 

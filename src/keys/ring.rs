@@ -23,6 +23,7 @@
 //! both ([`Keyring::open_either`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -45,15 +46,17 @@ pub trait KeyHolder: Send + Sync {
 struct Unsealed {
     key: SymKey,
     store: KeyStore,
-    /// The file is under a staged key whose commit failed: commit it before
-    /// staging another.
-    uncommitted: bool,
 }
 
 pub struct Keyring {
     home: PathBuf,
     state: RwLock<Option<Unsealed>>,
     holder: Mutex<Option<Arc<dyn KeyHolder>>>,
+    /// Held through a re-keying (stage, rewrite, commit).
+    deleting: Mutex<()>,
+    /// The file is under a staged key whose commit failed: commit it before
+    /// staging another.
+    uncommitted: AtomicBool,
 }
 
 impl Keyring {
@@ -63,6 +66,8 @@ impl Keyring {
             home: home.to_path_buf(),
             state: RwLock::new(None),
             holder: Mutex::new(None),
+            deleting: Mutex::new(()),
+            uncommitted: AtomicBool::new(false),
         }
     }
 
@@ -96,11 +101,7 @@ impl Keyring {
     /// Load the store under `key` (the node was unlocked).
     pub fn unseal(&self, key: SymKey) -> Result<()> {
         let store = file::load(&self.home, &key)?;
-        *self.state.write() = Some(Unsealed {
-            key,
-            store,
-            uncommitted: false,
-        });
+        *self.state.write() = Some(Unsealed { key, store });
         Ok(())
     }
 
@@ -182,31 +183,41 @@ impl Keyring {
                 Ok((Backup { owner, services }, changed))
             });
         };
-        let mut guard = self.state.write();
-        let Some(u) = guard.as_mut() else {
-            return Err(Error::Sealed);
-        };
-        let mut store = u.store.clone();
-        let services = store.take_owner(owner);
-        let backup = Backup {
-            owner: owner.to_string(),
-            services,
-        };
-        if backup.is_empty() {
-            return Ok(backup);
+        // One re-keying at a time; the store is locked only to rewrite the
+        // file, never while the holder (the node) is busy.
+        let _one = self.deleting.lock();
+        if !self.read(|s| Ok(s.owners.contains_key(owner)))? {
+            return Ok(Backup {
+                owner: owner.to_string(),
+                services: Default::default(),
+            });
         }
-        if u.uncommitted {
+        if self.uncommitted.load(Ordering::SeqCst) {
             holder.commit()?;
-            u.uncommitted = false;
+            self.uncommitted.store(false, Ordering::SeqCst);
         }
         let next = SymKey::generate();
+        // A staged key the file never gets is harmless: the file still
+        // opens under the current one, which opening tries first.
         holder.stage(&next)?;
-        file::save(&self.home, &next, &store)?;
-        u.store = store;
-        u.key = next;
+        let backup = {
+            let mut guard = self.state.write();
+            let Some(u) = guard.as_mut() else {
+                return Err(Error::Sealed);
+            };
+            let mut store = u.store.clone();
+            let services = store.take_owner(owner);
+            file::save(&self.home, &next, &store)?;
+            u.store = store;
+            u.key = next;
+            Backup {
+                owner: owner.to_string(),
+                services,
+            }
+        };
         if let Err(e) = holder.commit() {
             tracing::warn!("the new keystore key is not committed yet: {e}");
-            u.uncommitted = true;
+            self.uncommitted.store(true, Ordering::SeqCst);
         }
         Ok(backup)
     }

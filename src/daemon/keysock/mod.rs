@@ -284,7 +284,7 @@ fn connection(stream: UnixStream, ring: &Keyring, access: Access, stop: &AtomicB
         audit(
             uid,
             &format!(
-                "{} owner={:?} service={:?}: {}",
+                "{:?} owner={:?} service={:?}: {}",
                 a.op,
                 a.owner.as_deref().unwrap_or("-"),
                 a.service.as_deref().unwrap_or("-"),
