@@ -296,4 +296,42 @@ fn a_damaged_keys_file_is_refused() {
     get(&n, &["svc"]);
     common::flip_byte(&n.home.join("keys"), 40);
     n.fail(ExitCode::Corrupt, ["keys", "get", "svc"]);
+    // A symlink where the file should be is refused like any state file.
+    let copy = n.scratch_file("keys-copy", &std::fs::read(n.home.join("keys")).unwrap());
+    std::fs::remove_file(n.home.join("keys")).unwrap();
+    std::os::unix::fs::symlink(&copy, n.home.join("keys")).unwrap();
+    n.fail(ExitCode::Failure, ["keys", "list"])
+        .stderr_has("symlink");
+}
+
+#[test]
+fn a_delete_cut_while_re_keying_leaves_every_key_readable() {
+    for (point, deleted) in [("keys-rekey-staged", false), ("keys-rekey-written", true)] {
+        let n = Node::init();
+        let (public, _) = recipient(&n);
+        let gone = get(&n, &["s", "--owner", "o"]);
+        let kept = get(&n, &["s", "--owner", "p"]);
+        let bak = n.scratch().join("o.bak");
+        let out = n
+            .cmd()
+            .env("PKFS_TEST_ONLY_CRASH_AT", point)
+            .args(["keys", "delete-owner", "o", "--backup"])
+            .arg(&bak)
+            .arg("--backup-to")
+            .arg(&public)
+            .run();
+        assert_eq!(out.code, 137, "{point}: {}", out.stderr);
+        assert!(bak.exists(), "{point}: the backup is written first");
+        // The node opens; the other owner's key is whole; the owner's keys
+        // are there exactly when the file had not been rewritten yet.
+        for _ in 0..2 {
+            assert_eq!(get(&n, &["s", "--owner", "p", "--id", &kept.0]), kept);
+            let o = n.run(["keys", "get", "s", "--owner", "o", "--id", &gone.0]);
+            if deleted {
+                assert_eq!(o.code, ExitCode::NoSuchKey as i32, "{point}: {}", o.stderr);
+            } else {
+                assert_eq!(o.code, 0, "{point}: {}", o.stderr);
+            }
+        }
+    }
 }

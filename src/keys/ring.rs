@@ -200,6 +200,7 @@ impl Keyring {
         // A staged key the file never gets is harmless: the file still
         // opens under the current one, which opening tries first.
         holder.stage(&next)?;
+        crate::store::atomic::crash_point("keys-rekey-staged");
         let backup = {
             let mut guard = self.state.write();
             let Some(u) = guard.as_mut() else {
@@ -208,6 +209,7 @@ impl Keyring {
             let mut store = u.store.clone();
             let services = store.take_owner(owner);
             file::save(&self.home, &next, &store)?;
+            crate::store::atomic::crash_point("keys-rekey-written");
             u.store = store;
             u.key = next;
             Backup {
