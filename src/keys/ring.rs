@@ -81,11 +81,19 @@ impl Keyring {
     /// `next`, which the caller should now commit as the keystore key.
     pub fn open_either(home: &Path, key: SymKey, next: Option<SymKey>) -> Result<(Keyring, bool)> {
         let k = Keyring::sealed(home);
-        match (k.unseal(key), next) {
-            (Ok(()), _) => Ok((k, false)),
+        let used_next = k.unseal_either(key, next)?;
+        Ok((k, used_next))
+    }
+
+    /// [`Keyring::unseal`] under `key`, or failing that `next` (see
+    /// [`Keyring::open_either`]); for a node that is unsealed again, with
+    /// `Node::keystore_key` and `Node::next_keystore_key`.
+    pub fn unseal_either(&self, key: SymKey, next: Option<SymKey>) -> Result<bool> {
+        match (self.unseal(key), next) {
+            (Ok(()), _) => Ok(false),
             (Err(e), None) => Err(e),
-            (Err(e), Some(next)) => match k.unseal(next) {
-                Ok(()) => Ok((k, true)),
+            (Err(e), Some(next)) => match self.unseal(next) {
+                Ok(()) => Ok(true),
                 Err(_) => Err(e),
             },
         }
