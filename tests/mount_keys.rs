@@ -226,6 +226,21 @@ fn delete_and_restore_through_the_service() {
         .success();
     let v: Value = serde_json::from_str(&out.out()).unwrap();
     assert_eq!(v["key"], a["key"]);
+    // The daemon replaced the keystore key in the vault table at each
+    // delete: unmounted, the node opens the store, with the same keys.
+    let mut m = m;
+    m.umount();
+    let out = m.node.ok([
+        "keys",
+        "get",
+        "s",
+        "--owner",
+        "o",
+        "--id",
+        a["id"].as_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_str(&out.out()).unwrap();
+    assert_eq!(v["key"], a["key"]);
 }
 
 /// `pkfs --home FAKE keys get s` run as nobody, where FAKE/run/keys.sock is
