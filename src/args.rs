@@ -117,6 +117,76 @@ pub enum Command {
     /// List what pkfs moved aside, or put it back
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
+    /// Data keys for other programs, by owner and service (the key service)
+    #[command(
+        subcommand,
+        long_about = "Data keys for other programs, by owner and service: each (owner, service) \
+                  has a keychain whose newest key is its default, replaced by a new one once it is \
+                  older than the node's expiration. Keys are kept in HOME/keys, encrypted under a \
+                  key wrapped by the root key. While a mount runs, these commands go through its \
+                  key service (HOME/run/keys.sock, see docs/KEYS.md); otherwise they open the node \
+                  with the passphrase."
+    )]
+    Keys(KeysCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Print {"id": ..., "key": BASE64}: the default key of (OWNER, SERVICE), or key ID
+    #[command(
+        long_about = "Print {\"id\": ID, \"key\": BASE64 of 32 bytes}. Without --id: the \
+                  current default key of (OWNER, SERVICE), made when there is none or when it is \
+                  older than the node's expiration (`pkfs keys config`). With --id: exactly that \
+                  key; exit status 17 when there is no such key."
+    )]
+    Get {
+        service: String,
+        /// The keys' owner [default: default]
+        #[arg(long, value_name = "OWNER")]
+        owner: Option<String>,
+        /// Exactly this key, not the default one
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+    },
+    /// List owners, services, key ids and ages (never keys)
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only this owner's keys
+        #[arg(long, value_name = "OWNER")]
+        owner: Option<String>,
+    },
+    /// Show the key service's settings, or change them
+    Config {
+        /// Make a new default key once the current one is older than N days
+        #[arg(long, value_name = "N")]
+        expiration_days: Option<u32>,
+    },
+    /// Back up every keychain of OWNER to FILE, encrypted to PUBKEY, then
+    /// crypto-shred them
+    #[command(
+        long_about = "Write every keychain of OWNER to FILE (which must not exist), encrypted \
+                  to the RSA-4096 public key in PUBKEY (SPKI PEM), then delete them from the node: \
+                  nothing pkfs keeps can decrypt what they encrypted any more (see docs/KEYS.md \
+                  for what that does not cover). `pkfs keys restore-owner FILE --backup-key \
+                  PRIVKEY` puts them back."
+    )]
+    DeleteOwner {
+        owner: String,
+        /// Where the encrypted backup goes (must not exist)
+        #[arg(long, value_name = "FILE", required = true)]
+        backup: PathBuf,
+        /// The RSA-4096 public key (SPKI PEM) the backup is encrypted to
+        #[arg(long, value_name = "PUBKEY", required = true)]
+        backup_to: PathBuf,
+    },
+    /// Put back the keychains of a `delete-owner` backup
+    RestoreOwner {
+        /// The backup file
+        file: PathBuf,
+        /// The private key (PKCS#8 PEM, unencrypted) matching the backup's PUBKEY
+        #[arg(long, value_name = "PRIVKEY", required = true)]
+        backup_key: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,4 +349,12 @@ pub struct MountArgs {
     /// Mount options, comma separated (ro, allow_other, default_permissions, ...)
     #[arg(short = 'o', value_name = "OPT,...", value_delimiter = ',')]
     pub options: Vec<String>,
+    /// Let members of GROUP use the key service (its sockets become 0660 and
+    /// GROUP's); by default only the daemon's user may
+    #[arg(long, value_name = "GROUP")]
+    pub keys_group: Option<String>,
+    /// Also serve the key service at PATH (in a directory the keys group can
+    /// reach: HOME/run/keys.sock is inside the private home)
+    #[arg(long, value_name = "PATH")]
+    pub keys_socket: Option<PathBuf>,
 }

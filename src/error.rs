@@ -27,6 +27,8 @@ pub enum ExitCode {
     Exists = 14,
     WrongKind = 15,
     Uncommitted = 16,
+    NoSuchKey = 17,
+    Sealed = 18,
 }
 
 /// Every exit code with its meaning, for documentation (man pages, docs).
@@ -68,6 +70,11 @@ pub const EXIT_CODES: &[(ExitCode, &str)] = &[
     (
         ExitCode::Uncommitted,
         "unmounted, but the last commit failed: the changes stay journaled in the working tree and the next mount commits them",
+    ),
+    (ExitCode::NoSuchKey, "the key service has no such key"),
+    (
+        ExitCode::Sealed,
+        "the node is sealed: the key service answers nothing",
     ),
 ];
 
@@ -127,6 +134,12 @@ pub enum Error {
     /// `pkfs fsck` found this many problems (each already reported).
     #[error("fsck found {0} problem(s)")]
     FsckFindings(usize),
+    /// The key service has no key by that id (for that owner and service).
+    #[error("{0}")]
+    NoSuchKey(String),
+    /// The node is sealed: its key service answers nothing.
+    #[error("the node is sealed: the key service answers nothing until it is unsealed")]
+    Sealed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -166,6 +179,8 @@ impl Error {
             Error::Mount(_) => ExitCode::MountFailure,
             Error::Uncommitted(_) => ExitCode::Uncommitted,
             Error::FsckFindings(_) => ExitCode::FsckFindings,
+            Error::NoSuchKey(_) => ExitCode::NoSuchKey,
+            Error::Sealed => ExitCode::Sealed,
             Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
                 ExitCode::Failure
             }

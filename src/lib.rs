@@ -6,6 +6,7 @@
 //! crypto   AEAD, HKDF, RSA wrap, key types     (only place that names cipher crates)
 //! format   blob header, page offsets, names    (pure, unit-tested)
 //! store    blob files, encrypted tree, git history
+//! keys     the key service's store, its file and backups (crypto, store)
 //! vault    node home, root key protectors, metadata, VaultManager
 //! args     the clap definition (shared by the binary and the man pages)
 //! cli      the commands, in the binary crate (thin)
@@ -16,6 +17,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod error;
 pub mod fs;
+pub mod keys;
 
 pub use error::{Error, ExitCode, Result};
 pub mod format;

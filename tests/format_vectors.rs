@@ -41,6 +41,8 @@ const REQUIRED: &[&str] = &[
     "tags-two-pages",
     "root-key",
     "commit-message",
+    "keys-file",
+    "keys-backup",
 ];
 
 // ---------------------------------------------------------------------------
@@ -361,6 +363,8 @@ fn every_vector_matches_the_library() {
             "tags" => check_tags(v, &vectors),
             "journal" | "version" | "message" => {} // checked in format_journal.rs
             "rootkey" => check_root_key(v),
+            "keysfile" => check_keys_file(v),
+            "keysbackup" => check_keys_backup(v),
             other => panic!("vector {}: unknown kind `{other}`", v.id),
         }
         checked += 1;
@@ -647,4 +651,63 @@ fn check_tags(v: &Vector, all: &[Vector]) {
     mac.update(&spec);
     spec.extend_from_slice(&mac.finalize().into_bytes());
     assert_eq!(hex(&spec), hex(&doc), "{id}: tags layout");
+}
+
+// ---------------------------------------------------------------------------
+// Key service vectors.
+
+fn check_keys_file(v: &Vector) {
+    use pkfs::keys::file;
+    let key = SymKey::from_bytes(v.array("keystore_key"));
+    let iv: [u8; 12] = v.array("iv");
+    let plain = v.bytes("plaintext");
+    let expect = v.bytes("file");
+    let store = file::parse_store(&plain).expect("the vector's store parses");
+    assert_eq!(
+        &file::store_json(&store)[..],
+        &plain[..],
+        "{}: store JSON",
+        v.id
+    );
+    assert_eq!(
+        hex(&file::seal_with_iv(&key, &iv, &store)),
+        hex(&expect),
+        "{}",
+        v.id
+    );
+    assert_eq!(file::open(&key, &expect).unwrap(), store);
+    // Second path: the spec's primitives (AES-256-GCM, AAD = the 9-byte header).
+    let mut ct = plain.clone();
+    let tag = Gcm::new(&key).seal_in_place(&iv, &expect[..9], &mut ct);
+    assert_eq!(&expect[..9], b"PKFSKEYS\x01");
+    assert_eq!(&expect[9..21], &iv);
+    assert_eq!(&expect[21..37], &tag);
+    assert_eq!(&expect[37..], &ct[..]);
+    v.assert_all_used();
+}
+
+fn check_keys_backup(v: &Vector) {
+    use pkfs::keys::backup;
+    let file_key = SymKey::from_bytes(v.array("file_key"));
+    let wrapped = v.bytes("wrapped");
+    let iv: [u8; 12] = v.array("iv");
+    let plain = v.bytes("plaintext");
+    let expect = v.bytes("file");
+    assert_eq!(
+        hex(&backup::seal_parts(&wrapped, &file_key, &iv, &plain)),
+        hex(&expect),
+        "{}",
+        v.id
+    );
+    let json = backup::open_parts(&expect, |w| (w == &wrapped[..]).then(|| file_key.clone()))
+        .expect("the vector opens");
+    let b = backup::parse(&json).expect("the vector's backup parses");
+    assert_eq!(b.owner, "o");
+    assert_eq!(&pkfs::keys::file::to_json(&b)[..], &plain[..]);
+    let n = wrapped.len();
+    assert_eq!(&expect[9..11], &(n as u16).to_be_bytes());
+    let mut ct = plain.clone();
+    let tag = Gcm::new(&file_key).seal_in_place(&iv, &expect[..11 + n], &mut ct);
+    assert_eq!(&expect[11 + n + 12..11 + n + 28], &tag);
+    v.assert_all_used();
 }

@@ -114,6 +114,20 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "The history holds ciphertext and encrypted messages only.",
             ),
         ],
+        "keys" => &[
+            (
+                "pkfs keys get billing --owner acme",
+                "The current default key of (acme, billing), as {\"id\": ..., \"key\": ...}.",
+            ),
+            (
+                "pkfs keys get billing --owner acme --id 7Xq...",
+                "Exactly the key that encrypted an object.",
+            ),
+            (
+                "pkfs keys delete-owner acme --backup acme.bak --backup-to ops.pub",
+                "Back up acme's keys for ops.pub's holder, then crypto-shred them.",
+            ),
+        ],
         "gc" => &[(
             "pkfs gc",
             "Drop discarded versions of every vault and repack.",

@@ -118,9 +118,10 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
         return Err(Error::Mount(format!("the home {:?} is already mounted{at}", cfg.home)).into());
     }
     mount::check_mountpoint(&plan.mountpoint)?;
+    let keys = super::cmd_keys::plan(&a)?;
     let node = unlock_owned(cfg)?;
     if a.foreground {
-        return serve(cfg, node, plan, None);
+        return serve(cfg, node, plan, keys, None);
     }
     // Daemonize: the parent returns once the child reports the mount live.
     let mut fds = [0; 2];
@@ -139,7 +140,7 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
             }
             // SAFETY: fds[1] is an open descriptor owned by nobody else.
             let ready = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
-            let res = serve(cfg, node, plan, Some(ready));
+            let res = serve(cfg, node, plan, keys, Some(ready));
             std::process::exit(if res.is_ok() { 0 } else { 1 });
         }
         _ => {
@@ -189,8 +190,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 fn serve(
     cfg: &Config,
-    node: pkfs::vault::Node,
+    mut node: pkfs::vault::Node,
     plan: MountPlan,
+    keys: super::cmd_keys::KeysPlan,
     ready: Option<std::fs::File>,
 ) -> anyhow::Result<()> {
     // Keys are in memory from here on: no core dumps, no ptrace by others.
@@ -204,6 +206,7 @@ fn serve(
             let _ = f.write_all(msg.as_bytes());
         }
     };
+    let keyring = super::cmd_keys::daemon_keyring(&mut node);
     let mounted = match mount::mount(node, plan.clone()) {
         Ok(m) => m,
         Err(e) => {
@@ -212,6 +215,7 @@ fn serve(
         }
     };
     let core = mounted.core.clone();
+    super::cmd_keys::hold(&keyring, core.node.clone());
     let (tx, rx) = mpsc::channel::<Ctl>();
     let stop = Arc::new(AtomicBool::new(false));
     let sock = client::socket_path(&cfg.home);
@@ -226,6 +230,17 @@ fn serve(
     let server = {
         let stop = stop.clone();
         std::thread::spawn(move || control::serve(listener, handler, stop))
+    };
+    let key_service = match super::cmd_keys::start(&cfg.home, &keys, keyring, stop.clone()) {
+        Ok(k) => k,
+        Err(e) => {
+            report(&ready, &format!("key service: {e}"));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::fs::remove_file(&sock);
+            let _ = server.join();
+            drop(mounted);
+            return Err(e.into());
+        }
     };
     if ready.is_some() {
         daemon_stdio(&cfg.home)?;
@@ -243,6 +258,7 @@ fn serve(
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = std::fs::remove_file(&sock);
     let _ = server.join();
+    key_service.finish();
     tracing::info!("unmounted {}", plan.mountpoint.display());
     res.map_err(Into::into)
 }

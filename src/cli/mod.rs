@@ -1,6 +1,7 @@
 //! The command-line front end: thin commands over the library API.
 
 mod cmd_fsck;
+mod cmd_keys;
 mod cmd_mount;
 mod cmd_node;
 mod cmd_quarantine;
@@ -85,6 +86,7 @@ fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
         Command::Vault(v) => cmd_vault::run(cfg, v),
         Command::Secret(s) => cmd_secret::run(cfg, s),
         Command::Version(v) => cmd_version::run(cfg, v),
+        Command::Keys(k) => cmd_keys::run(cfg, k),
     }
 }
 
@@ -100,6 +102,11 @@ fn init_logging(cfg: &Config) {
     // fuser's debug output names every file it is asked about: plaintext names
     // must never reach the daemon's log, whatever filter was asked for.
     if let Ok(d) = "fuser=error".parse() {
+        filter = filter.add_directive(d);
+    }
+    // The key service's audit lines (uid, op, outcome; never a key) are
+    // always written, whatever the level.
+    if let Ok(d) = format!("{}=info", pkfs::daemon::keysock::AUDIT_TARGET).parse() {
         filter = filter.add_directive(d);
     }
     let _ = tracing_subscriber::fmt()

@@ -2,5 +2,6 @@
 
 pub mod client;
 pub mod control;
+pub mod keysock;
 pub mod mount;
 pub mod protocol;

@@ -33,6 +33,8 @@ pub fn from_error(e: &Error) -> Errno {
         | Error::Mount(_)
         | Error::Uncommitted(_)
         | Error::FsckFindings(_) => Errno::EIO,
+        Error::NoSuchKey(_) => Errno::ENOENT,
+        Error::Sealed => Errno::EACCES,
     }
 }
 

@@ -5,6 +5,7 @@
 //! root.key          root private key, sealed by a protector (see protector.rs)
 //! root.pub          root public key, PEM (SPKI)
 //! metadata          vault table, encrypted (see metadata.rs)
+//! keys              the key service's store, encrypted (see keys/file.rs)
 //! lock              flock(2) target
 //! rotate/           journal of an unfinished root-key rotation
 //! vaults/<id>/      one vault: .git and contents/
@@ -125,7 +126,7 @@ fn refuse_foreign_content(root: &Path) -> Result<()> {
 }
 
 /// The files that make a node, checked at every open.
-const STATE_FILES: [&str; 3] = ["root.key", "root.pub", "metadata"];
+const STATE_FILES: [&str; 4] = ["root.key", "root.pub", "metadata", "keys"];
 
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.

@@ -27,6 +27,12 @@ const JOURNAL_FILES: [&str; 3] = ["metadata", "root.pub", "root.key"];
 const JOURNAL_COMMIT: &str = "COMMIT";
 /// The node setting that keeps the mount root's mode (octal).
 const MOUNT_ROOT_MODE: &str = "mount-root-mode";
+/// The node setting that keeps the key service's keystore key, Base64 of its
+/// RSA-OAEP wrap under the root public key (see `keys/file.rs`).
+const KEYSTORE_KEY: &str = "keystore-key";
+/// The keystore key that replaces it, while a `keys delete-owner` re-encrypts
+/// the `keys` file (same form).
+const KEYSTORE_KEY_NEXT: &str = "keystore-key-next";
 
 /// One entry of a `pkfs quarantine restore`.
 pub struct Restored {
@@ -180,6 +186,13 @@ impl Node {
         for v in &mut table.vaults {
             v.rewrap(&self.root, new_root.public())?;
         }
+        for name in [KEYSTORE_KEY, KEYSTORE_KEY_NEXT] {
+            if let Some(key) = self.stored_setting_key(name)? {
+                table
+                    .settings
+                    .insert(name.into(), metadata::wrap(new_root.public(), &key));
+            }
+        }
         let journal = self.home.rotate_dir();
         if journal.exists() {
             fs::remove_dir_all(&journal).map_err(|e| Error::io(&journal, e))?;
@@ -231,6 +244,65 @@ impl Node {
             .settings
             .insert(MOUNT_ROOT_MODE.into(), format!("{:o}", mode & 0o7777));
         self.save_table().inspect_err(|_| self.table = before)
+    }
+
+    /// The key service's keystore key, unwrapped; with `create`, one is made
+    /// (and the table saved) when the node has none yet.
+    pub fn keystore_key(&mut self, create: bool) -> Result<Option<SymKey>> {
+        if let Some(key) = self.stored_setting_key(KEYSTORE_KEY)? {
+            return Ok(Some(key));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let key = SymKey::generate();
+        let before = self.table.clone();
+        self.table.settings.insert(
+            KEYSTORE_KEY.into(),
+            metadata::wrap(self.root.public(), &key),
+        );
+        self.save_table().inspect_err(|_| self.table = before)?;
+        Ok(Some(key))
+    }
+
+    /// The keystore key staged by [`Node::stage_keystore_key`], if any: the
+    /// `keys` file may be under it when a re-keying was cut short.
+    pub fn next_keystore_key(&self) -> Result<Option<SymKey>> {
+        self.stored_setting_key(KEYSTORE_KEY_NEXT)
+    }
+
+    /// Keep `next` beside the keystore key, durably, before the `keys` file
+    /// is re-encrypted under it.
+    pub fn stage_keystore_key(&mut self, next: &SymKey) -> Result<()> {
+        let before = self.table.clone();
+        self.table.settings.insert(
+            KEYSTORE_KEY_NEXT.into(),
+            metadata::wrap(self.root.public(), next),
+        );
+        self.save_table().inspect_err(|_| self.table = before)
+    }
+
+    /// The `keys` file is under the staged key now: make it the keystore
+    /// key, and forget the old one.
+    pub fn commit_keystore_key(&mut self) -> Result<()> {
+        let before = self.table.clone();
+        let Some(next) = self.table.settings.remove(KEYSTORE_KEY_NEXT) else {
+            return Ok(());
+        };
+        self.table.settings.insert(KEYSTORE_KEY.into(), next);
+        self.save_table().inspect_err(|_| self.table = before)
+    }
+
+    fn stored_setting_key(&self, name: &str) -> Result<Option<SymKey>> {
+        use base64::Engine;
+        let Some(w) = self.table.settings.get(name) else {
+            return Ok(None);
+        };
+        let bad = || Error::corrupt("metadata", "the keystore key does not unwrap");
+        let wrapped = base64::engine::general_purpose::STANDARD
+            .decode(w)
+            .map_err(|_| bad())?;
+        self.root.unwrap_key(&wrapped).map(Some).map_err(|_| bad())
     }
 
     pub fn create_vault(&mut self, name: &str) -> Result<VaultRecord> {
