@@ -177,6 +177,18 @@ class Checker:
             self.eq(vid, form + " opens", F.open_passphrase_slot(slots[0][1], passphrase),
                     bytes_of(v["secret"]))
 
+    def keysfile(self, v):
+        vid, plain = v["id"], bytes_of(v["plaintext"])
+        head = b"PKFSKEYS\x01"
+        self.eq(vid, "file", head + seal(bytes_of(v["keystore_key"]), bytes_of(v["iv"]), plain, head),
+                bytes_of(v["file"]))
+
+    def keysbackup(self, v):
+        vid, plain, wrapped = v["id"], bytes_of(v["plaintext"]), bytes_of(v["wrapped"])
+        head = b"PKFSKBAK\x01" + len(wrapped).to_bytes(2, "big") + wrapped
+        self.eq(vid, "file", head + seal(bytes_of(v["file_key"]), bytes_of(v["iv"]), plain, head),
+                bytes_of(v["file"]))
+
     def message(self, v):
         vid, key = v["id"], bytes_of(v["vault_key"])
         history_key = F.hkdf(key, b"pkfs history v1")
@@ -257,7 +269,8 @@ def main():
             blobs[v["id"]] = c.blob(v)
         elif kind == "tags":
             c.tags(v, blobs)
-        elif kind in ("name", "symlink", "xattr", "journal", "version", "rootkey", "message"):
+        elif kind in ("name", "symlink", "xattr", "journal", "version", "rootkey", "message",
+                      "keysfile", "keysbackup"):
             getattr(c, kind)(v)
         else:
             c.failures += 1
