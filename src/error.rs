@@ -27,6 +27,8 @@ pub enum ExitCode {
     Exists = 14,
     WrongKind = 15,
     Uncommitted = 16,
+    Sealed = 17,
+    BadShare = 18,
 }
 
 /// Every exit code with its meaning, for documentation (man pages, docs).
@@ -69,6 +71,14 @@ pub const EXIT_CODES: &[(ExitCode, &str)] = &[
         ExitCode::Uncommitted,
         "unmounted, but the last commit failed: the changes stay journaled in the working tree and the next mount commits them",
     ),
+    (
+        ExitCode::Sealed,
+        "the node is sealed: unseal it (`pkfs unseal`) or give its shares (--share-file)",
+    ),
+    (
+        ExitCode::BadShare,
+        "a share or recovery code is mistyped, truncated, or of another node or split",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +89,15 @@ pub enum Error {
     AlreadyInitialized { home: PathBuf },
     #[error("wrong passphrase")]
     WrongPassphrase,
+    /// A share set, recovery code or key file that does not open its slot.
+    #[error("{0}")]
+    WrongKey(String),
+    /// A share or recovery code refused for its form, node or split.
+    #[error("{0}")]
+    BadShare(String),
+    /// The node is sealed: no key is in memory.
+    #[error("node is sealed: {0}")]
+    Sealed(String),
     #[error("vault {0:?} already exists")]
     VaultDefined(String),
     #[error("vault {0:?} does not exist (`pkfs vault list` shows the vaults)")]
@@ -150,7 +169,9 @@ impl Error {
         match self {
             Error::NotInitialized { .. } => ExitCode::NotInitialized,
             Error::AlreadyInitialized { .. } => ExitCode::AlreadyInitialized,
-            Error::WrongPassphrase => ExitCode::WrongPassphrase,
+            Error::WrongPassphrase | Error::WrongKey(_) => ExitCode::WrongPassphrase,
+            Error::BadShare(_) => ExitCode::BadShare,
+            Error::Sealed(_) => ExitCode::Sealed,
             Error::VaultDefined(_) => ExitCode::VaultDefined,
             Error::VaultUndefined(_) => ExitCode::VaultUndefined,
             Error::InvalidName { .. } => ExitCode::InvalidName,

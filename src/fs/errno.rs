@@ -26,7 +26,10 @@ pub fn from_error(e: &Error) -> Errno {
         Error::NotInitialized { .. }
         | Error::AlreadyInitialized { .. }
         | Error::WrongPassphrase
+        | Error::WrongKey(_)
+        | Error::BadShare(_)
         | Error::Unsafe(_) => Errno::EPERM,
+        Error::Sealed(_) => Errno::EACCES,
         Error::Corrupt { .. }
         | Error::History(_)
         | Error::Crypto(_)
