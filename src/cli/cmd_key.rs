@@ -94,7 +94,7 @@ pub fn open_protector(cfg: &Config) -> Result<Box<dyn Protector>, Error> {
     let has_pass = change::read(&cfg.home)?
         .iter()
         .any(|s| s.id == Passphrase::ID);
-    if !has_pass && matches!(cfg.pass, PassSource::Terminal) {
+    if !has_pass {
         return Err(Error::Sealed(
             "this node has no passphrase slot: give its shares with --share-file FILE \
              (once per share), or --key-file FILE"
