@@ -11,7 +11,8 @@ use anyhow::Context;
 use pkfs::args::MountArgs;
 use pkfs::daemon::mount::{self, Ctl, MountPlan};
 use pkfs::daemon::protocol::{Request, Response};
-use pkfs::daemon::{client, control};
+use pkfs::daemon::{client, control, unseal};
+use pkfs::fs::gate::Gate;
 use pkfs::fs::{FsCore, MountConfig};
 use pkfs::Error;
 use serde_json::json;
@@ -118,9 +119,23 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
         return Err(Error::Mount(format!("the home {:?} is already mounted{at}", cfg.home)).into());
     }
     mount::check_mountpoint(&plan.mountpoint)?;
-    let node = unlock_owned(cfg)?;
+    let opts = SealOpts {
+        idle: a.idle.as_deref().map(parse_duration).transpose()?,
+        group: a.unseal_group.as_deref().map(unseal::group_id).transpose()?,
+    };
+    // A node without a passphrase slot mounts sealed unless its shares (or
+    // a key file) are given; `--sealed` asks for it.
+    let has_pass = pkfs::vault::slots::change::read(&cfg.home)?
+        .iter()
+        .any(|s| s.id == pkfs::vault::Passphrase::ID);
+    let opener_given = !cfg.share_files.is_empty() || cfg.key_file.is_some();
+    let node = if a.sealed || (!has_pass && !opener_given) {
+        None
+    } else {
+        Some(unlock_owned(cfg)?)
+    };
     if a.foreground {
-        return serve(cfg, node, plan, None);
+        return serve(cfg, node, plan, None, opts);
     }
     // Daemonize: the parent returns once the child reports the mount live.
     let mut fds = [0; 2];
@@ -139,7 +154,7 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
             }
             // SAFETY: fds[1] is an open descriptor owned by nobody else.
             let ready = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
-            let res = serve(cfg, node, plan, Some(ready));
+            let res = serve(cfg, node, plan, Some(ready), opts);
             std::process::exit(if res.is_ok() { 0 } else { 1 });
         }
         _ => {
@@ -187,11 +202,51 @@ fn daemon_stdio(home: &Path) -> anyhow::Result<()> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
+/// The sealing options of a mount.
+struct SealOpts {
+    idle: Option<Duration>,
+    group: Option<u32>,
+}
+
+/// The unseal service of the mount behind `gate`.
+fn unsealer(
+    cfg: &Config,
+    plan: &MountPlan,
+    gate: Arc<Gate>,
+    tx: mpsc::Sender<Ctl>,
+    group: Option<u32>,
+) -> anyhow::Result<Arc<unseal::Unsealer>> {
+    let home = cfg.home.clone();
+    let fs = plan.fs.clone();
+    let (g1, g2) = (gate.clone(), gate);
+    let tx = parking_lot::Mutex::new(tx);
+    let hooks = unseal::Hooks {
+        open: Box::new(move |keyed| {
+            let node = pkfs::vault::Node::unlock(&home, Box::new(keyed))?;
+            let core = mount::open_core(node, &fs)?;
+            g1.open(core);
+            Ok(())
+        }),
+        sealed: Box::new(move || g2.is_sealed()),
+        seal: Box::new(move || {
+            let (rtx, rrx) = mpsc::channel();
+            tx.lock()
+                .send(Ctl::Seal(rtx))
+                .map_err(|_| "the daemon is shutting down".to_string())?;
+            rrx.recv()
+                .map_err(|_| "the daemon is shutting down".to_string())?
+        }),
+    };
+    let node_id = super::cmd_key::node_id_of(&cfg.home)?;
+    Ok(unseal::Unsealer::new(&cfg.home, node_id, group, hooks))
+}
+
 fn serve(
     cfg: &Config,
-    node: pkfs::vault::Node,
+    node: Option<pkfs::vault::Node>,
     plan: MountPlan,
     ready: Option<std::fs::File>,
+    opts: SealOpts,
 ) -> anyhow::Result<()> {
     // Keys are in memory from here on: no core dumps, no ptrace by others.
     // SAFETY: prctl with constant arguments.
@@ -204,15 +259,24 @@ fn serve(
             let _ = f.write_all(msg.as_bytes());
         }
     };
-    let mounted = match mount::mount(node, plan.clone()) {
+    let mut mounted = match mount::mount(node, plan.clone()) {
         Ok(m) => m,
         Err(e) => {
             report(&ready, &format!("{e}"));
             return Err(e.into());
         }
     };
-    let core = mounted.core.clone();
+    mounted.idle = opts.idle;
+    let gate = mounted.gate.clone();
     let (tx, rx) = mpsc::channel::<Ctl>();
+    let unseal_listener = match unseal::bind(&cfg.home) {
+        Ok(l) => l,
+        Err(e) => {
+            report(&ready, &format!("unseal socket: {e}"));
+            return Err(e.into());
+        }
+    };
+    let unsealer = unsealer(cfg, &plan, gate.clone(), tx.clone(), opts.group)?;
     let stop = Arc::new(AtomicBool::new(false));
     let sock = client::socket_path(&cfg.home);
     let listener = match control::bind(&sock) {
@@ -222,10 +286,14 @@ fn serve(
             return Err(e.into());
         }
     };
-    let handler = make_handler(core.clone(), tx, plan.mountpoint.clone());
+    let handler = make_handler(gate, tx, plan.mountpoint.clone(), unsealer.clone());
     let server = {
         let stop = stop.clone();
         std::thread::spawn(move || control::serve(listener, handler, stop))
+    };
+    let unseal_server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || unseal::serve(unseal_listener, unsealer, stop))
     };
     if ready.is_some() {
         daemon_stdio(&cfg.home)?;
@@ -243,6 +311,7 @@ fn serve(
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = std::fs::remove_file(&sock);
     let _ = server.join();
+    let _ = unseal_server.join();
     tracing::info!("unmounted {}", plan.mountpoint.display());
     res.map_err(Into::into)
 }
@@ -270,10 +339,21 @@ fn read_only(args: &[String]) -> bool {
     }
 }
 
-fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -> control::Handler {
+fn make_handler(
+    gate: Arc<Gate>,
+    tx: mpsc::Sender<Ctl>,
+    mountpoint: PathBuf,
+    unsealer: Arc<unseal::Unsealer>,
+) -> control::Handler {
     let tx = parking_lot::Mutex::new(tx);
     Arc::new(move |req: Request| match req {
-        Request::Status => Response::Status(status_json(&core, &mountpoint).to_string()),
+        Request::Status => Response::Status(
+            match gate.core() {
+                Some(core) => status_json(&core, &mountpoint),
+                None => sealed_json(&mountpoint, unsealer.progress()),
+            }
+            .to_string(),
+        ),
         Request::Unmount => {
             let (rtx, rrx) = mpsc::channel();
             if tx.lock().send(Ctl::Unmount(rtx)).is_err() {
@@ -303,6 +383,16 @@ fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -
             }
         }
         Request::Command(c) => {
+            gate.touch();
+            let Some(core) = gate.core() else {
+                return Response::Error {
+                    code: pkfs::ExitCode::Sealed as i32,
+                    message: Error::Sealed(
+                        "give the shares with `pkfs unseal` (once per holder) first".into(),
+                    )
+                    .to_string(),
+                };
+            };
             let changes = !read_only(&c.args);
             let node = core.node.clone();
             match core.exclusive(changes, || super::remote::execute(node, c)) {
@@ -316,6 +406,19 @@ fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -
                 },
             }
         }
+    })
+}
+
+/// The status of a sealed mount.
+fn sealed_json(mountpoint: &Path, (have, need): (usize, usize)) -> serde_json::Value {
+    json!({
+        "mounted": true,
+        "sealed": true,
+        "mountpoint": mountpoint,
+        "pid": std::process::id(),
+        "shares_given": have,
+        "shares_needed": need,
+        "state": format!("sealed, {have}/{need} shares"),
     })
 }
 
@@ -350,6 +453,7 @@ fn status_json(core: &FsCore, mountpoint: &Path) -> serde_json::Value {
         .collect();
     json!({
         "mounted": true,
+        "sealed": false,
         "mountpoint": mountpoint,
         "pid": std::process::id(),
         "read_only": core.cfg.ro,
@@ -453,6 +557,16 @@ pub fn status(cfg: &Config) -> anyhow::Result<()> {
     let v: serde_json::Value = serde_json::from_str(text)?;
     if out.json() {
         return out.emit(&v);
+    }
+    if v["sealed"] == true {
+        out.data(format!(
+            "{}: mounted at {} (pid {}), {}",
+            cfg.home.display(),
+            v["mountpoint"].as_str().unwrap_or("?"),
+            v["pid"],
+            v["state"].as_str().unwrap_or("sealed")
+        ));
+        return Ok(());
     }
     out.data(format!(
         "{}: mounted at {} (pid {})",

@@ -4,3 +4,4 @@ pub mod client;
 pub mod control;
 pub mod mount;
 pub mod protocol;
+pub mod unseal;
