@@ -59,7 +59,10 @@ fn init_with_shares_writes_private_files_and_k_shares_open_the_node() {
     let s = slots(&n);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0]["kind"], "shares");
-    assert_eq!((s[0]["threshold"].as_u64(), s[0]["shares"].as_u64()), (Some(3), Some(5)));
+    assert_eq!(
+        (s[0]["threshold"].as_u64(), s[0]["shares"].as_u64()),
+        (Some(3), Some(5))
+    );
     // Any three (in any order) open it.
     with_shares(&n, &[&f[4], &f[1], &f[2]], &["vault", "create", "v"]).success();
     with_shares(&n, &[&f[0], &f[3], &f[4]], &["vault", "list"]).success();
@@ -123,9 +126,13 @@ fn bad_shares_are_refused_as_such() {
         .arg(&mdir)
         .run()
         .success();
-    with_shares(&n, &[&mdir.join("share-1.txt"), &f[1], &f[2]], &["vault", "list"])
-        .failure(ExitCode::BadShare)
-        .stderr_has("not this node");
+    with_shares(
+        &n,
+        &[&mdir.join("share-1.txt"), &f[1], &f[2]],
+        &["vault", "list"],
+    )
+    .failure(ExitCode::BadShare)
+    .stderr_has("not this node");
     let foreign = line.replacen("pkfs-share1-", "pkfs-share1-x", 1);
     let foreign = n.scratch_file("foreign.txt", foreign.as_bytes());
     with_shares(&n, &[&foreign, &f[1], &f[2]], &["vault", "list"]).failure(ExitCode::BadShare);
@@ -254,7 +261,11 @@ fn a_recovery_code_resets_a_lost_passphrase() {
     for p in files_under(&n.home) {
         let bytes = fs::read(&p).unwrap_or_default();
         assert!(!contains(&bytes, words.as_bytes()), "{}", p.display());
-        assert!(!contains(&bytes, b"a brand new passphrase"), "{}", p.display());
+        assert!(
+            !contains(&bytes, b"a brand new passphrase"),
+            "{}",
+            p.display()
+        );
     }
 }
 
@@ -268,13 +279,24 @@ fn rekey_retires_the_old_shares() {
     with_shares(
         &n,
         &[&f[0], &f[1], &f[2]],
-        &["key", "rekey", "--shares", "3", "--threshold", "2", "--share-dir", &dir],
+        &[
+            "key",
+            "rekey",
+            "--shares",
+            "3",
+            "--threshold",
+            "2",
+            "--share-dir",
+            &dir,
+        ],
     )
     .success();
     with_shares(&n, &[&f[0], &f[1], &f[2]], &["vault", "list"])
         .failure(ExitCode::BadShare)
         .stderr_has("rekey");
-    let g: Vec<PathBuf> = (1..=3).map(|i| newdir.join(format!("share-{i}.txt"))).collect();
+    let g: Vec<PathBuf> = (1..=3)
+        .map(|i| newdir.join(format!("share-{i}.txt")))
+        .collect();
     let out = with_shares(&n, &[&g[2], &g[0]], &["vault", "list"]).success();
     assert!(out.out().contains('v'));
     assert_eq!(slots(&n).len(), 1);
@@ -283,10 +305,7 @@ fn rekey_retires_the_old_shares() {
 /// Kill the command at `point`; the node must open as before with `shares`.
 fn crash_at(n: &Node, point: &str, shares: &[&Path], args: &[&str]) {
     let key_before = fs::read(n.home.join("root.key")).unwrap();
-    let mut c = n
-        .cmd()
-        .no_passfile()
-        .env("PKFS_TEST_ONLY_CRASH_AT", point);
+    let mut c = n.cmd().no_passfile().env("PKFS_TEST_ONLY_CRASH_AT", point);
     for s in shares {
         c = c.arg("--share-file").arg(s);
     }
@@ -316,7 +335,12 @@ fn a_crash_in_any_slot_change_leaves_the_node_openable() {
     let newpass = n.scratch_file("np", b"another passphrase\n");
     let np = newpass.display().to_string();
     for point in ["slot-add-before-write", "slot-add", "slot-add-after-rename"] {
-        crash_at(&n, point, &three, &["key", "add", "passphrase", "--new-passfile", &np]);
+        crash_at(
+            &n,
+            point,
+            &three,
+            &["key", "add", "passphrase", "--new-passfile", &np],
+        );
     }
     let newdir = n.scratch().join("rk");
     for point in ["slot-replace-before-write", "slot-replace"] {
@@ -327,7 +351,16 @@ fn a_crash_in_any_slot_change_leaves_the_node_openable() {
             &n,
             point,
             &three,
-            &["key", "rekey", "--shares", "3", "--threshold", "2", "--share-dir", &d],
+            &[
+                "key",
+                "rekey",
+                "--shares",
+                "3",
+                "--threshold",
+                "2",
+                "--share-dir",
+                &d,
+            ],
         );
         // The new shares were written, but name a split the node lacks.
         let g = newdir.join("share-1.txt");

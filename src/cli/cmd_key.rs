@@ -279,7 +279,10 @@ fn list(cfg: &Config) -> anyhow::Result<()> {
             (Some(k), Some(n)) => format!("{k} of {n}"),
             _ => "-".into(),
         };
-        out.data(format!("{}  {:<10}  {}  {}", s.slot, s.kind, created, shape));
+        out.data(format!(
+            "{}  {:<10}  {}  {}",
+            s.slot, s.kind, created, shape
+        ));
     }
     Ok(())
 }

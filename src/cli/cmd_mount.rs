@@ -121,7 +121,11 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
     mount::check_mountpoint(&plan.mountpoint)?;
     let opts = SealOpts {
         idle: a.idle.as_deref().map(parse_duration).transpose()?,
-        group: a.unseal_group.as_deref().map(unseal::group_id).transpose()?,
+        group: a
+            .unseal_group
+            .as_deref()
+            .map(unseal::group_id)
+            .transpose()?,
     };
     // A node without a passphrase slot mounts sealed unless its shares (or
     // a key file) are given; `--sealed` asks for it.

@@ -75,15 +75,19 @@ pub fn unseal(cfg: &Config) -> anyhow::Result<()> {
         },
     )?;
     if out.json() {
-        out.emit(&json!({"ok": r.ok, "sealed": r.sealed, "have": r.have, "need": r.need,
-            "duplicate": r.duplicate, "message": r.message}))?;
+        out.emit(
+            &json!({"ok": r.ok, "sealed": r.sealed, "have": r.have, "need": r.need,
+            "duplicate": r.duplicate, "message": r.message}),
+        )?;
     }
     if !r.ok {
         return Err(failure(&r).into());
     }
     if !out.json() {
-        if r.duplicate {
-            out.say("This share was already given; it is not counted twice.");
+        if r.duplicate && !cfg.quiet {
+            super::remote::write_err(
+                b"pkfs: this share was already given; it is not counted twice\n",
+            );
         }
         if r.sealed {
             out.data(format!("{}/{} shares", r.have, r.need));

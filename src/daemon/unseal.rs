@@ -395,7 +395,9 @@ impl Unsealer {
                 tracing::warn!("unseal failed, progress reset: {e}");
                 fail(
                     e.exit_code(),
-                    format!("the node did not open ({e}); the progress is reset: give the shares again"),
+                    format!(
+                        "the node did not open ({e}); the progress is reset: give the shares again"
+                    ),
                 )
             }
         }

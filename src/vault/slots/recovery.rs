@@ -32,12 +32,13 @@ pub fn parse(text: &str) -> Result<SymKey> {
             "a recovery code is 24 words; the one given is not".into(),
         ));
     }
-    let m = bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &norm).map_err(|_| {
-        Error::BadShare(
-            "the recovery code is mistyped (a word is unknown or its checksum does not match)"
-                .into(),
-        )
-    })?;
+    let m =
+        bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &norm).map_err(|_| {
+            Error::BadShare(
+                "the recovery code is mistyped (a word is unknown or its checksum does not match)"
+                    .into(),
+            )
+        })?;
     let entropy = Zeroizing::new(m.to_entropy());
     SymKey::from_slice(&entropy).ok_or(Error::Crypto("recovery code of the wrong length"))
 }
