@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{describe, slot_id, unhex, SlotInfo};
+use super::{describe, slot_id, SlotInfo};
 use crate::error::{Error, Result};
 use crate::store::atomic::{crash_point, write_atomic_at};
 use crate::vault::protector::{encode_key_file, parse_key_file, Slot, MAX_SLOTS};
@@ -65,7 +65,7 @@ pub fn add(home: &Path, slot: Slot) -> Result<SlotInfo> {
 pub fn remove(home: &Path, id: &str) -> Result<SlotInfo> {
     let mut slots = read(home)?;
     let want = id.trim().to_ascii_lowercase();
-    if want.is_empty() || (want.len() % 2 == 0 && unhex(&want).is_none()) {
+    if want.is_empty() || !want.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Error::Usage(format!(
             "{id:?} is not a slot id (see `pkfs key list`)"
         )));
