@@ -386,3 +386,69 @@ fn a_passphrase_node_mounted_sealed_opens_with_shares_added_later() {
         .stderr_has("nothing was sent");
     m.umount();
 }
+
+/// Unmounts on drop (a mount made by hand, with its own environment).
+struct Umount<'a>(&'a Node, PathBuf);
+
+impl Drop for Umount<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd().no_passfile().arg("umount").arg(&self.1).run();
+    }
+}
+
+/// Every process's argv, joined.
+fn all_argv() -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(b) = fs::read(e.path().join("cmdline")) {
+            out.extend_from_slice(&b);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn partial_shares_expire_and_shares_never_reach_argv() {
+    let (m, shares) = sealed_node();
+    let n = &m.node;
+    n.cmd()
+        .no_passfile()
+        .env("PKFS_TEST_ONLY_UNSEAL_EXPIRE_MS", "1500")
+        .arg("mount")
+        .arg(&m.mnt)
+        .run()
+        .success();
+    let _guard = Umount(n, m.mnt.clone());
+    // A holder's `pkfs unseal` waiting for its share on standard input.
+    let mut c = Command::new(BIN);
+    common::clean_env(&mut c);
+    c.arg("--home").arg(&n.home).arg("unseal");
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let argv = all_argv();
+    for s in &shares {
+        let value = &s.trim()[s.trim().len() - 73..s.trim().len() - 9];
+        assert!(
+            !contains(&argv, value.as_bytes()),
+            "a share is in some argv"
+        );
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(shares[0].as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1/3 shares");
+    assert_eq!(status(&m)["state"], "sealed, 1/3 shares");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(status(&m)["state"], "sealed, 0/3 shares");
+    // After the expiry the count starts again.
+    unseal_as_owner(&m, &shares[1]).success();
+    assert_eq!(status(&m)["state"], "sealed, 1/3 shares");
+}

@@ -10,7 +10,8 @@
 //! of `--unseal-group`. Only the daemon's own user (or root) may `seal`.
 //!
 //! Partial shares are held in locked, zeroized memory ([`SecretBytes`]) and
-//! dropped [`EXPIRE`] after the last one was given. A share given twice counts
+//! dropped [`EXPIRE`] after the last one was given (`PKFS_TEST_ONLY_UNSEAL_EXPIRE_MS`
+//! shortens it for tests). A share given twice counts
 //! once. Shares that do not open the node reset the progress. Requests are
 //! handled one at a time, so a racing second unseal waits and then sees the
 //! node open. The log names who gave a share (uid, user name, pid) and its
@@ -36,6 +37,18 @@ use crate::vault::slots::{self, change, Keyed};
 
 /// Partial shares are forgotten this long after the last one.
 pub const EXPIRE: Duration = Duration::from_secs(600);
+/// Test-only: another expiry, in milliseconds.
+pub const ENV_TEST_EXPIRE_MS: &str = "PKFS_TEST_ONLY_UNSEAL_EXPIRE_MS";
+
+fn expiry() -> Duration {
+    static AT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        std::env::var(ENV_TEST_EXPIRE_MS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(EXPIRE, Duration::from_millis)
+    })
+}
 /// The longest request line.
 pub const MAX_LINE: usize = 4096;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -109,7 +122,7 @@ impl Progress {
     }
 
     fn expire(&mut self) {
-        if self.last.is_some_and(|t| t.elapsed() >= EXPIRE) {
+        if self.last.is_some_and(|t| t.elapsed() >= expiry()) {
             tracing::info!("unseal: the partial shares expired and were forgotten");
             self.reset();
         }
