@@ -452,3 +452,38 @@ fn partial_shares_expire_and_shares_never_reach_argv() {
     unseal_as_owner(&m, &shares[1]).success();
     assert_eq!(status(&m)["state"], "sealed, 1/3 shares");
 }
+
+#[test]
+fn two_holders_racing_with_the_last_share_open_the_node_once() {
+    let (mut m, shares) = sealed_node();
+    m.mount(&[]);
+    unseal_as_owner(&m, &shares[0]).success();
+    unseal_as_owner(&m, &shares[1]).success();
+    let racers: Vec<_> = [2, 3]
+        .into_iter()
+        .map(|i| {
+            let mut c = Command::new(BIN);
+            common::clean_env(&mut c);
+            c.arg("--home").arg(&m.node.home).arg("unseal");
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(shares[i].as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    for r in racers {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "unsealed");
+    }
+    assert_eq!(listing(&m.mnt), ["v"]);
+    assert_eq!(fs::read(m.mnt.join("v/a")).unwrap(), b"kept");
+    m.umount();
+}

@@ -51,8 +51,16 @@ pub fn passwd(cfg: &Config, new_passfile: Option<&Path>, recovery: bool) -> anyh
         (None, None) => PassSource::Terminal,
     };
     let new = pass::read(&src, "New passphrase: ", true)?;
-    let slot = node.seal_slot(&Passphrase::new(new, cfg.kdf));
-    change::replace(&cfg.home, |s| s.id == Passphrase::ID, slot)?;
+    let mut node = node;
+    let slots = change::read(&cfg.home)?;
+    if slots.iter().all(|s| s.id == Passphrase::ID) {
+        // Only passphrase slots: the node (the daemon's, say) keeps the new
+        // passphrase for `key rotate-root`.
+        node.change_protector(Box::new(Passphrase::new(new, cfg.kdf)))?;
+    } else {
+        let slot = node.seal_slot(&Passphrase::new(new, cfg.kdf));
+        change::replace(&cfg.home, |s| s.id == Passphrase::ID, slot)?;
+    }
     Out::new(cfg).say("Passphrase changed.");
     Ok(())
 }
