@@ -119,7 +119,7 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
         return Err(Error::Mount(format!("the home {:?} is already mounted{at}", cfg.home)).into());
     }
     mount::check_mountpoint(&plan.mountpoint)?;
-    let opts = SealOpts {
+    let opts = super::cmd_seal::SealOpts {
         idle: a.idle.as_deref().map(parse_duration).transpose()?,
         group: a
             .unseal_group
@@ -206,51 +206,12 @@ fn daemon_stdio(home: &Path) -> anyhow::Result<()> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
-/// The sealing options of a mount.
-struct SealOpts {
-    idle: Option<Duration>,
-    group: Option<u32>,
-}
-
-/// The unseal service of the mount behind `gate`.
-fn unsealer(
-    cfg: &Config,
-    plan: &MountPlan,
-    gate: Arc<Gate>,
-    tx: mpsc::Sender<Ctl>,
-    group: Option<u32>,
-) -> anyhow::Result<Arc<unseal::Unsealer>> {
-    let home = cfg.home.clone();
-    let fs = plan.fs.clone();
-    let (g1, g2) = (gate.clone(), gate);
-    let tx = parking_lot::Mutex::new(tx);
-    let hooks = unseal::Hooks {
-        open: Box::new(move |keyed| {
-            let node = pkfs::vault::Node::unlock(&home, Box::new(keyed))?;
-            let core = mount::open_core(node, &fs)?;
-            g1.open(core);
-            Ok(())
-        }),
-        sealed: Box::new(move || g2.is_sealed()),
-        seal: Box::new(move || {
-            let (rtx, rrx) = mpsc::channel();
-            tx.lock()
-                .send(Ctl::Seal(rtx))
-                .map_err(|_| "the daemon is shutting down".to_string())?;
-            rrx.recv()
-                .map_err(|_| "the daemon is shutting down".to_string())?
-        }),
-    };
-    let node_id = super::cmd_key::node_id_of(&cfg.home)?;
-    Ok(unseal::Unsealer::new(&cfg.home, node_id, group, hooks))
-}
-
 fn serve(
     cfg: &Config,
     node: Option<pkfs::vault::Node>,
     plan: MountPlan,
     ready: Option<std::fs::File>,
-    opts: SealOpts,
+    opts: super::cmd_seal::SealOpts,
 ) -> anyhow::Result<()> {
     // Keys are in memory from here on: no core dumps, no ptrace by others.
     // SAFETY: prctl with constant arguments.
@@ -280,7 +241,7 @@ fn serve(
             return Err(e.into());
         }
     };
-    let unsealer = unsealer(cfg, &plan, gate.clone(), tx.clone(), opts.group)?;
+    let unsealer = super::cmd_seal::unsealer(cfg, &plan, gate.clone(), tx.clone(), opts.group)?;
     let stop = Arc::new(AtomicBool::new(false));
     let sock = client::socket_path(&cfg.home);
     let listener = match control::bind(&sock) {
@@ -354,7 +315,7 @@ fn make_handler(
         Request::Status => Response::Status(
             match gate.core() {
                 Some(core) => status_json(&core, &mountpoint),
-                None => sealed_json(&mountpoint, unsealer.progress()),
+                None => super::cmd_seal::sealed_json(&mountpoint, unsealer.progress()),
             }
             .to_string(),
         ),
@@ -410,19 +371,6 @@ fn make_handler(
                 },
             }
         }
-    })
-}
-
-/// The status of a sealed mount.
-fn sealed_json(mountpoint: &Path, (have, need): (usize, usize)) -> serde_json::Value {
-    json!({
-        "mounted": true,
-        "sealed": true,
-        "mountpoint": mountpoint,
-        "pid": std::process::id(),
-        "shares_given": have,
-        "shares_needed": need,
-        "state": format!("sealed, {have}/{need} shares"),
     })
 }
 

@@ -11,6 +11,13 @@ use pkfs::vault::slots::share::{node_prefix, Share};
 use pkfs::{Error, ExitCode};
 use serde_json::json;
 
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use pkfs::daemon::mount::{self, Ctl, MountPlan};
+use pkfs::fs::gate::Gate;
+
 use super::config::Config;
 use super::{pass, Out};
 
@@ -106,4 +113,56 @@ pub fn seal(cfg: &Config) -> anyhow::Result<()> {
     }
     Out::new(cfg).say("Sealed: every vault committed, every key dropped.");
     Ok(())
+}
+
+/// The sealing options of a mount.
+pub(super) struct SealOpts {
+    pub idle: Option<Duration>,
+    pub group: Option<u32>,
+}
+
+/// The unseal service of the mount behind `gate`.
+pub(super) fn unsealer(
+    cfg: &Config,
+    plan: &MountPlan,
+    gate: Arc<Gate>,
+    tx: mpsc::Sender<Ctl>,
+    group: Option<u32>,
+) -> anyhow::Result<Arc<unseal::Unsealer>> {
+    let home = cfg.home.clone();
+    let fs = plan.fs.clone();
+    let (g1, g2) = (gate.clone(), gate);
+    let tx = parking_lot::Mutex::new(tx);
+    let hooks = unseal::Hooks {
+        open: Box::new(move |keyed| {
+            let node = pkfs::vault::Node::unlock(&home, Box::new(keyed))?;
+            let core = mount::open_core(node, &fs)?;
+            g1.open(core);
+            Ok(())
+        }),
+        sealed: Box::new(move || g2.is_sealed()),
+        seal: Box::new(move || {
+            let (rtx, rrx) = mpsc::channel();
+            tx.lock()
+                .send(Ctl::Seal(rtx))
+                .map_err(|_| "the daemon is shutting down".to_string())?;
+            rrx.recv()
+                .map_err(|_| "the daemon is shutting down".to_string())?
+        }),
+    };
+    let node_id = super::cmd_key::node_id_of(&cfg.home)?;
+    Ok(unseal::Unsealer::new(&cfg.home, node_id, group, hooks))
+}
+
+/// The status of a sealed mount.
+pub(super) fn sealed_json(mountpoint: &Path, (have, need): (usize, usize)) -> serde_json::Value {
+    json!({
+        "mounted": true,
+        "sealed": true,
+        "mountpoint": mountpoint,
+        "pid": std::process::id(),
+        "shares_given": have,
+        "shares_needed": need,
+        "state": format!("sealed, {have}/{need} shares"),
+    })
 }
