@@ -371,3 +371,29 @@ fn a_crash_in_any_slot_change_leaves_the_node_openable() {
     crash_at(&n, "slot-remove", &three, &["key", "remove", &id]);
     assert_eq!(slots(&n).len(), 2);
 }
+
+#[test]
+fn without_a_share_dir_the_shares_are_printed_on_a_terminal_once() {
+    let n = Node::new();
+    let cmd = format!(
+        "{} --home {} init --shares 3 --threshold 2",
+        common::BIN,
+        n.home.display()
+    );
+    let (ok, shown) = common::fixtures::on_a_terminal(&cmd);
+    assert!(ok, "{shown}");
+    let lines: Vec<String> = shown
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, s)| s.trim().to_string()))
+        .filter(|s| s.starts_with("pkfs-share1-"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    // Any two of what was shown open the node; nothing was written.
+    let a = n.scratch_file("a", lines[0].as_bytes());
+    let b = n.scratch_file("b", lines[2].as_bytes());
+    with_shares(&n, &[&a, &b], &["vault", "list"]).success();
+    for p in files_under(&n.home) {
+        let bytes = fs::read(&p).unwrap();
+        assert!(!contains(&bytes, lines[1].as_bytes()), "{}", p.display());
+    }
+}
