@@ -487,3 +487,17 @@ fn two_holders_racing_with_the_last_share_open_the_node_once() {
     assert_eq!(fs::read(m.mnt.join("v/a")).unwrap(), b"kept");
     m.umount();
 }
+
+#[test]
+fn a_node_without_shares_is_not_mounted_sealed() {
+    let m = Mounted::unmounted(Node::with_vault());
+    m.node
+        .cmd()
+        .arg("mount")
+        .arg(&m.mnt)
+        .arg("--sealed")
+        .run()
+        .failure(ExitCode::Usage)
+        .stderr_has("no shares slot");
+    assert!(!is_mounted(&m.mnt));
+}

@@ -129,9 +129,16 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
     };
     // A node without a passphrase slot mounts sealed unless its shares (or
     // a key file) are given; `--sealed` asks for it.
-    let has_pass = pkfs::vault::slots::change::read(&cfg.home)?
-        .iter()
-        .any(|s| s.id == pkfs::vault::Passphrase::ID);
+    let slots = pkfs::vault::slots::change::read(&cfg.home)?;
+    let has_pass = slots.iter().any(|s| s.id == pkfs::vault::Passphrase::ID);
+    if a.sealed && pkfs::vault::slots::share_slots(&slots).is_empty() {
+        return Err(Error::Usage(
+            "this node has no shares slot, so a sealed mount could never be unsealed \
+             (add one with `pkfs key add shares`)"
+                .into(),
+        )
+        .into());
+    }
     let opener_given = !cfg.share_files.is_empty() || cfg.key_file.is_some();
     let node = if a.sealed || (!has_pass && !opener_given) {
         None
