@@ -41,18 +41,59 @@ pub struct Global {
     /// Machine-readable JSON output for commands that list or describe
     #[arg(long, global = true)]
     pub json: bool,
+    /// A share of the node's master key, one line in FILE; give it once per
+    /// share (k times) to open a sealed node without a daemon, or once to
+    /// `pkfs unseal`
+    #[arg(long = "share-file", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
+    pub share_files: Vec<PathBuf>,
+    /// Open the node with the key file FILE (a slot added by `pkfs key add keyfile`)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a node: root keypair and empty vault table
-    Init,
+    ///
+    /// With --shares N --threshold K the node's only slot is a master key
+    /// split into N shares, any K of which open it (Shamir's scheme): the
+    /// shares are written to DIR/share-1.txt ... DIR/share-N.txt (mode 0600;
+    /// existing files are never overwritten), or without --share-dir printed
+    /// once, on a terminal only. Give each share to a different holder.
+    Init {
+        /// Split a master key into N shares instead of asking for a passphrase
+        #[arg(long, value_name = "N", requires = "threshold")]
+        shares: Option<u8>,
+        /// How many shares open the node (K, 2..=N)
+        #[arg(long, value_name = "K", requires = "shares")]
+        threshold: Option<u8>,
+        /// Write the shares to DIR/share-1.txt ... DIR/share-N.txt
+        #[arg(long, value_name = "DIR", requires = "shares")]
+        share_dir: Option<PathBuf>,
+    },
     /// Change the passphrase that protects the root key
+    ///
+    /// The node's other slots (shares, recovery code, key file) are kept.
+    /// With --recovery the node is opened with the 24-word recovery code read
+    /// from standard input instead of the current passphrase.
     Passwd {
         /// Read the new passphrase from the first line of FILE
         #[arg(long, value_name = "FILE")]
         new_passfile: Option<PathBuf>,
+        /// Open the node with the recovery code (read from standard input)
+        #[arg(long)]
+        recovery: bool,
     },
+    /// Give one share to the running, sealed mount and print the progress
+    ///
+    /// The share is read from --share-file FILE, else from standard input
+    /// (`ssh host pkfs unseal < share`). The daemon answers `2/3 shares`;
+    /// at the threshold the node unseals and every vault appears in the
+    /// mount. Holders other than the node's owner need the mount's
+    /// --unseal-group.
+    Unseal,
+    /// Commit every vault, drop every key from memory, and leave the mount sealed
+    Seal,
     /// Root key operations
     #[command(subcommand)]
     Key(KeyCmd),
@@ -193,6 +234,56 @@ pub enum KeysCmd {
 pub enum KeyCmd {
     /// Generate a new root keypair and re-wrap every key under it
     RotateRoot,
+    /// Add a protector slot to root.key (opened with any slot the node has)
+    #[command(subcommand)]
+    Add(KeyAddCmd),
+    /// List the slots of root.key: id, kind, created, threshold
+    #[command(visible_alias = "ls")]
+    List,
+    /// Remove a slot (by the id `pkfs key list` shows); the last is refused
+    Remove {
+        /// The slot id (8 hex digits, or a unique prefix)
+        slot: String,
+    },
+    /// Replace the shares slot by a new master key split into new shares
+    ///
+    /// Opened with K current shares (--share-file, K times); the old shares
+    /// no longer open the node once the new ones are written.
+    Rekey(SharesArgs),
+}
+
+/// The shape of a split and where its shares go.
+#[derive(Debug, Args)]
+pub struct SharesArgs {
+    /// Number of shares
+    #[arg(long, value_name = "N")]
+    pub shares: u8,
+    /// Shares needed to open the node
+    #[arg(long, value_name = "K")]
+    pub threshold: u8,
+    /// Write DIR/share-1.txt ... DIR/share-N.txt (0600, never overwriting);
+    /// without it the shares are printed once, on a terminal only
+    #[arg(long, value_name = "DIR")]
+    pub share_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyAddCmd {
+    /// A master key split into N shares, any K of which open the node
+    Shares(SharesArgs),
+    /// A passphrase
+    Passphrase {
+        /// Read the new passphrase from the first line of FILE
+        #[arg(long, value_name = "FILE")]
+        new_passfile: Option<PathBuf>,
+    },
+    /// A key file: at least 32 random bytes (`head -c 64 /dev/urandom > FILE`)
+    Keyfile {
+        /// The key file
+        file: PathBuf,
+    },
+    /// A recovery code: 24 words, printed once
+    Recovery,
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,4 +448,15 @@ pub struct MountArgs {
     /// reach: HOME/run/keys.sock is inside the private home)
     #[arg(long, value_name = "PATH")]
     pub keys_socket: Option<PathBuf>,
+    /// Mount sealed: the mount is live but empty until `pkfs unseal` has
+    /// been given enough shares (a node without a passphrase slot always
+    /// mounts sealed, unless --share-file opens it)
+    #[arg(long)]
+    pub sealed: bool,
+    /// Let members of GROUP give shares over the unseal socket (and nothing else)
+    #[arg(long, value_name = "GROUP")]
+    pub unseal_group: Option<String>,
+    /// Seal after this long without file system or CLI activity (s, m suffixes)
+    #[arg(long, value_name = "DURATION")]
+    pub idle: Option<String>,
 }

@@ -29,6 +29,7 @@ pub enum ExitCode {
     Uncommitted = 16,
     NoSuchKey = 17,
     Sealed = 18,
+    BadShare = 19,
 }
 
 /// Every exit code with its meaning, for documentation (man pages, docs).
@@ -74,7 +75,11 @@ pub const EXIT_CODES: &[(ExitCode, &str)] = &[
     (ExitCode::NoSuchKey, "the key service has no such key"),
     (
         ExitCode::Sealed,
-        "the node is sealed: the key service answers nothing",
+        "the node is sealed: unseal it (`pkfs unseal`) or give its shares (--share-file); the key service answers nothing",
+    ),
+    (
+        ExitCode::BadShare,
+        "a share or recovery code is mistyped, truncated, or of another node or split",
     ),
 ];
 
@@ -86,6 +91,15 @@ pub enum Error {
     AlreadyInitialized { home: PathBuf },
     #[error("wrong passphrase")]
     WrongPassphrase,
+    /// A share set, recovery code or key file that does not open its slot.
+    #[error("{0}")]
+    WrongKey(String),
+    /// A share or recovery code refused for its form, node or split.
+    #[error("{0}")]
+    BadShare(String),
+    /// The node is sealed: no key is in memory.
+    #[error("node is sealed: {0}")]
+    Sealed(String),
     #[error("vault {0:?} already exists")]
     VaultDefined(String),
     #[error("vault {0:?} does not exist (`pkfs vault list` shows the vaults)")]
@@ -137,14 +151,16 @@ pub enum Error {
     /// The key service has no key by that id (for that owner and service).
     #[error("{0}")]
     NoSuchKey(String),
-    /// The node is sealed: its key service answers nothing.
-    #[error("the node is sealed: the key service answers nothing until it is unsealed")]
-    Sealed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// What the key service answers while the node is sealed.
+    pub fn sealed_keys() -> Error {
+        Error::Sealed("the key service answers nothing until it is unsealed".into())
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -163,7 +179,9 @@ impl Error {
         match self {
             Error::NotInitialized { .. } => ExitCode::NotInitialized,
             Error::AlreadyInitialized { .. } => ExitCode::AlreadyInitialized,
-            Error::WrongPassphrase => ExitCode::WrongPassphrase,
+            Error::WrongPassphrase | Error::WrongKey(_) => ExitCode::WrongPassphrase,
+            Error::BadShare(_) => ExitCode::BadShare,
+            Error::Sealed(_) => ExitCode::Sealed,
             Error::VaultDefined(_) => ExitCode::VaultDefined,
             Error::VaultUndefined(_) => ExitCode::VaultUndefined,
             Error::InvalidName { .. } => ExitCode::InvalidName,
@@ -180,7 +198,6 @@ impl Error {
             Error::Uncommitted(_) => ExitCode::Uncommitted,
             Error::FsckFindings(_) => ExitCode::FsckFindings,
             Error::NoSuchKey(_) => ExitCode::NoSuchKey,
-            Error::Sealed => ExitCode::Sealed,
             Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
                 ExitCode::Failure
             }

@@ -293,7 +293,7 @@ fn call(stream: &mut UnixStream, req: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error
     if let Ok(e) = serde_json::from_slice::<ErrorAnswer>(&answer) {
         if !e.ok {
             return Err(match e.error.as_str() {
-                "sealed" => Error::Sealed,
+                "sealed" => Error::sealed_keys(),
                 "no_such_key" => Error::NoSuchKey(e.message),
                 "conflict" => Error::Exists(e.message),
                 "bad_request" | "denied" => Error::Usage(e.message),
@@ -463,6 +463,44 @@ pub fn daemon_keyring(node: &mut Node) -> Arc<Keyring> {
 /// Once the node is the mount's: deletes replace the keystore key in it.
 pub fn hold(ring: &Keyring, node: Arc<Mutex<Node>>) {
     ring.set_holder(Arc::new(NodeHolder(node)));
+}
+
+/// Keep the keyring in step with a sealable mount: sealed when the gate
+/// closes, opened again (and holding the new node) when it opens.
+pub fn follow_gate(gate: &pkfs::fs::gate::Gate, ring: Arc<Keyring>) {
+    gate.on_change(Box::new(move |core| match core {
+        None => ring.seal(),
+        Some(core) => {
+            let opened = unseal_ring(&ring, &mut core.node.lock());
+            if let Err(e) = opened {
+                tracing::warn!("the key service stays sealed: {e}");
+            }
+            hold(&ring, core.node.clone());
+        }
+    }));
+}
+
+/// [`open_ring`] for a keyring that exists already (a node unsealed again).
+fn unseal_ring(ring: &Keyring, node: &mut Node) -> Result<(), Error> {
+    match node.keystore_key(true)? {
+        Some(key) => {
+            let next = node.next_keystore_key()?;
+            if ring.unseal_either(key, next)? {
+                node.commit_keystore_key()?;
+            }
+            Ok(())
+        }
+        None => {
+            let file = node.home().join(pkfs::keys::file::FILE_NAME);
+            if file.exists() {
+                return Err(Error::corrupt(
+                    "keys",
+                    "the vault table holds no keystore key for it",
+                ));
+            }
+            Ok(ring.unseal(SymKey::generate())?)
+        }
+    }
 }
 
 /// A running key service: its threads and sockets.

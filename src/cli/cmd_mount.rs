@@ -11,7 +11,8 @@ use anyhow::Context;
 use pkfs::args::MountArgs;
 use pkfs::daemon::mount::{self, Ctl, MountPlan};
 use pkfs::daemon::protocol::{Request, Response};
-use pkfs::daemon::{client, control};
+use pkfs::daemon::{client, control, unseal};
+use pkfs::fs::gate::Gate;
 use pkfs::fs::{FsCore, MountConfig};
 use pkfs::Error;
 use serde_json::json;
@@ -119,9 +120,34 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
     }
     mount::check_mountpoint(&plan.mountpoint)?;
     let keys = super::cmd_keys::plan(&a)?;
-    let node = unlock_owned(cfg)?;
+    let opts = super::cmd_seal::SealOpts {
+        idle: a.idle.as_deref().map(parse_duration).transpose()?,
+        group: a
+            .unseal_group
+            .as_deref()
+            .map(unseal::group_id)
+            .transpose()?,
+    };
+    // A node without a passphrase slot mounts sealed unless its shares (or
+    // a key file) are given; `--sealed` asks for it.
+    let slots = pkfs::vault::slots::change::read(&cfg.home)?;
+    let has_pass = slots.iter().any(|s| s.id == pkfs::vault::Passphrase::ID);
+    if a.sealed && pkfs::vault::slots::share_slots(&slots).is_empty() {
+        return Err(Error::Usage(
+            "this node has no shares slot, so a sealed mount could never be unsealed \
+             (add one with `pkfs key add shares`)"
+                .into(),
+        )
+        .into());
+    }
+    let opener_given = !cfg.share_files.is_empty() || cfg.key_file.is_some();
+    let node = if a.sealed || (!has_pass && !opener_given) {
+        None
+    } else {
+        Some(unlock_owned(cfg)?)
+    };
     if a.foreground {
-        return serve(cfg, node, plan, keys, None);
+        return serve(cfg, node, plan, keys, None, opts);
     }
     // Daemonize: the parent returns once the child reports the mount live.
     let mut fds = [0; 2];
@@ -140,7 +166,7 @@ pub fn mount(cfg: &Config, a: MountArgs) -> anyhow::Result<()> {
             }
             // SAFETY: fds[1] is an open descriptor owned by nobody else.
             let ready = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
-            let res = serve(cfg, node, plan, keys, Some(ready));
+            let res = serve(cfg, node, plan, keys, Some(ready), opts);
             std::process::exit(if res.is_ok() { 0 } else { 1 });
         }
         _ => {
@@ -190,10 +216,11 @@ use std::os::unix::fs::OpenOptionsExt;
 
 fn serve(
     cfg: &Config,
-    mut node: pkfs::vault::Node,
+    mut node: Option<pkfs::vault::Node>,
     plan: MountPlan,
     keys: super::cmd_keys::KeysPlan,
     ready: Option<std::fs::File>,
+    opts: super::cmd_seal::SealOpts,
 ) -> anyhow::Result<()> {
     // Keys are in memory from here on: no core dumps, no ptrace by others.
     // SAFETY: prctl with constant arguments.
@@ -206,17 +233,32 @@ fn serve(
             let _ = f.write_all(msg.as_bytes());
         }
     };
-    let keyring = super::cmd_keys::daemon_keyring(&mut node);
-    let mounted = match mount::mount(node, plan.clone()) {
+    let keyring = match node.as_mut() {
+        Some(node) => super::cmd_keys::daemon_keyring(node),
+        None => Arc::new(pkfs::keys::ring::Keyring::sealed(&cfg.home)),
+    };
+    let mut mounted = match mount::mount(node, plan.clone()) {
         Ok(m) => m,
         Err(e) => {
             report(&ready, &format!("{e}"));
             return Err(e.into());
         }
     };
-    let core = mounted.core.clone();
-    super::cmd_keys::hold(&keyring, core.node.clone());
+    mounted.idle = opts.idle;
+    let gate = mounted.gate.clone();
+    if let Some(core) = gate.core() {
+        super::cmd_keys::hold(&keyring, core.node.clone());
+    }
+    super::cmd_keys::follow_gate(&gate, keyring.clone());
     let (tx, rx) = mpsc::channel::<Ctl>();
+    let unseal_listener = match unseal::bind(&cfg.home) {
+        Ok(l) => l,
+        Err(e) => {
+            report(&ready, &format!("unseal socket: {e}"));
+            return Err(e.into());
+        }
+    };
+    let unsealer = super::cmd_seal::unsealer(cfg, &plan, gate.clone(), tx.clone(), opts.group)?;
     let stop = Arc::new(AtomicBool::new(false));
     let sock = client::socket_path(&cfg.home);
     let listener = match control::bind(&sock) {
@@ -226,7 +268,7 @@ fn serve(
             return Err(e.into());
         }
     };
-    let handler = make_handler(core.clone(), tx, plan.mountpoint.clone());
+    let handler = make_handler(gate, tx, plan.mountpoint.clone(), unsealer.clone());
     let server = {
         let stop = stop.clone();
         std::thread::spawn(move || control::serve(listener, handler, stop))
@@ -241,6 +283,10 @@ fn serve(
             drop(mounted);
             return Err(e.into());
         }
+    };
+    let unseal_server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || unseal::serve(unseal_listener, unsealer, stop))
     };
     if ready.is_some() {
         daemon_stdio(&cfg.home)?;
@@ -259,6 +305,7 @@ fn serve(
     let _ = std::fs::remove_file(&sock);
     let _ = server.join();
     key_service.finish();
+    let _ = unseal_server.join();
     tracing::info!("unmounted {}", plan.mountpoint.display());
     res.map_err(Into::into)
 }
@@ -286,10 +333,21 @@ fn read_only(args: &[String]) -> bool {
     }
 }
 
-fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -> control::Handler {
+fn make_handler(
+    gate: Arc<Gate>,
+    tx: mpsc::Sender<Ctl>,
+    mountpoint: PathBuf,
+    unsealer: Arc<unseal::Unsealer>,
+) -> control::Handler {
     let tx = parking_lot::Mutex::new(tx);
     Arc::new(move |req: Request| match req {
-        Request::Status => Response::Status(status_json(&core, &mountpoint).to_string()),
+        Request::Status => Response::Status(
+            match gate.core() {
+                Some(core) => status_json(&core, &mountpoint),
+                None => super::cmd_seal::sealed_json(&mountpoint, unsealer.progress()),
+            }
+            .to_string(),
+        ),
         Request::Unmount => {
             let (rtx, rrx) = mpsc::channel();
             if tx.lock().send(Ctl::Unmount(rtx)).is_err() {
@@ -319,6 +377,16 @@ fn make_handler(core: Arc<FsCore>, tx: mpsc::Sender<Ctl>, mountpoint: PathBuf) -
             }
         }
         Request::Command(c) => {
+            gate.touch();
+            let Some(core) = gate.core() else {
+                return Response::Error {
+                    code: pkfs::ExitCode::Sealed as i32,
+                    message: Error::Sealed(
+                        "give the shares with `pkfs unseal` (once per holder) first".into(),
+                    )
+                    .to_string(),
+                };
+            };
             let changes = !read_only(&c.args);
             let node = core.node.clone();
             match core.exclusive(changes, || super::remote::execute(node, c)) {
@@ -366,6 +434,7 @@ fn status_json(core: &FsCore, mountpoint: &Path) -> serde_json::Value {
         .collect();
     json!({
         "mounted": true,
+        "sealed": false,
         "mountpoint": mountpoint,
         "pid": std::process::id(),
         "read_only": core.cfg.ro,
@@ -469,6 +538,16 @@ pub fn status(cfg: &Config) -> anyhow::Result<()> {
     let v: serde_json::Value = serde_json::from_str(text)?;
     if out.json() {
         return out.emit(&v);
+    }
+    if v["sealed"] == true {
+        out.data(format!(
+            "{}: mounted at {} (pid {}), {}",
+            cfg.home.display(),
+            v["mountpoint"].as_str().unwrap_or("?"),
+            v["pid"],
+            v["state"].as_str().unwrap_or("sealed")
+        ));
+        return Ok(());
     }
     out.data(format!(
         "{}: mounted at {} (pid {})",

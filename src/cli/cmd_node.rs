@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::config::{Config, PassSource};
 use super::{new_root_key, pass, unlock, unlock_resealing, unlock_verified, Out};
-use pkfs::args::KeyCmd;
+use pkfs::vault::slots::change;
 
 pub fn init(cfg: &Config) -> anyhow::Result<()> {
     let out = Out::new(cfg);
@@ -35,8 +35,15 @@ pub fn init(cfg: &Config) -> anyhow::Result<()> {
 
 /// Run by the daemon, both passphrases come from the client: the current one
 /// (verified against `root.key`) and the new one (already confirmed).
-pub fn passwd(cfg: &Config, new_passfile: Option<&Path>) -> anyhow::Result<()> {
-    let mut node = unlock_verified(cfg)?;
+/// The new passphrase slot replaces every passphrase slot; the other slots
+/// stay. With `recovery`, the recovery code on standard input opens the node.
+pub fn passwd(cfg: &Config, new_passfile: Option<&Path>, recovery: bool) -> anyhow::Result<()> {
+    let node = if recovery {
+        let protector = super::cmd_key::recovery_protector(cfg)?;
+        super::NodeGuard::Own(Box::new(Node::unlock(&cfg.home, protector)?))
+    } else {
+        unlock_verified(cfg)?
+    };
     let src = match (&cfg.new_pass, new_passfile) {
         (Some(p), _) => PassSource::Provided(p.clone()),
         _ if cfg.remote() => PassSource::Unavailable,
@@ -44,31 +51,49 @@ pub fn passwd(cfg: &Config, new_passfile: Option<&Path>) -> anyhow::Result<()> {
         (None, None) => PassSource::Terminal,
     };
     let new = pass::read(&src, "New passphrase: ", true)?;
-    node.change_protector(Box::new(Passphrase::new(new, cfg.kdf)))?;
+    let mut node = node;
+    let slots = change::read(&cfg.home)?;
+    if slots.iter().all(|s| s.id == Passphrase::ID) {
+        // Only passphrase slots: the node (the daemon's, say) keeps the new
+        // passphrase for `key rotate-root`.
+        node.change_protector(Box::new(Passphrase::new(new, cfg.kdf)))?;
+    } else {
+        let slot = node.seal_slot(&Passphrase::new(new, cfg.kdf));
+        change::replace(&cfg.home, |s| s.id == Passphrase::ID, slot)?;
+    }
     Out::new(cfg).say("Passphrase changed.");
     Ok(())
 }
 
-pub fn key(cfg: &Config, cmd: KeyCmd) -> anyhow::Result<()> {
-    match cmd {
-        KeyCmd::RotateRoot => {
-            let out = Out::new(cfg);
-            let mut node = unlock_resealing(cfg)?;
-            let old = node.node_id();
-            let root = new_root_key(cfg)?;
-            node.rotate_root(root)?;
-            if out.json() {
-                out.emit(&json!({"old_node_id": old, "node_id": node.node_id()}))?;
-            } else {
-                out.say(format!(
-                    "Root keypair rotated; {} keys re-wrapped.",
-                    node.vaults().len() + 1
-                ));
-                out.data(format!("node id: {}", node.node_id()));
-            }
-            Ok(())
+/// `pkfs key rotate-root` re-seals `root.key` with the one protector that
+/// opened it, so it is refused while root.key holds other slots.
+pub fn rotate_root(cfg: &Config) -> anyhow::Result<()> {
+    {
+        let slots = change::read(&cfg.home)?;
+        if slots.len() != 1 || slots[0].id != Passphrase::ID {
+            return Err(Error::Usage(
+                "rotate-root re-seals root.key with the passphrase alone: remove the other \
+                 slots first (`pkfs key list`, `pkfs key remove`)"
+                    .into(),
+            )
+            .into());
         }
     }
+    let out = Out::new(cfg);
+    let mut node = unlock_resealing(cfg)?;
+    let old = node.node_id();
+    let root = new_root_key(cfg)?;
+    node.rotate_root(root)?;
+    if out.json() {
+        out.emit(&json!({"old_node_id": old, "node_id": node.node_id()}))?;
+    } else {
+        out.say(format!(
+            "Root keypair rotated; {} keys re-wrapped.",
+            node.vaults().len() + 1
+        ));
+        out.data(format!("node id: {}", node.node_id()));
+    }
+    Ok(())
 }
 
 pub fn gc(cfg: &Config, names: &[String]) -> anyhow::Result<()> {

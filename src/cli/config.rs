@@ -48,6 +48,10 @@ pub struct Config {
     /// The daemon side: `secret env ... -- CMD` answers with the variables and
     /// the client runs CMD.
     pub env_values: bool,
+    /// `--share-file`: shares that open a sealed node (never on the daemon side).
+    pub share_files: Vec<PathBuf>,
+    /// `--key-file`: a key file that opens the node (never on the daemon side).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Test-only switches. They exist so test suites need not spend seconds on
@@ -93,6 +97,9 @@ impl Config {
         cfg.stdin = req.stdin.take().map(Zeroizing::new);
         cfg.new_pass = req.new_passphrase.take().map(Zeroizing::new);
         cfg.env_values = req.env_values;
+        // The daemon never opens a path a client names.
+        cfg.share_files.clear();
+        cfg.key_file = None;
         cfg
     }
 
@@ -120,6 +127,8 @@ impl Config {
             stdin: None,
             new_pass: None,
             env_values: false,
+            share_files: g.share_files.clone(),
+            key_file: g.key_file.clone(),
         }
     }
 

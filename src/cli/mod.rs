@@ -2,9 +2,11 @@
 
 mod cmd_fsck;
 mod cmd_keys;
+mod cmd_key;
 mod cmd_mount;
 mod cmd_node;
 mod cmd_quarantine;
+mod cmd_seal;
 mod cmd_secret;
 mod cmd_vault;
 mod cmd_version;
@@ -58,6 +60,7 @@ fn check_pass_source(cfg: &Config, command: &Command) -> Result<(), Error> {
         }
         Command::Passwd {
             new_passfile: Some(new),
+            ..
         } => pass::check_not_input(&cfg.pass, Some(new)),
         _ => Ok(()),
     }
@@ -66,9 +69,26 @@ fn check_pass_source(cfg: &Config, command: &Command) -> Result<(), Error> {
 /// The command functions, shared by local runs and the daemon.
 fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Init => cmd_node::init(cfg),
-        Command::Passwd { new_passfile } => cmd_node::passwd(cfg, new_passfile.as_deref()),
-        Command::Key(k) => cmd_node::key(cfg, k),
+        Command::Init {
+            shares: Some(shares),
+            threshold: Some(threshold),
+            share_dir,
+        } => cmd_key::init_shares(
+            cfg,
+            pkfs::args::SharesArgs {
+                shares,
+                threshold,
+                share_dir,
+            },
+        ),
+        Command::Init { .. } => cmd_node::init(cfg),
+        Command::Passwd {
+            new_passfile,
+            recovery,
+        } => cmd_node::passwd(cfg, new_passfile.as_deref(), recovery),
+        Command::Key(k) => cmd_key::key(cfg, k),
+        Command::Unseal => cmd_seal::unseal(cfg),
+        Command::Seal => cmd_seal::seal(cfg),
         Command::Gc { vaults } => cmd_node::gc(cfg, &vaults),
         Command::Fsck { vaults, restore } => cmd_fsck::run(cfg, &vaults, restore),
         Command::Quarantine(q) => cmd_quarantine::run(cfg, q),
@@ -187,8 +207,7 @@ pub(crate) fn unlock_owned(cfg: &Config) -> Result<Node, Error> {
             home: cfg.home.clone(),
         });
     }
-    let pass = pass::read(&cfg.pass, "Passphrase: ", false)?;
-    Node::unlock(&cfg.home, Box::new(Passphrase::new(pass, cfg.kdf)))
+    Node::unlock(&cfg.home, cmd_key::open_protector(cfg)?)
 }
 
 /// [`unlock`], and on the daemon side prove the client knows the passphrase:

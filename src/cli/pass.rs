@@ -156,6 +156,13 @@ fn read_line(
     Ok(first_line(&buf[..len], ended))
 }
 
+/// The first line of standard input (a share, say), bounded as a passphrase is.
+pub fn first_line_of_stdin() -> Result<Pass, Error> {
+    read_line(&mut std::io::stdin().lock(), || Ok(()))
+        .map_err(|e| Error::io("stdin", e))?
+        .ok_or_else(too_long)
+}
+
 pub fn from_file(path: &Path) -> Result<Pass, Error> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     read_line(&mut f, || Ok(()))

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use clap::Parser;
 use parking_lot::Mutex;
-use pkfs::args::{Command, SecretCmd, VaultCmd};
+use pkfs::args::{Command, KeyCmd, SecretCmd, VaultCmd};
 use pkfs::daemon::client;
 use pkfs::daemon::protocol::{decode_env_values, CommandRequest, Request, Response};
 use pkfs::vault::Node;
@@ -152,7 +152,9 @@ pub fn execute(node: Arc<Mutex<Node>>, mut req: CommandRequest) -> Response {
         }
     };
     let refused = match &cli.command {
-        Command::Init => Some("init"),
+        Command::Init { .. } => Some("init"),
+        Command::Unseal => Some("unseal"),
+        Command::Seal => Some("seal"),
         Command::Mount(_) => Some("mount"),
         Command::Umount { .. } => Some("umount"),
         Command::Status => Some("status"),
@@ -192,8 +194,11 @@ pub(super) fn through_daemon(cmd: &Command) -> bool {
         Command::Vault(_)
             | Command::Secret(_)
             | Command::Version(_)
-            | Command::Key(_)
-            | Command::Passwd { .. }
+            | Command::Key(KeyCmd::RotateRoot)
+            | Command::Passwd {
+                recovery: false,
+                ..
+            }
             | Command::Gc { .. }
             | Command::Fsck { .. }
             | Command::Quarantine(_)
@@ -212,7 +217,7 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     let (mut pass_now, mut pass_new) = (None, None);
     let mut exec_command = None;
     match cmd {
-        Command::Passwd { new_passfile } => {
+        Command::Passwd { new_passfile, .. } => {
             // Both are asked for here, in the order a local `passwd` asks.
             pass_now = Some(pass::read(&cfg.pass, "Passphrase: ", false)?);
             let src = match new_passfile {

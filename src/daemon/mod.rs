@@ -5,3 +5,4 @@ pub mod control;
 pub mod keysock;
 pub mod mount;
 pub mod protocol;
+pub mod unseal;

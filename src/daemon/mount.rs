@@ -13,7 +13,8 @@ use fuser::{MountOption, SessionACL};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::fs::{FsCore, MountConfig, PkFs};
+use crate::fs::gate::{Gate, GateFs};
+use crate::fs::{FsCore, MountConfig};
 use crate::vault::Node;
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -37,6 +38,8 @@ pub struct MountPlan {
 /// Requests from the control socket to the daemon's main loop.
 pub enum Ctl {
     Unmount(Sender<std::result::Result<Unmounted, String>>),
+    /// Commit, drop every key, leave the mount sealed.
+    Seal(Sender<std::result::Result<(), String>>),
 }
 
 /// How an unmount asked for over the control socket ended (an `Err` means
@@ -135,20 +138,61 @@ fn unmount(dir: &Path) -> std::result::Result<(), String> {
 
 /// A mounted, serving file system.
 pub struct Mounted {
-    pub core: Arc<FsCore>,
+    /// The open file system behind the mount, or none while sealed.
+    pub gate: Arc<Gate>,
     session: fuser::BackgroundSession,
     plan: MountPlan,
+    /// Seal after this long without activity (`--idle`).
+    pub idle: Option<Duration>,
 }
 
-/// Mount `node`'s vaults as `plan` says and start serving.
-pub fn mount(node: Node, plan: MountPlan) -> Result<Mounted> {
-    check_mountpoint(&plan.mountpoint)?;
-    crate::fs::raise_fd_limit();
+/// The file system of `node`'s vaults.
+pub fn open_core(node: Node, cfg: &MountConfig) -> Result<Arc<FsCore>> {
     let names: Vec<String> = node.vaults().iter().map(|r| r.name.clone()).collect();
-    let core = Arc::new(FsCore::new(Arc::new(Mutex::new(node)), plan.fs.clone()));
+    let core = Arc::new(FsCore::new(Arc::new(Mutex::new(node)), cfg.clone()));
     for n in names {
         core.add_vault(&n)?;
     }
+    Ok(core)
+}
+
+/// Seal the mount behind `gate`: refused while files are open; else
+/// disconnect the file system, commit it, and drop it with every key. A
+/// failed commit connects it again.
+pub fn seal(gate: &Gate) -> std::result::Result<(), String> {
+    let Some(core) = gate.core() else {
+        return Ok(());
+    };
+    let open = core.open.lock().len().max(core.handles.lock().len());
+    if open > 0 {
+        return Err(format!(
+            "{open} file(s) are open in the mount; close them and seal again"
+        ));
+    }
+    drop(core);
+    let Some(core) = gate.close() else {
+        return Ok(());
+    };
+    if let Err(e) = core.commit_all() {
+        gate.open(core);
+        return Err(format!("not sealed: the commit failed: {e}"));
+    }
+    let others = Arc::strong_count(&core) - 1;
+    if others > 0 {
+        tracing::debug!("sealing: {others} request(s) still hold the file system");
+    }
+    drop(core);
+    tracing::info!("sealed: every key dropped from memory");
+    Ok(())
+}
+
+/// Mount `node`'s vaults as `plan` says and start serving; `None`: mount
+/// sealed (an empty root until the unseal service opens the node).
+pub fn mount(node: Option<Node>, plan: MountPlan) -> Result<Mounted> {
+    check_mountpoint(&plan.mountpoint)?;
+    crate::fs::raise_fd_limit();
+    let core = node.map(|n| open_core(n, &plan.fs)).transpose()?;
+    let gate = Gate::new(core, plan.fs.ttl);
     let mut cfg = fuser::Config::default();
     cfg.n_threads = Some(4);
     cfg.clone_fd = true;
@@ -185,17 +229,26 @@ pub fn mount(node: Node, plan: MountPlan) -> Result<Mounted> {
     if plan.allow_other {
         cfg.acl = SessionACL::All;
     }
-    let session = fuser::Session::new(PkFs(core.clone()), &plan.mountpoint, &cfg)
+    let session = fuser::Session::new(GateFs(gate.clone()), &plan.mountpoint, &cfg)
         .map_err(|e| Error::Mount(format!("{}: {e}", plan.mountpoint.display())))?;
-    *core.notifier.lock() = Some(session.notifier());
+    gate.set_notifier(session.notifier());
     let session = session
         .spawn()
         .map_err(|e| Error::Mount(format!("starting the session: {e}")))?;
     Ok(Mounted {
-        core,
+        gate,
         session,
         plan,
+        idle: None,
     })
+}
+
+/// Commit every vault of the open file system (nothing while sealed).
+fn commit_all(gate: &Gate) -> Result<()> {
+    match gate.core() {
+        Some(core) => core.commit_all(),
+        None => Ok(()),
+    }
 }
 
 impl Mounted {
@@ -225,7 +278,7 @@ impl Mounted {
             }
             if SIGNALLED.load(Ordering::SeqCst) {
                 tracing::info!("signal received: unmounting {}", dir.display());
-                let _ = self.core.commit_all();
+                let _ = commit_all(&self.gate);
                 if unmount(&dir).is_err() {
                     detach(&dir);
                 }
@@ -233,14 +286,14 @@ impl Mounted {
             }
             match ctl.recv_timeout(Duration::from_millis(200)) {
                 Ok(Ctl::Unmount(reply)) => {
-                    let _ = self.core.commit_all();
+                    let _ = commit_all(&self.gate);
                     match unmount(&dir) {
                         Ok(()) => {
                             // Whatever the commit gives, the mount is gone
                             // and the daemon leaves (releasing the home): a
                             // failed commit stays journaled for the next one.
                             let _ = self.session.join();
-                            let res = self.core.commit_all().map_err(|e| e.to_string());
+                            let res = commit_all(&self.gate).map_err(|e| e.to_string());
                             let _ = reply.send(Ok(match &res {
                                 Ok(()) => Unmounted::Clean,
                                 Err(e) => Unmounted::Uncommitted(e.clone()),
@@ -252,14 +305,26 @@ impl Mounted {
                         }
                     }
                 }
+                Ok(Ctl::Seal(reply)) => {
+                    let _ = reply.send(seal(&self.gate));
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
             }
-            self.core.commit_due();
+            if let Some(core) = self.gate.core() {
+                core.commit_due();
+            }
+            if let Some(idle) = self.idle {
+                if !self.gate.is_sealed() && self.gate.idle_for() >= idle {
+                    tracing::info!("idle for {} s: sealing", idle.as_secs());
+                    if let Err(e) = seal(&self.gate) {
+                        tracing::warn!("idle seal refused: {e}");
+                        self.gate.touch();
+                    }
+                }
+            }
         }
         let _ = self.session.join();
-        self.core
-            .commit_all()
-            .map_err(|e| Error::Uncommitted(e.to_string()))
+        commit_all(&self.gate).map_err(|e| Error::Uncommitted(e.to_string()))
     }
 }

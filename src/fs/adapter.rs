@@ -43,6 +43,34 @@ fn file_open_flags(flags: i32) -> FopenFlags {
     }
 }
 
+/// The kernel settings of the mount (also asked for by a sealed mount, whose
+/// kernel connection is made before any node is open).
+pub fn init_kernel(_req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+    // 1 MiB writes (fuser's own limit is 16 MiB). The kernel offers its
+    // readahead window (128 KiB unless the admin raised it) as the most a
+    // daemon may ask for: take all of it. fuser derives max_pages from the
+    // larger of the two and asks for FUSE_BIG_WRITES and FUSE_MAX_PAGES.
+    let _ = config.set_max_write(1 << 20);
+    // READDIRPLUS for every listing (not AUTO): each entry comes with its
+    // attributes, so `ls -l`, `find` and `rm -r` need no LOOKUP per entry,
+    // and every d_ino is the inode number stat(2) shows.
+    let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
+    let readahead = match config.set_max_readahead(u32::MAX) {
+        Err(max) => {
+            let _ = config.set_max_readahead(max);
+            max
+        }
+        Ok(_) => u32::MAX,
+    };
+    tracing::debug!(
+        "FUSE init: kernel ABI {:?}, max_write {}, max_readahead {readahead} (fuser asks for ASYNC_READ, BIG_WRITES, MAX_PAGES; pkfs for DO_READDIRPLUS), kernel offers {:?}",
+        config.kernel_abi(),
+        1 << 20,
+        config.capabilities()
+    );
+    Ok(())
+}
+
 fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
@@ -67,30 +95,8 @@ impl PkFs {
 }
 
 impl Filesystem for PkFs {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // 1 MiB writes (fuser's own limit is 16 MiB). The kernel offers its
-        // readahead window (128 KiB unless the admin raised it) as the most a
-        // daemon may ask for: take all of it. fuser derives max_pages from the
-        // larger of the two and asks for FUSE_BIG_WRITES and FUSE_MAX_PAGES.
-        let _ = config.set_max_write(1 << 20);
-        // READDIRPLUS for every listing (not AUTO): each entry comes with its
-        // attributes, so `ls -l`, `find` and `rm -r` need no LOOKUP per entry,
-        // and every d_ino is the inode number stat(2) shows.
-        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
-        let readahead = match config.set_max_readahead(u32::MAX) {
-            Err(max) => {
-                let _ = config.set_max_readahead(max);
-                max
-            }
-            Ok(_) => u32::MAX,
-        };
-        tracing::debug!(
-            "FUSE init: kernel ABI {:?}, max_write {}, max_readahead {readahead} (fuser asks for ASYNC_READ, BIG_WRITES, MAX_PAGES; pkfs for DO_READDIRPLUS), kernel offers {:?}",
-            config.kernel_abi(),
-            1 << 20,
-            config.capabilities()
-        );
-        Ok(())
+    fn init(&mut self, req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        init_kernel(req, config)
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

@@ -26,7 +26,10 @@ pub fn from_error(e: &Error) -> Errno {
         Error::NotInitialized { .. }
         | Error::AlreadyInitialized { .. }
         | Error::WrongPassphrase
+        | Error::WrongKey(_)
+        | Error::BadShare(_)
         | Error::Unsafe(_) => Errno::EPERM,
+        Error::Sealed(_) => Errno::EACCES,
         Error::Corrupt { .. }
         | Error::History(_)
         | Error::Crypto(_)
@@ -34,7 +37,6 @@ pub fn from_error(e: &Error) -> Errno {
         | Error::Uncommitted(_)
         | Error::FsckFindings(_) => Errno::EIO,
         Error::NoSuchKey(_) => Errno::ENOENT,
-        Error::Sealed => Errno::EACCES,
     }
 }
 

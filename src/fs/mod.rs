@@ -17,6 +17,7 @@ mod commit;
 pub mod content;
 pub mod core;
 pub mod errno;
+pub mod gate;
 pub mod inodes;
 mod ops_dir;
 mod ops_entry;

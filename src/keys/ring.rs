@@ -126,7 +126,7 @@ impl Keyring {
     fn read<T>(&self, f: impl FnOnce(&KeyStore) -> Result<T>) -> Result<T> {
         match &*self.state.read() {
             Some(u) => f(&u.store),
-            None => Err(Error::Sealed),
+            None => Err(Error::sealed_keys()),
         }
     }
 
@@ -135,7 +135,7 @@ impl Keyring {
     fn change<T>(&self, f: impl FnOnce(&mut KeyStore) -> Result<(T, bool)>) -> Result<T> {
         let mut guard = self.state.write();
         let Some(u) = guard.as_mut() else {
-            return Err(Error::Sealed);
+            return Err(Error::sealed_keys());
         };
         let before = u.store.clone();
         let (out, changed) = f(&mut u.store)?;
@@ -212,7 +212,7 @@ impl Keyring {
         let backup = {
             let mut guard = self.state.write();
             let Some(u) = guard.as_mut() else {
-                return Err(Error::Sealed);
+                return Err(Error::sealed_keys());
             };
             let mut store = u.store.clone();
             let services = store.take_owner(owner);
@@ -276,9 +276,9 @@ mod tests {
         let a = ring.get("o", "s", None, T0).unwrap();
         ring.seal();
         assert!(ring.is_sealed());
-        assert!(matches!(ring.get("o", "s", None, T0), Err(Error::Sealed)));
-        assert!(matches!(ring.list(None), Err(Error::Sealed)));
-        assert!(matches!(ring.delete_owner("o"), Err(Error::Sealed)));
+        assert!(matches!(ring.get("o", "s", None, T0), Err(Error::Sealed(_))));
+        assert!(matches!(ring.list(None), Err(Error::Sealed(_))));
+        assert!(matches!(ring.delete_owner("o"), Err(Error::Sealed(_))));
         ring.unseal(key).unwrap();
         assert_eq!(ring.get("o", "s", None, T0 + 1).unwrap(), a);
         // Another node's key does not open the file.

@@ -41,7 +41,10 @@ pub const ENV_CRASH_AT: &str = "PKFS_TEST_ONLY_CRASH_AT";
 /// `rotate-journal-written`, `rotate-committed`, `rotate-midway`,
 /// `metadata-before-rename`, `vault-create-before-metadata`,
 /// `vault-delete-before-remove`, `checkout-after-trash`, `commit-after-record`,
-/// `checkout-after-record`, `keys-rekey-staged`, `keys-rekey-written`.
+/// `checkout-after-record`, `keys-rekey-staged`, `keys-rekey-written`; the slot
+/// changes of `root.key` (`vault::slots::change`): `slot-add`, `slot-remove`,
+/// `slot-replace` (the new file durable, not yet renamed), each also with
+/// `-before-write` and `-after-rename`.
 pub fn crash_point(point: &str) {
     static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let at = AT.get_or_init(|| std::env::var(ENV_CRASH_AT).ok().filter(|v| !v.is_empty()));

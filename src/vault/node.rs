@@ -9,7 +9,7 @@ use super::home::{Home, UNLISTED_OK};
 use super::metadata::{self, Table, VaultRecord, WrappedKey};
 use super::protector::{
     encode_key_file, open_key_file, open_key_file_versioned, parse_key_file, seal_key_file,
-    Protector, VERSION as KEY_FILE_VERSION,
+    seal_slot, Protector, Slot, VERSION as KEY_FILE_VERSION,
 };
 use crate::crypto::rsa::{RootKeypair, RootPublic};
 use crate::crypto::{random_array, Keychain, SymKey};
@@ -164,6 +164,12 @@ impl Node {
             &metadata::seal(&self.root, &self.table),
             Some("metadata-before-rename"),
         )
+    }
+
+    /// Seal the root key into a new slot under `protector` (`pkfs key add`,
+    /// `passwd`, `key rekey`); the caller writes it (see `vault::slots::change`).
+    pub fn seal_slot(&self, protector: &dyn Protector) -> Slot {
+        seal_slot(protector, &self.root.to_pkcs8_der())
     }
 
     /// `pkfs passwd`: re-seal the root key under a new protector.

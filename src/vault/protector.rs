@@ -6,7 +6,8 @@
 //!   8   1  version = 2
 //!   9   1  slot count n, 1..=32
 //!  10   .  n slots, each:
-//!            0  1  protector id (1 = passphrase / Argon2id)
+//!            0  1  protector id (1 = passphrase / Argon2id; 2 = shares,
+//!                  3 = recovery code, 4 = key file: see `vault::slots`)
 //!            1  4  body length L, u32 BE
 //!            5  L  protector body
 //!   end-32 32  SHA-256 of every byte before it
@@ -30,8 +31,8 @@
 //! Someone who rewrites the file can recompute it; what they cannot do is make
 //! a slot open to the real key, since each slot is authenticated on its own.
 //!
-//! A protector is one small interface so that a Shamir-split master key can be
-//! added beside the passphrase as another kind of slot.
+//! A protector is one small interface; the keyed kinds (a Shamir-split master
+//! key, a recovery code, a key file) implement it in `vault::slots`.
 
 use zeroize::Zeroizing;
 

@@ -49,6 +49,39 @@ def seal(key, iv, plain, aad):
     return iv + ct[-16:] + ct[:-16]
 
 
+def gf_mul(a, b):
+    """Multiplication in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1 (0x11b)."""
+    r = 0
+    while b:
+        if b & 1:
+            r ^= a
+        a = (a << 1) ^ (0x11B if a & 0x80 else 0)
+        b >>= 1
+    return r
+
+
+def gf_inv(a):
+    r = 1
+    for _ in range(254):
+        r = gf_mul(r, a)
+    return r
+
+
+def gf_combine(points):
+    """Lagrange interpolation at x = 0, byte by byte."""
+    out = bytearray(len(points[0][1]))
+    for j, (xj, yj) in enumerate(points):
+        num, den = 1, 1
+        for m, (xm, _) in enumerate(points):
+            if m != j:
+                num = gf_mul(num, xm)
+                den = gf_mul(den, xj ^ xm)
+        coef = gf_mul(num, gf_inv(den))
+        for i, byte in enumerate(yj):
+            out[i] ^= gf_mul(byte, coef)
+    return bytes(out)
+
+
 class Checker:
     def __init__(self):
         self.failures = 0
@@ -189,6 +222,38 @@ class Checker:
         self.eq(vid, "file", head + seal(bytes_of(v["file_key"]), bytes_of(v["iv"]), plain, head),
                 bytes_of(v["file"]))
 
+    def keyedslot(self, v):
+        vid, proto = v["id"], int(v["protector"])
+        if "key_file" in v:
+            ikm = hashlib.sha256(bytes_of(v["key_file"])).digest()
+        else:
+            ikm = bytes_of(v["ikm"])
+        want = bytes_of(v["slot_body"])
+        head = want[:30]  # slot id, created, k, n, salt
+        kek = F.hkdf(ikm, b"pkfs root.key slot " + bytes([proto]), salt=head[0:4] + head[14:30])
+        self.eq(vid, "kek", kek, bytes_of(v["kek"]))
+        aad = b"PKFSROOT\x01" + bytes([proto]) + head
+        self.eq(vid, "slot_body", head + seal(kek, want[30:42], bytes_of(v["secret"]), aad), want)
+
+    def shares(self, v):
+        vid, points = v["id"], []
+        node = v["node_id"][:12]
+        for i in range(1, 10):
+            if "line_%d" % i not in v:
+                break
+            line = v["line_%d" % i]
+            body, _, check = line.rpartition("-")
+            self.eq(vid, "check %d" % i, check, hashlib.sha256(body.encode()).digest()[:4].hex())
+            parts = body.split("-")
+            self.eq(vid, "fields %d" % i, parts[:3], ["pkfs", "share1", node])
+            self.eq(vid, "value %d" % i, bytes.fromhex(parts[6]), bytes_of(v["value_%d" % i]))
+            points.append((int(parts[5]), bytes.fromhex(parts[6])))
+        k = int(points[0][0] and v["line_1"].split("-")[4])
+        for a in range(len(points)):
+            for b in range(a + 1, len(points)):
+                pair = [points[a], points[b]][:k]
+                self.eq(vid, "combine %d,%d" % (a + 1, b + 1), gf_combine(pair), bytes_of(v["master"]))
+
     def message(self, v):
         vid, key = v["id"], bytes_of(v["vault_key"])
         history_key = F.hkdf(key, b"pkfs history v1")
@@ -270,7 +335,7 @@ def main():
         elif kind == "tags":
             c.tags(v, blobs)
         elif kind in ("name", "symlink", "xattr", "journal", "version", "rootkey", "message",
-                      "keysfile", "keysbackup"):
+                      "keysfile", "keysbackup", "keyedslot", "shares"):
             getattr(c, kind)(v)
         else:
             c.failures += 1

@@ -59,7 +59,7 @@ pub struct Audit {
 /// The stable error code of a failure.
 pub fn code_of(e: &Error) -> &'static str {
     match e {
-        Error::Sealed => "sealed",
+        Error::Sealed(_) => "sealed",
         Error::NoSuchKey(_) => "no_such_key",
         Error::Usage(_) | Error::InvalidName { .. } => "bad_request",
         Error::Exists(_) => "conflict",
@@ -151,7 +151,7 @@ fn run(
 ) -> Result<(Zeroizing<Vec<u8>>, String), Error> {
     // Sealed: every request is refused the same way, before anything else.
     if ring.is_sealed() {
-        return Err(Error::Sealed);
+        return Err(Error::sealed_keys());
     }
     match req.op.as_str() {
         "get" => {
