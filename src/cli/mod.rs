@@ -1,6 +1,7 @@
 //! The command-line front end: thin commands over the library API.
 
 mod cmd_fsck;
+mod cmd_keygen;
 mod cmd_mount;
 mod cmd_node;
 mod cmd_quarantine;
@@ -161,6 +162,8 @@ pub(crate) fn unlock(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
     if let NodeGuard::Own(n) = &mut node {
         n.forget_protector();
     }
+    // Opening vaults: add the key generations that `rotate-after` says are due.
+    node.rotate_all_due();
     Ok(node)
 }
 

@@ -248,6 +248,12 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             cmd_vault::confirm_delete(cfg, name)?;
             insert_option(&mut args, "--yes");
         }
+        Command::Vault(VaultCmd::Shred {
+            name, yes: false, ..
+        }) if std::io::stdin().is_terminal() => {
+            cmd_vault::confirm(cfg, name, "Shred", "destroying every key of it")?;
+            insert_option(&mut args, "--yes");
+        }
         _ => {}
     }
     let mut req = CommandRequest::new(args, cwd);
