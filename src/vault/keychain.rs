@@ -507,6 +507,27 @@ pub fn unreadable_commits(vault: &Vault, commits: &[String]) -> BTreeMap<String,
     }
 }
 
+/// How many commits of `vault`'s history (discarded ones included) hold
+/// files under a dropped generation, and which generations; `None` when none.
+pub fn unreadable_history(vault: &Vault) -> Option<(usize, Vec<u32>)> {
+    if vault.record.dropped.is_empty() {
+        return None;
+    }
+    let ids: Vec<String> = vault
+        .history()
+        .log(None, true)
+        .ok()?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let lost = unreadable_commits(vault, &ids);
+    if lost.is_empty() {
+        return None;
+    }
+    let gens: BTreeSet<u32> = lost.values().flatten().copied().collect();
+    Some((lost.len(), gens.into_iter().collect()))
+}
+
 #[path = "keychain_backup.rs"]
 mod backup;
 pub use backup::{open as open_backup, KeychainBackup};
