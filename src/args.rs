@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
 /// `s`, `m`, `h` or `d` (`500ms`, `2s`, `1h`, `30d`); a bare number is
 /// seconds. The error is one line for the user.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (a number with ms, s, m, h or d: 500ms, 2s, 1h, 30d)");
+    let bad =
+        || format!("{s:?} is not a duration (a number with ms, s, m, h or d: 500ms, 2s, 1h, 30d)");
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -183,13 +184,19 @@ pub enum VaultCmd {
     /// older file and all history stay readable with theirs
     RotateKey { name: String },
     /// Rewrite every current file under the newest key generation, as one commit
-    #[command(long_about = "Rewrite every file of the working tree whose blob uses an older key                   generation under the newest one, keeping its file id, mode, extended                   attributes and times, and commit them as one change. A cut at any point                   leaves every file readable (the next open undoes the unfinished command).                   Through a mount, files open in it are left as they are and reported; run                   it again once they are closed. History keeps its old blobs.")]
+    #[command(
+        long_about = "Rewrite every file of the working tree whose blob uses an older key                   generation under the newest one, keeping its file id, mode, extended                   attributes and times, and commit them as one change. A cut at any point                   leaves every file readable (the next open undoes the unfinished command).                   Through a mount, files open in it are left as they are and reported; run                   it again once they are closed. History keeps its old blobs."
+    )]
     Reencrypt { name: String },
     /// Destroy key generation GEN of a vault (refused while a current file uses it)
-    #[command(long_about = "Destroy key generation GEN of VAULT. Refused while any file of                   the working tree still uses GEN (`pkfs vault reencrypt` moves them), for the                   newest generation, and for generation 0, which also keys the vault's names                   and history messages. Afterwards the versions of files that only GEN could                   read are unreadable: `pkfs version log` and `pkfs fsck` say which commits.")]
+    #[command(
+        long_about = "Destroy key generation GEN of VAULT. Refused while any file of                   the working tree still uses GEN (`pkfs vault reencrypt` moves them), for the                   newest generation, and for generation 0, which also keys the vault's names                   and history messages. Afterwards the versions of files that only GEN could                   read are unreadable: `pkfs version log` and `pkfs fsck` say which commits."
+    )]
     DropKey { name: String, generation: u32 },
     /// Destroy every key generation of a vault and remove it (crypto-shredding)
-    #[command(long_about = "Destroy every key generation of VAULT and remove the vault, so                   its working tree, history and any copy of them (a backup, a replica on a                   remote) can no longer be read by anyone holding the node's current metadata.                   Asks for the vault's name as `vault delete` does, unless --yes. With                   --backup FILE --backup-to PUBKEY, the keychain is first written to FILE                   encrypted to the RSA public key PUBKEY (PEM). docs/SECURITY.md says what                   this does not protect against (an old copy of the metadata together with                   the root key).")]
+    #[command(
+        long_about = "Destroy every key generation of VAULT and remove the vault, so                   its working tree, history and any copy of them (a backup, a replica on a                   remote) can no longer be read by anyone holding the node's current metadata.                   Asks for the vault's name as `vault delete` does, unless --yes. With                   --backup FILE --backup-to PUBKEY, the keychain is first written to FILE                   encrypted to the RSA public key PUBKEY (PEM). docs/SECURITY.md says what                   this does not protect against (an old copy of the metadata together with                   the root key)."
+    )]
     Shred {
         name: String,
         /// Do not ask for confirmation

@@ -33,7 +33,12 @@ fn generations(n: &Node, vault: &str) -> Vec<(u64, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["generation"].as_u64().unwrap(), g["blobs"].as_u64().unwrap()))
+        .map(|g| {
+            (
+                g["generation"].as_u64().unwrap(),
+                g["blobs"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -84,8 +89,11 @@ fn durations_take_ms_s_m_h_and_d_everywhere() {
         .ok(["vault", "stat", "w"])
         .out()
         .contains("rotate after: 1h"));
-    n.fail(ExitCode::Usage, ["vault", "set", "w", "--rotate-after", "1y"])
-        .stderr_has("is not a duration");
+    n.fail(
+        ExitCode::Usage,
+        ["vault", "set", "w", "--rotate-after", "1y"],
+    )
+    .stderr_has("is not a duration");
     n.ok(["vault", "set", "w", "--rotate-after", "never"]);
     assert_eq!(n.vault_stat("w")["rotate_after_ms"], Value::Null);
     // `--commit-delay 1h` is accepted by the same parser (the mount fails
@@ -106,7 +114,10 @@ fn history_written_under_generation_0_reads_after_three_rotations() {
     for g in 1..=3 {
         let out = n.ok(["--json", "vault", "rotate-key", "v"]).json();
         assert_eq!(out["generation"], g);
-        n.write(&format!("v:gen{g}"), format!("written under generation {g}\n"));
+        n.write(
+            &format!("v:gen{g}"),
+            format!("written under generation {g}\n"),
+        );
     }
     assert_eq!(generations(&n, "v"), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
     let on_disk: Vec<u32> = {
@@ -149,10 +160,19 @@ fn drop_key_makes_exactly_the_history_only_it_could_read_unreadable() {
         .stderr_has("no key generation 7");
     let before = n.commits("v");
     let r = n.ok(["--json", "vault", "reencrypt", "v"]).json();
-    assert_eq!((r["rewritten"].as_u64(), r["current"].as_u64()), (Some(2), Some(1)));
-    assert_eq!(n.commits("v"), before + 1, "one commit for the whole rewrite");
+    assert_eq!(
+        (r["rewritten"].as_u64(), r["current"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        n.commits("v"),
+        before + 1,
+        "one commit for the whole rewrite"
+    );
     assert_eq!(generations(&n, "v"), vec![(0, 0), (1, 0), (2, 3)]);
-    assert!(blob_generations(&n.vault_dir("v")).iter().all(|(_, g)| *g == 2));
+    assert!(blob_generations(&n.vault_dir("v"))
+        .iter()
+        .all(|(_, g)| *g == 2));
     // Nothing left to do: a second run rewrites and commits nothing.
     let again = n.ok(["--json", "vault", "reencrypt", "v"]).json();
     assert_eq!(again["rewritten"], 0);
@@ -161,7 +181,11 @@ fn drop_key_makes_exactly_the_history_only_it_could_read_unreadable() {
     n.ok(["vault", "drop-key", "v", "1"]);
     n.fail(ExitCode::Usage, ["vault", "drop-key", "v", "1"])
         .stderr_has("already dropped");
-    for (p, want) in [("v:a", "under zero\n"), ("v:b", "under one\n"), ("v:c", "under two\n")] {
+    for (p, want) in [
+        ("v:a", "under zero\n"),
+        ("v:b", "under one\n"),
+        ("v:c", "under two\n"),
+    ] {
         assert_eq!(n.cat(p), want.as_bytes());
     }
     // Exactly the commits whose tree holds b's generation-1 blob.
@@ -171,7 +195,10 @@ fn drop_key_makes_exactly_the_history_only_it_could_read_unreadable() {
         .filter(|(_, g)| !g.is_empty())
         .map(|(p, _)| p)
         .collect();
-    assert_eq!(unreadable, vec![&vec!["b".to_string()], &vec!["c".to_string()]]);
+    assert_eq!(
+        unreadable,
+        vec![&vec!["b".to_string()], &vec!["c".to_string()]]
+    );
     assert!(marks.iter().all(|(_, g)| g.is_empty() || g == &vec![1]));
     let human = n.ok(["version", "log", "v"]).out();
     assert_eq!(
@@ -188,7 +215,10 @@ fn drop_key_makes_exactly_the_history_only_it_could_read_unreadable() {
     let stat = n.vault_stat("v");
     assert_eq!(stat["dropped"][0]["generation"], 1);
     // A new generation never reuses a dropped number.
-    assert_eq!(n.ok(["--json", "vault", "rotate-key", "v"]).json()["generation"], 3);
+    assert_eq!(
+        n.ok(["--json", "vault", "rotate-key", "v"]).json()["generation"],
+        3
+    );
     // What generation 0 wrote is still readable in the history.
     let first_a = n.log("v", false).iter().rev().nth(1).unwrap()["id"]
         .as_str()
@@ -250,7 +280,9 @@ fn rotate_after_adds_a_generation_once_the_newest_is_older() {
     let n = Node::init();
     n.ok(["vault", "create", "w", "--rotate-after", "1d"]);
     n.write("w:s", "secret\n");
-    let created = n.vault_stat("w")["generations"][0]["created"].as_i64().unwrap();
+    let created = n.vault_stat("w")["generations"][0]["created"]
+        .as_i64()
+        .unwrap();
     let at = |secs: i64| {
         n.cmd()
             .env("PKFS_TEST_ONLY_NOW", secs.to_string())
@@ -260,15 +292,33 @@ fn rotate_after_adds_a_generation_once_the_newest_is_older() {
             .json()
     };
     // Not yet due.
-    assert_eq!(at(created + 86_399)["generations"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        at(created + 86_399)["generations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Due: opening the vault adds one, once.
     let s = at(created + 86_400);
     let gens = s["generations"].as_array().unwrap();
     assert_eq!(gens.len(), 2, "{s}");
     assert_eq!(gens[1]["created"], created + 86_400);
-    assert_eq!(at(created + 86_401)["generations"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        at(created + 86_401)["generations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     // The next day, another.
-    assert_eq!(at(created + 2 * 86_400 + 5)["generations"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        at(created + 2 * 86_400 + 5)["generations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert_eq!(n.cat("w:s"), b"secret\n");
 }
 

@@ -355,12 +355,26 @@ fn check_keychain(v: &Vector) {
     let created: Vec<u64> = keys.iter().map(|k| rec.created_of(k) as u64).collect();
     assert_eq!(gens, ints(v, "generations"), "{}", v.id);
     assert_eq!(created, ints(v, "created"), "{}", v.id);
-    assert_eq!(gens.iter().max().copied(), Some(v.int("newest")), "{}", v.id);
-    let dropped: Vec<u64> = rec.dropped.iter().map(|d| u64::from(d.generation)).collect();
+    assert_eq!(
+        gens.iter().max().copied(),
+        Some(v.int("newest")),
+        "{}",
+        v.id
+    );
+    let dropped: Vec<u64> = rec
+        .dropped
+        .iter()
+        .map(|d| u64::from(d.generation))
+        .collect();
     assert_eq!(dropped, ints(v, "dropped"), "{}", v.id);
     let age = pkfs::vault::keychain::rotate_after_of(&rec).map_or(0, |d| d.as_millis() as u64);
     assert_eq!(age, v.int("rotate_after_ms"), "{}", v.id);
-    assert_eq!(serde_json::to_string(&rec).unwrap(), text, "{}: written back", v.id);
+    assert_eq!(
+        serde_json::to_string(&rec).unwrap(),
+        text,
+        "{}: written back",
+        v.id
+    );
     v.assert_all_used();
 }
 

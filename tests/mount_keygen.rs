@@ -16,7 +16,12 @@ fn generations(n: &Node, vault: &str) -> Vec<(u64, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["generation"].as_u64().unwrap(), g["blobs"].as_u64().unwrap()))
+        .map(|g| {
+            (
+                g["generation"].as_u64().unwrap(),
+                g["blobs"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -77,7 +82,8 @@ fn reencrypt_through_the_mount_leaves_open_files_and_finishes_once_closed() {
     drop(held);
     assert_eq!(fs::read(m.path("a")).unwrap(), b"alpha\n");
     m.wait_committed();
-    m.node.fail(ExitCode::Usage, ["vault", "drop-key", "v", "0"]);
+    m.node
+        .fail(ExitCode::Usage, ["vault", "drop-key", "v", "0"]);
     let r = m.node.ok(["--json", "vault", "reencrypt", "v"]).json();
     assert_eq!(r["rewritten"], 1, "{r}");
     assert_eq!(fs::read(m.path("b")).unwrap(), b"beta\nmore\n");

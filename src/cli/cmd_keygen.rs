@@ -24,15 +24,25 @@ pub fn parse_rotate_after(s: &str) -> Result<Option<std::time::Duration>, Error>
 
 /// A duration in milliseconds for people: the largest unit that divides it.
 pub fn show_ms(ms: u64) -> String {
-    for (unit, n) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms >= n && ms % n == 0 {
+    for (unit, n) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= n && ms.is_multiple_of(n) {
             return format!("{}{unit}", ms / n);
         }
     }
     format!("{ms}ms")
 }
 
-pub fn set(cfg: &Config, node: &mut Node, name: &str, rotate_after: Option<&str>) -> anyhow::Result<()> {
+pub fn set(
+    cfg: &Config,
+    node: &mut Node,
+    name: &str,
+    rotate_after: Option<&str>,
+) -> anyhow::Result<()> {
     let out = Out::new(cfg);
     let Some(r) = rotate_after else {
         return Err(Error::Usage("nothing to set (see `pkfs vault set --help`)".into()).into());
@@ -48,7 +58,9 @@ pub fn set(cfg: &Config, node: &mut Node, name: &str, rotate_after: Option<&str>
     }
     // The new age may already be due.
     if let Some(g) = node.rotate_if_due(name)? {
-        out.say(format!("Added key generation {g} (the newest was older than that)"));
+        out.say(format!(
+            "Added key generation {g} (the newest was older than that)"
+        ));
     }
     Ok(())
 }
@@ -140,7 +152,10 @@ pub fn shred(
         let recipient = read_recipient(&cfg.local_path(pubkey))?;
         let bytes = node.keychain_backup(name, &recipient)?;
         write_atomic(&cfg.local_path(file), &bytes)?;
-        out.say(format!("Wrote the keychain of {name} to {}", file.display()));
+        out.say(format!(
+            "Wrote the keychain of {name} to {}",
+            file.display()
+        ));
     }
     if !yes {
         super::cmd_vault::confirm(cfg, name, "Shred", "destroying every key of it")?;

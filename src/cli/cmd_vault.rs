@@ -81,7 +81,7 @@ pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
                     .map(cmd_keygen::show_ms)
                     .unwrap_or_else(|| "never (by hand: `pkfs vault rotate-key`)".into());
                 out.data(format!("rotate after: {rotate}"));
-                out.data("key generations:".to_string());
+                out.data("key generations:");
                 for g in &s.generations {
                     let newest = if g.current { "  (newest)" } else { "" };
                     out.data(format!(

@@ -254,7 +254,10 @@ impl Node {
             return Ok(None);
         }
         let g = self.rotate_key(name)?;
-        tracing::info!("vault {}: key generation {g} added (rotate-after)", record_id(self, name));
+        tracing::info!(
+            "vault {}: key generation {g} added (rotate-after)",
+            record_id(self, name)
+        );
         Ok(Some(g))
     }
 
@@ -429,7 +432,9 @@ fn replace_keeping_attributes(path: &Path, data: &[u8]) -> Result<()> {
         .set_modified(meta.modified().map_err(io)?);
     tmp.as_file().set_times(times).map_err(io)?;
     tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(meta.permissions().mode() & 0o7777))
+        .set_permissions(fs::Permissions::from_mode(
+            meta.permissions().mode() & 0o7777,
+        ))
         .map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
@@ -467,17 +472,15 @@ fn copy_xattrs(from: &File, to: &File) -> std::io::Result<()> {
         }
         let mut value = vec![0u8; n as usize];
         // SAFETY: the buffer is valid for `value.len()` bytes.
-        let n = unsafe {
-            libc::fgetxattr(src, cname.as_ptr(), value.as_mut_ptr().cast(), value.len())
-        };
+        let n =
+            unsafe { libc::fgetxattr(src, cname.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
         value.truncate(n as usize);
         // SAFETY: valid C string and buffer.
-        let rc = unsafe {
-            libc::fsetxattr(dst, cname.as_ptr(), value.as_ptr().cast(), value.len(), 0)
-        };
+        let rc =
+            unsafe { libc::fsetxattr(dst, cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }
