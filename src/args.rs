@@ -208,6 +208,14 @@ pub enum VaultCmd {
         /// The RSA public key (PEM) the backup is encrypted to
         #[arg(long, value_name = "PUBKEY", requires = "backup")]
         backup_to: Option<PathBuf>,
+        /// Through a mount, first step: the daemon answers with the backup
+        /// (for the client to write) and shreds nothing
+        #[arg(long, hide = true, requires = "backup")]
+        backup_export: bool,
+        /// Through a mount, second step: the client wrote the backup of
+        /// these generations (comma separated); refused if the keychain changed
+        #[arg(long, hide = true, value_name = "GENS", requires = "backup")]
+        backup_written: Option<String>,
     },
 }
 

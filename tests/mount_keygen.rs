@@ -117,3 +117,54 @@ fn the_mount_rotates_by_itself_when_rotate_after_is_due() {
     assert_eq!(m.node.cat("v:one"), b"1\n");
     assert_eq!(m.node.cat("v:three"), b"3\n");
 }
+
+#[test]
+fn shred_through_the_mount_writes_the_backup_first_and_removes_the_vault() {
+    use pkfs::crypto::rsa::RootKeypair;
+    let m = Mounted::new();
+    fs::write(m.path("s"), b"shred me\n").unwrap();
+    m.wait_committed();
+    m.node.ok(["vault", "rotate-key", "v"]);
+    let replica = m.node.scratch().join("replica");
+    copy_tree(&m.node.vault_dir("v"), &replica);
+    let recipient = RootKeypair::from_pkcs8_pem(&root_key_pem(1)).unwrap();
+    let pubkey = m
+        .node
+        .scratch_file("recipient.pem", recipient.public().to_pem().as_bytes());
+    let backup = m.node.scratch().join("v.keys");
+    let args = [
+        "vault",
+        "shred",
+        "v",
+        "--backup",
+        backup.to_str().unwrap(),
+        "--backup-to",
+        pubkey.to_str().unwrap(),
+    ];
+    // Without --yes (and no terminal): refused, and no backup is written.
+    m.node.fail(ExitCode::Usage, args);
+    assert!(!backup.exists());
+    let mut yes = args.to_vec();
+    yes.push("--yes");
+    m.node.ok(yes);
+    assert!(!m.path("").exists(), "the vault left the mount");
+    m.node
+        .fail(ExitCode::VaultUndefined, ["vault", "stat", "v"]);
+    let chain = pkfs::vault::keychain::open_backup(&recipient, &fs::read(&backup).unwrap())
+        .unwrap()
+        .keychain()
+        .unwrap();
+    assert_eq!(chain.generations(), vec![0, 1]);
+    let mut found = false;
+    for p in files_under(&replica.join("contents")) {
+        let bytes = fs::read(&p).unwrap();
+        if pkfs::vault::keychain::generation_of(&bytes).is_some() && bytes.len() >= 58 {
+            let opened = pkfs::format::blob::open(|g| chain.get(g), &bytes)
+                .unwrap()
+                .unwrap();
+            assert_eq!(&opened.plaintext()[..], b"shred me\n");
+            found = true;
+        }
+    }
+    assert!(found);
+}

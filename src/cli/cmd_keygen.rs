@@ -125,40 +125,72 @@ pub fn drop_key(cfg: &Config, node: &mut Node, name: &str, generation: u32) -> a
     Ok(())
 }
 
-/// `vault shred`: the backup first (when asked for), then the shredding.
+/// The steps of `vault shred --backup` through a mount (see
+/// `remote::forward`): the daemon writes no file a client names, so it first
+/// hands the backup to the client (`export`), which writes it and then asks
+/// for the shredding, naming the generations it saved (`written`).
+pub struct ShredStep<'a> {
+    pub export: bool,
+    pub written: Option<&'a str>,
+}
+
+/// The generations of vault `name`, as `0,1,2`.
+fn generation_list(node: &Node, name: &str) -> Result<String, Error> {
+    let rec = node
+        .vaults()
+        .iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| Error::VaultUndefined(name.to_string()))?;
+    let mut g: Vec<u32> = rec.keys.iter().map(|k| k.generation).collect();
+    g.sort_unstable();
+    Ok(g.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+}
+
+/// `vault shred`: confirmation, the backup (when asked for), the shredding.
 pub fn shred(
     cfg: &Config,
     node: &mut Node,
     name: &str,
     yes: bool,
     backup: Option<(&Path, &Path)>,
+    step: ShredStep<'_>,
 ) -> anyhow::Result<()> {
     let out = Out::new(cfg);
-    node.vaults()
-        .iter()
-        .find(|v| v.name == name)
-        .ok_or_else(|| Error::VaultUndefined(name.to_string()))?;
-    if let Some((file, pubkey)) = backup {
-        if cfg.remote() {
-            // The daemon opens no path a client names; the client writes the
-            // backup (see `remote::forward`) and then asks for the shredding.
-            return Err(Error::Usage(
-                "with a mount running, `vault shred --backup` is refused (the daemon writes \
-                 no file a client names): unmount first, or shred without --backup"
-                    .into(),
-            )
-            .into());
-        }
-        let recipient = read_recipient(&cfg.local_path(pubkey))?;
+    let gens = generation_list(node, name)?;
+    if step.export {
+        // First step through a mount: the recipient's key came as input.
+        let pem = super::read_stdin(cfg)?;
+        let pem = std::str::from_utf8(&pem)
+            .map_err(|_| Error::Usage("the backup recipient is not PEM text".into()))?;
+        let recipient = RootPublic::from_pem(pem).map_err(|_| {
+            Error::Usage("the backup recipient is not an RSA public key (PEM)".into())
+        })?;
         let bytes = node.keychain_backup(name, &recipient)?;
-        write_atomic(&cfg.local_path(file), &bytes)?;
-        out.say(format!(
-            "Wrote the keychain of {name} to {}",
-            file.display()
-        ));
+        use base64::Engine;
+        let backup = base64::engine::general_purpose::STANDARD.encode(bytes);
+        return out.emit(&json!({"generations": gens, "backup": backup}));
     }
     if !yes {
         super::cmd_vault::confirm(cfg, name, "Shred", "destroying every key of it")?;
+    }
+    if let Some((file, pubkey)) = backup {
+        if cfg.remote() {
+            if step.written != Some(gens.as_str()) {
+                return Err(Error::Usage(format!(
+                    "the keychain of vault {name:?} changed since its backup was written \
+                     (generations {gens} now); nothing was shredded"
+                ))
+                .into());
+            }
+        } else {
+            let recipient = read_recipient(&cfg.local_path(pubkey))?;
+            let bytes = node.keychain_backup(name, &recipient)?;
+            write_atomic(&cfg.local_path(file), &bytes)?;
+        }
+        out.say(format!(
+            "Wrote the keychain of {name} (generations {gens}) to {}",
+            file.display()
+        ));
     }
     node.shred_vault(name)?;
     out.say(format!(

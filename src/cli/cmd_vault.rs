@@ -113,9 +113,15 @@ pub fn run(cfg: &Config, cmd: VaultCmd) -> anyhow::Result<()> {
             yes,
             backup,
             backup_to,
+            backup_export,
+            backup_written,
         } => {
             let backup = backup.as_deref().zip(backup_to.as_deref());
-            cmd_keygen::shred(cfg, &mut node, &name, yes, backup)?
+            let step = cmd_keygen::ShredStep {
+                export: backup_export,
+                written: backup_written.as_deref(),
+            };
+            cmd_keygen::shred(cfg, &mut node, &name, yes, backup, step)?
         }
     }
     Ok(())

@@ -249,10 +249,22 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             insert_option(&mut args, "--yes");
         }
         Command::Vault(VaultCmd::Shred {
-            name, yes: false, ..
-        }) if std::io::stdin().is_terminal() => {
-            cmd_vault::confirm(cfg, name, "Shred", "destroying every key of it")?;
-            insert_option(&mut args, "--yes");
+            name,
+            yes,
+            backup,
+            backup_to,
+            ..
+        }) => {
+            if !*yes && std::io::stdin().is_terminal() {
+                cmd_vault::confirm(cfg, name, "Shred", "destroying every key of it")?;
+                insert_option(&mut args, "--yes");
+            }
+            if let (Some(file), Some(pubkey), true) =
+                (backup, backup_to, *yes || std::io::stdin().is_terminal())
+            {
+                let gens = shred_backup_first(cfg, &args, file, pubkey)?;
+                insert_option(&mut args, &format!("--backup-written={gens}"));
+            }
         }
         _ => {}
     }
@@ -325,6 +337,58 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
         }
         other => Err(anyhow!("unexpected answer from the pkfs daemon: {other:?}")),
     }
+}
+
+/// The first step of `vault shred --backup` through a mount: the daemon
+/// answers with the keychain backup, encrypted to PUBKEY (read here), and
+/// this writes it to FILE, durably, before any key is destroyed. Returns the
+/// generations saved, for the daemon to check in the second step.
+fn shred_backup_first(
+    cfg: &Config,
+    args: &[String],
+    file: &std::path::Path,
+    pubkey: &std::path::Path,
+) -> anyhow::Result<String> {
+    let pem = read_file(pubkey)?;
+    let mut first = args.to_vec();
+    insert_option(&mut first, "--backup-export");
+    insert_option(&mut first, "--json");
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let mut req = CommandRequest::new(first, cwd);
+    req.input_follows = true;
+    let stream = client::connect(&cfg.home).ok_or_else(|| {
+        anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
+    })?;
+    let mut got = Vec::new();
+    let resp = client::call_streaming(&stream, &Request::Command(req), Some(&pem), &mut |p| {
+        got.extend_from_slice(p);
+        Ok(())
+    })?;
+    match &resp {
+        Response::Command {
+            code: 0, stdout, ..
+        } => got.extend_from_slice(stdout),
+        Response::Command { code, stderr, .. } => {
+            write_err(stderr);
+            std::process::exit(*code)
+        }
+        Response::Error { code, message } => {
+            write_err(format!("pkfs: {message}\n").as_bytes());
+            std::process::exit(*code)
+        }
+        other => return Err(anyhow!("unexpected answer from the pkfs daemon: {other:?}")),
+    }
+    let v: serde_json::Value = serde_json::from_slice(&got)
+        .map_err(|e| anyhow!("bad keychain backup from the pkfs daemon: {e}"))?;
+    let (Some(gens), Some(b64)) = (v["generations"].as_str(), v["backup"].as_str()) else {
+        return Err(anyhow!("bad keychain backup from the pkfs daemon"));
+    };
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| anyhow!("bad keychain backup from the pkfs daemon"))?;
+    pkfs::store::atomic::write_atomic(file, &bytes)?;
+    Ok(gens.to_string())
 }
 
 /// Read `r` to the end into a zeroizing buffer that grows without leaving
