@@ -219,6 +219,25 @@ fn drop_key_makes_exactly_the_history_only_it_could_read_unreadable() {
         n.ok(["--json", "vault", "rotate-key", "v"]).json()["generation"],
         3
     );
+    // The version that added b: checked out with a warning, b unreadable.
+    let log = n.log("v", false);
+    let with_b = log
+        .iter()
+        .find(|e| e["changes"].as_array().unwrap().len() == 1 && e["changes"][0]["path"] == "b")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = n.ok(["version", "checkout", "v", &with_b]);
+    assert!(
+        o.stderr.contains("dropped key generation(s) 1"),
+        "{}",
+        o.stderr
+    );
+    n.fail(ExitCode::Corrupt, ["secret", "cat", "v:b"])
+        .stderr_has("unknown key generation 1");
+    assert_eq!(n.cat("v:a"), b"under zero\n");
+    n.ok(["version", "checkout", "v", "latest"]);
     // What generation 0 wrote is still readable in the history.
     let first_a = n.log("v", false).iter().rev().nth(1).unwrap()["id"]
         .as_str()

@@ -86,6 +86,19 @@ pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
             bar.finish_and_clear();
             let id = id?;
             let head = v.history().head()?;
+            let lost =
+                pkfs::vault::keychain::unreadable_commits(&v, std::slice::from_ref(&head.id));
+            if let Some(gens) = lost.values().next() {
+                let gens: Vec<String> = gens.iter().map(u32::to_string).collect();
+                super::write_err(
+                    format!(
+                        "pkfs: warning: files of this version are under dropped key \
+                         generation(s) {}, and can no longer be read\n",
+                        gens.join(", ")
+                    )
+                    .as_bytes(),
+                );
+            }
             if out.json() {
                 out.emit(&json!({"vault": vault, "id": id, "at_latest": head.at_latest}))?;
             } else if head.at_latest {
