@@ -91,12 +91,15 @@ fn working_files(vault: &Vault) -> Result<Vec<(VPath, std::path::PathBuf, String
     Ok(out)
 }
 
-/// How many files of the working tree use each generation.
+/// How many files of the working tree use each generation. A file whose
+/// header cannot be read is left out (and logged): `pkfs fsck` reports it.
 pub fn usage(vault: &Vault) -> Result<BTreeMap<u32, u64>> {
     let mut counts = BTreeMap::new();
     for (_, path, _) in working_files(vault)? {
-        if let Some(g) = generation_at(&path)? {
-            *counts.entry(g).or_insert(0) += 1;
+        match generation_at(&path) {
+            Ok(Some(g)) => *counts.entry(g).or_insert(0) += 1,
+            Ok(None) => {}
+            Err(e) => tracing::warn!("vault {}: {e}", vault.record.id),
         }
     }
     Ok(counts)
