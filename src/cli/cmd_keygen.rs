@@ -10,7 +10,12 @@ use pkfs::vault::Node;
 use pkfs::Error;
 use serde_json::json;
 
+use anyhow::anyhow;
+use pkfs::daemon::client;
+use pkfs::daemon::protocol::{CommandRequest, Request, Response};
+
 use super::config::Config;
+use super::remote::{insert_option, read_file, write_err};
 use super::{progress, Out};
 
 /// A `--rotate-after` value: a duration, or `never` (also `0`) for none.
@@ -204,4 +209,56 @@ pub fn read_recipient(path: &Path) -> Result<RootPublic, Error> {
     let pem = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     RootPublic::from_pem(&pem)
         .map_err(|_| Error::Usage(format!("{path:?} is not an RSA public key (PEM)")))
+}
+
+/// The first step of `vault shred --backup` through a mount: the daemon
+/// answers with the keychain backup, encrypted to PUBKEY (read here), and
+/// this writes it to FILE, durably, before any key is destroyed. Returns the
+/// generations saved, for the daemon to check in the second step.
+pub(super) fn shred_backup_first(
+    cfg: &Config,
+    args: &[String],
+    file: &std::path::Path,
+    pubkey: &std::path::Path,
+) -> anyhow::Result<String> {
+    let pem = read_file(pubkey)?;
+    let mut first = args.to_vec();
+    insert_option(&mut first, "--backup-export");
+    insert_option(&mut first, "--json");
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let mut req = CommandRequest::new(first, cwd);
+    req.input_follows = true;
+    let stream = client::connect(&cfg.home).ok_or_else(|| {
+        anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
+    })?;
+    let mut got = Vec::new();
+    let resp = client::call_streaming(&stream, &Request::Command(req), Some(&pem), &mut |p| {
+        got.extend_from_slice(p);
+        Ok(())
+    })?;
+    match &resp {
+        Response::Command {
+            code: 0, stdout, ..
+        } => got.extend_from_slice(stdout),
+        Response::Command { code, stderr, .. } => {
+            write_err(stderr);
+            std::process::exit(*code)
+        }
+        Response::Error { code, message } => {
+            write_err(format!("pkfs: {message}\n").as_bytes());
+            std::process::exit(*code)
+        }
+        other => return Err(anyhow!("unexpected answer from the pkfs daemon: {other:?}")),
+    }
+    let v: serde_json::Value = serde_json::from_slice(&got)
+        .map_err(|e| anyhow!("bad keychain backup from the pkfs daemon: {e}"))?;
+    let (Some(gens), Some(b64)) = (v["generations"].as_str(), v["backup"].as_str()) else {
+        return Err(anyhow!("bad keychain backup from the pkfs daemon"));
+    };
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| anyhow!("bad keychain backup from the pkfs daemon"))?;
+    pkfs::store::atomic::write_atomic(file, &bytes)?;
+    Ok(gens.to_string())
 }

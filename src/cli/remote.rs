@@ -32,7 +32,7 @@ use pkfs::Error;
 use zeroize::Zeroizing;
 
 use super::config::{Config, PassSource, ENV_TEST_PREFIX};
-use super::{cmd_vault, pass, secret_io, Cli};
+use super::{cmd_keygen, cmd_vault, pass, secret_io, Cli};
 
 // ---------------------------------------------------------------------------
 // Output: the real stdout/stderr, or a capture for the daemon.
@@ -262,7 +262,7 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             if let (Some(file), Some(pubkey), true) =
                 (backup, backup_to, *yes || std::io::stdin().is_terminal())
             {
-                let gens = shred_backup_first(cfg, &args, file, pubkey)?;
+                let gens = cmd_keygen::shred_backup_first(cfg, &args, file, pubkey)?;
                 insert_option(&mut args, &format!("--backup-written={gens}"));
             }
         }
@@ -339,58 +339,6 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     }
 }
 
-/// The first step of `vault shred --backup` through a mount: the daemon
-/// answers with the keychain backup, encrypted to PUBKEY (read here), and
-/// this writes it to FILE, durably, before any key is destroyed. Returns the
-/// generations saved, for the daemon to check in the second step.
-fn shred_backup_first(
-    cfg: &Config,
-    args: &[String],
-    file: &std::path::Path,
-    pubkey: &std::path::Path,
-) -> anyhow::Result<String> {
-    let pem = read_file(pubkey)?;
-    let mut first = args.to_vec();
-    insert_option(&mut first, "--backup-export");
-    insert_option(&mut first, "--json");
-    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-    let mut req = CommandRequest::new(first, cwd);
-    req.input_follows = true;
-    let stream = client::connect(&cfg.home).ok_or_else(|| {
-        anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
-    })?;
-    let mut got = Vec::new();
-    let resp = client::call_streaming(&stream, &Request::Command(req), Some(&pem), &mut |p| {
-        got.extend_from_slice(p);
-        Ok(())
-    })?;
-    match &resp {
-        Response::Command {
-            code: 0, stdout, ..
-        } => got.extend_from_slice(stdout),
-        Response::Command { code, stderr, .. } => {
-            write_err(stderr);
-            std::process::exit(*code)
-        }
-        Response::Error { code, message } => {
-            write_err(format!("pkfs: {message}\n").as_bytes());
-            std::process::exit(*code)
-        }
-        other => return Err(anyhow!("unexpected answer from the pkfs daemon: {other:?}")),
-    }
-    let v: serde_json::Value = serde_json::from_slice(&got)
-        .map_err(|e| anyhow!("bad keychain backup from the pkfs daemon: {e}"))?;
-    let (Some(gens), Some(b64)) = (v["generations"].as_str(), v["backup"].as_str()) else {
-        return Err(anyhow!("bad keychain backup from the pkfs daemon"));
-    };
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| anyhow!("bad keychain backup from the pkfs daemon"))?;
-    pkfs::store::atomic::write_atomic(file, &bytes)?;
-    Ok(gens.to_string())
-}
-
 /// Read `r` to the end into a zeroizing buffer that grows without leaving
 /// copies behind.
 pub(crate) fn read_all(r: &mut dyn Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
@@ -443,7 +391,7 @@ fn client_args(argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<Str
 }
 
 /// Add an option to a parsed command line: before a `--`, else at the end.
-fn insert_option(args: &mut Vec<String>, opt: &str) {
+pub(super) fn insert_option(args: &mut Vec<String>, opt: &str) {
     let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
     args.insert(at, opt.to_string());
 }
