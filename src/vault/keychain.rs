@@ -383,3 +383,57 @@ pub use backup::{open as open_backup, KeychainBackup};
 #[path = "keychain_reencrypt.rs"]
 mod reencrypt;
 pub use reencrypt::{open_files_of, reencrypt, set_open_files, Reencrypted};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::blob::Header;
+
+    fn record(created: &[Option<i64>], rotate_ms: Option<&str>) -> VaultRecord {
+        VaultRecord {
+            id: "a".into(),
+            name: "v".into(),
+            created: 1000,
+            keys: created
+                .iter()
+                .enumerate()
+                .map(|(g, c)| WrappedKey {
+                    generation: g as u32,
+                    wrapped: String::new(),
+                    created: *c,
+                })
+                .collect(),
+            dropped: Vec::new(),
+            settings: rotate_ms
+                .map(|ms| [(ROTATE_AFTER.to_string(), ms.to_string())].into())
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn rotation_is_due_from_the_newest_generation_on() {
+        // No age, or an unparsable or zero one: never.
+        for ms in [None, Some("x"), Some("0"), Some("-5")] {
+            assert!(!rotation_due(&record(&[None], ms), i128::MAX / 2), "{ms:?}");
+        }
+        // Generation 0 without `created` counts from the vault's creation.
+        let r = record(&[None], Some("60000"));
+        assert!(!rotation_due(&r, 1000 * 1000 + 59_999));
+        assert!(rotation_due(&r, 1000 * 1000 + 60_000));
+        // The newest generation counts, whatever the order of the list.
+        let r = record(&[Some(5000), Some(2000)], Some("60000"));
+        assert!(!rotation_due(&r, 5000 * 1000 + 59_999));
+        assert!(rotation_due(&r, 5000 * 1000 + 60_000));
+        assert_eq!(rotate_after_of(&r), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn the_generation_is_read_from_offset_6_of_a_blob() {
+        let h = Header::new(0x0102_0304).encode();
+        assert_eq!(generation_of(&h), Some(0x0102_0304));
+        assert_eq!(generation_of(&h[..10]), Some(0x0102_0304));
+        assert_eq!(generation_of(&h[..9]), None);
+        assert_eq!(generation_of(b"NOPE\x01\x00\x00\x00\x00\x01"), None);
+        assert_eq!(generation_of(&[]), None);
+    }
+}
