@@ -3,8 +3,30 @@
 //! `Config` before any command runs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+/// A duration as every option takes it: a whole number and a unit, `ms`,
+/// `s`, `m`, `h` or `d` (`500ms`, `2s`, `1h`, `30d`); a bare number is
+/// seconds. The error is one line for the user.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("{s:?} is not a duration (a number with ms, s, m, h or d: 500ms, 2s, 1h, 30d)");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    Ok(Duration::from_millis(n.checked_mul(ms).ok_or_else(bad)?))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -289,7 +311,14 @@ pub enum KeyAddCmd {
 #[derive(Debug, Subcommand)]
 pub enum VaultCmd {
     /// Create an empty vault
-    Create { name: String },
+    Create {
+        name: String,
+        /// Add a new key generation by itself once the newest is older than
+        /// DURATION (ms, s, m, h, d: `30d`), checked when the vault is opened
+        /// and when it is written
+        #[arg(long, value_name = "DURATION")]
+        rotate_after: Option<String>,
+    },
     /// List vaults
     #[command(visible_alias = "ls")]
     List,
@@ -302,8 +331,53 @@ pub enum VaultCmd {
         #[arg(short, long)]
         yes: bool,
     },
-    /// Show id, creation time, size, commits and head of a vault
+    /// Show id, creation time, size, commits, head and key generations of a vault
     Stat { name: String },
+    /// Change a vault's settings
+    Set {
+        name: String,
+        /// Add a new key generation by itself once the newest is older than
+        /// DURATION (ms, s, m, h, d: `30d`); `never` turns it off
+        #[arg(long, value_name = "DURATION")]
+        rotate_after: Option<String>,
+    },
+    /// Add a new key generation now: new and rewritten files use it, every
+    /// older file and all history stay readable with theirs
+    RotateKey { name: String },
+    /// Rewrite every current file under the newest key generation, as one commit
+    #[command(
+        long_about = "Rewrite every file of the working tree whose blob uses an older key                   generation under the newest one, keeping its file id, mode, extended                   attributes and times, and commit them as one change. A cut at any point                   leaves every file readable (the next open undoes the unfinished command).                   Through a mount, files open in it are left as they are and reported; run                   it again once they are closed. History keeps its old blobs."
+    )]
+    Reencrypt { name: String },
+    /// Destroy key generation GEN of a vault (refused while a current file uses it)
+    #[command(
+        long_about = "Destroy key generation GEN of VAULT. Refused while any file of                   the working tree still uses GEN (`pkfs vault reencrypt` moves them), for the                   newest generation, and for generation 0, which also keys the vault's names                   and history messages. Afterwards the versions of files that only GEN could                   read are unreadable: `pkfs version log` and `pkfs fsck` say which commits."
+    )]
+    DropKey { name: String, generation: u32 },
+    /// Destroy every key generation of a vault and remove it (crypto-shredding)
+    #[command(
+        long_about = "Destroy every key generation of VAULT and remove the vault, so                   its working tree, history and any copy of them (a backup, a replica on a                   remote) can no longer be read by anyone holding the node's current metadata.                   Asks for the vault's name as `vault delete` does, unless --yes. With                   --backup FILE --backup-to PUBKEY, the keychain is first written to FILE                   encrypted to the RSA public key PUBKEY (PEM). docs/SECURITY.md says what                   this does not protect against (an old copy of the metadata together with                   the root key)."
+    )]
+    Shred {
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+        /// Write the vault's keychain to FILE before shredding (needs --backup-to)
+        #[arg(long, value_name = "FILE", requires = "backup_to")]
+        backup: Option<PathBuf>,
+        /// The RSA public key (PEM) the backup is encrypted to
+        #[arg(long, value_name = "PUBKEY", requires = "backup")]
+        backup_to: Option<PathBuf>,
+        /// Through a mount, first step: the daemon answers with the backup
+        /// (for the client to write) and shreds nothing
+        #[arg(long, hide = true, requires = "backup")]
+        backup_export: bool,
+        /// Through a mount, second step: the client wrote the backup of
+        /// these generations (comma separated); refused if the keychain changed
+        #[arg(long, hide = true, value_name = "GENS", requires = "backup")]
+        backup_written: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -434,7 +508,7 @@ pub struct MountArgs {
     /// Size of the decrypted page cache (K, M, G suffixes)
     #[arg(long, value_name = "SIZE", default_value = "64M")]
     pub cache_size: String,
-    /// Quiet time in a vault before its changes are committed (ms, s, m suffixes)
+    /// Quiet time in a vault before its changes are committed (ms, s, m, h, d suffixes)
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub commit_delay: String,
     /// Mount options, comma separated (ro, allow_other, default_permissions, ...)
@@ -456,7 +530,7 @@ pub struct MountArgs {
     /// Let members of GROUP give shares over the unseal socket (and nothing else)
     #[arg(long, value_name = "GROUP")]
     pub unseal_group: Option<String>,
-    /// Seal after this long without file system or CLI activity (s, m suffixes)
+    /// Seal after this long without file system or CLI activity (ms, s, m, h or d suffixes, e.g. 15m)
     #[arg(long, value_name = "DURATION")]
     pub idle: Option<String>,
 }

@@ -43,6 +43,8 @@ const REQUIRED: &[&str] = &[
     "commit-message",
     "keys-file",
     "keys-backup",
+    "keychain-before-generations",
+    "keychain-rotated",
 ];
 
 // ---------------------------------------------------------------------------
@@ -337,6 +339,49 @@ fn check_root_key(v: &Vector) {
 }
 
 // ---------------------------------------------------------------------------
+// Keychain vectors.
+
+fn ints(v: &Vector, key: &str) -> Vec<u64> {
+    v.text(key)
+        .split_whitespace()
+        .map(|t| t.parse().expect("an int"))
+        .collect()
+}
+
+fn check_keychain(v: &Vector) {
+    use pkfs::vault::metadata::VaultRecord;
+    let text = v.text("record");
+    let rec: VaultRecord = serde_json::from_str(text).expect("the record parses");
+    let mut keys: Vec<_> = rec.keys.iter().collect();
+    keys.sort_by_key(|k| k.generation);
+    let gens: Vec<u64> = keys.iter().map(|k| u64::from(k.generation)).collect();
+    let created: Vec<u64> = keys.iter().map(|k| rec.created_of(k) as u64).collect();
+    assert_eq!(gens, ints(v, "generations"), "{}", v.id);
+    assert_eq!(created, ints(v, "created"), "{}", v.id);
+    assert_eq!(
+        gens.iter().max().copied(),
+        Some(v.int("newest")),
+        "{}",
+        v.id
+    );
+    let dropped: Vec<u64> = rec
+        .dropped
+        .iter()
+        .map(|d| u64::from(d.generation))
+        .collect();
+    assert_eq!(dropped, ints(v, "dropped"), "{}", v.id);
+    let age = pkfs::vault::keychain::rotate_after_of(&rec).map_or(0, |d| d.as_millis() as u64);
+    assert_eq!(age, v.int("rotate_after_ms"), "{}", v.id);
+    assert_eq!(
+        serde_json::to_string(&rec).unwrap(),
+        text,
+        "{}: written back",
+        v.id
+    );
+    v.assert_all_used();
+}
+
+// ---------------------------------------------------------------------------
 // Tests.
 
 #[test]
@@ -366,6 +411,7 @@ fn every_vector_matches_the_library() {
             "keysfile" => check_keys_file(v),
             "keysbackup" => check_keys_backup(v),
             "keyedslot" | "shares" => {} // checked in format_slots.rs
+            "keychain" => check_keychain(v),
             other => panic!("vector {}: unknown kind `{other}`", v.id),
         }
         checked += 1;

@@ -169,6 +169,19 @@ fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
             ("commits", "versions up to the current one"),
             ("head", "commit id of the current version"),
             ("at_latest", "true unless checked out at an older version"),
+            (
+                "generations",
+                "array of {generation, created, blobs, current}: the key generations, oldest \
+                 first, with the files of the working tree using each; current marks the newest",
+            ),
+            (
+                "dropped",
+                "array of {generation, dropped}: generations destroyed by vault drop-key",
+            ),
+            (
+                "rotate_after_ms",
+                "automatic rotation age in milliseconds (absent when none)",
+            ),
         ],
         "pkfs-secret-ls" => &[
             ("(array of objects)", "one per entry"),
@@ -192,11 +205,19 @@ fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
                 "changes",
                 "array of {kind: added|modified|removed, path}; directories end in /",
             ),
+            (
+                "unreadable_generations",
+                "dropped key generations that files of this version are under (they can no \
+                 longer be read); empty for most versions",
+            ),
         ],
         "pkfs-fsck" => &[
             (
                 "vaults",
-                "array of {vault, clean, files, directories, commits, objects}: what was checked",
+                "array of {vault, clean, files, directories, commits, objects, \
+                 unreadable_history}: what was checked; unreadable_history is null or \
+                 {commits, generations}: history that dropped key generations made unreadable \
+                 (not a problem)",
             ),
             (
                 "findings",

@@ -46,8 +46,10 @@ fn table() -> impl Strategy<Value = Table> {
                 .map(|(generation, wrapped)| WrappedKey {
                     generation,
                     wrapped,
+                    created: (generation % 2 == 1).then_some(i64::from(generation)),
                 })
                 .collect(),
+            dropped: Vec::new(),
             settings,
         });
     (any::<u32>(), proptest::collection::vec(record, 0..4)).prop_map(|(version, vaults)| Table {
@@ -125,6 +127,7 @@ fn a_table_forged_with_the_public_key_alone_is_refused() {
             name: "work".into(),
             created: 0,
             keys: vec![],
+            dropped: vec![],
             settings: BTreeMap::new(),
         }],
     };
@@ -214,6 +217,7 @@ proptest! {
                 name: name.clone(),
                 created: 0,
                 keys: vec![],
+                dropped: vec![],
                 settings: BTreeMap::new(),
             }],
         };
@@ -251,6 +255,7 @@ fn deeply_nested_json_in_the_table_is_refused() {
             name: "n".into(),
             created: 0,
             keys: vec![],
+            dropped: vec![],
             settings,
         }],
     };
@@ -280,6 +285,7 @@ fn a_forged_vault_id_cannot_point_vault_delete_outside_the_home() {
                 name: "evil".into(),
                 created: 0,
                 keys: vec![],
+                dropped: vec![],
                 settings: BTreeMap::new(),
             }],
         };

@@ -34,6 +34,9 @@ struct Checked {
     vault: String,
     report: Report,
     actions: Vec<Action>,
+    /// History no key of the vault can read any more (dropped generations):
+    /// how many commits, and which generations. Not a problem: reported.
+    unreadable: Option<(usize, Vec<u32>)>,
 }
 
 fn where_(vault: &str, path: &str) -> String {
@@ -61,6 +64,7 @@ pub fn run(cfg: &Config, names: &[String], restore: bool) -> anyhow::Result<()> 
             vault: name.clone(),
             report: Report::default(),
             actions: Vec::new(),
+            unreadable: None,
         };
         // Opening unwraps every key of the record and finds its directory.
         let vault = match node.open_vault(&name) {
@@ -86,6 +90,7 @@ pub fn run(cfg: &Config, names: &[String], restore: bool) -> anyhow::Result<()> 
             c.report = fsck.check(&mut tick)?;
         }
         bar.finish_and_clear();
+        c.unreadable = pkfs::vault::keychain::unreadable_history(&vault);
         checked.push(c);
     }
     let total: usize = checked.iter().map(|c| c.report.findings.len()).sum();
@@ -129,6 +134,15 @@ fn print_human(out: &Out, c: &Checked) {
             shown_name(v.as_bytes())
         ));
     }
+    if let Some((n, gens)) = &c.unreadable {
+        out.data(format!(
+            "{}: history: {n} commit(s) hold files under dropped key generation(s) {}; \
+             those versions can no longer be read (not a problem: `pkfs vault drop-key` \
+             destroyed the key)",
+            shown_name(v.as_bytes()),
+            join(gens)
+        ));
+    }
     let r = &c.report;
     let seen = format!(
         "{} backing file(s), {} director(y/ies), {} commit(s), {} git object(s) checked",
@@ -155,6 +169,9 @@ fn emit_json(out: &Out, checked: &[Checked]) -> anyhow::Result<()> {
                 "commits": c.report.commits,
                 "objects": c.report.objects,
                 "repaired": c.report.repaired,
+                "unreadable_history": c.unreadable.as_ref().map(|(n, g)| {
+                    json!({"commits": n, "generations": g})
+                }),
             })
         })
         .collect();
@@ -183,4 +200,11 @@ fn emit_json(out: &Out, checked: &[Checked]) -> anyhow::Result<()> {
         "uncommitted": uncommitted,
         "actions": actions,
     }))
+}
+
+fn join(gens: &[u32]) -> String {
+    gens.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -40,21 +40,9 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
-/// `2s`, `500ms`, `1m`, or plain seconds.
+/// A duration (see [`pkfs::args::parse_duration`]).
 pub fn parse_duration(s: &str) -> Result<Duration, Error> {
-    let bad = || Error::Usage(format!("{s:?} is not a duration (examples: 2s, 500ms, 1m)"));
-    let t = s.trim();
-    let (num, unit) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (t, 1000)
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    Ok(Duration::from_millis(n.checked_mul(unit).ok_or_else(bad)?))
+    pkfs::args::parse_duration(s).map_err(Error::Usage)
 }
 
 /// The validated mount request.

@@ -17,12 +17,20 @@ pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
         } => {
             let v = node.open_vault(&vault)?;
             let log = v.history().log(max_count, all)?;
+            let ids: Vec<String> = log.iter().map(|e| e.id.clone()).collect();
+            let lost = pkfs::vault::keychain::unreadable_commits(&v, &ids);
+            let lost_of = |id: &str| -> Vec<u32> {
+                lost.get(id)
+                    .map(|g| g.iter().copied().collect())
+                    .unwrap_or_default()
+            };
             if out.json() {
                 let list: Vec<_> = log
                     .iter()
                     .map(|e| {
                         json!({"id": e.id, "time": e.time, "head": e.head,
-                               "discarded": e.discarded, "changes": e.changes})
+                               "discarded": e.discarded, "changes": e.changes,
+                               "unreadable_generations": lost_of(&e.id)})
                     })
                     .collect();
                 return out.emit(&list);
@@ -45,6 +53,15 @@ pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
                 };
                 out.data(format!("commit {}{tags}", e.id));
                 out.data(format!("Date:   {}", fmt_time(e.time)));
+                let gone = lost_of(&e.id);
+                if !gone.is_empty() {
+                    let gens: Vec<String> = gone.iter().map(u32::to_string).collect();
+                    out.data(format!(
+                        "Unreadable: files of this version are under dropped key generation(s) \
+                         {}, and can no longer be read",
+                        gens.join(", ")
+                    ));
+                }
                 if e.changes.is_empty() {
                     out.data("    (vault created)");
                 }
@@ -69,6 +86,19 @@ pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
             bar.finish_and_clear();
             let id = id?;
             let head = v.history().head()?;
+            let lost =
+                pkfs::vault::keychain::unreadable_commits(&v, std::slice::from_ref(&head.id));
+            if let Some(gens) = lost.values().next() {
+                let gens: Vec<String> = gens.iter().map(u32::to_string).collect();
+                super::write_err(
+                    format!(
+                        "pkfs: warning: files of this version are under dropped key \
+                         generation(s) {}, and can no longer be read\n",
+                        gens.join(", ")
+                    )
+                    .as_bytes(),
+                );
+            }
             if out.json() {
                 out.emit(&json!({"vault": vault, "id": id, "at_latest": head.at_latest}))?;
             } else if head.at_latest {

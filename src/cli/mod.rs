@@ -3,6 +3,7 @@
 mod cmd_fsck;
 mod cmd_keys;
 mod cmd_key;
+mod cmd_keygen;
 mod cmd_mount;
 mod cmd_node;
 mod cmd_quarantine;
@@ -188,6 +189,8 @@ pub(crate) fn unlock(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
     if let NodeGuard::Own(n) = &mut node {
         n.forget_protector();
     }
+    // Opening vaults: add the key generations that `rotate-after` says are due.
+    node.rotate_all_due();
     Ok(node)
 }
 

@@ -32,7 +32,7 @@ use pkfs::Error;
 use zeroize::Zeroizing;
 
 use super::config::{Config, PassSource, ENV_TEST_PREFIX};
-use super::{cmd_vault, pass, secret_io, Cli};
+use super::{cmd_keygen, cmd_vault, pass, secret_io, Cli};
 
 // ---------------------------------------------------------------------------
 // Output: the real stdout/stderr, or a capture for the daemon.
@@ -253,6 +253,24 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             cmd_vault::confirm_delete(cfg, name)?;
             insert_option(&mut args, "--yes");
         }
+        Command::Vault(VaultCmd::Shred {
+            name,
+            yes,
+            backup,
+            backup_to,
+            ..
+        }) => {
+            if !*yes && std::io::stdin().is_terminal() {
+                cmd_vault::confirm(cfg, name, "Shred", "destroying every key of it")?;
+                insert_option(&mut args, "--yes");
+            }
+            if let (Some(file), Some(pubkey), true) =
+                (backup, backup_to, *yes || std::io::stdin().is_terminal())
+            {
+                let gens = cmd_keygen::shred_backup_first(cfg, &args, file, pubkey)?;
+                insert_option(&mut args, &format!("--backup-written={gens}"));
+            }
+        }
         _ => {}
     }
     let mut req = CommandRequest::new(args, cwd);
@@ -378,7 +396,7 @@ fn client_args(argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<Str
 }
 
 /// Add an option to a parsed command line: before a `--`, else at the end.
-fn insert_option(args: &mut Vec<String>, opt: &str) {
+pub(super) fn insert_option(args: &mut Vec<String>, opt: &str) {
     let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
     args.insert(at, opt.to_string());
 }

@@ -97,6 +97,13 @@ impl Keychain {
         (best.0, &best.1)
     }
 
+    /// Every generation in the chain, ascending.
+    pub fn generations(&self) -> Vec<u32> {
+        let mut g: Vec<u32> = self.keys.iter().map(|(g, _)| *g).collect();
+        g.sort_unstable();
+        g
+    }
+
     /// The oldest key, from which name and history keys derive.
     pub fn first(&self) -> &SymKey {
         let mut best = &self.keys[0];

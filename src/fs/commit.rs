@@ -40,7 +40,7 @@ impl FsCore {
                 st.discard(&self.cache);
                 continue;
             }
-            st.write_back(&v.keys, &self.cache)
+            st.write_back(&v.keys(), &self.cache)
                 .map_err(|e| Error::io(&v.contents, e))?;
         }
         self.open.lock().retain(|ino, f| {
@@ -56,6 +56,8 @@ impl FsCore {
         if changes.is_empty() && v.history.lock().journal_is_empty() {
             return Ok(None);
         }
+        // The vault is being written: add a key generation if it is due.
+        self.follow_keys(v, true);
         let res = v.history.lock().commit(&changes);
         if res.is_ok() {
             v.reseal();
@@ -74,6 +76,31 @@ impl FsCore {
                 p.last = Some(Instant::now());
                 Err(e)
             }
+        }
+    }
+
+    /// Take the vault's keychain from the node when its generations changed
+    /// (a rotation, a dropped generation); with `rotate`, first add a
+    /// generation if the vault's `rotate-after` says one is due. Failures are
+    /// logged: the vault goes on with the keys it has.
+    pub(super) fn follow_keys(&self, v: &VaultFs, rotate: bool) {
+        let mut node = self.node.lock();
+        if rotate && !self.cfg.ro {
+            if let Err(e) = node.rotate_if_due(&v.name()) {
+                tracing::warn!("vault {}: automatic key rotation failed: {e}", v.id);
+            }
+        }
+        let listed: Option<Vec<u32>> = node.vaults().iter().find(|r| r.id == v.id).map(|r| {
+            let mut g: Vec<u32> = r.keys.iter().map(|k| k.generation).collect();
+            g.sort_unstable();
+            g
+        });
+        if listed.is_none() || listed == Some(v.keys().generations()) {
+            return;
+        }
+        match node.keychain_of_id(&v.id) {
+            Ok(keys) => v.set_keys(keys),
+            Err(e) => tracing::error!("vault {}: reading its new keychain: {e}", v.id),
         }
     }
 
@@ -133,7 +160,9 @@ impl FsCore {
                 }
             }
         }
+        crate::vault::keychain::set_open_files(self.open_paths());
         let out = f();
+        crate::vault::keychain::set_open_files(Vec::new());
         let moves = crate::vault::handle::take_moves();
         let stale = changed.then(|| {
             let old_names = self.follow_moves(&moves);
@@ -146,6 +175,20 @@ impl FsCore {
             self.invalidate(&entries, &inodes);
         }
         Ok(out)
+    }
+
+    /// (vault id, plaintext path) of every file open in the mount.
+    fn open_paths(&self) -> Vec<(String, String)> {
+        let open: Vec<(u64, String)> = self
+            .open
+            .lock()
+            .values()
+            .map(|f| (f.ino, f.vault.clone()))
+            .collect();
+        let inodes = self.inodes.read();
+        open.into_iter()
+            .filter_map(|(ino, vault)| Some((vault, inodes.path_of(ino)?)))
+            .collect()
     }
 
     /// Point the inodes of entries that a command moved (`secret mv`) at
@@ -216,8 +259,9 @@ impl FsCore {
                 }
                 _ => {}
             }
+            self.follow_keys(v, false);
             if let Some(dir) = v.contents.parent() {
-                match History::open(dir, v.keys.first()) {
+                match History::open(dir, v.keys().first()) {
                     Ok(h) => {
                         *v.history.lock() = h;
                         v.reseal();

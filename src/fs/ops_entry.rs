@@ -202,7 +202,7 @@ impl FsCore {
             if let Some(of) = self.open_file(ino) {
                 of.state
                     .write()
-                    .write_back(&vault.keys, &self.cache)
+                    .write_back(&vault.keys(), &self.cache)
                     .errno()?;
             }
             fd.utimens(name, a.atime.map(when), a.mtime.map(when))
@@ -240,7 +240,7 @@ impl FsCore {
                 let f = e.dir.fd.open_file(e.name(), false).errno()?;
                 st.replace_file(f, true);
             }
-            return st.resize(size, &vault.keys, &self.cache).errno();
+            return st.resize(size, &vault.keys(), &self.cache).errno();
         }
         let m = e.dir.fd.stat(e.name()).errno()?;
         match file_type(&m) {
@@ -249,8 +249,8 @@ impl FsCore {
             _ => return Err(Errno::EINVAL),
         }
         let f = e.dir.fd.open_file(e.name(), false).errno()?;
-        let mut st = super::content::FileState::open(f, &vault.keys, &self.cache).errno()?;
-        let res = st.resize(size, &vault.keys, &self.cache);
+        let mut st = super::content::FileState::open(f, &vault.keys(), &self.cache).errno()?;
+        let res = st.resize(size, &vault.keys(), &self.cache);
         self.changed_of(ino)
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         drop(open);

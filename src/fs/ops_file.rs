@@ -87,7 +87,7 @@ impl FsCore {
             super::errno::from_io(&err)
         };
         let mut st =
-            FileState::open_with(c.file, c.blob, &e.vault.keys, &self.cache).map_err(bad)?;
+            FileState::open_with(c.file, c.blob, &e.vault.keys(), &self.cache).map_err(bad)?;
         if let Some(list) = c.tags {
             st.expect_tags(list).map_err(bad)?;
         }
@@ -306,10 +306,10 @@ impl FsCore {
         // Dirty pages over the budget are written back before this write is
         // applied, so a write that fails leaves nothing of itself.
         if self.cache.over_dirty_budget() || st.dirty_pages() > self.cache.dirty_limit() / 2 {
-            st.write_back(&vault.keys, &self.cache).errno()?;
+            st.write_back(&vault.keys(), &self.cache).errno()?;
         }
         if !st
-            .append_through(at, data, &vault.keys, &self.cache)
+            .append_through(at, data, &vault.keys(), &self.cache)
             .errno()?
         {
             st.write(at, data, &self.cache).errno()?;
@@ -323,7 +323,7 @@ impl FsCore {
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
         let mut st = of.state.write();
-        st.write_back(&vault.keys, &self.cache).errno()?;
+        st.write_back(&vault.keys(), &self.cache).errno()?;
         if sync {
             // The journal first: fsync'd data must not look like tampering.
             vault
@@ -439,9 +439,9 @@ impl FsCore {
             self.mark_ino(h.ino)?;
             vault.record(ChangeKind::Modified, self.path_of(h.ino));
             if mode == 0 {
-                st.resize(end, &vault.keys, &self.cache).errno()?;
+                st.resize(end, &vault.keys(), &self.cache).errno()?;
             } else {
-                st.zero_range(offset, len, &vault.keys, &self.cache)
+                st.zero_range(offset, len, &vault.keys(), &self.cache)
                     .errno()?;
             }
         }

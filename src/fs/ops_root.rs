@@ -17,7 +17,16 @@ use super::vaults::VaultFs;
 impl FsCore {
     /// Add a vault to the mount (at start, or when one appears).
     pub fn add_vault(&self, name: &str) -> crate::Result<Arc<VaultFs>> {
-        let vault = self.node.lock().open_vault(name)?;
+        let vault = {
+            let mut node = self.node.lock();
+            // Opening the vault: add a key generation if one is due.
+            if !self.cfg.ro {
+                if let Err(e) = node.rotate_if_due(name) {
+                    tracing::warn!("automatic key rotation failed: {e}");
+                }
+            }
+            node.open_vault(name)?
+        };
         let ino = self.inodes.write().alloc();
         let v = Arc::new(VaultFs::new(vault, ino));
         self.inodes.write().add_vault_root(ino, v.clone(), name);

@@ -23,7 +23,8 @@ pub struct VaultFs {
     pub id: String,
     pub name: RwLock<String>,
     pub contents: PathBuf,
-    pub keys: Keychain,
+    /// The keychain, replaced when the vault's key rotates (see [`VaultFs::keys`]).
+    keys: RwLock<Arc<Keychain>>,
     pub names: NameCipher,
     pub links: LinkCipher,
     pub history: Mutex<History>,
@@ -97,7 +98,7 @@ impl VaultFs {
             contents,
             names: NameCipher::new(keys.first()),
             links: LinkCipher::new(keys.first()),
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             history: Mutex::new(history),
             pending: Mutex::new(pending),
             gate: RwLock::new(()),
@@ -121,6 +122,18 @@ impl VaultFs {
 
     pub fn name(&self) -> String {
         self.name.read().clone()
+    }
+
+    /// The vault's keychain as it is now: new blobs use its newest
+    /// generation; an open file keeps the key it was opened with.
+    pub fn keys(&self) -> Arc<Keychain> {
+        self.keys.read().clone()
+    }
+
+    /// Follow a key rotation (or a dropped generation). Generation 0, which
+    /// keys names and history, never changes.
+    pub fn set_keys(&self, keys: Keychain) {
+        *self.keys.write() = Arc::new(keys);
     }
 
     pub fn record(&self, kind: ChangeKind, path: String) {

@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod changes;
 pub mod dirfd;
 pub mod fsck;
+pub mod generations;
 pub mod history;
 pub mod journal;
 pub mod modes;

@@ -54,6 +54,13 @@ pub struct VaultStat {
     pub commits: usize,
     pub head: String,
     pub at_latest: bool,
+    /// The key generations, oldest first, with the files using each.
+    pub generations: Vec<super::keychain::GenerationInfo>,
+    /// Generations destroyed by `vault drop-key`.
+    pub dropped: Vec<super::metadata::DroppedKey>,
+    /// Automatic rotation age in milliseconds, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_after_ms: Option<u64>,
 }
 
 impl Vault {
@@ -221,6 +228,10 @@ impl Vault {
             commits: head.commits,
             head: head.id,
             at_latest: head.at_latest,
+            generations: super::keychain::generations(self)?,
+            dropped: self.record.dropped.clone(),
+            rotate_after_ms: super::keychain::rotate_after_of(&self.record)
+                .map(|d| d.as_millis() as u64),
         })
     }
 }
@@ -242,7 +253,7 @@ impl std::ops::Deref for Txn<'_> {
 
 impl Txn<'_> {
     /// Journal backing path `rel` durably, unless it is journaled already.
-    fn journal(&self, rel: &str) -> Result<()> {
+    pub(crate) fn journal(&self, rel: &str) -> Result<()> {
         if self.history.origin(rel) == Origin::Changed {
             return Ok(());
         }

@@ -23,6 +23,14 @@
 //! Reading refuses (as corrupt) a table with a vault id that is not Base58 or a
 //! vault name that is not a valid file name: the envelope only proves that the
 //! writer had the public key.
+//!
+//! A vault's keychain (docs/FORMAT.md, "Metadata file"): `keys` lists its
+//! generations, each `{generation, wrapped, created}` (`created` in Unix
+//! seconds; absent in tables written before key generations, where it reads
+//! as the vault's own `created`). `dropped` lists generations destroyed by
+//! `vault drop-key`, `{generation, dropped}`, so that what only they could
+//! read is reported as such. The setting `rotate-after` is the age, in
+//! milliseconds, after which a new generation is added by itself.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +57,19 @@ pub struct WrappedKey {
     pub generation: u32,
     /// Base64 of the RSA-OAEP-SHA256 wrapped 32-byte vault key.
     pub wrapped: String,
+    /// When the generation was made, Unix seconds (absent before key
+    /// generations: then the vault's creation time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
+}
+
+/// A generation destroyed by `vault drop-key`: its key is gone, its number
+/// is never used again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DroppedKey {
+    pub generation: u32,
+    /// Unix seconds.
+    pub dropped: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,6 +79,9 @@ pub struct VaultRecord {
     /// Unix seconds.
     pub created: i64,
     pub keys: Vec<WrappedKey>,
+    /// Generations destroyed by `vault drop-key` (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<DroppedKey>,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
 }
@@ -102,6 +126,12 @@ impl VaultRecord {
             keys.push((k.generation, key));
         }
         Keychain::new(keys).ok_or_else(|| Error::corrupt("metadata", "vault has no key"))
+    }
+
+    /// When generation `k` was made (the vault's creation time for a table
+    /// written before key generations).
+    pub fn created_of(&self, k: &WrappedKey) -> i64 {
+        k.created.unwrap_or(self.created)
     }
 
     /// Re-wrap every key of this vault under `new_pub`.

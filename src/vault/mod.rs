@@ -3,6 +3,7 @@
 
 pub mod handle;
 pub mod home;
+pub mod keychain;
 pub mod metadata;
 pub mod node;
 pub mod protector;

@@ -158,7 +158,17 @@ impl Node {
         &self.table.vaults
     }
 
-    fn save_table(&self) -> Result<()> {
+    /// The root keypair (wraps and unwraps the vault keys).
+    pub(super) fn root(&self) -> &RootKeypair {
+        &self.root
+    }
+
+    /// The vault table, to change (then [`Node::save_table`]).
+    pub(super) fn table_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+
+    pub(super) fn save_table(&self) -> Result<()> {
         write_atomic_at(
             &self.home.metadata(),
             &metadata::seal(&self.root, &self.table),
@@ -312,6 +322,16 @@ impl Node {
     }
 
     pub fn create_vault(&mut self, name: &str) -> Result<VaultRecord> {
+        self.create_vault_with(name, Default::default())
+    }
+
+    /// [`Node::create_vault`] with its settings (say `rotate-after`) in the
+    /// same write of the table.
+    pub fn create_vault_with(
+        &mut self,
+        name: &str,
+        settings: std::collections::BTreeMap<String, String>,
+    ) -> Result<VaultRecord> {
         check_vault_name(name)?;
         if self.table.find(name).is_ok() {
             return Err(Error::VaultDefined(name.to_string()));
@@ -329,15 +349,18 @@ impl Node {
         // The vault is complete on disk before the table names it.
         fsync_tree(&dir)?;
         crash_point("vault-create-before-metadata");
+        let now = now_unix();
         let record = VaultRecord {
             id,
             name: name.to_string(),
-            created: now_unix(),
+            created: now,
             keys: vec![WrappedKey {
                 generation: 0,
                 wrapped: metadata::wrap(self.root.public(), &key),
+                created: Some(now),
             }],
-            settings: Default::default(),
+            dropped: Vec::new(),
+            settings,
         };
         self.table.vaults.push(record.clone());
         if let Err(e) = self.save_table() {

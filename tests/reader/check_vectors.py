@@ -10,6 +10,7 @@ and this second implementation must all agree.
 import base64
 import hashlib
 import hmac
+import json
 import os
 import sys
 
@@ -254,6 +255,18 @@ class Checker:
                 pair = [points[a], points[b]][:k]
                 self.eq(vid, "combine %d,%d" % (a + 1, b + 1), gf_combine(pair), bytes_of(v["master"]))
 
+    def keychain(self, v):
+        vid, rec = v["id"], json.loads(v["record"])
+        keys = sorted(rec["keys"], key=lambda k: k["generation"])
+        ints = lambda s: [int(x) for x in s.split()]
+        self.eq(vid, "generations", [k["generation"] for k in keys], ints(v["generations"]))
+        self.eq(vid, "created", [k.get("created", rec["created"]) for k in keys], ints(v["created"]))
+        self.eq(vid, "newest", keys[-1]["generation"], int(v["newest"]))
+        self.eq(vid, "dropped", [d["generation"] for d in rec.get("dropped", [])], ints(v["dropped"]))
+        self.eq(vid, "rotate_after_ms", int(rec.get("settings", {}).get("rotate-after", "0")),
+                int(v["rotate_after_ms"]))
+        self.eq(vid, "round trip", json.dumps(rec, separators=(",", ":")), v["record"])
+
     def message(self, v):
         vid, key = v["id"], bytes_of(v["vault_key"])
         history_key = F.hkdf(key, b"pkfs history v1")
@@ -335,7 +348,7 @@ def main():
         elif kind == "tags":
             c.tags(v, blobs)
         elif kind in ("name", "symlink", "xattr", "journal", "version", "rootkey", "message",
-                      "keysfile", "keysbackup", "keyedslot", "shares"):
+                      "keysfile", "keysbackup", "keyedslot", "shares", "keychain"):
             getattr(c, kind)(v)
         else:
             c.failures += 1
