@@ -262,7 +262,10 @@ fn read_only(args: &[String]) -> bool {
                 | SecretCmd::Env { .. }
         ),
         Ok(Command::Vault(v)) => matches!(v, VaultCmd::List | VaultCmd::Stat { .. }),
-        Ok(Command::Version(v)) => matches!(v, VersionCmd::Log { .. }),
+        Ok(Command::Version(v)) => matches!(
+            v,
+            VersionCmd::Log { .. } | VersionCmd::Diff { .. } | VersionCmd::Show { .. }
+        ),
         // A check only reads; --restore rewrites files and may commit.
         Ok(Command::Fsck { restore, .. }) => !restore,
         Ok(Command::Quarantine(q)) => matches!(q, QuarantineCmd::List { .. }),

@@ -7,6 +7,8 @@ mod cmd_quarantine;
 mod cmd_secret;
 mod cmd_vault;
 mod cmd_version;
+mod cmd_version_diff;
+mod cmd_version_log;
 mod config;
 pub mod fstab;
 mod pass;

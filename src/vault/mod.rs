@@ -6,6 +6,7 @@ pub mod home;
 pub mod metadata;
 pub mod node;
 pub mod protector;
+pub mod restore;
 
 pub use handle::{Txn, Vault, VaultStat};
 pub use node::Node;
