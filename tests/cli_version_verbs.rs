@@ -4,7 +4,9 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 
 use common::mount::Mounted;
 use common::*;
@@ -239,12 +241,33 @@ fn restore_through_a_mount_shows_at_once_and_makes_one_commit() {
     fs::create_dir(m.path("d")).unwrap();
     fs::write(m.path("d/x"), "x").unwrap();
     fs::write(m.path("d/y"), "y").unwrap();
+    // A name that is not UTF-8 (only the mount can make one).
+    let odd = m.path("d").join(OsStr::from_bytes(b"n\xff"));
+    fs::write(&odd, "odd").unwrap();
     m.wait_committed();
     let first = head(&m.node);
+    let log = m.node.log("v", false);
+    let created = log.last().unwrap()["id"].as_str().unwrap().to_string();
+    let made = m
+        .node
+        .ok(["version", "diff", "v", &created, "--name-status"])
+        .out();
+    assert!(made.contains("A\td/n\\xFF\n"), "{made}");
+    let listed = m
+        .node
+        .ok(["version", "show", "v", &format!("{first}:d")])
+        .out();
+    assert_eq!(listed, "n\\xFF\nx\ny\n");
     fs::write(m.path("a"), "two").unwrap();
     fs::remove_file(m.path("d/x")).unwrap();
+    fs::remove_file(&odd).unwrap();
     fs::write(m.path("d/z"), "z").unwrap();
     m.wait_committed();
+    let gone = m
+        .node
+        .ok(["version", "diff", "v", &first, "--name-status"])
+        .out();
+    assert!(gone.contains("D\td/n\\xFF\n"), "{gone}");
     let before = m.node.commits("v");
 
     m.node.ok(["version", "restore", "v", &first, "a"]);
@@ -258,7 +281,12 @@ fn restore_through_a_mount_shows_at_once_and_makes_one_commit() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["x", "y"]);
+    assert_eq!(names, ["n\u{FFFD}", "x", "y"]);
+    assert_eq!(
+        fs::read(&odd).unwrap(),
+        b"odd",
+        "the name comes back byte for byte"
+    );
     assert_eq!(fs::read(m.path("d/x")).unwrap(), b"x");
     // Show and diff run in the daemon too, without a commit.
     let shown = m.node.ok(["version", "show", "v", "HEAD~2:d/z"]).out();
