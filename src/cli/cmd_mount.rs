@@ -510,6 +510,8 @@ mod tests {
             "pkfs --home h secret ls v",
             "pkfs --json vault list",
             "pkfs version log v -n 3",
+            "pkfs version diff v HEAD~2 --stat",
+            "pkfs version show v HEAD~1:a",
             "pkfs secrets stat --home h v:a",
             "pkfs fsck",
             "pkfs --json fsck v w",
@@ -519,6 +521,7 @@ mod tests {
         for w in [
             "pkfs secret write v:a",
             "pkfs --home h version checkout v HEAD~1",
+            "pkfs version restore v HEAD~1 a",
             "pkfs vault rename a b",
             "pkfs gc",
             "pkfs fsck --restore v",
