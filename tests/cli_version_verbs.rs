@@ -177,6 +177,17 @@ fn show_describes_a_commit_and_prints_a_file_as_it_was() {
         ExitCode::NotFound,
         ["version", "show", "v", &format!("{first}:b")],
     );
+    // A long name (stored under a hash, with a sidecar) is found and listed.
+    let long = "L".repeat(200);
+    n.write(&format!("v:{long}"), "long");
+    n.write(&format!("v:{long}"), "longer");
+    let at = format!("HEAD~1:{long}");
+    assert_eq!(n.ok(["version", "show", "v", &at]).out(), "long");
+    assert_eq!(
+        n.ok(["version", "diff", "v", "HEAD~1", "--name-status"])
+            .out(),
+        format!("M\t{long}\n")
+    );
     // A file of several pages comes back whole.
     let big = pseudo_random(3 * 4096 + 17, 7);
     n.cmd()
@@ -244,6 +255,7 @@ fn restore_through_a_mount_shows_at_once_and_makes_one_commit() {
     // A name that is not UTF-8 (only the mount can make one).
     let odd = m.path("d").join(OsStr::from_bytes(b"n\xff"));
     fs::write(&odd, "odd").unwrap();
+    std::os::unix::fs::symlink("d/x", m.path("ln")).unwrap();
     m.wait_committed();
     let first = head(&m.node);
     let log = m.node.log("v", false);
@@ -261,6 +273,7 @@ fn restore_through_a_mount_shows_at_once_and_makes_one_commit() {
     fs::write(m.path("a"), "two").unwrap();
     fs::remove_file(m.path("d/x")).unwrap();
     fs::remove_file(&odd).unwrap();
+    fs::remove_file(m.path("ln")).unwrap();
     fs::write(m.path("d/z"), "z").unwrap();
     m.wait_committed();
     let gone = m
@@ -268,8 +281,14 @@ fn restore_through_a_mount_shows_at_once_and_makes_one_commit() {
         .ok(["version", "diff", "v", &first, "--name-status"])
         .out();
     assert!(gone.contains("D\td/n\\xFF\n"), "{gone}");
+    assert!(gone.contains("D\tln\n"), "{gone}");
     let before = m.node.commits("v");
 
+    // A symlink cannot be brought back outside the mount: reported, no commit.
+    m.node
+        .ok(["version", "restore", "v", &first, "ln"])
+        .stderr_has("not restored");
+    assert_eq!(m.node.commits("v"), before);
     m.node.ok(["version", "restore", "v", &first, "a"]);
     assert_eq!(m.node.commits("v"), before + 1);
     assert_eq!(fs::read(m.path("a")).unwrap(), b"one");
@@ -288,14 +307,15 @@ fn restore_through_a_mount_shows_at_once_and_makes_one_commit() {
         "the name comes back byte for byte"
     );
     assert_eq!(fs::read(m.path("d/x")).unwrap(), b"x");
-    // Show and diff run in the daemon too, without a commit.
+    // Show and diff run in the daemon too, without a commit. Everything is
+    // as at `first` again but the symlink, which stayed gone.
     let shown = m.node.ok(["version", "show", "v", "HEAD~2:d/z"]).out();
     assert_eq!(shown, "z");
     assert_eq!(
         m.node
             .ok(["version", "diff", "v", &first, "--name-status"])
             .out(),
-        ""
+        "D\tln\n"
     );
     assert_eq!(m.node.commits("v"), before + 2);
     m.node.ok(["fsck", "v"]);
