@@ -238,9 +238,8 @@ pub enum VersionCmd {
         long_about = "Show what changed from REF1 to REF2 in VAULT (REF: `latest`, `HEAD`, \
                   `HEAD~N` or a commit id prefix of at least 4 hex digits). With one REF, from \
                   REF to the vault's current version (HEAD); with none, from HEAD's parent to \
-                  HEAD. Changes made through a mount and not committed yet are not included: \
-                  every forwarded command commits them first, so while the vault is mounted \
-                  HEAD is the live tree. Default output: one line per path, `added`, \
+                  HEAD. HEAD is the live tree: while the vault is mounted the daemon runs this \
+                  command and commits the mount's pending changes first. Default output: one line per path, `added`, \
                   `modified` or `removed`, with the sizes of files (contents are not shown; \
                   compare them with `diff <(pkfs version show VAULT REF1:PATH) <(pkfs \
                   version show VAULT REF2:PATH)`). --name-status: A, M or D, a tab, the \
@@ -249,7 +248,7 @@ pub enum VersionCmd {
     )]
     Diff {
         vault: String,
-        /// The older version [default: HEAD~1, or HEAD with REF2 absent and REF1 given]
+        /// The older version [default: HEAD~1]
         ref1: Option<String>,
         /// The newer version [default: HEAD]
         ref2: Option<String>,

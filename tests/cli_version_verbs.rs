@@ -242,6 +242,15 @@ fn restore_brings_back_a_file_and_a_directory_in_one_commit_each() {
     .stderr_has("b");
     assert_eq!(n.commits("v"), before + 2);
     assert_eq!(n.cat("v:b"), b"bee");
+    // The whole vault (`/`): what it held then, as one more commit.
+    n.ok(["version", "restore", "v", &first, "/"]);
+    assert_eq!(n.commits("v"), before + 3);
+    assert_eq!(n.ls("v"), ["a", "d/"]);
+    assert_eq!(
+        n.ok(["version", "diff", "v", &first, "--name-status"])
+            .out(),
+        ""
+    );
     n.ok(["fsck", "v"]);
 }
 
