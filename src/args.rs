@@ -243,7 +243,9 @@ pub enum VersionCmd {
                   `modified` or `removed`, with the sizes of files (contents are not shown; \
                   compare them with `diff <(pkfs version show VAULT REF1:PATH) <(pkfs \
                   version show VAULT REF2:PATH)`). --name-status: A, M or D, a tab, the \
-                  path. --stat: the counts. Directories end in `/`; non-UTF-8 bytes of names \
+                  path, or R, the old path and the new one. A move is found exactly (a moved \
+                  entry keeps its ciphertext, a copy does not): a moved directory is one \
+                  `renamed` line. --stat: the counts. Directories end in `/`; non-UTF-8 bytes of names \
                   are shown as \\xFF escapes."
     )]
     Diff {
@@ -252,10 +254,10 @@ pub enum VersionCmd {
         ref1: Option<String>,
         /// The newer version [default: HEAD]
         ref2: Option<String>,
-        /// One line per path: A, M or D, a tab, the path
+        /// One line per path: A, M or D, a tab, the path (R, old path, new path)
         #[arg(long, conflicts_with = "stat")]
         name_status: bool,
-        /// Only the counts of added, modified and removed paths
+        /// Only the counts of added, modified, removed and renamed paths
         #[arg(long)]
         stat: bool,
     },

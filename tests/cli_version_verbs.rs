@@ -122,7 +122,7 @@ fn diff_between_two_versions_lists_added_modified_and_removed() {
     let stat = n
         .ok(["version", "diff", "v", &first, &last, "--stat"])
         .out();
-    assert_eq!(stat.trim(), "7 added, 1 modified, 1 removed");
+    assert_eq!(stat.trim(), "7 added, 1 modified, 1 removed, 0 renamed");
     // One REF: from it to HEAD; none: HEAD's own change.
     assert_eq!(
         n.ok(["version", "diff", "v", &first, "--name-status"])
@@ -137,6 +137,23 @@ fn diff_between_two_versions_lists_added_modified_and_removed() {
         .ok(["--json", "version", "diff", "v", &first, &last])
         .json();
     assert_eq!(json["counts"]["added"], 7, "{json}");
+    // A move is one rename, exactly (the ciphertext moved with it): a
+    // directory without its entries, and a file.
+    n.ok(["secret", "mv", "v:five", "v:six"]);
+    n.ok(["secret", "mv", "v:b", "v:c"]);
+    n.write("v:empty", "");
+    let moved = n.ok(["version", "diff", "v", &last, "--name-status"]).out();
+    let mut moved: Vec<&str> = moved.lines().collect();
+    moved.sort();
+    assert_eq!(moved, ["A\tempty", "R\tb\tc", "R\tfive/\tsix/"]);
+    // An empty file is never taken for a moved one.
+    n.ok(["secret", "mv", "v:empty", "v:other"]);
+    n.write("v:new-empty", "");
+    n.ok(["secret", "rm", "v:other"]);
+    let text = n
+        .ok(["version", "diff", "v", "HEAD~3", "--name-status"])
+        .out();
+    assert_eq!(text, "D\tempty\nA\tnew-empty\n", "{text}");
     // The same version: nothing.
     assert_eq!(n.ok(["version", "diff", "v", &last, &last]).out(), "");
     n.fail(ExitCode::Usage, ["version", "diff", "v", "nothex"]);

@@ -196,10 +196,11 @@ fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
             ("from, to", "the full ids of the two versions compared"),
             (
                 "changes",
-                "array of {kind: added|modified|removed, path, old_size, new_size}; \
-                 directories end in /; sizes are null but for files",
+                "array of {kind: added|modified|removed|renamed, path, from, old_size, \
+                 new_size}; from is the old path of a rename, else null; directories end in /; \
+                 sizes are null but for files",
             ),
-            ("counts", "{added, modified, removed}"),
+            ("counts", "{added, modified, removed, renamed}"),
         ],
         "pkfs-version-show" => &[
             (

@@ -30,31 +30,38 @@ pub(super) fn diff(
     let a = versions.resolve(&from)?;
     let b = versions.resolve(&to)?;
     let deltas = versions.diff(&versions.root(a)?, &versions.root(b)?)?;
-    let counts = count(&deltas);
+    let (counts, renamed) = count(&deltas);
     if out.json() {
         let list = deltas
             .iter()
             .map(|d| {
                 Ok(json!({"kind": word(d.kind),
                        "path": String::from_utf8_lossy(&d.path),
+                       "from": d.from.as_ref().map(|f| String::from_utf8_lossy(f)),
                        "old_size": size_of(&versions, d.old.as_ref())?,
                        "new_size": size_of(&versions, d.new.as_ref())?}))
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        let mut c = counts.json();
+        c["renamed"] = json!(renamed);
         return out.emit(&json!({"from": a.to_string(), "to": b.to_string(),
-                                "changes": list, "counts": counts.json()}));
+                                "changes": list, "counts": c}));
     }
     if stat {
         out.data(format!(
-            "{} added, {} modified, {} removed",
+            "{} added, {} modified, {} removed, {renamed} renamed",
             counts.added, counts.modified, counts.removed
         ));
         return Ok(());
     }
     for d in &deltas {
         let path = escape_bytes(&d.path);
+        let from = d.from.as_deref().map(escape_bytes).unwrap_or_default();
         if name_status {
-            out.data(format!("{}\t{path}", letter(change_kind(d.kind))));
+            match d.kind {
+                DeltaKind::Renamed => out.data(format!("R\t{from}\t{path}")),
+                k => out.data(format!("{}\t{path}", letter(change_kind(k)))),
+            }
             continue;
         }
         let old = size_of(&versions, d.old.as_ref())?;
@@ -65,7 +72,10 @@ pub(super) fn diff(
             (DeltaKind::Removed, Some(o), _) => format!("  (was {o} bytes)"),
             _ => String::new(),
         };
-        out.data(format!("{:<9}{path}{sizes}", word(d.kind)));
+        match d.kind {
+            DeltaKind::Renamed => out.data(format!("{:<9}{from} -> {path}", word(d.kind))),
+            k => out.data(format!("{:<9}{path}{sizes}", word(k))),
+        }
     }
     Ok(())
 }
@@ -78,23 +88,27 @@ fn size_of(v: &Versions, e: Option<&VEntry>) -> Result<Option<u64>, Error> {
     }
 }
 
-fn count(deltas: &[Delta]) -> Counts {
+/// The counts of added, modified and removed paths, and of renames.
+fn count(deltas: &[Delta]) -> (Counts, usize) {
     let mut c = Counts::default();
+    let mut renamed = 0;
     for d in deltas {
         match d.kind {
             DeltaKind::Added => c.added += 1,
             DeltaKind::Modified => c.modified += 1,
             DeltaKind::Removed => c.removed += 1,
+            DeltaKind::Renamed => renamed += 1,
         }
     }
-    c
+    (c, renamed)
 }
 
+/// The change kind of a delta other than a rename.
 fn change_kind(k: DeltaKind) -> ChangeKind {
     match k {
         DeltaKind::Added => ChangeKind::Added,
-        DeltaKind::Modified => ChangeKind::Modified,
         DeltaKind::Removed => ChangeKind::Removed,
+        DeltaKind::Modified | DeltaKind::Renamed => ChangeKind::Modified,
     }
 }
 
@@ -103,6 +117,7 @@ fn word(k: DeltaKind) -> &'static str {
         DeltaKind::Added => "added",
         DeltaKind::Modified => "modified",
         DeltaKind::Removed => "removed",
+        DeltaKind::Renamed => "renamed",
     }
 }
 

@@ -4,6 +4,13 @@
 //! directory whose entries differ is listed on both sides with its names
 //! decrypted and matched by plaintext name (a directory made again has a new
 //! IV, so its encrypted names differ even where its plaintext names do not).
+//!
+//! Moves are exact, not guessed: a move keeps an entry's ciphertext (a file's
+//! blob, a directory's tree with its own IV and names), while a copy or a new
+//! file gets a new file id and salt, so its blob differs. An entry removed at
+//! one path whose git object is added at another is reported once, as
+//! renamed (a directory without the entries inside it). Empty files, whose
+//! blobs are all the same, are never paired.
 
 use super::{VEntry, Versions};
 use crate::error::Result;
@@ -15,6 +22,8 @@ pub enum DeltaKind {
     Added,
     Modified,
     Removed,
+    /// Moved from `from` (its content unchanged).
+    Renamed,
 }
 
 /// One path that differs between two versions.
@@ -24,6 +33,8 @@ pub struct Delta {
     /// Plaintext path from the vault root, components joined by `/`; a
     /// directory ends in `/`.
     pub path: Vec<u8>,
+    /// Where a renamed entry was.
+    pub from: Option<Vec<u8>>,
     pub old: Option<VEntry>,
     pub new: Option<VEntry>,
 }
@@ -36,6 +47,75 @@ impl Versions {
     pub fn diff(&self, old: &VEntry, new: &VEntry) -> Result<Vec<Delta>> {
         let mut out = Vec::new();
         self.diff_dirs(old, new, &[], &mut out)?;
+        self.pair_moves(out)
+    }
+
+    /// Report an entry removed at one path and added, the same object, at
+    /// another as one rename (see the module comment).
+    fn pair_moves(&self, deltas: Vec<Delta>) -> Result<Vec<Delta>> {
+        use std::collections::HashMap;
+        let mut added: HashMap<git2::Oid, Vec<usize>> = HashMap::new();
+        for (i, d) in deltas.iter().enumerate() {
+            if let (DeltaKind::Added, Some(e)) = (d.kind, &d.new) {
+                if e.kind == Kind::Dir || self.size(e)? > 0 {
+                    added.entry(e.id).or_default().push(i);
+                }
+            }
+        }
+        // (removed index, added index), outermost first: the entries inside a
+        // moved directory go with it.
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        let mut gone_under: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let inside = |p: &[u8], dirs: &[(Vec<u8>, Vec<u8>)]| {
+            dirs.iter()
+                .any(|(from, to)| p.starts_with(from) || p.starts_with(to))
+        };
+        for (i, d) in deltas.iter().enumerate() {
+            let (DeltaKind::Removed, Some(e)) = (d.kind, &d.old) else {
+                continue;
+            };
+            if inside(&d.path, &gone_under) {
+                continue;
+            }
+            let Some(list) = added.get_mut(&e.id) else {
+                continue;
+            };
+            let Some(pos) = list
+                .iter()
+                .position(|&j| deltas[j].new.as_ref().is_some_and(|n| n.kind == e.kind))
+            else {
+                continue;
+            };
+            let j = list.remove(pos);
+            if e.kind == Kind::Dir {
+                gone_under.push((d.path.clone(), deltas[j].path.clone()));
+            }
+            pairs.push((i, j));
+        }
+        let mut drop = vec![false; deltas.len()];
+        for (i, d) in deltas.iter().enumerate() {
+            let outer = pairs.iter().any(|&(r, a)| r == i || a == i);
+            if !outer && matches!(d.kind, DeltaKind::Added | DeltaKind::Removed) {
+                drop[i] = inside(&d.path, &gone_under);
+            }
+        }
+        let mut renamed: HashMap<usize, (Vec<u8>, Option<VEntry>)> = HashMap::new();
+        for &(r, a) in &pairs {
+            drop[r] = true;
+            renamed.insert(a, (deltas[r].path.clone(), deltas[r].old.clone()));
+        }
+        let mut out = Vec::with_capacity(deltas.len());
+        for (i, mut d) in deltas.into_iter().enumerate() {
+            if drop[i] {
+                continue;
+            }
+            if let Some((from, old)) = renamed.remove(&i) {
+                d.kind = DeltaKind::Renamed;
+                d.from = Some(from);
+                d.old = old;
+            }
+            out.push(d);
+        }
         Ok(out)
     }
 
@@ -82,6 +162,7 @@ impl Versions {
                     out.push(Delta {
                         kind: DeltaKind::Modified,
                         path,
+                        from: None,
                         old: Some(l.clone()),
                         new: Some(r.clone()),
                     });
@@ -109,6 +190,7 @@ impl Versions {
         out.push(Delta {
             kind,
             path,
+            from: None,
             old,
             new,
         });
