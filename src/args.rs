@@ -245,7 +245,8 @@ pub enum VersionCmd {
                   version show VAULT REF2:PATH)`). --name-status: A, M or D, a tab, the \
                   path, or R, the old path and the new one. A move is found exactly (a moved \
                   entry keeps its ciphertext, a copy does not): a moved directory is one \
-                  `renamed` line. --stat: the counts. Directories end in `/`; non-UTF-8 bytes of names \
+                  `renamed` line (one whose contents also changed between the two versions \
+                  shows as removed and added). --stat: the counts. Directories end in `/`; non-UTF-8 bytes of names \
                   are shown as \\xFF escapes."
     )]
     Diff {
@@ -283,7 +284,8 @@ pub enum VersionCmd {
                   not exist at REF are removed (they stay in the history). Missing parent \
                   directories are made. Contents come back, modes and times do not; symlinks \
                   inside a restored directory are skipped and reported. Works mounted (run by \
-                  the daemon) and unmounted. A PATH absent at REF is an error (exit status \
+                  the daemon) and unmounted. Like any change, one made while the vault is \
+                  checked out at an older version discards the later versions. A PATH absent at REF is an error (exit status \
                   13) and nothing is changed."
     )]
     Restore {
