@@ -446,7 +446,14 @@ pub enum SecretCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum VersionCmd {
-    /// Show the history of a vault with the changes of each commit
+    /// Show the history of a vault: one line per commit with its counts of changes
+    #[command(
+        long_about = "Show the history of VAULT, newest first: one line per commit with its \
+                  short id, time, counts of added, modified and removed paths (`+12 ~3 -1`) \
+                  and the first three paths (\"… and N more\"). --name-status lists every path \
+                  (A, M or D and the path); --json gives every field. Bytes of a name that are \
+                  not UTF-8 are shown as \\xFF escapes (and a backslash as \\\\)."
+    )]
     Log {
         vault: String,
         /// Show at most N commits
@@ -455,9 +462,73 @@ pub enum VersionCmd {
         /// Include discarded commits (kept until `pkfs gc`)
         #[arg(long)]
         all: bool,
+        /// List every changed path of each commit: A, M or D, a tab, the path
+        #[arg(long)]
+        name_status: bool,
     },
     /// Move a vault to REF: a commit id prefix, HEAD~N, or `latest`
     Checkout { vault: String, reference: String },
+    /// Show what changed between two versions, or between a version and HEAD
+    #[command(
+        long_about = "Show what changed from REF1 to REF2 in VAULT (REF: `latest`, `HEAD`, \
+                  `HEAD~N` or a commit id prefix of at least 4 hex digits). With one REF, from \
+                  REF to the vault's current version (HEAD); with none, from HEAD's parent to \
+                  HEAD. HEAD is the live tree: while the vault is mounted the daemon runs this \
+                  command and commits the mount's pending changes first. Default output: one line per path, `added`, \
+                  `modified` or `removed`, with the sizes of files (contents are not shown; \
+                  compare them with `diff <(pkfs version show VAULT REF1:PATH) <(pkfs \
+                  version show VAULT REF2:PATH)`). --name-status: A, M or D, a tab, the \
+                  path, or R, the old path and the new one. A move is found exactly (a moved \
+                  entry keeps its ciphertext, a copy does not): a moved directory is one \
+                  `renamed` line (one whose contents also changed between the two versions \
+                  shows as removed and added). --stat: the counts. Directories end in `/`; non-UTF-8 bytes of names \
+                  are shown as \\xFF escapes."
+    )]
+    Diff {
+        vault: String,
+        /// The older version [default: HEAD~1]
+        ref1: Option<String>,
+        /// The newer version [default: HEAD]
+        ref2: Option<String>,
+        /// One line per path: A, M or D, a tab, the path (R, old path, new path)
+        #[arg(long, conflicts_with = "stat")]
+        name_status: bool,
+        /// Only the counts of added, modified, removed and renamed paths
+        #[arg(long)]
+        stat: bool,
+    },
+    /// Describe a version, or print one file (or list one directory) as it was
+    #[command(
+        long_about = "With REF alone: describe that version of VAULT (id, time, parents and \
+                  its change list). With REF:PATH: print the file at PATH as it was at REF \
+                  (decrypted a page at a time), list the directory at PATH (one name a line, \
+                  directories ending in `/`), or print a symlink's target. Nothing in the \
+                  vault moves. Exit status 13 when PATH was absent at REF."
+    )]
+    Show {
+        vault: String,
+        /// REF or REF:PATH
+        target: String,
+    },
+    /// Bring back files or directories as they were at REF, as one new commit
+    #[command(
+        long_about = "Bring back each PATH of VAULT as it was at REF, in one new commit, \
+                  without moving the rest of the vault. A \
+                  file replaces what is at PATH now; a directory comes back with its whole \
+                  subtree as it was: files and directories inside it that exist now but did \
+                  not exist at REF are removed (they stay in the history). Missing parent \
+                  directories are made. Contents come back, modes and times do not; symlinks \
+                  inside a restored directory are skipped and reported. Works mounted (run by \
+                  the daemon) and unmounted. Like any change, one made while the vault is \
+                  checked out at an older version discards the later versions. A PATH absent at REF is an error (exit status \
+                  13) and nothing is changed."
+    )]
+    Restore {
+        vault: String,
+        reference: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -71,6 +71,18 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "pkfs version checkout work latest",
                 "Return to the latest version.",
             ),
+            (
+                "pkfs version diff work HEAD~3 --name-status",
+                "What changed in the last three versions.",
+            ),
+            (
+                "pkfs version show work HEAD~1:db/password",
+                "Print a secret as it was one version ago.",
+            ),
+            (
+                "pkfs version restore work HEAD~1 db",
+                "Bring back directory db as it was, as one new commit.",
+            ),
         ],
         "mount" => &[
             (
@@ -210,6 +222,33 @@ fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
                 "dropped key generations that files of this version are under (they can no \
                  longer be read); empty for most versions",
             ),
+            ("counts", "{added, modified, removed}: how many paths of each kind"),
+        ],
+        "pkfs-version-diff" => &[
+            ("from, to", "the full ids of the two versions compared"),
+            (
+                "changes",
+                "array of {kind: added|modified|removed|renamed, path, from, old_size, \
+                 new_size}; from is the old path of a rename, else null; directories end in /; \
+                 sizes are null but for files",
+            ),
+            ("counts", "{added, modified, removed, renamed}"),
+        ],
+        "pkfs-version-show" => &[
+            (
+                "id, time, head, parents, changes, counts",
+                "for REF alone: the version, as in version log, with its parent ids",
+            ),
+            (
+                "(array of objects)",
+                "for REF:DIR: one {name, kind, size} per entry (a file prints its bytes)",
+            ),
+        ],
+        "pkfs-version-restore" => &[
+            ("vault, from", "the vault and the full id of REF"),
+            ("commit", "the new commit's id, null when nothing differed"),
+            ("changes, counts", "its change list, as in version log"),
+            ("skipped", "paths not brought back (symlinks)"),
         ],
         "pkfs-fsck" => &[
             (
@@ -487,6 +526,9 @@ fn json_fields_are_documented_where_json_is_printed() {
         "pkfs-secret-ls.1",
         "pkfs-secret-stat.1",
         "pkfs-version-log.1",
+        "pkfs-version-diff.1",
+        "pkfs-version-show.1",
+        "pkfs-version-restore.1",
         "pkfs-status.1",
         "pkfs-fsck.1",
     ] {

@@ -313,7 +313,10 @@ fn read_only(args: &[String]) -> bool {
                 | SecretCmd::Env { .. }
         ),
         Ok(Command::Vault(v)) => matches!(v, VaultCmd::List | VaultCmd::Stat { .. }),
-        Ok(Command::Version(v)) => matches!(v, VersionCmd::Log { .. }),
+        Ok(Command::Version(v)) => matches!(
+            v,
+            VersionCmd::Log { .. } | VersionCmd::Diff { .. } | VersionCmd::Show { .. }
+        ),
         // A check only reads; --restore rewrites files and may commit.
         Ok(Command::Fsck { restore, .. }) => !restore,
         Ok(Command::Quarantine(q)) => matches!(q, QuarantineCmd::List { .. }),
@@ -590,6 +593,8 @@ mod tests {
             "pkfs --home h secret ls v",
             "pkfs --json vault list",
             "pkfs version log v -n 3",
+            "pkfs version diff v HEAD~2 --stat",
+            "pkfs version show v HEAD~1:a",
             "pkfs secrets stat --home h v:a",
             "pkfs fsck",
             "pkfs --json fsck v w",
@@ -599,6 +604,7 @@ mod tests {
         for w in [
             "pkfs secret write v:a",
             "pkfs --home h version checkout v HEAD~1",
+            "pkfs version restore v HEAD~1 a",
             "pkfs vault rename a b",
             "pkfs gc",
             "pkfs fsck --restore v",

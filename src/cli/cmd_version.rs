@@ -1,9 +1,9 @@
-//! `pkfs version log|checkout`.
+//! `pkfs version log|diff|show|restore|checkout`.
 
 use serde_json::json;
 
 use super::config::Config;
-use super::{fmt_time, progress, unlock, Out};
+use super::{progress, unlock, Out};
 use pkfs::args::VersionCmd;
 
 pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
@@ -14,65 +14,39 @@ pub fn run(cfg: &Config, cmd: VersionCmd) -> anyhow::Result<()> {
             vault,
             max_count,
             all,
+            name_status,
         } => {
             let v = node.open_vault(&vault)?;
             let log = v.history().log(max_count, all)?;
             let ids: Vec<String> = log.iter().map(|e| e.id.clone()).collect();
             let lost = pkfs::vault::keychain::unreadable_commits(&v, &ids);
-            let lost_of = |id: &str| -> Vec<u32> {
+            super::cmd_version_log::print(&out, &log, name_status, &|id: &str| {
                 lost.get(id)
                     .map(|g| g.iter().copied().collect())
                     .unwrap_or_default()
-            };
-            if out.json() {
-                let list: Vec<_> = log
-                    .iter()
-                    .map(|e| {
-                        json!({"id": e.id, "time": e.time, "head": e.head,
-                               "discarded": e.discarded, "changes": e.changes,
-                               "unreadable_generations": lost_of(&e.id)})
-                    })
-                    .collect();
-                return out.emit(&list);
-            }
-            for (i, e) in log.iter().enumerate() {
-                if i > 0 {
-                    out.data("");
-                }
-                let mut tags = Vec::new();
-                if e.head {
-                    tags.push("HEAD");
-                }
-                if e.discarded {
-                    tags.push("discarded");
-                }
-                let tags = if tags.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", tags.join(", "))
-                };
-                out.data(format!("commit {}{tags}", e.id));
-                out.data(format!("Date:   {}", fmt_time(e.time)));
-                let gone = lost_of(&e.id);
-                if !gone.is_empty() {
-                    let gens: Vec<String> = gone.iter().map(u32::to_string).collect();
-                    out.data(format!(
-                        "Unreadable: files of this version are under dropped key generation(s) \
-                         {}, and can no longer be read",
-                        gens.join(", ")
-                    ));
-                }
-                if e.changes.is_empty() {
-                    out.data("    (vault created)");
-                }
-                for c in &e.changes {
-                    let word = serde_json::to_value(c.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    out.data(format!("    {word:<9}{}", c.path));
-                }
-            }
+            })?;
+        }
+        VersionCmd::Diff {
+            vault,
+            ref1,
+            ref2,
+            name_status,
+            stat,
+        } => {
+            let v = node.open_vault(&vault)?;
+            super::cmd_version_diff::diff(&out, &v, (ref1, ref2), name_status, stat)?;
+        }
+        VersionCmd::Show { vault, target } => {
+            let v = node.open_vault(&vault)?;
+            super::cmd_version_diff::show(&out, &v, &vault, &target)?;
+        }
+        VersionCmd::Restore {
+            vault,
+            reference,
+            paths,
+        } => {
+            let v = node.open_vault(&vault)?;
+            super::cmd_version_diff::restore(&out, &v, &vault, &reference, &paths)?;
         }
         VersionCmd::Checkout { vault, reference } => {
             let v = node.open_vault(&vault)?;

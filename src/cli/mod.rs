@@ -11,6 +11,8 @@ mod cmd_seal;
 mod cmd_secret;
 mod cmd_vault;
 mod cmd_version;
+mod cmd_version_diff;
+mod cmd_version_log;
 mod config;
 pub mod fstab;
 mod pass;

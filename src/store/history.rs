@@ -594,6 +594,8 @@ mod seal;
 mod undo;
 #[path = "history_version.rs"]
 mod version;
+#[path = "versions/mod.rs"]
+pub mod versions;
 pub use fsck::{GitCheck, GitProblem, HeadFiles};
 #[cfg(test)]
 use gc::list_dir;

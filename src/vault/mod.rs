@@ -8,6 +8,7 @@ pub mod metadata;
 pub mod node;
 pub mod protector;
 pub mod slots;
+pub mod restore;
 
 pub use handle::{Txn, Vault, VaultStat};
 pub use node::Node;
