@@ -289,7 +289,7 @@ impl FsCore {
         // either): past the maximum size, or more growth than the disk has
         // room for.
         let end = at.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
-        st.check_growth(end).errno()?;
+        st.check_growth(end, data.len() as u64).errno()?;
         // Once per file and commit, before anything reaches the disk: the path
         // walk stays off the write path. A commit runs under the gate held
         // exclusively, so no write races it.
@@ -434,7 +434,7 @@ impl FsCore {
         if changes {
             st.settle_tags().errno()?;
             if mode == 0 {
-                st.check_growth(end).errno()?;
+                st.check_growth(end, 0).errno()?;
             }
             self.mark_ino(h.ino)?;
             vault.record(ChangeKind::Modified, self.path_of(h.ino));
