@@ -192,10 +192,7 @@ impl FileState {
                 let mut page = zero_page();
                 let plain_len = slot.len() - PAGE_OVERHEAD as usize;
                 let pos = (i, i + 1 == count, map.before(i));
-                if fc
-                    .open_page_into(pos, slot, &mut page[..plain_len])
-                    .is_ok()
-                {
+                if fc.open_page_into(pos, slot, &mut page[..plain_len]).is_ok() {
                     cache.put(st.cache_id, i, page);
                 }
             }
@@ -460,7 +457,8 @@ impl FileState {
         // Sealed pages whose run of holes before them changed.
         let mut moved = BTreeSet::new();
         for (_, m) in old_map.iter().chain(map.iter()) {
-            if m < new_pc && !map.contains(m) && (m >= old_pc || old_map.before(m) != map.before(m)) {
+            if m < new_pc && !map.contains(m) && (m >= old_pc || old_map.before(m) != map.before(m))
+            {
                 moved.insert(m);
             }
         }

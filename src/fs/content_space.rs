@@ -114,7 +114,11 @@ impl FileState {
         self.write_zeros(offset, first * PAGE_SIZE, cache)?;
         self.write_zeros(whole_end * PAGE_SIZE, end, cache)?;
         self.settle_tags()?;
-        let gone: Vec<u64> = self.dirty.range(first..whole_end).map(|(i, _)| *i).collect();
+        let gone: Vec<u64> = self
+            .dirty
+            .range(first..whole_end)
+            .map(|(i, _)| *i)
+            .collect();
         for i in gone {
             self.dirty.remove(&i);
             cache.add_dirty(-1);

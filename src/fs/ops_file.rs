@@ -448,6 +448,21 @@ impl FsCore {
         Ok(())
     }
 
+    /// `lseek` with SEEK_DATA or SEEK_HOLE (the kernel handles the other
+    /// kinds itself): hole pages are holes, ENXIO at or past the end.
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let data = match whence {
+            libc::SEEK_DATA => true,
+            libc::SEEK_HOLE => false,
+            _ => return Err(Errno::EINVAL),
+        };
+        let offset = u64::try_from(offset).map_err(|_| Errno::ENXIO)?;
+        let (_, of) = self.handle(fh)?;
+        let st = of.settled(&self.cache).errno()?;
+        let at = st.seek_data(offset, data).errno()?;
+        i64::try_from(at).map_err(|_| Errno::EOVERFLOW)
+    }
+
     /// Space figures of the disk under the home.
     pub fn statfs(&self, ino: u64) -> FsResult<libc::statvfs> {
         let vault = match self.vault_of(ino) {

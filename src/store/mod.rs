@@ -6,6 +6,7 @@ pub mod dirfd;
 pub mod fsck;
 pub mod history;
 pub mod journal;
+pub mod loose_zlib;
 pub mod modes;
 pub mod prefetch;
 pub mod quarantine;
