@@ -404,10 +404,11 @@ impl FsCore {
         }
     }
 
-    /// `fallocate`: mode 0 extends the file (zeros), KEEP_SIZE alone checks
-    /// the range and changes nothing (pkfs reserves no space ahead: a later
-    /// write may still meet a full disk), PUNCH_HOLE (with KEEP_SIZE, as Linux
-    /// requires) makes the range read as zeros. Other modes: EOPNOTSUPP.
+    /// `fallocate`: mode 0 extends the file (zeros: a hole, once the disk
+    /// is seen to have room for it), KEEP_SIZE alone checks the range and
+    /// changes nothing (pkfs reserves no space ahead: a later write may still
+    /// meet a full disk), PUNCH_HOLE (with KEEP_SIZE, as Linux requires) makes
+    /// the range read as zeros, its whole pages holes. Other modes: EOPNOTSUPP.
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
         const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
         const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -434,7 +435,10 @@ impl FsCore {
         if changes {
             st.settle_tags().errno()?;
             if mode == 0 {
-                st.check_growth(end, 0).errno()?;
+                // Asked for space: the whole growth must fit, even though
+                // it is not reserved (it becomes a hole).
+                let grow = end.saturating_sub(st.size);
+                st.check_growth(end, grow).errno()?;
             }
             self.mark_ino(h.ino)?;
             vault.record(ChangeKind::Modified, self.path_of(h.ino));
