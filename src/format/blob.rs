@@ -3,7 +3,7 @@
 //! ```text
 //! header (58 bytes):
 //!   0   4  magic "PKFS"
-//!   4   1  version = 1
+//!   4   1  version = 1, or 2 when the blob may hold holes (below)
 //!   5   1  flags = 0 (reserved; non-zero is refused)
 //!   6   4  key generation, u32 big-endian
 //!  10  16  file id (random per file, kept across rewrites)
