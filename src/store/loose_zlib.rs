@@ -19,6 +19,9 @@ use flate2::{Compress, Compression, FlushCompress};
 
 /// Pieces looked at for zeros (the input is cut at multiples of this).
 const PIECE: usize = 4096;
+/// Zero runs are written a unit at a time from one segment deflated once
+/// (each segment stands alone, so the same bytes serve every unit).
+const ZERO_UNIT: usize = 1 << 20;
 /// RFC 1950's Adler-32 modulus, and the most bytes summed before reducing.
 const MOD: u32 = 65521;
 const NMAX: usize = 5552;
@@ -33,6 +36,8 @@ pub struct HoleZlib<W: Write> {
     a: u32,
     b: u32,
     started: bool,
+    /// The deflated segment of `ZERO_UNIT` zeros, once made.
+    unit: Option<Vec<u8>>,
     /// The start of a piece whose rest has not come yet.
     tail: Vec<u8>,
 }
@@ -47,15 +52,31 @@ impl<W: Write> HoleZlib<W> {
             a: 1,
             b: 0,
             started: false,
+            unit: None,
             tail: Vec::with_capacity(PIECE),
         }
     }
 
     /// One segment: `input` through the compressor of its kind, sync-flushed.
-    fn segment(&mut self, input: &[u8], zeros: bool) -> io::Result<()> {
+    fn segment(&mut self, mut input: &[u8], zeros: bool) -> io::Result<()> {
         if !self.started {
             self.out.write_all(&[0x78, 0x01])?;
             self.started = true;
+        }
+        if zeros {
+            while input.len() >= ZERO_UNIT {
+                let unit = match self.unit.take() {
+                    Some(u) => u,
+                    None => deflate_zeros(ZERO_UNIT)?,
+                };
+                self.out.write_all(&unit)?;
+                self.unit = Some(unit);
+                self.adler(&input[..ZERO_UNIT], true);
+                input = &input[ZERO_UNIT..];
+            }
+            if input.is_empty() {
+                return Ok(());
+            }
         }
         let z = if zeros {
             self.zeros.reset();
@@ -113,6 +134,19 @@ impl<W: Write> HoleZlib<W> {
     }
 }
 
+/// `n` zeros as a stand-alone raw deflate segment, sync-flushed.
+fn deflate_zeros(n: usize) -> io::Result<Vec<u8>> {
+    let mut z = Compress::new(Compression::fast(), false);
+    let zeros = vec![0u8; n];
+    let mut out = Vec::with_capacity(n / 256 + 1024);
+    z.compress_vec(&zeros, &mut out, FlushCompress::Sync)
+        .map_err(io::Error::other)?;
+    if z.total_in() != n as u64 || out.len() == out.capacity() {
+        return Err(io::Error::other("deflating zeros did not finish"));
+    }
+    Ok(out)
+}
+
 impl<W: Write> HoleZlib<W> {
     /// Write `data` as runs of whole pieces (a short one only at the end).
     fn pieces(&mut self, data: &[u8]) -> io::Result<()> {
@@ -164,7 +198,7 @@ mod tests {
 
     #[test]
     fn zero_runs_shrink_and_everything_inflates_back() {
-        let mut data = vec![0u8; 8 << 20];
+        let mut data = vec![0u8; (8 << 20) + 12345];
         for (i, b) in data[..10_000].iter_mut().enumerate() {
             *b = (i * 7 % 251) as u8 | 1;
         }
