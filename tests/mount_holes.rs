@@ -230,6 +230,9 @@ fn a_sparse_file_commits_small_checks_out_and_reads_back() {
     assert_eq!(node.cat("v:sparse"), three);
 }
 
+/// A change made to a blob's bytes.
+type Tamper = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[test]
 fn a_zeroed_page_or_a_filled_hole_is_an_error_not_zeros() {
     let node = Node::new();
@@ -256,7 +259,7 @@ fn a_zeroed_page_or_a_filled_hole_is_an_error_not_zeros() {
     );
 
     let slot = |i: u64| (HEADER + i * SLOT) as usize..(HEADER + (i + 1) * SLOT) as usize;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Tamper)> = vec![
         ("page 2 zeroed", Box::new(move |b| b[slot(2)].fill(0))),
         ("page 0 zeroed", Box::new(move |b| b[slot(0)].fill(0))),
         ("page 1 zeroed", Box::new(move |b| b[slot(1)].fill(0))),
