@@ -107,7 +107,8 @@ impl FileState {
             return Ok(());
         }
         let first = offset.div_ceil(PAGE_SIZE);
-        let whole_end = end / PAGE_SIZE;
+        // The last page is never a hole: it is written with zeros.
+        let whole_end = (end / PAGE_SIZE).min(offsets::page_count(self.size) - 1);
         if first >= whole_end {
             return self.write_zeros(offset, end, cache);
         }
@@ -130,7 +131,7 @@ impl FileState {
         self.write_back(keys, cache)
     }
 
-    /// Write zeros over `from..to` (at most two pages).
+    /// Write zeros over `from..to` (a few pages at most).
     fn write_zeros(&mut self, mut from: u64, to: u64, cache: &PageCache) -> io::Result<()> {
         let zeros = [0u8; PAGE_SIZE as usize];
         while from < to {
