@@ -184,10 +184,20 @@ impl FileState {
         while e + 1 < pc && slot_is_hole(&self.file, e)? {
             e += 1;
         }
-        let mut h = self.holes.lock();
-        let before = h.disk.clone();
-        h.disk.insert(s, e);
-        Ok(h.disk != before)
+        let changed = {
+            let mut h = self.holes.lock();
+            let before = h.disk.clone();
+            h.disk.insert(s, e);
+            h.disk != before
+        };
+        if changed && self.writable {
+            // Zeros written out (by a checkout, a copy): give their space back.
+            // The bytes stay the same, and so do the file's times.
+            if let Err(err) = self.punch_keeping_times(s, e) {
+                tracing::debug!("could not punch written-out holes: {err}");
+            }
+        }
+        Ok(changed)
     }
 
     /// Before pages `pages` are resealed: learn any run of zero slots the map
@@ -206,6 +216,29 @@ impl FileState {
             if slot_is_hole(&self.file, p)? {
                 self.rediscover(i)?;
             }
+        }
+        Ok(())
+    }
+
+    /// [`FileState::punch_slots`] for one run, putting the access and
+    /// modification times back afterwards.
+    fn punch_keeping_times(&self, s: u64, e: u64) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata()?;
+        self.punch_slots(&[(s, e)])?;
+        let ts = [
+            libc::timespec {
+                tv_sec: m.atime(),
+                tv_nsec: m.atime_nsec(),
+            },
+            libc::timespec {
+                tv_sec: m.mtime(),
+                tv_nsec: m.mtime_nsec(),
+            },
+        ];
+        // SAFETY: a valid descriptor and two timespecs; the result is checked.
+        if unsafe { libc::futimens(self.file.as_raw_fd(), ts.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }
