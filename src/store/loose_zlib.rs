@@ -5,13 +5,15 @@
 //! time, so a blob's bytes go into stored blocks (`stage.rs`). The hole slots
 //! of a sparse blob (`format::holes`) are zeros, though: stored, a 1 GiB
 //! sparse file would take 1 GiB of objects. Here each aligned 4 KiB piece of
-//! the input that is all zeros is deflated (zlib level 1, about 1000 to 1)
-//! and everything else stored. Each run is a raw deflate segment ending on a
-//! sync flush (byte-aligned, not final), from a compressor of its own kind; the
-//! one for zeros is reset before each run, so no segment refers back past its
-//! own start, and the stored one never refers back. The segments follow the
-//! zlib header (78 01), then a final empty stored block, then the Adler-32 of
-//! the input (RFC 1950/1951). Git and libgit2 read it as any loose object.
+//! the input that is all zeros is counted, not compressed, and each run of
+//! them is written as deflate segments made once: 1 MiB of zeros deflated (level 9) on
+//! its own (reused for every whole MiB), and the rest likewise. Data goes
+//! through a compressor at level 0, which only stores. Every segment ends on
+//! a sync flush (byte-aligned, not final) and none refers back past its own
+//! start, so they concatenate into one raw deflate stream. It follows the
+//! zlib header (78 01) and ends with a final empty stored block and the
+//! Adler-32 of the input (RFC 1950/1951). Git and libgit2 read it as any
+//! loose object. A 1 GiB hole takes about 1 MiB.
 
 use std::io::{self, Write};
 
@@ -30,12 +32,13 @@ const NMAX: usize = 5552;
 pub struct HoleZlib<W: Write> {
     out: W,
     stored: Compress,
-    zeros: Compress,
     buf: Vec<u8>,
     /// Adler-32 sums of the input so far.
     a: u32,
     b: u32,
     started: bool,
+    /// Zeros read but not written yet (a run goes out whole).
+    pending: u64,
     /// The deflated segment of `ZERO_UNIT` zeros, once made.
     unit: Option<Vec<u8>>,
     /// The start of a piece whose rest has not come yet.
@@ -47,43 +50,54 @@ impl<W: Write> HoleZlib<W> {
         HoleZlib {
             out,
             stored: Compress::new(Compression::none(), false),
-            zeros: Compress::new(Compression::fast(), false),
             buf: Vec::with_capacity(1 << 17),
             a: 1,
             b: 0,
             started: false,
             unit: None,
+            pending: 0,
             tail: Vec::with_capacity(PIECE),
         }
     }
 
-    /// One segment: `input` through the compressor of its kind, sync-flushed.
-    fn segment(&mut self, mut input: &[u8], zeros: bool) -> io::Result<()> {
+    fn start(&mut self) -> io::Result<()> {
         if !self.started {
             self.out.write_all(&[0x78, 0x01])?;
             self.started = true;
         }
-        if zeros {
-            while input.len() >= ZERO_UNIT {
-                let unit = match self.unit.take() {
-                    Some(u) => u,
-                    None => deflate_zeros(ZERO_UNIT)?,
-                };
-                self.out.write_all(&unit)?;
-                self.unit = Some(unit);
-                self.adler(&input[..ZERO_UNIT], true);
-                input = &input[ZERO_UNIT..];
-            }
-            if input.is_empty() {
-                return Ok(());
-            }
+        Ok(())
+    }
+
+    /// Write the zeros counted so far: whole units from the one deflated
+    /// segment, the rest deflated on its own.
+    fn zeros_out(&mut self) -> io::Result<()> {
+        let mut n = std::mem::take(&mut self.pending);
+        if n == 0 {
+            return Ok(());
         }
-        let z = if zeros {
-            self.zeros.reset();
-            &mut self.zeros
-        } else {
-            &mut self.stored
-        };
+        self.start()?;
+        self.adler_zeros(n);
+        while n >= ZERO_UNIT as u64 {
+            let unit = match self.unit.take() {
+                Some(u) => u,
+                None => deflate_zeros(ZERO_UNIT)?,
+            };
+            self.out.write_all(&unit)?;
+            self.unit = Some(unit);
+            n -= ZERO_UNIT as u64;
+        }
+        if n > 0 {
+            let rest = deflate_zeros(n as usize)?;
+            self.out.write_all(&rest)?;
+        }
+        Ok(())
+    }
+
+    /// Data: stored, sync-flushed, after the zeros before it.
+    fn stored(&mut self, input: &[u8]) -> io::Result<()> {
+        self.zeros_out()?;
+        self.start()?;
+        let z = &mut self.stored;
         for (part, flush) in [(input, FlushCompress::None), (&[][..], FlushCompress::Sync)] {
             let mut part = part;
             loop {
@@ -98,17 +112,17 @@ impl<W: Write> HoleZlib<W> {
                 }
             }
         }
-        self.adler(input, zeros);
+        self.adler(input);
         Ok(())
     }
 
-    fn adler(&mut self, input: &[u8], zeros: bool) {
-        if zeros {
-            // a stays; b grows by a for each zero byte.
-            let n = (input.len() as u64 % MOD as u64) as u32;
-            self.b = ((self.b as u64 + self.a as u64 * n as u64) % MOD as u64) as u32;
-            return;
-        }
+    /// a stays; b grows by a for each zero byte.
+    fn adler_zeros(&mut self, n: u64) {
+        let n = n % MOD as u64;
+        self.b = ((self.b as u64 + self.a as u64 * n) % MOD as u64) as u32;
+    }
+
+    fn adler(&mut self, input: &[u8]) {
         for chunk in input.chunks(NMAX) {
             for &x in chunk {
                 self.a += x as u32;
@@ -124,9 +138,8 @@ impl<W: Write> HoleZlib<W> {
     pub fn finish(mut self) -> io::Result<W> {
         let tail = std::mem::take(&mut self.tail);
         self.pieces(&tail)?;
-        if !self.started {
-            self.out.write_all(&[0x78, 0x01])?;
-        }
+        self.zeros_out()?;
+        self.start()?;
         self.out.write_all(&[0x01, 0x00, 0x00, 0xff, 0xff])?;
         let sum = (self.b << 16) | self.a;
         self.out.write_all(&sum.to_be_bytes())?;
@@ -136,7 +149,7 @@ impl<W: Write> HoleZlib<W> {
 
 /// `n` zeros as a stand-alone raw deflate segment, sync-flushed.
 fn deflate_zeros(n: usize) -> io::Result<Vec<u8>> {
-    let mut z = Compress::new(Compression::fast(), false);
+    let mut z = Compress::new(Compression::best(), false);
     let zeros = vec![0u8; n];
     let mut out = Vec::with_capacity(n / 256 + 1024);
     z.compress_vec(&zeros, &mut out, FlushCompress::Sync)
@@ -158,7 +171,11 @@ impl<W: Write> HoleZlib<W> {
             while end < data.len() && zero(&data[end..(end + PIECE).min(data.len())]) == kind {
                 end = (end + PIECE).min(data.len());
             }
-            self.segment(&data[at..end], kind)?;
+            if kind {
+                self.pending += (end - at) as u64;
+            } else {
+                self.stored(&data[at..end])?;
+            }
             at = end;
         }
         Ok(())
