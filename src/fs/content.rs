@@ -29,7 +29,7 @@ use self::runs::{each_page, runs, with_cipher_buf, with_run_buf};
 use super::cache::{wipe, zero_page, PageBuf, PageCache};
 use crate::crypto::aead::IV_LEN;
 use crate::crypto::Keychain;
-use crate::format::blob::{FileCipher, Header, VERSION};
+use crate::format::blob::{self, FileCipher, Header, VERSION};
 use crate::format::holes::RunMap;
 use crate::format::offsets::{self, CIPHER_PAGE, HEADER_LEN, PAGE_OVERHEAD, PAGE_SIZE};
 use crate::store::dirfd::timespec;
@@ -453,6 +453,9 @@ impl FileState {
             self.holes.lock().disk.clone()
         };
         let map = self.plan_holes(new_pc, new_header);
+        if !map.is_empty() && !new_header {
+            self.mark_holes_version()?;
+        }
         listed.retain(|i| !map.contains(*i));
         // Sealed pages whose run of holes before them changed.
         let mut moved = BTreeSet::new();
@@ -502,7 +505,12 @@ impl FileState {
         self.punch_slots(&punch)?;
         if new_header {
             if let Some((h, _)) = &self.cipher {
-                self.file.write_all_at(&h.encode(), 0)?;
+                let mut bytes = h.encode();
+                if !map.is_empty() {
+                    bytes[crate::format::blob::VERSION_AT as usize] = blob::VERSION_HOLES;
+                }
+                self.file.write_all_at(&bytes, 0)?;
+                self.version = bytes[crate::format::blob::VERSION_AT as usize];
             }
         }
         Ok(map)

@@ -307,13 +307,21 @@ impl FileState {
         Ok(())
     }
 
-    /// The blob on disk now has the holes `map`: mark it version 2 if it has
-    /// any, and forget the runs checked so far.
-    pub(super) fn holes_written(&mut self, map: RunMap) -> io::Result<()> {
-        if !map.is_empty() && self.version != VERSION_HOLES {
+    /// Mark the blob version 2 before its first hole is made (a version 2
+    /// blob without holes reads as version 1; a hole in version 1 fails).
+    pub(super) fn mark_holes_version(&mut self) -> io::Result<()> {
+        if self.version != VERSION_HOLES {
             self.file
                 .write_all_at(&[VERSION_HOLES], crate::format::blob::VERSION_AT)?;
             self.version = VERSION_HOLES;
+        }
+        Ok(())
+    }
+
+    /// The blob on disk now has the holes `map`: forget the runs checked so far.
+    pub(super) fn holes_written(&mut self, map: RunMap) -> io::Result<()> {
+        if !map.is_empty() {
+            self.mark_holes_version()?;
         }
         let mut h = self.holes.lock();
         *h = Holes::new(map);
