@@ -8,7 +8,8 @@
 # is done, as `pkfs status` shows), and report the time to create it, the time
 # from the start until it is durable (pkfs starts its commit as soon as the
 # truncation is answered), and the disk space the backing directory (pkfs:
-# the whole home, git history included) grew by.
+# the whole home, git history included) grew by. Each figure is also given as
+# a ratio to the plain directory's (its disk use counted as at least 4 KiB).
 #
 # Environment:
 #   SPARSE_SIZE=S   the file's size (default 1G; anything `truncate -s` takes)
@@ -35,7 +36,6 @@ fi
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.3f", b-a}'; }
 used() { du -s --block-size=1 "$1" | cut -f1; }
-mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
 
 rm -rf "$W"
 mkdir -p "$W"
@@ -48,14 +48,25 @@ cleanup() {
 trap cleanup EXIT
 
 rows=()
-row() { rows+=("$(printf '| %-9s | %10s | %10s | %12s |' "$1" "$2" "$3" "$4")"); }
+base=()
+# row NAME CREATE_S DURABLE_S USED_BYTES: the first row (plain) is the base.
+row() {
+    [ ${#base[@]} -eq 0 ] && base=("$2" "$3" "$4")
+    rows+=("$(awk -v n="$1" -v c="$2" -v d="$3" -v u="$4" \
+        -v bc="${base[0]}" -v bd="${base[1]}" -v bu="${base[2]}" 'BEGIN {
+        x = (bc > 0) ? c / bc : 0; y = (bd > 0) ? d / bd : 0
+        if (bu < 4096) bu = 4096
+        z = ((u < 4096) ? 4096 : u) / bu
+        printf "| %-9s | %10.3f | %8.1fx | %10.3f | %8.1fx | %10.2f | %8.1fx |", n, c, x, d, y, u / 1048576, z
+    }')")
+}
 
 # Plain directory.
 mkdir -p "$W/plain"
 before=$(used "$W/plain")
 t0=$(now); truncate -s "$size" "$W/plain/f"; create=$(since "$t0")
 sync; durable=$(since "$t0")
-row plain "$create" "$durable" "$(mib $(($(used "$W/plain") - before)))"
+row plain "$create" "$durable" "$(($(used "$W/plain") - before))"
 
 # gocryptfs.
 if command -v gocryptfs >/dev/null; then
@@ -65,10 +76,10 @@ if command -v gocryptfs >/dev/null; then
     before=$(used "$W/gc.cipher")
     t0=$(now); truncate -s "$size" "$W/gc.mnt/f"; create=$(since "$t0")
     sync; durable=$(since "$t0")
-    row gocryptfs "$create" "$durable" "$(mib $(($(used "$W/gc.cipher") - before)))"
+    row gocryptfs "$create" "$durable" "$(($(used "$W/gc.cipher") - before))"
     fusermount3 -u "$W/gc.mnt"
 else
-    rows+=("| gocryptfs | (not installed) | | |")
+    rows+=("| gocryptfs | (not installed) | | | | | |")
 fi
 
 # pkfs: the commit delay is short, so the commit starts as soon as it can.
@@ -87,14 +98,15 @@ if truncate -s "$size" "$W/pkfs.mnt/s/f" 2>"$W/err"; then
         sleep 0.1
     done
     durable=$(since "$t0")
-    row pkfs "$create" "$durable" "$(mib $(($(used "$W/pkfs.home") - before)))"
+    row pkfs "$create" "$durable" "$(($(used "$W/pkfs.home") - before))"
 else
-    rows+=("| pkfs | failed: $(tr -d '\n' <"$W/err") | | |")
+    rows+=("| pkfs | failed: $(tr -d '\n' <"$W/err") | | | | | |")
 fi
 "$bin" umount "$W/pkfs.mnt" >/dev/null
 
-echo "Sparse file of $size: time to create it, time until durable (pkfs: committed), disk used"
+echo "Sparse file of $size: time to create it, time until durable (pkfs: committed),"
+echo "disk used; each also as a ratio to the plain directory"
 echo
-echo "| target    | create (s) | until durable (s) | disk used (MiB) |"
-echo "|-----------|-----------:|-----------:|-------------:|"
+echo "| target    | create (s) | vs plain | durable (s) | vs plain | disk (MiB) | vs plain |"
+echo "|-----------|-----------:|---------:|------------:|---------:|-----------:|---------:|"
 printf '%s\n' "${rows[@]}"

@@ -51,7 +51,7 @@ fn bench_pages(c: &mut Criterion) {
     let mut slot = vec![0u8; PAGE + 28];
     slot[28..].copy_from_slice(&plain);
     g.bench_function("seal_in_place", |b| {
-        b.iter(|| fc.seal_page_in_place(black_box(7), black_box(false), &[3; 12], &mut slot))
+        b.iter(|| fc.seal_page_in_place((black_box(7), black_box(false), 0), &[3; 12], &mut slot))
     });
     g.finish();
 }
@@ -164,8 +164,7 @@ fn measure_seal_in_place_mbps() -> f64 {
     while start.elapsed() < Duration::from_secs(1) {
         for _ in 0..256 {
             fc.seal_page_in_place(
-                black_box(pages),
-                black_box(false),
+                (black_box(pages), black_box(false), 0),
                 &iv,
                 black_box(&mut slot),
             );

@@ -33,6 +33,7 @@ use pkfs::vault::Passphrase;
 const REQUIRED: &[&str] = &[
     "blob-one-page",
     "blob-two-pages",
+    "blob-holes",
     "name-a",
     "name-secret-txt",
     "name-long-200",
@@ -338,6 +339,93 @@ fn check_root_key(v: &Vector) {
     v.assert_all_used();
 }
 
+/// The version 2 vector: page 0 sealed, page 1 a hole, page 2 sealed after
+/// one hole (AAD with `h = 1`); zeroing a sealed page or filling the hole
+/// fails.
+fn check_blob_holes(v: &Vector) {
+    let id = &v.id;
+    let key = gen_key(v);
+    let header = header_of(v);
+    let plain = v.bytes("plaintext");
+    assert_eq!(plain.len(), 2 * 4096 + 4);
+    let mut doc_header = header.encode().to_vec();
+    doc_header[blob::VERSION_AT as usize] = blob::VERSION_HOLES;
+    assert_eq!(hex(&doc_header), hex(&v.bytes("header")), "{id}: header");
+    let fc = FileCipher::new(&key, &header);
+    let file_key = hkdf32(&key, Some(&header.salt), b"pkfs content v1");
+    let gcm = Gcm::new(&file_key);
+    let iv0: [u8; 12] = v.array("iv.0");
+    let iv2: [u8; 12] = v.array("iv.2");
+    let page0 = fc.seal_page_with_iv(0, false, &iv0, &plain[..4096]);
+    assert_eq!(
+        hex(&page0[..28]),
+        hex(&v.bytes("page.0.iv_tag")),
+        "{id}: page 0"
+    );
+    let page2 = fc.seal_page_after(2, true, 1, &iv2, &plain[8192..]);
+    // AAD: file id ‖ 2 ‖ final 01 ‖ h = 1 as u64 (33 bytes).
+    let mut aad = header.file_id.to_vec();
+    aad.extend_from_slice(&2u64.to_be_bytes());
+    aad.push(1);
+    aad.extend_from_slice(&1u64.to_be_bytes());
+    assert_eq!(hex(&aad), hex(&v.bytes("page.2.aad")), "{id}: page 2 aad");
+    assert_eq!(
+        hex(&gcm.seal_envelope_with_iv(&iv2, &aad, &plain[8192..])),
+        hex(&page2)
+    );
+    assert_eq!(
+        hex(&page2[..28]),
+        hex(&v.bytes("page.2.iv_tag")),
+        "{id}: page 2 iv|tag"
+    );
+    assert_eq!(
+        hex(&page2[28..]),
+        hex(&v.bytes("page.2.ciphertext")),
+        "{id}: page 2 ciphertext"
+    );
+    let mut out = doc_header.clone();
+    out.extend_from_slice(&page0);
+    out.extend_from_slice(&[0u8; 4124]);
+    out.extend_from_slice(&page2);
+    assert_eq!(out.len() as u64, v.int("blob_len"), "{id}: blob_len");
+    assert_eq!(
+        offsets::plain_len(out.len() as u64),
+        Some(plain.len() as u64)
+    );
+    assert_eq!(
+        hex(&Sha256::digest(&out)),
+        hex(&v.bytes("blob_sha256")),
+        "{id}: blob_sha256"
+    );
+    let generation = header.generation;
+    let open = |b: &[u8]| {
+        blob::open(|g| (g == generation).then_some(&key), b)
+            .map(|o| o.unwrap().plaintext().to_vec())
+    };
+    assert_eq!(hex(&open(&out).unwrap()), hex(&plain), "{id}: plaintext");
+    // Version 1: a zero slot is not a hole.
+    let mut v1 = out.clone();
+    v1[blob::VERSION_AT as usize] = blob::VERSION;
+    assert!(open(&v1).is_err(), "{id}: a hole in a version 1 blob");
+    // Page 0 zeroed: page 1's run is now 2 long, page 2 fails.
+    let mut zeroed = out.clone();
+    zeroed[58..58 + 4124].fill(0);
+    assert_eq!(
+        open(&zeroed),
+        Err(BlobError::TagMismatch(2)),
+        "{id}: page 0 zeroed"
+    );
+    // The hole filled with anything: it is opened as a page, and fails.
+    let mut filled = out.clone();
+    filled[58 + 4124 + 50] = 1;
+    assert!(open(&filled).is_err(), "{id}: hole filled");
+    // The last page zeroed: refused.
+    let mut last = out.clone();
+    last[58 + 2 * 4124..].fill(0);
+    assert!(open(&last).is_err(), "{id}: last page zeroed");
+    v.assert_all_used();
+}
+
 // ---------------------------------------------------------------------------
 // Keychain vectors.
 
@@ -402,6 +490,7 @@ fn every_vector_matches_the_library() {
             "blob" => {
                 check_blob(v);
             }
+            "blob-holes" => check_blob_holes(v),
             "name" => check_name(v),
             "symlink" => check_symlink(v),
             "xattr" => check_xattr(v),

@@ -3,7 +3,7 @@
 //! ```text
 //! header (58 bytes):
 //!   0   4  magic "PKFS"
-//!   4   1  version = 1
+//!   4   1  version = 1, or 2 when the blob may hold holes (below)
 //!   5   1  flags = 0 (reserved; non-zero is refused)
 //!   6   4  key generation, u32 big-endian
 //!  10  16  file id (random per file, kept across rewrites)
@@ -16,20 +16,36 @@
 //!                        info = "pkfs content v1")
 //! AAD of page i = file id || i as u64 big-endian || final (1 byte: 1 on the
 //!                 last page of the file, else 0)
+//!                 [ || h as u64 big-endian, only when h > 0 (version 2) ]
 //! ```
 //!
 //! An empty file is a zero-byte blob; a header without pages is invalid. The
 //! final flag makes truncation at a page boundary fail authentication.
+//!
+//! Version 2 (holes): identical, except that a page slot whose every byte is
+//! zero is a *hole* and reads as 4096 zero bytes. The last page is never a
+//! hole. `h` is the number of hole slots right before page i; a page sealed
+//! after `h > 0` holes appends `h` to its AAD (with `h = 0` the AAD, and so
+//! the page, is version 1's). A reader counts the zero slots before each
+//! sealed page and opens it with that count, so zeroing a sealed page changes
+//! the count seen by the next sealed page (there always is one: the last page)
+//! and that page fails: a hole is only accepted where the writer sealed one.
+//! Version 1 blobs have no holes (a zero slot fails). Hole slots cost nothing
+//! on a backing file system with sparse files. See `format::holes`.
 
 use zeroize::Zeroizing;
 
-use super::offsets::{self, HEADER_LEN, PAGE_SIZE};
+use super::offsets::{HEADER_LEN, PAGE_SIZE};
 use crate::crypto::aead::{Gcm, IV_LEN, TAG_LEN};
 use crate::crypto::kdf::hkdf32;
 use crate::crypto::{random_array, SymKey};
 
 pub const MAGIC: &[u8; 4] = b"PKFS";
 pub const VERSION: u8 = 1;
+/// The version of a blob that may hold hole slots (same header otherwise).
+pub const VERSION_HOLES: u8 = 2;
+/// Offset of the version byte in the header.
+pub const VERSION_AT: u64 = 4;
 pub const CONTENT_INFO: &[u8] = b"pkfs content v1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +107,7 @@ impl Header {
         if &bytes[0..4] != MAGIC {
             return Err(BlobError::BadMagic);
         }
-        if bytes[4] != VERSION {
+        if bytes[4] != VERSION && bytes[4] != VERSION_HOLES {
             return Err(BlobError::UnsupportedVersion(bytes[4]));
         }
         if bytes[5] != 0 {
@@ -126,12 +142,18 @@ impl FileCipher {
         }
     }
 
-    fn aad(&self, index: u64, last: bool) -> [u8; 25] {
-        let mut aad = [0u8; 25];
+    /// The AAD of page `index` sealed after `holes` hole slots (its first 25
+    /// bytes when `holes == 0`, as in version 1; all 33 otherwise).
+    fn aad(&self, index: u64, last: bool, holes: u64) -> ([u8; 33], usize) {
+        let mut aad = [0u8; 33];
         aad[..16].copy_from_slice(&self.file_id);
         aad[16..24].copy_from_slice(&index.to_be_bytes());
         aad[24] = last as u8;
-        aad
+        if holes == 0 {
+            return (aad, 25);
+        }
+        aad[25..].copy_from_slice(&holes.to_be_bytes());
+        (aad, 33)
     }
 
     /// Encrypt page `index` with a fresh random IV: `iv | tag | ciphertext`.
@@ -148,6 +170,19 @@ impl FileCipher {
         iv: &[u8; IV_LEN],
         plain: &[u8],
     ) -> Vec<u8> {
+        self.seal_page_after(index, last, 0, iv, plain)
+    }
+
+    /// [`FileCipher::seal_page_with_iv`] for a page right after `holes` hole
+    /// slots (version 2).
+    pub fn seal_page_after(
+        &self,
+        index: u64,
+        last: bool,
+        holes: u64,
+        iv: &[u8; IV_LEN],
+        plain: &[u8],
+    ) -> Vec<u8> {
         // Callers cut pages from the file; an empty or oversized page is a bug
         // that would write a blob no reader accepts.
         assert!(
@@ -155,18 +190,25 @@ impl FileCipher {
             "page of {} bytes",
             plain.len()
         );
-        self.gcm
-            .seal_envelope_with_iv(iv, &self.aad(index, last), plain)
+        let (aad, n) = self.aad(index, last, holes);
+        self.gcm.seal_envelope_with_iv(iv, &aad[..n], plain)
     }
 
     /// Encrypt page `index` in place: `slot` is `iv | tag | plaintext` on entry
     /// (iv and tag are overwritten), `iv | tag | ciphertext` on return. Same
     /// bytes as [`FileCipher::seal_page_with_iv`], without an allocation or copy.
-    pub fn seal_page_in_place(&self, index: u64, last: bool, iv: &[u8; IV_LEN], slot: &mut [u8]) {
+    /// `holes`: hole slots right before the page (0 in version 1).
+    pub fn seal_page_in_place(
+        &self,
+        (index, last, holes): (u64, bool, u64),
+        iv: &[u8; IV_LEN],
+        slot: &mut [u8],
+    ) {
         let n = slot.len().saturating_sub(IV_LEN + TAG_LEN);
         assert!(n > 0 && n as u64 <= PAGE_SIZE, "page of {n} bytes");
         let (head, body) = slot.split_at_mut(IV_LEN + TAG_LEN);
-        let tag = self.gcm.seal_in_place(iv, &self.aad(index, last), body);
+        let (aad, an) = self.aad(index, last, holes);
+        let tag = self.gcm.seal_in_place(iv, &aad[..an], body);
         head[..IV_LEN].copy_from_slice(iv);
         head[IV_LEN..].copy_from_slice(&tag);
     }
@@ -175,8 +217,7 @@ impl FileCipher {
     /// `iv | tag | ciphertext`, the same bytes as [`FileCipher::seal_page_with_iv`].
     pub fn seal_page_into(
         &self,
-        index: u64,
-        last: bool,
+        (index, last, holes): (u64, bool, u64),
         iv: &[u8; IV_LEN],
         plain: &[u8],
         slot: &mut [u8],
@@ -187,7 +228,8 @@ impl FileCipher {
             plain.len()
         );
         let (head, body) = slot.split_at_mut(IV_LEN + TAG_LEN);
-        let tag = self.gcm.seal_into(iv, &self.aad(index, last), plain, body);
+        let (aad, n) = self.aad(index, last, holes);
+        let tag = self.gcm.seal_into(iv, &aad[..n], plain, body);
         head[..IV_LEN].copy_from_slice(iv);
         head[IV_LEN..].copy_from_slice(&tag);
     }
@@ -196,8 +238,7 @@ impl FileCipher {
     /// holds the plaintext; on failure it is zeroed.
     pub fn open_page_in_place(
         &self,
-        index: u64,
-        last: bool,
+        (index, last, holes): (u64, bool, u64),
         page: &mut [u8],
     ) -> Result<(), BlobError> {
         if page.len() <= IV_LEN + TAG_LEN {
@@ -210,8 +251,9 @@ impl FileCipher {
         let tag: [u8; TAG_LEN] = head[IV_LEN..]
             .try_into()
             .map_err(|_| BlobError::TagMismatch(index))?;
+        let (aad, n) = self.aad(index, last, holes);
         self.gcm
-            .open_in_place(&iv, &self.aad(index, last), body, &tag)
+            .open_in_place(&iv, &aad[..n], body, &tag)
             .map_err(|_| BlobError::TagMismatch(index))
     }
 
@@ -219,8 +261,7 @@ impl FileCipher {
     /// `out` (`page.len() - 28` bytes); on failure `out` is zeroed.
     pub fn open_page_into(
         &self,
-        index: u64,
-        last: bool,
+        (index, last, holes): (u64, bool, u64),
         page: &[u8],
         out: &mut [u8],
     ) -> Result<(), BlobError> {
@@ -238,8 +279,9 @@ impl FileCipher {
         ) else {
             return Err(fail(out));
         };
+        let (aad, n) = self.aad(index, last, holes);
         self.gcm
-            .open_into(&iv, &self.aad(index, last), body, out, &tag)
+            .open_into(&iv, &aad[..n], body, out, &tag)
             .map_err(|_| BlobError::TagMismatch(index))
     }
 
@@ -250,109 +292,35 @@ impl FileCipher {
         last: bool,
         page: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, BlobError> {
+        self.open_page_after(index, last, 0, page)
+    }
+
+    /// [`FileCipher::open_page`] for a page right after `holes` hole slots.
+    pub fn open_page_after(
+        &self,
+        index: u64,
+        last: bool,
+        holes: u64,
+        page: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, BlobError> {
         if page.len() <= IV_LEN + TAG_LEN {
             return Err(BlobError::TagMismatch(index));
         }
+        let (aad, n) = self.aad(index, last, holes);
         self.gcm
-            .open_envelope(&self.aad(index, last), page)
+            .open_envelope(&aad[..n], page)
             .map_err(|_| BlobError::TagMismatch(index))
     }
 }
 
-/// Encrypt a whole file into a blob. An empty file is a zero-byte blob.
-pub fn seal(vault_key: &SymKey, header: &Header, plain: &[u8]) -> Vec<u8> {
-    if plain.is_empty() {
-        return Vec::new();
-    }
-    let fc = FileCipher::new(vault_key, header);
-    let pages = offsets::page_count(plain.len() as u64);
-    let mut out = Vec::with_capacity(offsets::blob_len(plain.len() as u64) as usize);
-    out.extend_from_slice(&header.encode());
-    for (i, page) in plain.chunks(PAGE_SIZE as usize).enumerate() {
-        let i = i as u64;
-        out.extend_from_slice(&fc.seal_page(i, i + 1 == pages, page));
-    }
-    out
-}
-
-/// Rewrite a blob with new content, keeping the header and the ciphertext of every
-/// page whose plaintext and final flag did not change, so git can delta successive
-/// versions. `key_of` must yield the key of the old blob's generation.
-pub fn reseal<'k>(
-    key_of: impl Fn(u32) -> Option<&'k SymKey>,
-    old: &OpenedBlob,
-    plain: &[u8],
-) -> Result<Vec<u8>, BlobError> {
-    if plain.is_empty() {
-        return Ok(Vec::new());
-    }
-    let generation = old.header.generation;
-    let key = key_of(generation).ok_or(BlobError::UnknownGeneration(generation))?;
-    let fc = FileCipher::new(key, &old.header);
-    let pages = offsets::page_count(plain.len() as u64);
-    let old_last = old.pages.len().checked_sub(1);
-    let mut out = Vec::with_capacity(offsets::blob_len(plain.len() as u64) as usize);
-    out.extend_from_slice(&old.header.encode());
-    for (i, page) in plain.chunks(PAGE_SIZE as usize).enumerate() {
-        let last = i as u64 + 1 == pages;
-        match old.pages.get(i) {
-            Some((old_plain, old_cipher))
-                if old_plain.as_slice() == page && (old_last == Some(i)) == last =>
-            {
-                out.extend_from_slice(old_cipher)
-            }
-            _ => out.extend_from_slice(&fc.seal_page(i as u64, last, page)),
-        }
-    }
-    Ok(out)
-}
-
-/// A decrypted blob: its header and each page as (plaintext, ciphertext).
-pub struct OpenedBlob {
-    pub header: Header,
-    pub pages: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)>,
-}
-
-impl OpenedBlob {
-    pub fn plaintext(&self) -> Zeroizing<Vec<u8>> {
-        let len = self.pages.iter().map(|(p, _)| p.len()).sum();
-        let mut out = Zeroizing::new(Vec::with_capacity(len));
-        for (p, _) in &self.pages {
-            out.extend_from_slice(p);
-        }
-        out
-    }
-}
-
-/// Decrypt a whole blob. `key_of` maps a key generation to the vault key.
-/// `Ok(None)` means a zero-byte blob (empty file without header).
-pub fn open<'k>(
-    key_of: impl Fn(u32) -> Option<&'k SymKey>,
-    blob: &[u8],
-) -> Result<Option<OpenedBlob>, BlobError> {
-    if blob.is_empty() {
-        return Ok(None);
-    }
-    let plain =
-        offsets::plain_len(blob.len() as u64).ok_or(BlobError::BadLength(blob.len() as u64))?;
-    let header = Header::decode(blob)?;
-    let key = key_of(header.generation).ok_or(BlobError::UnknownGeneration(header.generation))?;
-    let fc = FileCipher::new(key, &header);
-    let count = offsets::page_count(plain);
-    let mut pages = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let start = offsets::page_blob_offset(i) as usize;
-        let len = (offsets::page_plain_len(plain, i) + offsets::PAGE_OVERHEAD) as usize;
-        let cipher = &blob[start..start + len];
-        let p = fc.open_page(i, i + 1 == count, cipher)?;
-        pages.push((p, cipher.to_vec()));
-    }
-    Ok(Some(OpenedBlob { header, pages }))
-}
+#[path = "blob_whole.rs"]
+mod whole;
+pub use whole::{failed_pages, open, reseal, seal, OpenedBlob};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::offsets;
 
     fn key() -> SymKey {
         SymKey::from_bytes([9; 32])
@@ -373,22 +341,22 @@ mod tests {
             let env = fc.seal_page_with_iv(5, n == 100, &iv, &plain);
             let mut slot = vec![0xAAu8; n + IV_LEN + TAG_LEN];
             slot[IV_LEN + TAG_LEN..].copy_from_slice(&plain);
-            fc.seal_page_in_place(5, n == 100, &iv, &mut slot);
+            fc.seal_page_in_place((5, n == 100, 0), &iv, &mut slot);
             assert_eq!(slot, env);
             let mut into = vec![0x55u8; n + IV_LEN + TAG_LEN];
-            fc.seal_page_into(5, n == 100, &iv, &plain, &mut into);
+            fc.seal_page_into((5, n == 100, 0), &iv, &plain, &mut into);
             assert_eq!(into, env);
-            fc.open_page_in_place(5, n == 100, &mut slot).unwrap();
+            fc.open_page_in_place((5, n == 100, 0), &mut slot).unwrap();
             assert_eq!(&slot[IV_LEN + TAG_LEN..], &plain[..]);
             let mut bad = env.clone();
             bad[IV_LEN + TAG_LEN] ^= 1;
-            assert!(fc.open_page_in_place(5, n == 100, &mut bad).is_err());
+            assert!(fc.open_page_in_place((5, n == 100, 0), &mut bad).is_err());
             assert!(bad[IV_LEN + TAG_LEN..].iter().all(|b| *b == 0));
             // Into another buffer: the same plaintext; a tampered page, the
             // wrong index or final flag, or a wrong length is an error that
             // leaves zeros, never a panic or unauthenticated bytes.
             let mut out = vec![0x77u8; n];
-            fc.open_page_into(5, n == 100, &env, &mut out).unwrap();
+            fc.open_page_into((5, n == 100, 0), &env, &mut out).unwrap();
             assert_eq!(out, plain);
             let mut tampered = env.clone();
             tampered[IV_LEN + TAG_LEN] ^= 1;
@@ -400,7 +368,7 @@ mod tests {
                 (5, n == 100, &env[..IV_LEN + TAG_LEN], n),
             ] {
                 let mut out = vec![0x77u8; len];
-                assert!(fc.open_page_into(idx, last, page, &mut out).is_err());
+                assert!(fc.open_page_into((idx, last, 0), page, &mut out).is_err());
                 assert!(out.iter().all(|b| *b == 0), "n {n}, index {idx}, len {len}");
             }
         }
@@ -475,8 +443,8 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(open_plain(&bad), Err(BlobError::BadMagic));
         let mut bad = blob.clone();
-        bad[4] = 2;
-        assert_eq!(open_plain(&bad), Err(BlobError::UnsupportedVersion(2)));
+        bad[4] = 3;
+        assert_eq!(open_plain(&bad), Err(BlobError::UnsupportedVersion(3)));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! * [`offsets`]: page arithmetic of content blobs.
 //! * [`blob`]: blob header and page encryption.
+//! * [`holes`]: hole slots of a version 2 blob.
 //! * [`names`]: file-name encryption, long names and name validation.
 //! * [`tags`]: the tag list of a committed blob, for checking it page by page.
 
 pub mod blob;
+pub mod holes;
 pub mod links;
 pub mod names;
 pub mod offsets;

@@ -8,6 +8,9 @@
 //! - `size`: the file's logical size;
 //! - `dirty`: whole-page buffers changed since the last write-back.
 //!
+//! Pages past the old end, or cut by a truncation, that nothing wrote become
+//! holes (`content_holes.rs`): extending a file costs no time and no disk.
+//!
 //! Write-back re-encrypts only what changed: dirty pages, pages past the old end,
 //! pages cut by a truncation, and the old and new last pages when the size moved
 //! (the final-page flag and the last page's length are authenticated). Every other
@@ -26,7 +29,8 @@ use self::runs::{each_page, runs, with_cipher_buf, with_run_buf};
 use super::cache::{wipe, zero_page, PageBuf, PageCache};
 use crate::crypto::aead::IV_LEN;
 use crate::crypto::Keychain;
-use crate::format::blob::{FileCipher, Header};
+use crate::format::blob::{self, FileCipher, Header, VERSION};
+use crate::format::holes::RunMap;
 use crate::format::offsets::{self, CIPHER_PAGE, HEADER_LEN, PAGE_OVERHEAD, PAGE_SIZE};
 use crate::store::dirfd::timespec;
 
@@ -67,6 +71,13 @@ pub struct FileState {
     pub writable: bool,
     /// The committed tag list pages are checked against (`content_tags.rs`).
     tags: Option<Arc<crate::format::tags::TagList>>,
+    /// The blob's format version (`format::blob`): 2 once it has holes.
+    version: u8,
+    /// The hole runs of the blob on disk (`content_holes.rs`).
+    holes: Mutex<holes::Holes>,
+    /// Pages punched (PUNCH_HOLE) since the last write-back: they read as
+    /// zeros, and become holes at write-back unless written again.
+    punched: RunMap,
     /// A large append being sealed and written in the background
     /// (`content_inflight.rs`); every use of the state but `attr` settles it.
     inflight: Option<inflight::InFlight>,
@@ -133,6 +144,7 @@ impl FileState {
         if blob.as_ref().is_some_and(|b| b.len() as u64 != len) {
             blob = None;
         }
+        let mut version = VERSION;
         let cipher = if len == 0 {
             None
         } else {
@@ -142,11 +154,20 @@ impl FileState {
                 None => file.read_exact_at(&mut hdr, 0)?,
             }
             let header = Header::decode(&hdr).map_err(|_| eio())?;
+            version = hdr[crate::format::blob::VERSION_AT as usize];
             let key = keys.get(header.generation).ok_or_else(eio)?;
             let fc = FileCipher::new(key, &header);
             Some((header, Arc::new(fc)))
         };
+        let map = match (&blob, version) {
+            (_, VERSION) => RunMap::new(),
+            (Some(b), _) => holes::scan_bytes(b, size),
+            (None, _) => holes::scan(&file, size)?,
+        };
         let st = FileState {
+            version,
+            holes: Mutex::new(holes::Holes::new(map)),
+            punched: RunMap::new(),
             file: Arc::new(file),
             cipher,
             disk_size: size,
@@ -164,15 +185,14 @@ impl FileState {
         // so the blob stays ciphertext and needs no wipe.
         if let (Some(b), Some((_, fc))) = (&blob, &st.cipher) {
             let count = offsets::page_count(size);
-            for i in 0..count {
+            let map = st.holes.lock().disk.clone();
+            for i in (0..count).filter(|i| !map.contains(*i)) {
                 let at = offsets::page_blob_offset(i) as usize;
                 let slot = &b[at..at + run_len(size, i, 1)];
                 let mut page = zero_page();
                 let plain_len = slot.len() - PAGE_OVERHEAD as usize;
-                if fc
-                    .open_page_into(i, i + 1 == count, slot, &mut page[..plain_len])
-                    .is_ok()
-                {
+                let pos = (i, i + 1 == count, map.before(i));
+                if fc.open_page_into(pos, slot, &mut page[..plain_len]).is_ok() {
                     cache.put(st.cache_id, i, page);
                 }
             }
@@ -194,6 +214,7 @@ impl FileState {
     pub fn is_dirty(&self) -> bool {
         self.inflight.is_some()
             || !self.dirty.is_empty()
+            || !self.punched.is_empty()
             || self.size != self.disk_size
             || self.disk_valid != self.disk_size
     }
@@ -201,7 +222,7 @@ impl FileState {
     /// Decrypt page `i` as stored on disk (zeros past `disk_valid`) into `out`.
     fn load_from_disk(&self, i: u64, out: &mut [u8]) -> io::Result<()> {
         out.fill(0);
-        if i * PAGE_SIZE >= self.disk_valid {
+        if i * PAGE_SIZE >= self.disk_valid || self.punched.contains(i) || self.disk_hole(i)? {
             return Ok(());
         }
         let mut buf = [0u8; CIPHER_PAGE as usize];
@@ -282,22 +303,24 @@ impl FileState {
             _ => self.settle_tags()?,
         }
         if size < self.size {
+            // The page holding the new end keeps its head; its tail becomes
+            // zeros. Read first: if that fails, nothing has changed.
+            let head = match size.is_multiple_of(PAGE_SIZE) {
+                true => None,
+                false => Some(self.page(size / PAGE_SIZE, cache)?),
+            };
             let keep = offsets::page_count(size);
             let cut: Vec<u64> = self.dirty.range(keep..).map(|(i, _)| *i).collect();
             for i in cut {
                 self.dirty.remove(&i);
                 cache.add_dirty(-1);
             }
-            // The page holding the new end keeps its head; its tail becomes zeros.
-            if !size.is_multiple_of(PAGE_SIZE) {
+            self.punched.remove(keep, u64::MAX);
+            if let Some(mut page) = head {
                 let i = size / PAGE_SIZE;
-                let mut page = match self.dirty.remove(&i) {
-                    Some(p) => {
-                        cache.add_dirty(-1);
-                        p
-                    }
-                    None => self.page(i, cache)?,
-                };
+                if self.dirty.remove(&i).is_some() {
+                    cache.add_dirty(-1);
+                }
                 page[(size % PAGE_SIZE) as usize..].fill(0);
                 self.dirty.insert(i, page);
                 cache.add_dirty(1);
@@ -326,13 +349,16 @@ impl FileState {
         if self.size == 0 {
             self.file.set_len(0)?;
             self.cipher = None;
+            self.holes_written(RunMap::new())?;
         } else {
-            self.seal_pages(keys, cache)?;
+            let map = self.seal_pages(keys, cache)?;
             let want = offsets::blob_len(self.size);
             if self.file.metadata()?.len() != want {
                 self.file.set_len(want)?;
             }
+            self.holes_written(map)?;
         }
+        self.punched = RunMap::new();
         self.disk_size = self.size;
         self.disk_valid = self.size;
         let dirty = std::mem::take(&mut self.dirty);
@@ -389,16 +415,19 @@ impl FileState {
         let header = Header::new(generation);
         let fc = FileCipher::new(key, &header);
         self.cipher = Some((header, Arc::new(fc)));
+        self.version = VERSION;
     }
 
     /// Seal what changed, in an order that keeps the blob on disk valid for
-    /// `disk_size` until the last step: first the pages past the old end,
-    /// then the pages inside both the old and the new file whose final flag
-    /// and length do not change, and only then the old and new last pages.
-    /// If anything before that last step fails (a full disk), the blob is cut
-    /// back to its old length: the space is released and the file reads as
-    /// before (its dirty pages stay, to be retried).
-    fn seal_pages(&mut self, keys: &Keychain, cache: &PageCache) -> io::Result<()> {
+    /// `disk_size` until the last steps: first the pages past the old end,
+    /// then the pages inside both the old and the new file whose final flag,
+    /// length and holes before them do not change, and only then the old and
+    /// new last pages and the pages after a hole run that changed; then the
+    /// slots that become holes are punched. If anything before the last steps
+    /// fails (a full disk), the blob is cut back to its old length: the space
+    /// is released and the file reads as before (its dirty pages stay, to be
+    /// retried). Returns the hole map the blob has afterwards.
+    fn seal_pages(&mut self, keys: &Keychain, cache: &PageCache) -> io::Result<RunMap> {
         if self.cipher.is_none() {
             self.new_cipher(keys);
         }
@@ -412,15 +441,42 @@ impl FileState {
         } else {
             offsets::page_count(self.disk_size)
         };
-        let listed = self.pages_to_seal();
+        let mut listed = self.pages_to_seal();
+        if !new_header {
+            // Holes the map missed right before what is resealed (its count
+            // goes into each page's AAD).
+            self.learn_before(&listed)?;
+        }
+        let old_map = if new_header {
+            RunMap::new()
+        } else {
+            self.holes.lock().disk.clone()
+        };
+        let map = self.plan_holes(new_pc, new_header);
+        if !map.is_empty() && !new_header {
+            self.mark_holes_version()?;
+        }
+        listed.retain(|i| !map.contains(*i));
+        // Sealed pages whose run of holes before them changed.
+        let mut moved = BTreeSet::new();
+        for (_, m) in old_map.iter().chain(map.iter()) {
+            if m < new_pc && !map.contains(m) && (m >= old_pc || old_map.before(m) != map.before(m))
+            {
+                moved.insert(m);
+            }
+        }
         let resized = self.size != self.disk_size;
-        let tail = |i: u64| resized && (i + 1 == old_pc || i + 1 == new_pc);
-        // Every page past the old end is new: written ones from `dirty`, the rest
-        // zeros, sealed in runs and never cached.
-        let early = (old_pc..new_pc).chain(listed.range(..old_pc).copied().filter(|i| !tail(*i)));
+        let tail = |i: u64| (resized && (i + 1 == old_pc || i + 1 == new_pc)) || moved.contains(&i);
+        // Every page past the old end that is not a hole is new: written ones
+        // from `dirty`, the last one zeros, sealed in runs and never cached.
+        let past_end: Vec<(u64, u64)> = holes::gaps(&map, old_pc, new_pc);
+        let early = past_end
+            .iter()
+            .flat_map(|&(s, e)| s..e)
+            .chain(listed.range(..old_pc).copied().filter(|i| !tail(*i)));
         let res = runs(early).try_for_each(|(first, n)| {
             with_run_buf(run_len(self.size, first, n), |buf| {
-                self.seal_run(first, n, old_pc, buf, cache)
+                self.seal_run(first, n, (old_pc, &map), buf, cache)
             })
         });
         if let Err(e) = res {
@@ -430,18 +486,34 @@ impl FileState {
             }
             return Err(e);
         }
-        let late = listed.range(..old_pc).copied().filter(|i| tail(*i));
+        let late: BTreeSet<u64> = listed
+            .range(..old_pc)
+            .copied()
+            .filter(|i| tail(*i))
+            .chain(moved.iter().copied().filter(|i| *i < old_pc))
+            .collect();
         for (first, n) in runs(late) {
             with_run_buf(run_len(self.size, first, n), |buf| {
-                self.seal_run(first, n, old_pc, buf, cache)
+                self.seal_run(first, n, (old_pc, &map), buf, cache)
             })?;
         }
+        // Slots of the old blob that become holes.
+        let mut punch = Vec::new();
+        for (s, e) in map.within(0, old_pc) {
+            punch.extend(holes::gaps(&old_map, s, e));
+        }
+        self.punch_slots(&punch)?;
         if new_header {
             if let Some((h, _)) = &self.cipher {
-                self.file.write_all_at(&h.encode(), 0)?;
+                let mut bytes = h.encode();
+                if !map.is_empty() {
+                    bytes[crate::format::blob::VERSION_AT as usize] = blob::VERSION_HOLES;
+                }
+                self.file.write_all_at(&bytes, 0)?;
+                self.version = bytes[crate::format::blob::VERSION_AT as usize];
             }
         }
-        Ok(())
+        Ok(map)
     }
 
     /// Seal pages `first..first+n` into `buf` (`run_len` bytes; in place, in
@@ -451,7 +523,7 @@ impl FileState {
         &self,
         first: u64,
         n: u64,
-        old_pc: u64,
+        (old_pc, map): (u64, &RunMap),
         buf: &mut [u8],
         cache: &PageCache,
     ) -> io::Result<()> {
@@ -472,13 +544,13 @@ impl FileState {
             }
         }
         seal_and_write(&self.file, (first, n), buf, true, |i, iv, slot| {
-            let last = i + 1 == new_pc;
+            let pos = (i, i + 1 == new_pc, map.before(i));
             match self.dirty.get(&i) {
                 Some(p) => {
                     let plain = &p[..slot.len() - PAGE_OVERHEAD as usize];
-                    fc.seal_page_into(i, last, iv, plain, slot)
+                    fc.seal_page_into(pos, iv, plain, slot)
                 }
-                None => fc.seal_page_in_place(i, last, iv, slot),
+                None => fc.seal_page_in_place(pos, iv, slot),
             }
         })
     }
@@ -511,6 +583,8 @@ fn seal_and_write(
 
 #[path = "content_append.rs"]
 mod append;
+#[path = "content_holes.rs"]
+mod holes;
 #[path = "content_inflight.rs"]
 mod inflight;
 #[path = "content_read.rs"]

@@ -85,6 +85,7 @@ impl FileState {
         let batch = Batch {
             first,
             prev,
+            prev_holes: first.checked_sub(1).map_or(0, |p| self.holes_before(p)),
             data: buf,
             end,
             header,

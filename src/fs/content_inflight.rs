@@ -66,6 +66,8 @@ impl Drop for PlainBuf {
 pub(super) struct Batch {
     pub first: u64,
     pub prev: Option<PageBuf>,
+    /// Hole slots right before `prev` (its AAD keeps the count).
+    pub prev_holes: u64,
     pub data: PlainBuf,
     pub end: u64,
     pub header: Option<[u8; HEADER_LEN as usize]>,
@@ -123,7 +125,8 @@ fn seal_batch(file: &File, fc: &FileCipher, b: &Batch) -> io::Result<()> {
             seal_and_write(file, (at, n), buf, false, |i, iv, slot| {
                 let len = slot.len() - PAGE_OVERHEAD as usize;
                 let plain = &append_plain(i, src)[..len];
-                fc.seal_page_into(i, i + 1 == new_pc, iv, plain, slot)
+                let holes = if i + 1 == first { b.prev_holes } else { 0 };
+                fc.seal_page_into((i, i + 1 == new_pc, holes), iv, plain, slot)
             })
         })?;
         at += n;
@@ -195,7 +198,7 @@ impl FileState {
             }
             Err(e) => {
                 tracing::warn!("an append could not be written, keeping it in memory: {e}");
-                self.restore_blob(b.first, b.prev.as_ref());
+                self.restore_blob(b.first, b.prev.as_ref(), b.prev_holes);
                 self.size = offset;
                 if let Some(p) = b.prev.take() {
                     self.dirty.insert(b.first - 1, p);
@@ -215,7 +218,7 @@ impl FileState {
     /// former last page (`prev`) as final again, so the blob on disk is the
     /// file before the append. Best effort: if this fails too, the dirty
     /// pages still hold everything and the next write-back rewrites it.
-    fn restore_blob(&self, first: u64, prev: Option<&PageBuf>) {
+    fn restore_blob(&self, first: u64, prev: Option<&PageBuf>, holes: u64) {
         let old_len = offsets::blob_len(self.disk_size);
         if self.file.set_len(old_len).is_err() {
             return;
@@ -225,7 +228,8 @@ impl FileState {
                 return;
             }
             let i = first - 1;
-            let sealed = fc.seal_page(i, true, &p[..PAGE_SIZE as usize]);
+            let iv = crate::crypto::random_array();
+            let sealed = fc.seal_page_after(i, true, holes, &iv, &p[..PAGE_SIZE as usize]);
             let _ = self
                 .file
                 .write_all_at(&sealed, offsets::page_blob_offset(i));

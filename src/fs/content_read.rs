@@ -71,8 +71,17 @@ impl FileState {
                 out[dst].copy_from_slice(&p[src]);
             } else if !cache.copy_to(self.cache_id, i, src, &mut out[dst])
                 && i * PAGE_SIZE < self.disk_valid
+                && !self.punched.contains(i)
             {
-                missing.push(i);
+                // A hole is zeros, as `out` is already: nothing to read.
+                match self.disk_hole(i) {
+                    Ok(true) => {}
+                    Ok(false) => missing.push(i),
+                    Err(e) => {
+                        wipe(&mut out);
+                        return Err(e);
+                    }
+                }
             }
         }
         for (first, n) in runs(missing) {
@@ -102,7 +111,7 @@ impl FileState {
     /// Read pages `first..first+n` (all below `disk_valid`) of the blob, still
     /// sealed, into `buf` (`run_len` bytes) with one system call; with a tag
     /// list, each page must carry its listed tag.
-    fn read_sealed(&self, first: u64, n: u64, buf: &mut [u8]) -> io::Result<()> {
+    pub(super) fn read_sealed(&self, first: u64, n: u64, buf: &mut [u8]) -> io::Result<()> {
         self.file
             .read_exact_at(buf, offsets::page_blob_offset(first))
             .map_err(|e| {
@@ -122,15 +131,60 @@ impl FileState {
     /// each one's pages to the pool as well cost about 15 % more time and 12 %
     /// more CPU (a cold 512 MiB read, `bench/results/2026-11-22-session6.md`).
     pub(super) fn read_run(&self, first: u64, n: u64, buf: &mut [u8]) -> io::Result<()> {
-        let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
         self.read_sealed(first, n, buf)?;
-        let final_page = offsets::page_count(self.disk_size);
         for (k, page) in buf.chunks_mut(CIPHER_PAGE as usize).enumerate() {
-            let i = first + k as u64;
-            fc.open_page_in_place(i, i + 1 == final_page, page)
-                .map_err(|_| failed(i))?;
+            self.open_slot(first + k as u64, page)?;
         }
         Ok(())
+    }
+
+    /// Decrypt page `i`, read sealed into `slot`, in place (a hole: zeros).
+    /// A failure may come from a run of zero slots the hole map missed: then
+    /// the map learns it and the page is tried once more.
+    fn open_slot(&self, i: u64, slot: &mut [u8]) -> io::Result<()> {
+        let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
+        let last = i + 1 == offsets::page_count(self.disk_size);
+        if self.disk_hole(i)? {
+            slot.fill(0);
+            return Ok(());
+        }
+        if fc
+            .open_page_in_place((i, last, self.holes_before(i)), slot)
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if !self.rediscover(i)? {
+            return Err(failed(i));
+        }
+        self.read_sealed(i, 1, slot)?;
+        if self.disk_hole(i)? {
+            slot.fill(0);
+            return Ok(());
+        }
+        fc.open_page_in_place((i, last, self.holes_before(i)), slot)
+            .map_err(|_| failed(i))
+    }
+
+    /// Decrypt page `i` (sealed `ct`) into `out` (a hole: zeros), learning a
+    /// missed run of zero slots as [`FileState::open_slot`] does.
+    fn open_slot_into(&self, i: u64, ct: &[u8], out: &mut [u8]) -> io::Result<()> {
+        let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
+        let last = i + 1 == offsets::page_count(self.disk_size);
+        for retry in [false, true] {
+            if self.disk_hole(i)? {
+                out.fill(0);
+                return Ok(());
+            }
+            let pos = (i, last, self.holes_before(i));
+            if fc.open_page_into(pos, ct, out).is_ok() {
+                return Ok(());
+            }
+            if retry || !self.rediscover(i)? {
+                break;
+            }
+        }
+        Err(failed(i))
     }
 
     /// Copy the decrypted run `buf` (pages from `first` on) into the reply
@@ -167,21 +221,16 @@ impl FileState {
         (offset, end): (u64, u64),
         out: &mut [u8],
     ) -> io::Result<()> {
-        let (_, fc) = self.cipher.as_ref().ok_or_else(eio)?;
-        let final_page = offsets::page_count(self.disk_size);
         for (k, ct) in buf.chunks(CIPHER_PAGE as usize).enumerate() {
             let i = first + k as u64;
-            let last = i + 1 == final_page;
             let plain_len = ct.len() - PAGE_OVERHEAD as usize;
             let (src, dst) = span(offset, end, i);
             if src == (0..plain_len) && self.valid_len(i, plain_len) == plain_len {
-                fc.open_page_into(i, last, ct, &mut out[dst])
-                    .map_err(|_| failed(i))?;
+                self.open_slot_into(i, ct, &mut out[dst])?;
                 continue;
             }
             let mut page = zero_page();
-            fc.open_page_into(i, last, ct, &mut page[..plain_len])
-                .map_err(|_| failed(i))?;
+            self.open_slot_into(i, ct, &mut page[..plain_len])?;
             let valid = self.valid_len(i, plain_len).max(src.start);
             let len = valid.min(src.end) - src.start;
             out[dst.start..dst.start + len].copy_from_slice(&page[src.start..src.start + len]);

@@ -446,3 +446,104 @@ fn write_out_covers_each_completed_window_once() {
     }
     assert!(covered[..40].iter().all(|&c| c == 1), "{covered:?}");
 }
+
+/// Disk blocks a file takes, in bytes.
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// Extending a file leaves holes: no disk for the gap, zeros to read, the
+/// blob valid for the whole-file reader; filling and punching them keeps it
+/// valid; a zeroed sealed page or a filled hole is an error, not data.
+#[test]
+fn extensions_and_punches_are_holes_and_zeroed_pages_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob");
+    let cache = PageCache::new(8 * PAGE_SIZE);
+    let mut st = open_state(&path, &cache);
+    let mut model = vec![5u8; 5000];
+    st.write(0, &model, &cache).unwrap();
+    st.truncate(1 << 30, &cache).unwrap();
+    st.write(300 * PAGE_SIZE + 7, b"middle", &cache).unwrap();
+    st.write_back(&keys(), &cache).unwrap();
+    assert!(allocated(&path) < 1 << 20, "{} bytes", allocated(&path));
+    assert_eq!(st.read(1 << 29, 100, &cache).unwrap(), vec![0u8; 100]);
+    assert_eq!(
+        st.read(300 * PAGE_SIZE, 13, &cache).unwrap(),
+        b"\0\0\0\0\0\0\0middle"
+    );
+    assert_eq!(st.version, crate::format::blob::VERSION_HOLES);
+    // Reopened (the map found from the file system's holes), then changed.
+    let mut st = open_state(&path, &cache);
+    assert_eq!(st.read(4000, 2000, &cache).unwrap()[..1000], model[4000..]);
+    st.truncate(400 * PAGE_SIZE + 10, &cache).unwrap();
+    st.write(2 * PAGE_SIZE, b"fill", &cache).unwrap();
+    st.zero_range(300 * PAGE_SIZE, PAGE_SIZE, &keys(), &cache)
+        .unwrap();
+    st.write_back(&keys(), &cache).unwrap();
+    model.resize(400 * PAGE_SIZE as usize + 10, 0);
+    model[2 * PAGE_SIZE as usize..][..4].copy_from_slice(b"fill");
+    assert_eq!(on_disk(&path), model);
+    let st = open_state(&path, &cache);
+    assert_eq!(st.read(0, model.len() as u32, &cache).unwrap(), model);
+    drop(st);
+
+    let good = std::fs::read(&path).unwrap();
+    let slot =
+        |i: u64| offsets::page_blob_offset(i) as usize..offsets::page_blob_offset(i + 1) as usize;
+    for (what, tamper) in [
+        ("page 0 zeroed", slot(0)),
+        ("page 2 zeroed", slot(2)),
+        ("page 1 zeroed", slot(1)),
+    ] {
+        let mut bad = good.clone();
+        bad[tamper.clone()].fill(0);
+        std::fs::write(&path, &bad).unwrap();
+        let st = open_state(&path, &cache);
+        let err = st.read(tamper.start as u64 / CIPHER_PAGE * PAGE_SIZE, 10, &cache);
+        let err = err.expect_err(what);
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{what}");
+        let k = keys();
+        assert!(blob::open(|g| k.get(g), &bad).is_err(), "{what}");
+    }
+    let mut bad = good.clone();
+    bad[slot(100)][9] = 1;
+    std::fs::write(&path, &bad).unwrap();
+    let st = open_state(&path, &cache);
+    assert!(
+        st.read(100 * PAGE_SIZE, 10, &cache).is_err(),
+        "a filled hole"
+    );
+}
+
+/// A shrinking truncation that fails (its new last page does not
+/// authenticate) changes nothing: size, dirty pages and content stay.
+#[test]
+fn a_failed_shrinking_truncation_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob");
+    let cache = PageCache::new(8 * PAGE_SIZE);
+    let mut st = open_state(&path, &cache);
+    let data: Vec<u8> = (0..6 * PAGE_SIZE as usize)
+        .map(|i| (i % 199) as u8)
+        .collect();
+    st.write(0, &data, &cache).unwrap();
+    st.write_back(&keys(), &cache).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offsets::page_blob_offset(2) as usize + 50] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut st = open_state(&path, &cache);
+    st.write(5 * PAGE_SIZE, b"pending", &cache).unwrap();
+    let err = st.resize(2 * PAGE_SIZE + 100, &keys(), &cache).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    assert_eq!(st.size, data.len() as u64);
+    let mut want = data.clone();
+    want[5 * PAGE_SIZE as usize..][..7].copy_from_slice(b"pending");
+    assert_eq!(
+        st.read(5 * PAGE_SIZE, 10, &cache).unwrap(),
+        want[5 * PAGE_SIZE as usize..][..10]
+    );
+    assert_eq!(st.read(0, 100, &cache).unwrap(), want[..100]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

@@ -289,7 +289,7 @@ impl FsCore {
         // either): past the maximum size, or more growth than the disk has
         // room for.
         let end = at.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
-        st.check_growth(end).errno()?;
+        st.check_growth(end, data.len() as u64).errno()?;
         // Once per file and commit, before anything reaches the disk: the path
         // walk stays off the write path. A commit runs under the gate held
         // exclusively, so no write races it.
@@ -404,10 +404,11 @@ impl FsCore {
         }
     }
 
-    /// `fallocate`: mode 0 extends the file (zeros), KEEP_SIZE alone checks
-    /// the range and changes nothing (pkfs reserves no space ahead: a later
-    /// write may still meet a full disk), PUNCH_HOLE (with KEEP_SIZE, as Linux
-    /// requires) makes the range read as zeros. Other modes: EOPNOTSUPP.
+    /// `fallocate`: mode 0 extends the file (zeros: a hole, once the disk
+    /// is seen to have room for it), KEEP_SIZE alone checks the range and
+    /// changes nothing (pkfs reserves no space ahead: a later write may still
+    /// meet a full disk), PUNCH_HOLE (with KEEP_SIZE, as Linux requires) makes
+    /// the range read as zeros, its whole pages holes. Other modes: EOPNOTSUPP.
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
         const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
         const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -434,7 +435,10 @@ impl FsCore {
         if changes {
             st.settle_tags().errno()?;
             if mode == 0 {
-                st.check_growth(end).errno()?;
+                // Asked for space: the whole growth must fit, even though
+                // it is not reserved (it becomes a hole).
+                let grow = end.saturating_sub(st.size);
+                st.check_growth(end, grow).errno()?;
             }
             self.mark_ino(h.ino)?;
             vault.record(ChangeKind::Modified, self.path_of(h.ino));
@@ -446,6 +450,21 @@ impl FsCore {
             }
         }
         Ok(())
+    }
+
+    /// `lseek` with SEEK_DATA or SEEK_HOLE (the kernel handles the other
+    /// kinds itself): hole pages are holes, ENXIO at or past the end.
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let data = match whence {
+            libc::SEEK_DATA => true,
+            libc::SEEK_HOLE => false,
+            _ => return Err(Errno::EINVAL),
+        };
+        let offset = u64::try_from(offset).map_err(|_| Errno::ENXIO)?;
+        let (_, of) = self.handle(fh)?;
+        let st = of.settled(&self.cache).errno()?;
+        let at = st.seek_data(offset, data).errno()?;
+        i64::try_from(at).map_err(|_| Errno::EOVERFLOW)
     }
 
     /// Space figures of the disk under the home.

@@ -18,7 +18,6 @@ use serde::Serialize;
 use super::changes::Origin;
 use super::history::{GitCheck, HeadFiles, History};
 use super::tree::Tree;
-use crate::crypto::aead::{IV_LEN, TAG_LEN};
 use crate::crypto::Keychain;
 use crate::error::{Error, Result};
 use crate::format::blob::{BlobError, FileCipher, Header};
@@ -525,15 +524,7 @@ pub(crate) fn verify_blob(keys: &Keychain, bytes: &[u8]) -> Result<Option<[u8; 1
     })?;
     let fc = FileCipher::new(key, &header);
     let count = offsets::page_count(plain);
-    let mut failed: Vec<u64> = Vec::new();
-    for i in 0..count {
-        let start = offsets::page_blob_offset(i) as usize;
-        let n = offsets::page_plain_len(plain, i) as usize + IV_LEN + TAG_LEN;
-        let page = bytes.get(start..start + n).unwrap_or_default();
-        if fc.open_page(i, i + 1 == count, page).is_err() {
-            failed.push(i);
-        }
-    }
+    let failed = crate::format::blob::failed_pages(&fc, bytes[4], bytes, plain);
     match failed.first() {
         None => Ok(Some(header.file_id)),
         Some(&first) => Err((

@@ -7,6 +7,7 @@ pub mod fsck;
 pub mod generations;
 pub mod history;
 pub mod journal;
+pub mod loose_zlib;
 pub mod modes;
 pub mod prefetch;
 pub mod quarantine;

@@ -30,8 +30,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository};
 
 use super::changes::Origin;
@@ -291,10 +289,8 @@ pub fn write_blob(
     written: &mut Vec<std::path::PathBuf>,
 ) -> io::Result<Oid> {
     let tmp = tempfile::NamedTempFile::new_in(objects)?;
-    let mut z = ZlibEncoder::new(
-        io::BufWriter::with_capacity(1 << 20, tmp),
-        Compression::none(),
-    );
+    // Stored blocks, but zero runs (holes) deflated: `loose_zlib.rs`.
+    let mut z = super::loose_zlib::HoleZlib::new(io::BufWriter::with_capacity(1 << 20, tmp));
     let id = super::seal::stream_blob(file, len, buf, tags, &mut |chunk| z.write_all(chunk))?;
     let tmp = z.finish()?.into_inner().map_err(|e| e.into_error())?;
     let ours = tmp.as_file().metadata()?.len();
