@@ -3,10 +3,12 @@
 //! * [`offsets`]: page arithmetic of content blobs.
 //! * [`blob`]: blob header and page encryption.
 //! * [`names`]: file-name encryption, long names and name validation.
+//! * [`modes`]: the mode record of a backing directory.
 //! * [`tags`]: the tag list of a committed blob, for checking it page by page.
 
 pub mod blob;
 pub mod links;
+pub mod modes;
 pub mod names;
 pub mod offsets;
 pub mod tags;

@@ -7,6 +7,7 @@ use super::core::{file_type, DirHandle, Entry, FsCore};
 use super::errno::{FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use crate::crypto::random_array;
+use crate::format::modes::MODES_FILE;
 use crate::format::names::DIRIV_FILE;
 use crate::store::changes::MoveKind;
 use crate::store::dirfd::{timespec, DirFd};
@@ -465,7 +466,7 @@ impl FsCore {
         Ok(d.entries()
             .errno()?
             .iter()
-            .all(|n| n == DIRIV_FILE || n.starts_with(".tmp-")))
+            .all(|n| n == DIRIV_FILE || n == MODES_FILE || n.starts_with(".tmp-")))
     }
 
     /// Remove the empty backing directory of entry `e`.

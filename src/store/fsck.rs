@@ -99,6 +99,8 @@ pub(crate) enum Role {
     Dir,
     DirIv,
     Sidecar,
+    /// A directory's mode record (`format/modes.rs`).
+    Modes,
     Link,
     Foreign,
 }
@@ -308,6 +310,7 @@ impl<'a> Fsck<'a> {
     ) -> (String, Role) {
         match class {
             EntryKind::DirIv => (or_root(d.shown), Role::DirIv),
+            EntryKind::Modes => (or_root(d.shown), Role::Modes),
             EntryKind::Sidecar => {
                 let entry = raw.strip_suffix(names::LONG_SUFFIX).unwrap_or(raw);
                 let name = d.iv.and_then(|iv| self.long_name(d.dir, entry, &iv));
@@ -497,6 +500,7 @@ fn meta_note(role: Role) -> &'static str {
     match role {
         Role::DirIv => "the directory IV file ",
         Role::Sidecar => "the long-name sidecar ",
+        Role::Modes => "the mode record ",
         _ => "",
     }
 }

@@ -79,6 +79,8 @@ impl History {
         opts.disable_filters(true);
         repo.checkout_tree(commit.as_object(), Some(&mut opts))
             .ctx("checking out the version")?;
+        // The version's modes (`store/modes/history.rs`).
+        self.apply_mode_records(repo, &to);
         version::sync_index(repo)?;
         // The record first, then HEAD (see `history_version.rs`).
         let main = main_tip(repo)?.ok_or_else(no_versions)?;
