@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::format::modes::{default_mode, ModeCipher, ModeMap, MODES_FILE, SELF_ENTRY};
 use crate::format::names::{self, EntryKind, DIRIV_FILE};
 use crate::store::changes::{Changes, Origin};
-use crate::store::stat::Stat;
+use crate::store::modes::live_mode;
 
 /// The parent of backing path `rel` (`contents/a/b` → `contents/a`).
 fn parent(rel: &str) -> Option<&str> {
@@ -39,16 +39,6 @@ fn last(rel: &str) -> &str {
 /// A backing entry name that names a plaintext entry.
 fn is_entry(name: &str) -> bool {
     matches!(names::classify(name), EntryKind::Direct | EntryKind::Long)
-}
-
-/// The mode the mount shows for the backing entry at `abs`, and whether it is
-/// a directory; `None` for anything but a regular file or directory.
-pub(crate) fn live_mode(abs: &Path) -> Option<(u32, bool)> {
-    let c = crate::store::stat::c_path(abs).ok()?;
-    let st = Stat::at(libc::AT_FDCWD, &c, libc::AT_SYMLINK_NOFOLLOW).ok()?;
-    let st = crate::store::modes::apply(st, false, || abs.to_path_buf());
-    let is_dir = st.is_dir();
-    (is_dir || st.is_file()).then_some((st.mode() & 0o7777, is_dir))
 }
 
 /// The record of the directory `tree`, whose backing path is `rel`: `None`

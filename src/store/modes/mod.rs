@@ -74,6 +74,16 @@ pub fn apply(st: Stat, follow: bool, path: impl FnOnce() -> std::path::PathBuf) 
     }
 }
 
+/// The mode the mount shows for the backing entry at `abs`, and whether it is
+/// a directory; `None` for anything but a regular file or directory.
+pub fn live_mode(abs: &Path) -> Option<(u32, bool)> {
+    let c = c_path(abs).ok()?;
+    let st = Stat::at(libc::AT_FDCWD, &c, libc::AT_SYMLINK_NOFOLLOW).ok()?;
+    let st = apply(st, false, || abs.to_path_buf());
+    let is_dir = st.is_dir();
+    (is_dir || st.is_file()).then_some((st.mode() & 0o7777, is_dir))
+}
+
 /// chmod of the entry at `path` to `mode`, keeping the daemon's access (see
 /// the module comment). A mode that keeps it is set as it is, and a stored
 /// one is dropped.
@@ -173,3 +183,7 @@ mod tests {
         assert!(stored(&f, false).is_none() && stored(&sub, false).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod record_tests;
