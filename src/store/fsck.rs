@@ -289,6 +289,8 @@ impl<'a> Fsck<'a> {
         if let Some(head) = &head {
             self.compare(head, &seen, &mut report);
         }
+        // Live modes against the committed mode records (`store/modes/`).
+        crate::store::modes::drift_findings(self.history, &seen, &mut report.findings);
         Ok(Scan {
             report,
             seen,

@@ -77,6 +77,11 @@ impl Fsck<'_> {
             );
             actions.push(Action::new("", "committed", what));
         }
+        // Modes changed at rest get their committed ones back (`store/modes/`).
+        for (rel, what) in self.history.restore_modes() {
+            let shown = scan.seen.get(&rel).map_or("/", |s| s.shown.as_str());
+            actions.push(Action::new(shown, "restored", what));
+        }
         let after = self.scan(progress)?.report;
         Ok((actions, after))
     }

@@ -356,6 +356,38 @@ impl History {
     /// that the journal does not cover: (backing path, what differs). Empty
     /// for a HEAD without records.
     pub fn mode_drift(&self) -> Vec<(String, String)> {
+        self.drift()
+            .into_iter()
+            .map(|d| match d {
+                Drift::Mode { rel, live, want } => (
+                    rel,
+                    format!("mode {live:04o} where the committed mode is {want:04o}"),
+                ),
+                Drift::Record { rel, why } => (rel, why),
+            })
+            .collect()
+    }
+
+    /// Give every entry [`History::mode_drift`] lists its committed mode
+    /// back (`fsck --restore`): the backing paths set, with what was done.
+    pub fn restore_modes(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for d in self.drift() {
+            if let Drift::Mode { rel, live, want } = d {
+                let abs = self.vault_dir.join(&rel);
+                let is_dir = abs.is_dir();
+                let done = match crate::store::modes::chmod_keeping_access(&abs, want, is_dir, false)
+                {
+                    Ok(()) => format!("mode {live:04o} set back to the committed {want:04o}"),
+                    Err(e) => format!("mode {live:04o} could not be set to {want:04o}: {e}"),
+                };
+                out.push((rel, done));
+            }
+        }
+        out
+    }
+
+    fn drift(&self) -> Vec<Drift> {
         let repo = self.repo.borrow();
         let Ok(Some(h)) = head_target(&repo) else {
             return Vec::new();
@@ -394,17 +426,25 @@ impl History {
                     continue;
                 };
                 match head.mode_of(&rel, is_dir, live & 0o100 != 0) {
-                    Ok(want) if want != live => out.push((
-                        rel,
-                        format!("mode {live:04o} where the committed mode is {want:04o}"),
-                    )),
+                    Ok(want) if want != live => out.push(Drift::Mode { rel, live, want }),
                     Ok(_) => {}
-                    Err(e) => out.push((format!("{dir}/{MODES_FILE}"), e.to_string())),
+                    Err(e) => {
+                        let rel = format!("{dir}/{MODES_FILE}");
+                        if !out.iter().any(|d| matches!(d, Drift::Record { rel: r, .. } if *r == rel)) {
+                            out.push(Drift::Record { rel, why: e.to_string() });
+                        }
+                    }
                 }
             }
         }
-        out.sort();
-        out.dedup();
         out
     }
+}
+
+/// What [`History::mode_drift`] finds.
+enum Drift {
+    /// A live mode that is not the committed one.
+    Mode { rel: String, live: u32, want: u32 },
+    /// A committed record that does not open.
+    Record { rel: String, why: String },
 }

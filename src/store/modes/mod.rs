@@ -84,6 +84,26 @@ pub fn live_mode(abs: &Path) -> Option<(u32, bool)> {
     (is_dir || st.is_file()).then_some((st.mode() & 0o7777, is_dir))
 }
 
+/// Add to `findings` every live mode that differs from the committed one
+/// (kind `mode-changed`), and every committed record that does not open
+/// (`bad-mode-record`), named by the plaintext paths of `seen` (fsck's scan).
+pub(crate) fn drift_findings(
+    history: &super::history::History,
+    seen: &std::collections::BTreeMap<String, super::fsck::Seen>,
+    findings: &mut Vec<super::fsck::Finding>,
+) {
+    for (rel, what) in history.mode_drift() {
+        let (entry, kind) = match rel.strip_suffix(&format!("/{}", crate::format::modes::MODES_FILE)) {
+            Some(dir) => (dir, "bad-mode-record"),
+            None => (rel.as_str(), "mode-changed"),
+        };
+        let shown = seen.get(entry).map_or("/", |s| s.shown.as_str());
+        let mut f = super::fsck::Finding::new(shown, kind, what);
+        f.rel = Some(rel.clone());
+        findings.push(f);
+    }
+}
+
 /// chmod of the entry at `path` to `mode`, keeping the daemon's access (see
 /// the module comment). A mode that keeps it is set as it is, and a stored
 /// one is dropped.
