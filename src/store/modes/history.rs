@@ -193,7 +193,10 @@ impl History {
             None => None,
         };
         let legacy = !root.as_ref().is_some_and(has_records);
-        let dirs = if legacy {
+        // The whole tree journaled (a hard-linked file's change): any
+        // directory may hold a changed mode.
+        let whole = changes.covers(TRACKED);
+        let dirs = if legacy || whole {
             let mut all = BTreeSet::new();
             all_dirs(&self.vault_dir.join(TRACKED), TRACKED, &mut all);
             all
@@ -291,12 +294,42 @@ impl History {
         })
     }
 
-    /// After a checkout of `root`: give every file and directory the mode its
-    /// version's record says (or the default). A version without records
-    /// (made before them) is left as the checkout wrote it. A record that
-    /// does not open is not applied: its directory is logged and keeps the
-    /// modes it has (`fsck` reports the record).
-    pub(super) fn apply_mode_records(&self, repo: &Repository, root: &Tree<'_>) {
+    /// Before a checkout: lend the owner's write bit to every backing
+    /// directory a mode took it from, so that libgit2 (and the reaper) can
+    /// replace what is in it. Returns what to give back
+    /// ([`History::apply_mode_records`]).
+    pub(super) fn lend_dir_write(&self) -> Lent {
+        use std::os::unix::fs::PermissionsExt;
+        let mut dirs = BTreeSet::new();
+        all_dirs(&self.vault_dir.join(TRACKED), TRACKED, &mut dirs);
+        let mut lent = Vec::new();
+        for d in dirs {
+            let abs = self.vault_dir.join(&d);
+            let Ok(m) = std::fs::symlink_metadata(&abs) else {
+                continue;
+            };
+            let mode = m.permissions().mode() & 0o7777;
+            if mode & 0o200 == 0
+                && std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(mode | 0o200))
+                    .is_ok()
+            {
+                lent.push((abs, mode));
+            }
+        }
+        Lent(lent)
+    }
+
+    /// After a checkout of `root`: give back what [`History::lend_dir_write`]
+    /// lent, then give every file and directory the mode its version's
+    /// record says (or the default). A version without records (made before
+    /// them) is left as the checkout wrote it. A record that does not open is
+    /// not applied: its directory is logged and keeps the modes it has
+    /// (`fsck` reports the record).
+    pub(super) fn apply_mode_records(&self, repo: &Repository, root: &Tree<'_>, lent: Lent) {
+        use std::os::unix::fs::PermissionsExt;
+        for (abs, mode) in lent.0 {
+            let _ = std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(mode));
+        }
         if !has_records(root) {
             return;
         }
@@ -340,8 +373,10 @@ impl History {
             set.push((rel.clone(), own, true));
             for (child, mode, is_dir) in set {
                 let abs = self.vault_dir.join(&child);
+                // A directory is always set: its backing mode may differ
+                // where the shown one does not.
                 match live_mode(&abs) {
-                    Some((m, d)) if m == mode || d != is_dir => continue,
+                    Some((m, d)) if (m == mode && !is_dir) || d != is_dir => continue,
                     None => continue,
                     Some(_) => {}
                 }
@@ -440,6 +475,10 @@ impl History {
         out
     }
 }
+
+/// Backing directories given the owner's write bit for a checkout, with
+/// their modes before.
+pub(super) struct Lent(Vec<(std::path::PathBuf, u32)>);
 
 /// What [`History::mode_drift`] finds.
 enum Drift {

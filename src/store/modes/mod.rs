@@ -10,6 +10,11 @@
 //! `user.pkfs-mode` (ASCII octal, at most `7777`), which [`apply`] puts
 //! back in the status the mount shows. The write bits are never added: they
 //! still stop the owner's writes as the user asked (FORMAT.md, "Modes").
+//!
+//! That live mode is what the mount shows; each version keeps the modes in
+//! its directories' mode records (`format/modes.rs`), which `history.rs`
+//! here writes before a commit, applies after a checkout and compares with
+//! the live modes for `fsck`.
 
 use std::ffi::CString;
 use std::io;
