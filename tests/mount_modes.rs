@@ -201,6 +201,9 @@ fn modes_are_in_the_history_and_come_back_with_each_version() {
     chmod(&v.join("r"), 0o555);
     wait_committed(&n);
     std::fs::write(v.join("r/k"), "two\n").unwrap();
+    chmod(&v.join("r"), 0o755);
+    std::fs::write(v.join("r/n"), "new\n").unwrap();
+    chmod(&v.join("r"), 0o555);
     // A second version with other modes.
     chmod(&v.join("h"), 0o604);
     chmod(&v.join("d/f"), 0o444);
@@ -220,10 +223,12 @@ fn modes_are_in_the_history_and_come_back_with_each_version() {
     assert_eq!(mode(&v.join("x")), 0o4755, "set-id bits are kept too");
     assert_eq!(std::fs::read_to_string(v.join("e/g")).unwrap(), "in e\n");
     assert_eq!(std::fs::read_to_string(v.join("r/k")).unwrap(), "one\n");
+    assert!(!v.join("r/n").exists());
     assert_eq!(mode(&v.join("r")), 0o555);
     ok(&n, &["version", "checkout", "v", "latest"]);
     check(&second, "back at the latest version");
     assert_eq!(std::fs::read_to_string(v.join("r/k")).unwrap(), "two\n");
+    assert_eq!(std::fs::read_to_string(v.join("r/n")).unwrap(), "new\n");
     assert_eq!(mode(&v.join("r")), 0o555);
     assert_eq!(mode(&v.join("d/y")), 0o4755, "a rename keeps the mode");
     ok(&n, &["umount", m]);
