@@ -598,11 +598,19 @@ fn check_mode_record(v: &Vector) {
     let id = &v.id;
     let key = gen_key(v);
     let modes_key = hkdf32(&key, None, mode_record::MODES_INFO);
-    assert_eq!(hex(modes_key.as_bytes()), hex(&v.bytes("modes_key")), "{id}");
+    assert_eq!(
+        hex(modes_key.as_bytes()),
+        hex(&v.bytes("modes_key")),
+        "{id}"
+    );
     let want: ModeMap = [(".".to_string(), 0o755), ("AbCd".to_string(), 0o640)]
         .into_iter()
         .collect();
-    assert_eq!(hex(&mode_record::encode(&want)), hex(&v.bytes("plain")), "{id}");
+    assert_eq!(
+        hex(&mode_record::encode(&want)),
+        hex(&v.bytes("plain")),
+        "{id}"
+    );
     let dir_iv: [u8; 16] = v.array("dir_iv");
     let c = ModeCipher::new(&key);
     let file = c.seal_with_iv(&v.array("iv"), &dir_iv, &want);
@@ -611,7 +619,8 @@ fn check_mode_record(v: &Vector) {
     // Second path: AES-256-GCM by hand, AAD = "pkfs modes v1" | dir_iv.
     let mut aad = b"pkfs modes v1".to_vec();
     aad.extend_from_slice(&dir_iv);
-    let by_hand = Gcm::new(&modes_key).seal_envelope_with_iv(&v.array("iv"), &aad, &v.bytes("plain"));
+    let by_hand =
+        Gcm::new(&modes_key).seal_envelope_with_iv(&v.array("iv"), &aad, &v.bytes("plain"));
     assert_eq!(hex(&by_hand), hex(&v.bytes("file")), "{id}");
     assert_eq!(names::classify(mode_record::MODES_FILE), EntryKind::Modes);
     v.assert_all_used();

@@ -167,7 +167,11 @@ fn fsck_json(n: &Node, args: &[&str]) -> (i32, serde_json::Value) {
 fn finding_kinds(report: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
     for f in report["findings"].as_array().into_iter().flatten() {
-        out.push(format!("{} {}", f["kind"].as_str().unwrap_or(""), f["path"]));
+        out.push(format!(
+            "{} {}",
+            f["kind"].as_str().unwrap_or(""),
+            f["path"]
+        ));
     }
     out
 }
@@ -284,10 +288,7 @@ fn tampered_modes_and_records_are_reported_and_never_applied() {
     let (code, report) = fsck_json(&n, &["v"]);
     assert_eq!(code, 12, "{report}");
     let kinds = finding_kinds(&report);
-    assert!(
-        kinds.iter().any(|k| k.starts_with("modified")),
-        "{kinds:?}"
-    );
+    assert!(kinds.iter().any(|k| k.starts_with("modified")), "{kinds:?}");
     // An older record put back in place of the new one is the same case.
     ok(&n, &["mount", m, "--commit-delay", "100ms"]);
     assert_eq!(mode(&v.join("f")), 0o640);

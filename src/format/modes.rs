@@ -168,10 +168,16 @@ mod tests {
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert_eq!(c.open(&[1; 16], &flipped), Err(RecordError::Unauthentic));
-        assert_eq!(c.open(&[1; 16], &sealed[..10]), Err(RecordError::Unauthentic));
+        assert_eq!(
+            c.open(&[1; 16], &sealed[..10]),
+            Err(RecordError::Unauthentic)
+        );
         let other = ModeCipher::new(&SymKey::from_bytes([6; 32]));
         assert_eq!(other.open(&[1; 16], &sealed), Err(RecordError::Unauthentic));
-        assert!(c.open(&[1; 16], &c.seal(&[1; 16], &ModeMap::new())).unwrap().is_empty());
+        assert!(c
+            .open(&[1; 16], &c.seal(&[1; 16], &ModeMap::new()))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -187,6 +193,9 @@ mod tests {
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(decode(&[1, 1, b'a', 0x01, 0xa4]).unwrap(), map(&[("a", 0o644)]));
+        assert_eq!(
+            decode(&[1, 1, b'a', 0x01, 0xa4]).unwrap(),
+            map(&[("a", 0o644)])
+        );
     }
 }

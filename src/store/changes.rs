@@ -367,7 +367,10 @@ mod tests {
         c.path("contents/n"); // a new entry
         assert!(c.mode_changed("contents/b"), "chmodded, then moved");
         assert!(!c.mode_changed("contents/e"), "only moved");
-        assert!(!c.mode_changed("contents/b/x"), "a chmod of a directory is its own");
+        assert!(
+            !c.mode_changed("contents/b/x"),
+            "a chmod of a directory is its own"
+        );
         assert!(c.mode_changed("contents/n") && c.mode_changed("contents/n/x"));
         assert!(!c.mode_changed("contents/z"));
         assert_eq!(c.origin("contents/b"), head("contents/a"));

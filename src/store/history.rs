@@ -591,12 +591,12 @@ mod checkout;
 mod fsck;
 #[path = "history_gc.rs"]
 mod gc;
+#[path = "modes/history.rs"]
+mod modes_record;
 #[path = "history_recover.rs"]
 mod recover;
 #[path = "history_seal.rs"]
 mod seal;
-#[path = "modes/history.rs"]
-mod modes_record;
 #[path = "history_undo.rs"]
 mod undo;
 #[path = "history_version.rs"]

@@ -360,10 +360,7 @@ impl History {
                     }
                     Some(ObjectType::Blob) if e.filemode() != 0o120000 => {
                         let exec = e.filemode() == 0o100755;
-                        let m = rec
-                            .get(name)
-                            .copied()
-                            .unwrap_or(default_mode(false, exec));
+                        let m = rec.get(name).copied().unwrap_or(default_mode(false, exec));
                         set.push((child, m, false));
                     }
                     _ => {}
@@ -380,7 +377,8 @@ impl History {
                     None => continue,
                     Some(_) => {}
                 }
-                if let Err(e) = crate::store::modes::chmod_keeping_access(&abs, mode, is_dir, false) {
+                if let Err(e) = crate::store::modes::chmod_keeping_access(&abs, mode, is_dir, false)
+                {
                     tracing::warn!("cannot set the mode of {child}: {e}");
                 }
             }
@@ -411,11 +409,11 @@ impl History {
             if let Drift::Mode { rel, live, want } = d {
                 let abs = self.vault_dir.join(&rel);
                 let is_dir = abs.is_dir();
-                let done = match crate::store::modes::chmod_keeping_access(&abs, want, is_dir, false)
-                {
-                    Ok(()) => format!("mode {live:04o} set back to the committed {want:04o}"),
-                    Err(e) => format!("mode {live:04o} could not be set to {want:04o}: {e}"),
-                };
+                let done =
+                    match crate::store::modes::chmod_keeping_access(&abs, want, is_dir, false) {
+                        Ok(()) => format!("mode {live:04o} set back to the committed {want:04o}"),
+                        Err(e) => format!("mode {live:04o} could not be set to {want:04o}: {e}"),
+                    };
                 out.push((rel, done));
             }
         }
@@ -465,8 +463,14 @@ impl History {
                     Ok(_) => {}
                     Err(e) => {
                         let rel = format!("{dir}/{MODES_FILE}");
-                        if !out.iter().any(|d| matches!(d, Drift::Record { rel: r, .. } if *r == rel)) {
-                            out.push(Drift::Record { rel, why: e.to_string() });
+                        if !out
+                            .iter()
+                            .any(|d| matches!(d, Drift::Record { rel: r, .. } if *r == rel))
+                        {
+                            out.push(Drift::Record {
+                                rel,
+                                why: e.to_string(),
+                            });
                         }
                     }
                 }

@@ -98,10 +98,11 @@ pub(crate) fn drift_findings(
     findings: &mut Vec<super::fsck::Finding>,
 ) {
     for (rel, what) in history.mode_drift() {
-        let (entry, kind) = match rel.strip_suffix(&format!("/{}", crate::format::modes::MODES_FILE)) {
-            Some(dir) => (dir, "bad-mode-record"),
-            None => (rel.as_str(), "mode-changed"),
-        };
+        let (entry, kind) =
+            match rel.strip_suffix(&format!("/{}", crate::format::modes::MODES_FILE)) {
+                Some(dir) => (dir, "bad-mode-record"),
+                None => (rel.as_str(), "mode-changed"),
+            };
         let shown = seen.get(entry).map_or("/", |s| s.shown.as_str());
         let mut f = super::fsck::Finding::new(shown, kind, what);
         f.rel = Some(rel.clone());

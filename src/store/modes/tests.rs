@@ -48,8 +48,14 @@ fn setup() -> (tempfile::TempDir, History) {
 fn modes_are_committed_and_come_back_with_their_version() {
     let (d, h) = setup();
     let v = d.path();
-    assert!(v.join("contents").join(MODES_FILE).is_file(), "the top record");
-    assert!(!v.join("contents/ZGly").join(MODES_FILE).exists(), "all default");
+    assert!(
+        v.join("contents").join(MODES_FILE).is_file(),
+        "the top record"
+    );
+    assert!(
+        !v.join("contents/ZGly").join(MODES_FILE).exists(),
+        "all default"
+    );
     chmod(&h, v, "contents/Zm9v", 0o640);
     chmod(&h, v, "contents/ZGly", 0o711);
     chmod(&h, v, "contents/ZGly/YmFy", 0o000);
