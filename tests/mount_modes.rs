@@ -198,6 +198,7 @@ fn modes_are_in_the_history_and_come_back_with_each_version() {
     chmod(&v.join("d/f"), 0o000);
     chmod(&v.join("e"), 0o600);
     chmod(&v.join("x"), 0o4755);
+    chmod(&v, 0o750);
     // A directory shut to writes, whose file changes between versions: the
     // checkout must still replace it.
     std::fs::create_dir(v.join("r")).unwrap();
@@ -214,7 +215,13 @@ fn modes_are_in_the_history_and_come_back_with_each_version() {
     chmod(&v.join("e"), 0o750);
     std::fs::rename(v.join("x"), v.join("d/y")).unwrap();
     wait_committed(&n);
-    let second = [("h", 0o604), ("d", 0o711), ("d/f", 0o444), ("e", 0o750)];
+    let second = [
+        ("h", 0o604),
+        ("d", 0o711),
+        ("d/f", 0o444),
+        ("e", 0o750),
+        ("", 0o750),
+    ];
     let first = [("h", 0o640), ("d", 0o711), ("d/f", 0o000), ("e", 0o600)];
     let check = |want: &[(&str, u32)], when: &str| {
         for (p, md) in want {

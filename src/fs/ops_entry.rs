@@ -188,6 +188,13 @@ impl FsCore {
                 self.mark_mode(e)?;
             }
         }
+        if entry.is_none() && a.mode.is_some() {
+            // The vault's top directory: its mode is kept as a chmod too.
+            let history = vault.history.lock();
+            history
+                .mark_move("contents", "contents", MoveKind::Rename)
+                .map_err(|e| super::errno::from_error(&e))?;
+        }
         if let Some(size) = a.size {
             self.truncate_ino(ino, size, entry.as_ref())?;
         }

@@ -139,16 +139,27 @@ fn all_dirs(abs: &Path, rel: &str, out: &mut BTreeSet<String>) {
     }
 }
 
-/// The directories whose records a commit of `changes` may change.
+/// The directories whose records a commit of `changes` may change: the
+/// directory of each journaled path, the path itself when it is a
+/// directory, and all of a directory made since HEAD (the journal has no
+/// record of what was made inside it).
 fn touched_dirs(vault_dir: &Path, changes: &Changes) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for p in changes.touched_since(0) {
         if p != TRACKED && !p.starts_with(&format!("{TRACKED}/")) {
             continue;
         }
-        out.insert(p.clone());
         if let Some(d) = parent(&p).filter(|d| d.starts_with(TRACKED)) {
             out.insert(d.to_string());
+        }
+        let abs = vault_dir.join(&p);
+        if !std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_dir()) {
+            continue;
+        }
+        if changes.origin(&p) == Origin::Changed {
+            all_dirs(&abs, &p, &mut out);
+        } else {
+            out.insert(p);
         }
     }
     out.retain(|d| {
@@ -160,21 +171,71 @@ fn touched_dirs(vault_dir: &Path, changes: &Changes) -> BTreeSet<String> {
 /// Run `f` with the owner's write bit on backing directory `dir`, which a
 /// mode the user set may have taken (the daemon's own user needs it to
 /// replace the record).
+/// Its access and modification times are kept too: the record is not
+/// the user's change.
+#[allow(clippy::unnecessary_cast)] // time_t and c_long differ between targets
 fn with_write(dir: &Path, f: impl FnOnce() -> Result<()>) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let m = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
     let mode = m.permissions().mode() & 0o7777;
-    if mode & 0o200 != 0 {
-        return f();
-    }
     let set = |m: u32| {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m))
             .map_err(|e| Error::io(dir, e))
     };
-    set(mode | 0o200)?;
+    let lend = mode & 0o200 == 0;
+    if lend {
+        set(mode | 0o200)?;
+    }
     let res = f();
-    set(mode)?;
+    if lend {
+        set(mode)?;
+    }
+    let times = [
+        libc::timespec {
+            tv_sec: m.atime() as libc::time_t,
+            tv_nsec: m.atime_nsec() as libc::c_long,
+        },
+        libc::timespec {
+            tv_sec: m.mtime() as libc::time_t,
+            tv_nsec: m.mtime_nsec() as libc::c_long,
+        },
+    ];
+    let c = crate::store::stat::c_path(dir).map_err(|e| Error::io(dir, e))?;
+    // SAFETY: a valid C string and two timespecs; checked.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+    if rc != 0 {
+        return Err(Error::io(dir, std::io::Error::last_os_error()));
+    }
     res
+}
+
+/// Remove the temporary files of [`write_record`] that a crash left in
+/// `vault_dir` (only this process writes records while it holds the vault).
+fn remove_stale_temps(vault_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(vault_dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-modes-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Replace `path` with `data` durably, through a temporary file in
+/// `tmp_dir` (outside `contents/`: one a crash leaves there is nobody's
+/// finding) renamed into place; then the directory is fsync'd.
+fn write_record(tmp_dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(tmp_dir);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-modes-")
+        .tempfile_in(tmp_dir)
+        .map_err(|e| Error::io(tmp_dir, e))?;
+    tmp.write_all(data).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    crate::store::atomic::fsync_dir(dir)
 }
 
 impl History {
@@ -182,6 +243,7 @@ impl History {
     /// touched up to date (journaled first, like any other change), so the
     /// commit holds the modes. See the module comment for whose mode counts.
     pub(super) fn refresh_mode_records(&self) -> Result<()> {
+        remove_stale_temps(&self.vault_dir);
         let changes = self.journal.borrow().changes().clone();
         let repo = self.repo.borrow();
         let root = match head_target(&repo)? {
@@ -243,6 +305,9 @@ impl History {
             let Some((live, is_dir)) = live_mode(&self.vault_dir.join(&rel)) else {
                 continue;
             };
+            if is_dir && name != SELF_ENTRY {
+                continue; // in its own record
+            }
             let exec = live & 0o100 != 0;
             let mode = if legacy || changes.mode_changed(&rel) {
                 live
@@ -283,7 +348,7 @@ impl History {
         self.journal.borrow_mut().mark(&rel)?;
         with_write(&abs, || {
             if keep_file {
-                crate::store::atomic::write_atomic(&path, &self.modes.seal(&iv, &want))
+                write_record(&self.vault_dir, &path, &self.modes.seal(&iv, &want))
             } else {
                 match std::fs::remove_file(&path) {
                     Ok(()) => crate::store::atomic::fsync_dir(&abs),
