@@ -271,26 +271,38 @@ impl History {
             cipher: &self.modes,
             cache: HashMap::new(),
         };
+        let mut pending = Vec::new();
         for d in dirs {
-            self.refresh_dir(&d, &changes, &mut head, legacy)?;
+            pending.extend(self.refresh_dir(&d, &changes, &mut head, legacy)?);
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Journaled durably before any record changes on disk.
+        for p in &pending {
+            self.journal.borrow_mut().mark(&p.rel)?;
+        }
+        self.journal.borrow().sync()?;
+        for p in pending {
+            p.write(&self.vault_dir)?;
         }
         Ok(())
     }
 
-    /// Rewrite the record of backing directory `dir` when it changes.
+    /// The new record of backing directory `dir`, when it changes.
     fn refresh_dir(
         &self,
         dir: &str,
         changes: &Changes,
         head: &mut HeadRecords<'_>,
         legacy: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<Pending>> {
         let abs = self.vault_dir.join(dir);
         let Ok(iv) = std::fs::read(abs.join(DIRIV_FILE)) else {
-            return Ok(()); // a lost IV: `history_recover.rs` deals with it
+            return Ok(None); // a lost IV: `history_recover.rs` deals with it
         };
         let Ok(iv) = <[u8; 16]>::try_from(iv.as_slice()) else {
-            return Ok(());
+            return Ok(None);
         };
         let mut want = ModeMap::new();
         let mut entries = vec![(SELF_ENTRY.to_string(), dir.to_string())];
@@ -343,20 +355,13 @@ impl History {
                 })
         };
         if unchanged && (changes.covers(&rel) || committed() || current.is_none()) {
-            return Ok(());
+            return Ok(None);
         }
-        self.journal.borrow_mut().mark(&rel)?;
-        with_write(&abs, || {
-            if keep_file {
-                write_record(&self.vault_dir, &path, &self.modes.seal(&iv, &want))
-            } else {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => crate::store::atomic::fsync_dir(&abs),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
-            }
-        })
+        Ok(Some(Pending {
+            rel,
+            dir: abs,
+            data: keep_file.then(|| self.modes.seal(&iv, &want)),
+        }))
     }
 
     /// Before a checkout: lend the owner's write bit to every backing
@@ -542,6 +547,29 @@ impl History {
             }
         }
         out
+    }
+}
+
+/// A record to replace (or remove: `data` is `None`).
+struct Pending {
+    /// Its backing path, relative to the vault directory.
+    rel: String,
+    /// Its directory, absolute.
+    dir: std::path::PathBuf,
+    data: Option<Vec<u8>>,
+}
+
+impl Pending {
+    fn write(self, vault_dir: &Path) -> Result<()> {
+        let path = self.dir.join(MODES_FILE);
+        with_write(&self.dir, || match &self.data {
+            Some(data) => write_record(vault_dir, &path, data),
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => crate::store::atomic::fsync_dir(&self.dir),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(&path, e)),
+            },
+        })
     }
 }
 
