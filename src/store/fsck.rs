@@ -33,7 +33,8 @@ pub(crate) const CONTENTS: &str = "contents";
 /// repository itself); `kind` is stable (`tag-mismatch`, `bad-header`,
 /// `truncated`, `bad-name`, `bad-diriv`, `bad-symlink`, `foreign-entry`,
 /// `orphan-sidecar`, `modified-since-commit`, `missing`, `untracked`,
-/// `duplicate-file-id`, `git-object`, `git-ref`, `commit-mac`, `bad-vault`).
+/// `duplicate-file-id`, `git-object`, `git-ref`, `commit-mac`, `bad-vault`,
+/// `mode-changed`, `bad-mode-record`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub path: String,
