@@ -388,7 +388,11 @@ fn rm_files_and_directories() {
     // Nothing of the removed entries is left in the backing tree.
     let contents = n.vault_dir("v").join("contents");
     let entries: Vec<_> = fs::read_dir(&contents).unwrap().collect();
-    assert_eq!(entries.len(), 2, ".diriv and the blob of g only");
+    assert_eq!(
+        entries.len(),
+        3,
+        ".diriv, the mode record and the blob of g only"
+    );
 }
 
 #[test]

@@ -23,6 +23,7 @@ use pkfs::crypto::siv::{self, SivKey};
 use pkfs::crypto::SymKey;
 use pkfs::format::blob::{self, BlobError, FileCipher, Header};
 use pkfs::format::links::{self, LinkCipher};
+use pkfs::format::modes::{self as mode_record, ModeCipher, ModeMap};
 use pkfs::format::names::{self, DiskName, EntryKind, NameCipher};
 use pkfs::format::offsets;
 use pkfs::format::tags::{Collector, TagKey, TagList};
@@ -46,6 +47,7 @@ const REQUIRED: &[&str] = &[
     "keys-backup",
     "keychain-before-generations",
     "keychain-rotated",
+    "mode-record",
 ];
 
 // ---------------------------------------------------------------------------
@@ -501,6 +503,7 @@ fn every_vector_matches_the_library() {
             "keysbackup" => check_keys_backup(v),
             "keyedslot" | "shares" => {} // checked in format_slots.rs
             "keychain" => check_keychain(v),
+            "modes" => check_mode_record(v),
             other => panic!("vector {}: unknown kind `{other}`", v.id),
         }
         checked += 1;
@@ -728,6 +731,39 @@ fn check_xattr(v: &Vector) {
         c.open_xattr(&name, &sealed).unwrap().as_slice(),
         v.bytes("value").as_slice()
     );
+    v.assert_all_used();
+}
+
+/// A mode record: the library's and the spec's primitives agree.
+fn check_mode_record(v: &Vector) {
+    let id = &v.id;
+    let key = gen_key(v);
+    let modes_key = hkdf32(&key, None, mode_record::MODES_INFO);
+    assert_eq!(
+        hex(modes_key.as_bytes()),
+        hex(&v.bytes("modes_key")),
+        "{id}"
+    );
+    let want: ModeMap = [(".".to_string(), 0o755), ("AbCd".to_string(), 0o640)]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        hex(&mode_record::encode(&want)),
+        hex(&v.bytes("plain")),
+        "{id}"
+    );
+    let dir_iv: [u8; 16] = v.array("dir_iv");
+    let c = ModeCipher::new(&key);
+    let file = c.seal_with_iv(&v.array("iv"), &dir_iv, &want);
+    assert_eq!(hex(&file), hex(&v.bytes("file")), "{id}");
+    assert_eq!(c.open(&dir_iv, &v.bytes("file")).unwrap(), want, "{id}");
+    // Second path: AES-256-GCM by hand, AAD = "pkfs modes v1" | dir_iv.
+    let mut aad = b"pkfs modes v1".to_vec();
+    aad.extend_from_slice(&dir_iv);
+    let by_hand =
+        Gcm::new(&modes_key).seal_envelope_with_iv(&v.array("iv"), &aad, &v.bytes("plain"));
+    assert_eq!(hex(&by_hand), hex(&v.bytes("file")), "{id}");
+    assert_eq!(names::classify(mode_record::MODES_FILE), EntryKind::Modes);
     v.assert_all_used();
 }
 

@@ -267,7 +267,7 @@ fn json_fields(page: &str) -> &'static [(&'static str, &'static str)] {
                 "kind",
                 "tag-mismatch, bad-header, truncated, bad-name, bad-diriv, bad-symlink, foreign-entry, \
                  orphan-sidecar, modified-since-commit, missing, untracked, duplicate-file-id, \
-                 git-object, git-ref, commit-mac, bad-vault",
+                 git-object, git-ref, commit-mac, bad-vault, mode-changed, bad-mode-record",
             ),
             (
                 "uncommitted",

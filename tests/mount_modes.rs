@@ -138,3 +138,172 @@ fn modes_that_shut_the_owner_out_do_not_block_commits_or_unmount() {
     assert_eq!(ok(&n, &["secret", "cat", "v:e"]), "later\n");
     assert_eq!(ok(&n, &["secret", "cat", "v:w"]), "made 000\n");
 }
+
+/// The backing files and directories of `contents/` (not its reserved files).
+fn backing_entries(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            backing_entries(&e.path(), out);
+        }
+        if t.is_dir() || t.is_file() {
+            out.push(e.path());
+        }
+    }
+}
+
+fn fsck_json(n: &Node, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["--json", "fsck"];
+    all.extend_from_slice(args);
+    let o = pkfs_unprivileged(n, &all);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code().unwrap_or(-1), v)
+}
+
+fn finding_kinds(report: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in report["findings"].as_array().into_iter().flatten() {
+        out.push(format!(
+            "{} {}",
+            f["kind"].as_str().unwrap_or(""),
+            f["path"]
+        ));
+    }
+    out
+}
+
+#[test]
+fn modes_are_in_the_history_and_come_back_with_each_version() {
+    common::need("setpriv");
+    common::need("fusermount3");
+    let n = Node::with_vault();
+    let mnt = n.scratch().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    let _guard = Unmount(&mnt);
+    ok(&n, &["mount", m, "--commit-delay", "100ms"]);
+    let v = mnt.join("v");
+    std::fs::create_dir(v.join("d")).unwrap();
+    std::fs::write(v.join("d/f"), "IMPORTANT\n").unwrap();
+    std::fs::create_dir(v.join("e")).unwrap();
+    std::fs::write(v.join("e/g"), "in e\n").unwrap();
+    std::fs::write(v.join("h"), "h\n").unwrap();
+    std::fs::write(v.join("x"), "x\n").unwrap();
+    chmod(&v.join("h"), 0o640);
+    chmod(&v.join("d"), 0o711);
+    chmod(&v.join("d/f"), 0o000);
+    chmod(&v.join("e"), 0o600);
+    chmod(&v.join("x"), 0o4755);
+    chmod(&v, 0o750);
+    // A directory shut to writes, whose file changes between versions: the
+    // checkout must still replace it.
+    std::fs::create_dir(v.join("r")).unwrap();
+    std::fs::write(v.join("r/k"), "one\n").unwrap();
+    chmod(&v.join("r"), 0o555);
+    wait_committed(&n);
+    std::fs::write(v.join("r/k"), "two\n").unwrap();
+    chmod(&v.join("r"), 0o755);
+    std::fs::write(v.join("r/n"), "new\n").unwrap();
+    chmod(&v.join("r"), 0o555);
+    // A second version with other modes.
+    chmod(&v.join("h"), 0o604);
+    chmod(&v.join("d/f"), 0o444);
+    chmod(&v.join("e"), 0o750);
+    std::fs::rename(v.join("x"), v.join("d/y")).unwrap();
+    wait_committed(&n);
+    let second = [
+        ("h", 0o604),
+        ("d", 0o711),
+        ("d/f", 0o444),
+        ("e", 0o750),
+        ("", 0o750),
+    ];
+    let first = [("h", 0o640), ("d", 0o711), ("d/f", 0o000), ("e", 0o600)];
+    let check = |want: &[(&str, u32)], when: &str| {
+        for (p, md) in want {
+            assert_eq!(mode(&v.join(p)), *md, "{p} {when}");
+        }
+    };
+    check(&second, "before any checkout");
+    ok(&n, &["version", "checkout", "v", "HEAD~1"]);
+    check(&first, "in the older version");
+    assert_eq!(mode(&v.join("x")), 0o4755, "set-id bits are kept too");
+    assert_eq!(std::fs::read_to_string(v.join("e/g")).unwrap(), "in e\n");
+    assert_eq!(std::fs::read_to_string(v.join("r/k")).unwrap(), "one\n");
+    assert!(!v.join("r/n").exists());
+    assert_eq!(mode(&v.join("r")), 0o555);
+    ok(&n, &["version", "checkout", "v", "latest"]);
+    check(&second, "back at the latest version");
+    assert_eq!(std::fs::read_to_string(v.join("r/k")).unwrap(), "two\n");
+    assert_eq!(std::fs::read_to_string(v.join("r/n")).unwrap(), "new\n");
+    assert_eq!(mode(&v.join("r")), 0o555);
+    assert_eq!(mode(&v.join("d/y")), 0o4755, "a rename keeps the mode");
+    ok(&n, &["umount", m]);
+    ok(&n, &["mount", m, "--commit-delay", "100ms"]);
+    check(&second, "after a remount");
+    ok(&n, &["version", "checkout", "v", "HEAD~1"]);
+    ok(&n, &["version", "checkout", "v", "latest"]);
+    check(&second, "after a round trip in a new mount");
+    ok(&n, &["umount", m]);
+    let (code, report) = fsck_json(&n, &["v"]);
+    assert_eq!(code, 0, "{report}");
+    // Without the mount: the CLI reads through the modes.
+    assert_eq!(ok(&n, &["secret", "cat", "v:d/f"]), "IMPORTANT\n");
+}
+
+#[test]
+fn tampered_modes_and_records_are_reported_and_never_applied() {
+    common::need("setpriv");
+    common::need("fusermount3");
+    let n = Node::with_vault();
+    let mnt = n.scratch().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    let _guard = Unmount(&mnt);
+    ok(&n, &["mount", m, "--commit-delay", "100ms"]);
+    let v = mnt.join("v");
+    std::fs::write(v.join("f"), "f\n").unwrap();
+    chmod(&v.join("f"), 0o640);
+    wait_committed(&n);
+    ok(&n, &["umount", m]);
+    let contents = n.vault_dir("v").join("contents");
+    let record = contents.join(".pkfs-modes");
+    let committed = std::fs::read(&record).unwrap();
+
+    // A mode changed at rest is a finding, and --restore sets it back.
+    let mut entries = Vec::new();
+    backing_entries(&contents, &mut entries);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    chmod(&entries[0], 0o666);
+    let (code, report) = fsck_json(&n, &["v"]);
+    assert_eq!(code, 12, "{report}");
+    assert_eq!(finding_kinds(&report), ["mode-changed \"f\""], "{report}");
+    let (code, report) = fsck_json(&n, &["--restore", "v"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(mode(&entries[0]) & 0o777, 0o640);
+
+    // A record changed at rest is a finding, and is not what a checkout
+    // applies: the committed one is.
+    let mut forged = committed.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x01;
+    std::fs::write(&record, &forged).unwrap();
+    let (code, report) = fsck_json(&n, &["v"]);
+    assert_eq!(code, 12, "{report}");
+    let kinds = finding_kinds(&report);
+    assert!(kinds.iter().any(|k| k.starts_with("modified")), "{kinds:?}");
+    // An older record put back in place of the new one is the same case.
+    ok(&n, &["mount", m, "--commit-delay", "100ms"]);
+    assert_eq!(mode(&v.join("f")), 0o640);
+    ok(&n, &["version", "checkout", "v", "HEAD~1"]);
+    ok(&n, &["version", "checkout", "v", "latest"]);
+    assert_eq!(mode(&v.join("f")), 0o640);
+    ok(&n, &["umount", m]);
+    assert_eq!(std::fs::read(&record).unwrap(), committed);
+    let (code, report) = fsck_json(&n, &["v"]);
+    assert_eq!(code, 0, "{report}");
+}

@@ -123,6 +123,16 @@ fn without_allow_other_the_users_own_modes_are_enforced() {
             .env("HOME", base.path()),
     );
     let out = String::from_utf8_lossy(&o.stdout);
+    // The modes are in the history: a checkout round trip (which commits
+    // what is pending first) brings them back, `chmod 600` on a directory
+    // and `chmod 200` on a file included.
+    pkfs(&["version", "checkout", "v", "HEAD~1"]);
+    pkfs(&["version", "checkout", "v", "latest"]);
+    let modes = as_nobody(
+        Command::new("sh")
+            .args(["-c", r#"cd "$1" && stat -c '%n %a' f d e g"#, "sh"])
+            .arg(&v),
+    );
     // Every commit worked, whatever the modes: the unmount commits and exits 0.
     pkfs(&["umount", mnt.to_str().unwrap()]);
     pkfs(&["fsck", "v"]);
@@ -132,6 +142,12 @@ fn without_allow_other_the_users_own_modes_are_enforced() {
         "as the mount's owner: exit {:?}\nstdout: {out}\nstderr: {}",
         o.status.code(),
         String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&modes.stdout),
+        "f 644\nd 755\ne 600\ng 200\n",
+        "modes after a checkout round trip: {}",
+        String::from_utf8_lossy(&modes.stderr)
     );
 }
 

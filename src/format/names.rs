@@ -190,6 +190,8 @@ pub fn sidecar_of(entry: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     DirIv,
+    /// The directory's mode record (`format/modes.rs`).
+    Modes,
     /// A `.L.<hash>.name` sidecar; it is listed through its long entry.
     Sidecar,
     /// A `.L.<hash>` entry whose real name is in its sidecar.
@@ -202,6 +204,8 @@ pub enum EntryKind {
 pub fn classify(entry: &str) -> EntryKind {
     if entry == DIRIV_FILE {
         EntryKind::DirIv
+    } else if entry == super::modes::MODES_FILE {
+        EntryKind::Modes
     } else if let Some(rest) = entry.strip_prefix(LONG_PREFIX) {
         // Exactly 43 base64url characters: an unpadded SHA-256.
         match rest.strip_suffix(LONG_SUFFIX) {

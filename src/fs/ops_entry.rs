@@ -7,6 +7,7 @@ use super::core::{file_type, DirHandle, Entry, FsCore};
 use super::errno::{FsResult, IoErrno};
 use super::inodes::ROOT_INO;
 use crate::crypto::random_array;
+use crate::format::modes::MODES_FILE;
 use crate::format::names::DIRIV_FILE;
 use crate::store::changes::MoveKind;
 use crate::store::dirfd::{timespec, DirFd};
@@ -186,6 +187,13 @@ impl FsCore {
             } else {
                 self.mark_mode(e)?;
             }
+        }
+        if entry.is_none() && a.mode.is_some() {
+            // The vault's top directory: its mode is kept as a chmod too.
+            let history = vault.history.lock();
+            history
+                .mark_move("contents", "contents", MoveKind::Rename)
+                .map_err(|e| super::errno::from_error(&e))?;
         }
         if let Some(size) = a.size {
             self.truncate_ino(ino, size, entry.as_ref())?;
@@ -472,7 +480,7 @@ impl FsCore {
         Ok(d.entries()
             .errno()?
             .iter()
-            .all(|n| n == DIRIV_FILE || n.starts_with(".tmp-")))
+            .all(|n| n == DIRIV_FILE || n == MODES_FILE || n.starts_with(".tmp-")))
     }
 
     /// Remove the empty backing directory of entry `e`.

@@ -178,6 +178,44 @@ impl Changes {
     }
 }
 
+impl Changes {
+    /// Was the mode of the entry at `rel` set through pkfs since HEAD: it is
+    /// new or changed (a path record covers it), or a chmod (a move onto
+    /// itself) was recorded for it on its way back to its HEAD path? A chmod
+    /// of a directory sets that directory's mode only, not its entries'.
+    pub fn mode_changed(&self, rel: &str) -> bool {
+        if !self.covers(rel) {
+            return false;
+        }
+        let mut cur = rel.to_string();
+        let mut bound = u64::MAX;
+        loop {
+            let path_at = levels(&cur)
+                .filter_map(|p| self.paths.get(p))
+                .flat_map(|v| v.iter().copied().filter(|&i| i < bound))
+                .max();
+            let mv = self
+                .moves
+                .iter()
+                .rev()
+                .filter(|m| m.at < bound && path_at.is_none_or(|p| m.at > p))
+                .find(|m| m.touches(&cur));
+            match (mv, path_at) {
+                (Some(m), _) if m.from == m.to && m.to == cur => return true,
+                (Some(m), _) => match m.rewrite(&cur) {
+                    Some(next) => {
+                        cur = next;
+                        bound = m.at;
+                    }
+                    None => return true,
+                },
+                (None, Some(_)) => return true,
+                (None, None) => return false,
+            }
+        }
+    }
+}
+
 impl Move {
     fn touches(&self, rel: &str) -> bool {
         if self.from == self.to {
@@ -317,5 +355,24 @@ mod tests {
         c.moved("contents/a", "contents/b", MoveKind::Rename); // then a renamed over it
         assert_eq!(c.origin("contents/b"), head("contents/a"));
         assert_eq!(c.origin("contents/b/x"), head("contents/a/x"));
+    }
+
+    #[test]
+    fn a_mode_counts_as_changed_when_set_or_made_since_head() {
+        let mut c = Changes::default();
+        assert!(!c.mode_changed("contents/a"));
+        c.moved("contents/a", "contents/a", MoveKind::Rename); // chmod a
+        c.moved("contents/a", "contents/b", MoveKind::Rename); // mv a b
+        c.moved("contents/d", "contents/e", MoveKind::Rename); // mv d e
+        c.path("contents/n"); // a new entry
+        assert!(c.mode_changed("contents/b"), "chmodded, then moved");
+        assert!(!c.mode_changed("contents/e"), "only moved");
+        assert!(
+            !c.mode_changed("contents/b/x"),
+            "a chmod of a directory is its own"
+        );
+        assert!(c.mode_changed("contents/n") && c.mode_changed("contents/n/x"));
+        assert!(!c.mode_changed("contents/z"));
+        assert_eq!(c.origin("contents/b"), head("contents/a"));
     }
 }

@@ -32,7 +32,8 @@ pub(crate) const CONTENTS: &str = "contents";
 /// repository itself); `kind` is stable (`tag-mismatch`, `bad-header`,
 /// `truncated`, `bad-name`, `bad-diriv`, `bad-symlink`, `foreign-entry`,
 /// `orphan-sidecar`, `modified-since-commit`, `missing`, `untracked`,
-/// `duplicate-file-id`, `git-object`, `git-ref`, `commit-mac`, `bad-vault`).
+/// `duplicate-file-id`, `git-object`, `git-ref`, `commit-mac`, `bad-vault`,
+/// `mode-changed`, `bad-mode-record`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub path: String,
@@ -98,6 +99,8 @@ pub(crate) enum Role {
     Dir,
     DirIv,
     Sidecar,
+    /// A directory's mode record (`format/modes.rs`).
+    Modes,
     Link,
     Foreign,
 }
@@ -286,6 +289,8 @@ impl<'a> Fsck<'a> {
         if let Some(head) = &head {
             self.compare(head, &seen, &mut report);
         }
+        // Live modes against the committed mode records (`store/modes/`).
+        crate::store::modes::drift_findings(self.history, &seen, &mut report.findings);
         Ok(Scan {
             report,
             seen,
@@ -307,6 +312,7 @@ impl<'a> Fsck<'a> {
     ) -> (String, Role) {
         match class {
             EntryKind::DirIv => (or_root(d.shown), Role::DirIv),
+            EntryKind::Modes => (or_root(d.shown), Role::Modes),
             EntryKind::Sidecar => {
                 let entry = raw.strip_suffix(names::LONG_SUFFIX).unwrap_or(raw);
                 let name = d.iv.and_then(|iv| self.long_name(d.dir, entry, &iv));
@@ -496,6 +502,7 @@ fn meta_note(role: Role) -> &'static str {
     match role {
         Role::DirIv => "the directory IV file ",
         Role::Sidecar => "the long-name sidecar ",
+        Role::Modes => "the mode record ",
         _ => "",
     }
 }

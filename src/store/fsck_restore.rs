@@ -77,6 +77,11 @@ impl Fsck<'_> {
             );
             actions.push(Action::new("", "committed", what));
         }
+        // Modes changed at rest get their committed ones back (`store/modes/`).
+        for (rel, what) in self.history.restore_modes() {
+            let shown = scan.seen.get(&rel).map_or("/", |s| s.shown.as_str());
+            actions.push(Action::new(shown, "restored", what));
+        }
         let after = self.scan(progress)?.report;
         Ok((actions, after))
     }
@@ -239,6 +244,8 @@ impl Fsck<'_> {
         let last = rel.rsplit('/').next().unwrap_or(rel);
         let valid = |data: &[u8]| match names::classify(last) {
             EntryKind::DirIv => data.len() == DIRIV_LEN,
+            // A mode record is checked when it is applied (`store/modes/`).
+            EntryKind::Modes => !data.is_empty(),
             EntryKind::Sidecar => {
                 let entry = last.strip_suffix(names::LONG_SUFFIX).unwrap_or(last);
                 std::str::from_utf8(data).is_ok_and(|s| names::long_entry(s) == entry)
@@ -286,6 +293,7 @@ impl Fsck<'_> {
         let what = meta_note(match names::classify(last) {
             EntryKind::DirIv => Role::DirIv,
             EntryKind::Sidecar => Role::Sidecar,
+            EntryKind::Modes => Role::Modes,
             _ => Role::Blob,
         });
         let detail = match commit {

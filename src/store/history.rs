@@ -123,6 +123,8 @@ pub struct History {
     version: std::cell::Cell<Option<Version>>,
     /// What the open repaired in the refs (for `fsck` to report).
     repairs: RefCell<Vec<String>>,
+    /// Seals and opens the mode records (`store/modes/history.rs`).
+    modes: crate::format::modes::ModeCipher,
 }
 
 /// Attach context to a git2 error.
@@ -224,6 +226,7 @@ impl History {
             version_file,
             version: std::cell::Cell::new(version),
             repairs: RefCell::new(repairs),
+            modes: crate::format::modes::ModeCipher::new(vault_key),
         };
         h.finish_interrupted_checkout()?;
         h.finish_interrupted_command();
@@ -244,6 +247,8 @@ impl History {
     /// [`History::commit`]; only the first commit of [`History::init`] may be
     /// a root commit (`root`): a vault whose main is gone is never restarted.
     fn commit_inner(&self, changes: &[Change], root: bool) -> Result<String> {
+        // The modes set since HEAD go into their directories' records first.
+        self.refresh_mode_records()?;
         let repo = self.repo.borrow();
         let repo = &*repo;
         let mut index = repo.index().ctx("opening the index")?;
@@ -586,6 +591,8 @@ mod checkout;
 mod fsck;
 #[path = "history_gc.rs"]
 mod gc;
+#[path = "modes/history.rs"]
+mod modes_record;
 #[path = "history_recover.rs"]
 mod recover;
 #[path = "history_seal.rs"]

@@ -65,6 +65,8 @@ impl History {
         let from = repo.head().and_then(|h| h.peel_to_tree()).ok();
         let to = commit.tree().ctx("reading the version's tree")?;
         let _warm = Warmer::start(repo, from.as_ref(), &to);
+        // Directories a mode shut to writes take the files (`store/modes/`).
+        let lent = self.lend_dir_write();
         if let Some(from) = &from {
             defer_dropped_dirs(repo, &self.vault_dir, from, &to);
         }
@@ -79,6 +81,8 @@ impl History {
         opts.disable_filters(true);
         repo.checkout_tree(commit.as_object(), Some(&mut opts))
             .ctx("checking out the version")?;
+        // The version's modes (`store/modes/history.rs`).
+        self.apply_mode_records(repo, &to, lent);
         version::sync_index(repo)?;
         // The record first, then HEAD (see `history_version.rs`).
         let main = main_tip(repo)?.ok_or_else(no_versions)?;

@@ -234,8 +234,10 @@ impl Journal {
     pub fn mark_move(&mut self, from: &str, to: &str, how: MoveKind) -> Result<()> {
         let changed = |p: &str| self.origin(p) == Origin::Changed;
         if from == to {
-            // A chmod: only an entry no record touches yet needs re-staging.
-            if self.covers(from) {
+            // A chmod: only needed when no record says yet that this entry's
+            // mode changed (`Changes::mode_changed`; the mode records
+            // trust a live mode only then).
+            if self.changes.mode_changed(from) {
                 return Ok(());
             }
         } else if changed(from) && (how != MoveKind::Swap || changed(to)) {

@@ -269,7 +269,7 @@ impl Tree {
             let ent = ent.map_err(|e| Error::io(&dir, e))?;
             let raw = ent.file_name().to_string_lossy().into_owned();
             let encoded = match names::classify(&raw) {
-                EntryKind::DirIv | EntryKind::Sidecar => continue,
+                EntryKind::DirIv | EntryKind::Modes | EntryKind::Sidecar => continue,
                 EntryKind::Direct => raw.clone(),
                 EntryKind::Long => match self.read_sidecar(&dir, &raw) {
                     Some(enc) => enc,

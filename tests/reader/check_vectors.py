@@ -267,6 +267,47 @@ class Checker:
                 int(v["rotate_after_ms"]))
         self.eq(vid, "round trip", json.dumps(rec, separators=(",", ":")), v["record"])
 
+    def blob_holes(self, v):
+        vid, key = v["id"], bytes_of(v["vault_key"])
+        gen, file_id, salt = int(v["generation"]), bytes_of(v["file_id"]), bytes_of(v["salt"])
+        plain = bytes_of(v["plaintext"])
+        file_key = F.hkdf(key, b"pkfs content v1", salt=salt)
+        header = b"PKFS\x02\x00" + gen.to_bytes(4, "big") + file_id + salt
+        self.eq(vid, "header", header, bytes_of(v["header"]))
+        count = -(-len(plain) // 4096)
+        blob, run = header, 0
+        for i in range(count):
+            chunk = plain[i * 4096:(i + 1) * 4096]
+            last = i == count - 1
+            if "iv.%d" % i not in v:
+                self.eq(vid, "hole %d reads as zeros" % i, chunk, bytes(4096))
+                blob += bytes(4096 + 28)
+                run += 1
+                continue
+            aad = file_id + i.to_bytes(8, "big") + (b"\x01" if last else b"\x00")
+            if run:
+                aad += run.to_bytes(8, "big")
+            run = 0
+            if "page.%d.aad" % i in v:
+                self.eq(vid, "page.%d.aad" % i, aad, bytes_of(v["page.%d.aad" % i]))
+            page = seal(file_key, bytes_of(v["iv.%d" % i]), chunk, aad)
+            self.eq(vid, "page.%d.iv_tag" % i, page[:28], bytes_of(v["page.%d.iv_tag" % i]))
+            if "page.%d.ciphertext" % i in v:
+                self.eq(vid, "page.%d.ciphertext" % i, page[28:], bytes_of(v["page.%d.ciphertext" % i]))
+            blob += page
+        self.eq(vid, "blob_len", len(blob), int(v["blob_len"]))
+        self.eq(vid, "blob_sha256", hashlib.sha256(blob).digest(), bytes_of(v["blob_sha256"]))
+        self.eq(vid, "read back", F.decrypt_blob(blob, {gen: key}), plain)
+
+    def modes(self, v):
+        vid, key = v["id"], bytes_of(v["vault_key"])
+        mkey = F.hkdf(key, b"pkfs modes v1")
+        self.eq(vid, "modes_key", mkey, bytes_of(v["modes_key"]))
+        aad = b"pkfs modes v1" + bytes_of(v["dir_iv"])
+        plain = bytes_of(v["plain"])
+        self.eq(vid, "file", seal(mkey, bytes_of(v["iv"]), plain, aad), bytes_of(v["file"]))
+        self.eq(vid, "parsed", F.parse_mode_record(plain), {".": 0o755, "AbCd": 0o640})
+
     def message(self, v):
         vid, key = v["id"], bytes_of(v["vault_key"])
         history_key = F.hkdf(key, b"pkfs history v1")
@@ -345,10 +386,12 @@ def main():
         kind = v["kind"]
         if kind == "blob":
             blobs[v["id"]] = c.blob(v)
+        elif kind == "blob-holes":
+            c.blob_holes(v)
         elif kind == "tags":
             c.tags(v, blobs)
         elif kind in ("name", "symlink", "xattr", "journal", "version", "rootkey", "message",
-                      "keysfile", "keysbackup", "keyedslot", "shares", "keychain"):
+                      "keysfile", "keysbackup", "keyedslot", "shares", "keychain", "modes"):
             getattr(c, kind)(v)
         else:
             c.failures += 1

@@ -231,14 +231,14 @@ def decrypt_blob(blob, keys):
     if len(blob) < HEADER_LEN or blob[:4] != BLOB_MAGIC:
         raise FormatError("not a blob")
     version = blob[4]
-    if version == 1:
-        return decrypt_blob_v1(blob, keys)
-    # Later blob versions (for example a representation of holes) get their
-    # own function here, dispatched on this byte.
+    if version in (1, 2):
+        return decrypt_blob_v1(blob, keys, holes=version == 2)
     raise FormatError("blob version %d" % version)
 
 
-def decrypt_blob_v1(blob, keys):
+def decrypt_blob_v1(blob, keys, holes=False):
+    """Versions 1 and 2: in version 2 a full-size all-zero page slot is a hole,
+    and the sealed page after a run of h holes has h (u64 BE) added to its AAD."""
     size = blob_plain_len(len(blob))
     if blob[5] != 0:
         raise FormatError("blob flags %02x" % blob[5])
@@ -248,13 +248,20 @@ def decrypt_blob_v1(blob, keys):
         raise FormatError("key generation %d not in the keychain" % generation)
     file_key = hkdf(keys[generation], b"pkfs content v1", salt=salt)
     count = -(-size // PAGE)
-    out = bytearray()
+    out, run = bytearray(), 0
     for i in range(count):
         n = min(PAGE, size - PAGE * i)
         off = HEADER_LEN + i * (PAGE + PAGE_OVERHEAD)
         page = blob[off:off + PAGE_OVERHEAD + n]
-        final = b"\x01" if i == count - 1 else b"\x00"
-        aad = file_id + i.to_bytes(8, "big") + final
+        last = i == count - 1
+        if holes and not last and page == bytes(len(page)):
+            run += 1
+            out += bytes(PAGE)
+            continue
+        aad = file_id + i.to_bytes(8, "big") + (b"\x01" if last else b"\x00")
+        if run:
+            aad += run.to_bytes(8, "big")
+        run = 0
         out += gcm_open(file_key, page[:12], page[12:28], page[28:], aad)
     return bytes(out)
 
@@ -393,3 +400,28 @@ def special_kind(m):
     if stat.S_ISBLK(m):
         return "block"
     raise FormatError("unknown file type %o" % m)
+
+
+def parse_mode_record(plain):
+    """The entries of a mode record's plaintext: {backing name: mode}."""
+    if not plain or plain[0] != 1:
+        raise FormatError("mode record version")
+    out, i, prev = {}, 1, None
+    while i < len(plain):
+        n = plain[i]
+        name = plain[i + 1:i + 1 + n]
+        if n == 0 or len(name) != n or i + 3 + n > len(plain):
+            raise FormatError("mode record entry")
+        mode = int.from_bytes(plain[i + 1 + n:i + 3 + n], "big")
+        if mode > 0o7777 or (prev is not None and name <= prev):
+            raise FormatError("mode record entry")
+        out[name.decode("ascii")] = mode
+        prev, i = name, i + 3 + n
+    return out
+
+
+def open_mode_record(vault_key0, dir_iv, data):
+    """Decrypt and parse a directory's `.pkfs-modes`."""
+    key = hkdf(vault_key0, b"pkfs modes v1")
+    plain = gcm_open(key, data[:12], data[12:28], data[28:], b"pkfs modes v1" + dir_iv)
+    return parse_mode_record(plain)

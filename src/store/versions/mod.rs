@@ -160,7 +160,7 @@ impl Versions {
                 ));
             };
             let encoded = match names::classify(raw) {
-                EntryKind::DirIv | EntryKind::Sidecar => continue,
+                EntryKind::DirIv | EntryKind::Sidecar | EntryKind::Modes => continue,
                 EntryKind::Direct => raw.to_string(),
                 EntryKind::Long => self.sidecar(&tree, raw).ok_or_else(|| {
                     Error::corrupt(shown(), format!("long entry {raw} has no matching sidecar"))

@@ -10,6 +10,11 @@
 //! `user.pkfs-mode` (ASCII octal, at most `7777`), which [`apply`] puts
 //! back in the status the mount shows. The write bits are never added: they
 //! still stop the owner's writes as the user asked (FORMAT.md, "Modes").
+//!
+//! That live mode is what the mount shows; each version keeps the modes in
+//! its directories' mode records (`format/modes.rs`), which `history.rs`
+//! here writes before a commit, applies after a checkout and compares with
+//! the live modes for `fsck`.
 
 use std::ffi::CString;
 use std::io;
@@ -71,6 +76,37 @@ pub fn apply(st: Stat, follow: bool, path: impl FnOnce() -> std::path::PathBuf) 
     match stored(&path(), follow) {
         Some(mode) => st.with_perm(mode),
         None => st,
+    }
+}
+
+/// The mode the mount shows for the backing entry at `abs`, and whether it is
+/// a directory; `None` for anything but a regular file or directory.
+pub fn live_mode(abs: &Path) -> Option<(u32, bool)> {
+    let c = c_path(abs).ok()?;
+    let st = Stat::at(libc::AT_FDCWD, &c, libc::AT_SYMLINK_NOFOLLOW).ok()?;
+    let st = apply(st, false, || abs.to_path_buf());
+    let is_dir = st.is_dir();
+    (is_dir || st.is_file()).then_some((st.mode() & 0o7777, is_dir))
+}
+
+/// Add to `findings` every live mode that differs from the committed one
+/// (kind `mode-changed`), and every committed record that does not open
+/// (`bad-mode-record`), named by the plaintext paths of `seen` (fsck's scan).
+pub(crate) fn drift_findings(
+    history: &super::history::History,
+    seen: &std::collections::BTreeMap<String, super::fsck::Seen>,
+    findings: &mut Vec<super::fsck::Finding>,
+) {
+    for (rel, what) in history.mode_drift() {
+        let (entry, kind) =
+            match rel.strip_suffix(&format!("/{}", crate::format::modes::MODES_FILE)) {
+                Some(dir) => (dir, "bad-mode-record"),
+                None => (rel.as_str(), "mode-changed"),
+            };
+        let shown = seen.get(entry).map_or("/", |s| s.shown.as_str());
+        let mut f = super::fsck::Finding::new(shown, kind, what);
+        f.rel = Some(rel.clone());
+        findings.push(f);
     }
 }
 
@@ -173,3 +209,7 @@ mod tests {
         assert!(stored(&f, false).is_none() && stored(&sub, false).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod record_tests;
