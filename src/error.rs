@@ -127,6 +127,10 @@ pub enum Error {
     /// `pkfs fsck` found this many problems (each already reported).
     #[error("fsck found {0} problem(s)")]
     FsckFindings(usize),
+    /// `pkfs secret grep` found no matching line: exit code 1, as grep(1),
+    /// and nothing printed.
+    #[error("no line matched")]
+    NoMatch,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -166,9 +170,11 @@ impl Error {
             Error::Mount(_) => ExitCode::MountFailure,
             Error::Uncommitted(_) => ExitCode::Uncommitted,
             Error::FsckFindings(_) => ExitCode::FsckFindings,
-            Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
-                ExitCode::Failure
-            }
+            Error::Unsafe(_)
+            | Error::Io { .. }
+            | Error::History(_)
+            | Error::Crypto(_)
+            | Error::NoMatch => ExitCode::Failure,
         }
     }
 }

@@ -8,6 +8,7 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
+use super::secret_verbs::{generate, grep};
 use super::{
     fmt_time, parse_entry, parse_target, read_stdin, secret_io, shown_name, unlock, write_out, Out,
 };
@@ -67,7 +68,10 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             }
             vault.write(&path, &data)?;
         }
-        SecretCmd::Cat { targets } => {
+        SecretCmd::Cat { targets, clip } => {
+            if clip && targets.len() != 1 {
+                return Err(Error::Usage("--clip takes one secret".into()).into());
+            }
             let parsed: Vec<_> = targets
                 .iter()
                 .map(|t| parse_entry(t))
@@ -158,6 +162,31 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             let n = secret_io::import(vaults.get(&t.vault)?, &dir, &t.path, cfg)?;
             out.say(format!("Imported {n} file(s) into {}:{}", t.vault, t.path));
         }
+        SecretCmd::Edit { .. } => {
+            return Err(Error::Usage("the pkfs daemon does not run an editor".into()).into());
+        }
+        SecretCmd::Generate {
+            target,
+            length,
+            no_symbols,
+            words,
+            force,
+            ..
+        } => {
+            let kind = match words {
+                Some(n) => generate::Kind::Words(n.into()),
+                None => generate::Kind::Chars {
+                    length: length.into(),
+                    symbols: !no_symbols,
+                },
+            };
+            generate::run(&mut vaults, &target, &kind, force)?;
+        }
+        SecretCmd::Grep {
+            pattern,
+            vaults: names,
+            ignore_case,
+        } => grep::run(&node, &mut vaults, &pattern, &names, ignore_case)?,
         SecretCmd::Env {
             targets,
             command,

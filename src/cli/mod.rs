@@ -13,6 +13,7 @@ mod pass;
 mod progress;
 pub mod remote;
 mod secret_io;
+mod secret_verbs;
 
 pub use pkfs::args::Cli;
 
@@ -38,12 +39,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_args(&cli.global);
     init_logging(&cfg);
     check_pass_source(&cfg, &cli.command)?;
+    if let Command::Secret(pkfs::args::SecretCmd::Edit { target }) = &cli.command {
+        return secret_verbs::edit::run(&cfg, target);
+    }
+    // The clipboard is checked before anything runs or changes.
+    let clip = if secret_verbs::clip::requested(&cli.command) {
+        Some(secret_verbs::clip::detect()?)
+    } else {
+        None
+    };
     if remote::through_daemon(&cli.command) {
         if let Some(probe) = client::connect(&cfg.home) {
-            return remote::forward(&cfg, &cli.command, probe);
+            return remote::forward(&cfg, &cli.command, probe, clip);
         }
     }
-    dispatch(&cfg, cli.command)
+    match clip {
+        Some(tool) => {
+            let (result, out, err) = remote::captured(false, || dispatch(&cfg, cli.command));
+            let out = Zeroizing::new(out);
+            write_err(&err);
+            result?;
+            Ok(secret_verbs::clip::copy_output(tool, &out, cfg.quiet)?)
+        }
+        None => dispatch(&cfg, cli.command),
+    }
 }
 
 /// Refuse a passphrase file that is the same stream as the data the command
@@ -85,6 +104,7 @@ fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
         Command::Vault(v) => cmd_vault::run(cfg, v),
         Command::Secret(s) => cmd_secret::run(cfg, s),
         Command::Version(v) => cmd_version::run(cfg, v),
+        Command::ClipClear => secret_verbs::clip::clear_later(),
     }
 }
 

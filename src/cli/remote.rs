@@ -32,6 +32,7 @@ use pkfs::Error;
 use zeroize::Zeroizing;
 
 use super::config::{Config, PassSource, ENV_TEST_PREFIX};
+use super::secret_verbs::clip::{self, Tool};
 use super::{cmd_vault, pass, secret_io, Cli};
 
 // ---------------------------------------------------------------------------
@@ -100,7 +101,7 @@ pub(crate) fn stdout_is_terminal() -> bool {
 }
 
 /// Run `f` with this thread's output captured; returns (result, stdout, stderr).
-fn captured<R>(stdout_tty: bool, f: impl FnOnce() -> R) -> (R, Vec<u8>, Vec<u8>) {
+pub(crate) fn captured<R>(stdout_tty: bool, f: impl FnOnce() -> R) -> (R, Vec<u8>, Vec<u8>) {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -171,7 +172,9 @@ pub fn execute(node: Arc<Mutex<Node>>, mut req: CommandRequest) -> Response {
     let code = match result {
         Ok(()) => 0,
         Err(err) => {
-            stderr.extend_from_slice(format!("pkfs: {}\n", super::error_line(&err)).as_bytes());
+            if !matches!(err.downcast_ref(), Some(Error::NoMatch)) {
+                stderr.extend_from_slice(format!("pkfs: {}\n", super::error_line(&err)).as_bytes());
+            }
             exit_code(&err)
         }
     };
@@ -204,7 +207,15 @@ pub(super) fn through_daemon(cmd: &Command) -> bool {
 /// `probe` (the connection that showed a daemon runs) is closed first: what the
 /// command needs of the user is gathered before the request connection opens,
 /// so the daemon's request timeout never runs while someone types.
-pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow::Result<()> {
+///
+/// With `clip`, what the command prints goes to the clipboard instead (see
+/// `secret_verbs::clip`).
+pub(super) fn forward(
+    cfg: &Config,
+    cmd: &Command,
+    probe: UnixStream,
+    clip: Option<Tool>,
+) -> anyhow::Result<()> {
     drop(probe);
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
     let mut args = client_args(std::env::args_os())?;
@@ -257,17 +268,14 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     req.new_passphrase = take(pass_new);
     req.stdout_tty = std::io::stdout().is_terminal();
     req.env_values = exec_command.is_some();
-    req.test_env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| k.starts_with(ENV_TEST_PREFIX))
-        .collect();
+    req.test_env = test_env();
     let stream = client::connect(&cfg.home).ok_or_else(|| {
         anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
     })?;
     // Output that comes ahead of the answer is printed as it arrives, except
     // the variables of `secret env -- CMD`, which are kept for CMD.
     let mut early = Zeroizing::new(Vec::new());
-    let collect = exec_command.is_some();
+    let collect = exec_command.is_some() || clip.is_some();
     let mut out = |piece: &[u8]| {
         if collect {
             append(&mut early, piece);
@@ -301,6 +309,18 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             Err(secret_io::exec_with(&vars, &command, keep).into())
         }
         Response::Command {
+            code: 0,
+            stdout,
+            stderr,
+        } if clip.is_some() => {
+            write_err(stderr);
+            append(&mut early, stdout);
+            match clip {
+                Some(tool) => Ok(clip::copy_output(tool, &early, cfg.quiet)?),
+                None => Ok(()),
+            }
+        }
+        Response::Command {
             code,
             stdout,
             stderr,
@@ -318,6 +338,67 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             std::process::exit(*code)
         }
         other => Err(anyhow!("unexpected answer from the pkfs daemon: {other:?}")),
+    }
+}
+
+/// The `PKFS_TEST_ONLY_*` variables, which a request carries.
+fn test_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(ENV_TEST_PREFIX))
+        .collect()
+}
+
+/// What the daemon answered to one command.
+pub(crate) struct Answer {
+    pub code: i32,
+    pub stdout: Zeroizing<Vec<u8>>,
+    pub stderr: Vec<u8>,
+}
+
+/// Have the daemon run `pkfs ARGS...` with `input` as its standard input, for
+/// a command the client runs in steps (`secret edit`). `None`: no daemon runs
+/// for this home.
+pub(crate) fn daemon_call(
+    cfg: &Config,
+    args: &[&str],
+    input: Option<&[u8]>,
+) -> Result<Option<Answer>, Error> {
+    let Some(stream) = client::connect(&cfg.home) else {
+        return Ok(None);
+    };
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let mut argv = vec!["pkfs".to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let mut req = CommandRequest::new(argv, cwd);
+    req.input_follows = input.is_some();
+    req.test_env = test_env();
+    let mut out = Zeroizing::new(Vec::new());
+    let resp = client::call_streaming(&stream, &Request::Command(req), input, &mut |p| {
+        append(&mut out, p);
+        Ok(())
+    })?;
+    match &resp {
+        Response::Command {
+            code,
+            stdout,
+            stderr,
+        } => {
+            append(&mut out, stdout);
+            Ok(Some(Answer {
+                code: *code,
+                stdout: out,
+                stderr: stderr.clone(),
+            }))
+        }
+        Response::Error { code, message } => Ok(Some(Answer {
+            code: *code,
+            stdout: out,
+            stderr: format!("pkfs: {message}\n").into_bytes(),
+        })),
+        other => Err(Error::Usage(format!(
+            "unexpected answer from the pkfs daemon: {other:?}"
+        ))),
     }
 }
 
