@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 use crate::format::names;
 
-/// A path inside a vault: zero or more valid components, never `..`, never `.git`.
+/// A path inside a vault: zero or more valid components, never `..`. (`.git`
+/// may be read but not made: [`VPath::check_new`].)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct VPath {
     comps: Vec<Vec<u8>>,
@@ -15,7 +16,7 @@ impl VPath {
     }
 
     /// Parse a user-supplied path. Leading, trailing and doubled '/' and '.'
-    /// components are ignored; `..` anywhere and `.git` are refused.
+    /// components are ignored; `..` anywhere is refused.
     pub fn parse(s: &str) -> Result<VPath> {
         let mut comps = Vec::new();
         for c in s.split('/') {
@@ -66,22 +67,40 @@ impl VPath {
         Ok(VPath { comps })
     }
 
+    /// Refuse a path to be made (written, created, moved to) when any of its
+    /// components is `.git` (see [`check_new_name`]).
+    pub fn check_new(&self) -> Result<()> {
+        self.comps.iter().try_for_each(|c| check_new_name(c))
+    }
+
     /// True when `self` is `other` or lies inside it.
     pub fn starts_with(&self, other: &VPath) -> bool {
         self.comps.len() >= other.comps.len() && self.comps[..other.comps.len()] == other.comps[..]
     }
 }
 
-/// Validate one component: a valid file name that is not `.git`.
+/// Validate one component: a valid file name. `.git` passes here, so that
+/// an entry of that name made before the rule (through an older mount) can be
+/// read, listed, moved away and removed; making one is refused by
+/// [`check_new_name`].
 pub fn check_component(name: &[u8]) -> Result<()> {
     names::validate(name).map_err(|reason| Error::InvalidName {
         name: String::from_utf8_lossy(name).into_owned(),
         reason,
-    })?;
-    if name == b".git" {
+    })
+}
+
+/// The name no vault and no entry anywhere in a vault may be given.
+pub const RESERVED_NAME: &[u8] = b".git";
+
+/// Refuse to make an entry (or vault) named `.git`: the name is reserved
+/// everywhere, so that a vault's tree never looks like a git checkout to a
+/// tool that walks the mount, and so that every pkfs command treats it alike.
+pub fn check_new_name(name: &[u8]) -> Result<()> {
+    if name == RESERVED_NAME {
         return Err(Error::InvalidName {
             name: ".git".into(),
-            reason: "'.git' is reserved",
+            reason: "'.git' is reserved: no vault or entry may be named so",
         });
     }
     Ok(())
@@ -113,8 +132,10 @@ mod tests {
         assert!(VPath::parse("/").unwrap().is_root());
         assert!(VPath::parse("a/../b").is_err());
         assert!(VPath::parse("..").is_err());
-        assert!(VPath::parse(".git").is_err());
-        assert!(VPath::parse("x/.git/config").is_err());
+        // `.git` can be named (to read what an older mount made) but not made.
+        assert!(VPath::parse(".git").unwrap().check_new().is_err());
+        assert!(VPath::parse("x/.git/config").unwrap().check_new().is_err());
+        assert!(VPath::parse("x/.gitx/config").unwrap().check_new().is_ok());
         assert!(VPath::parse(&"x".repeat(256)).is_err());
         assert!(VPath::parse("a\0b").is_err());
         assert!(VPath::parse(".gitignore").is_ok());
