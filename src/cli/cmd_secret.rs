@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use pkfs::store::vpath::escape_name;
 use pkfs::store::{Change, Kind, VPath};
 use pkfs::vault::{Node, Txn, Vault};
 use pkfs::Error;
@@ -89,7 +90,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                     .entries
                     .iter()
                     .map(|e| {
-                        json!({"name": String::from_utf8_lossy(&e.name), "kind": e.kind,
+                        json!({"name": escape_name(&e.name), "kind": e.kind,
                                "size": e.size, "mtime": e.mtime, "mode": e.mode})
                     })
                     .collect();

@@ -304,15 +304,17 @@ impl Out {
     }
 }
 
-/// A name for display. On a terminal, control characters are shown escaped (as
-/// `ls` does), so a hostile name cannot move the cursor or fake extra lines;
-/// into a pipe, names pass unchanged.
+/// A name for display, as path text (`\xHH` for a byte that is not UTF-8,
+/// `\\` for a backslash: what `VAULT:PATH` arguments take back). On a
+/// terminal, control characters are shown escaped too (as `ls` does), so a
+/// hostile name cannot move the cursor or fake extra lines; into a pipe, they
+/// pass unchanged.
 pub(crate) fn shown_name(name: &[u8]) -> String {
-    let text = String::from_utf8_lossy(name);
+    let text = pkfs::store::vpath::escape_name(name);
     if remote::stdout_is_terminal() {
         escape_controls(&text)
     } else {
-        text.into_owned()
+        text
     }
 }
 

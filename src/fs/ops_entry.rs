@@ -54,9 +54,9 @@ impl FsCore {
 
     fn child_path(&self, parent: u64, name: &[u8]) -> String {
         let p = self.path_of(parent);
-        let n = String::from_utf8_lossy(name);
+        let n = crate::store::vpath::escape_name(name);
         if p.is_empty() {
-            n.into_owned()
+            n
         } else {
             format!("{p}/{n}")
         }
