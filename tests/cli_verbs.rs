@@ -405,3 +405,37 @@ fn grep_mounted_skips_symlinks_and_fifos() {
     m.wait_committed();
     check_grep(&m.node);
 }
+
+// ---------------------------------------------------------------------------
+// Endless input
+
+fn check_endless_input(n: &Node) {
+    for args in [
+        &["secret", "add", "/dev/zero", "v:z"][..],
+        &["secret", "add", "/dev/urandom", "v:"],
+    ] {
+        n.cmd()
+            .args(args)
+            .env("PKFS_TEST_ONLY_MAX_INPUT", "8388608")
+            .run()
+            .failure(ExitCode::Failure)
+            .stderr_has("longer than 8 MiB");
+    }
+    n.fail(ExitCode::NotFound, ["secret", "cat", "v:z"]);
+    // Just under the limit is stored.
+    let f = n.scratch_file("big", &vec![7u8; 8 * 1024 * 1024]);
+    n.cmd()
+        .args(["secret", "add", f.to_str().unwrap(), "v:big"])
+        .env("PKFS_TEST_ONLY_MAX_INPUT", "8388608")
+        .run()
+        .success();
+    assert_eq!(n.cat("v:big").len(), 8 * 1024 * 1024);
+}
+
+#[test]
+fn an_endless_input_ends_with_a_clear_error() {
+    let n = Node::with_vault();
+    check_endless_input(&n);
+    let m = Mounted::new();
+    check_endless_input(&m.node);
+}

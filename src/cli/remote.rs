@@ -402,14 +402,33 @@ pub(crate) fn daemon_call(
     }
 }
 
+/// Test-only: a smaller limit for [`read_all`], in bytes.
+const ENV_TEST_MAX_INPUT: &str = "PKFS_TEST_ONLY_MAX_INPUT";
+
 /// Read `r` to the end into a zeroizing buffer that grows without leaving
-/// copies behind.
+/// copies behind. An input longer than the daemon takes (`MAX_INPUT`, 1 GiB)
+/// is refused once it passes that, mounted or not: an endless one
+/// (`/dev/zero`) ends with an error, not with the memory exhausted.
 pub(crate) fn read_all(r: &mut dyn Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let max = std::env::var(ENV_TEST_MAX_INPUT)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(pkfs::daemon::protocol::MAX_INPUT);
     let mut data = Zeroizing::new(Vec::new());
     let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
     loop {
         match r.read(&mut chunk) {
             Ok(0) => return Ok(data),
+            Ok(n) if (data.len() + n) as u64 > max => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    format!(
+                        "longer than {} MiB, the largest secret a command stores (copy a \
+                         larger file through the mount)",
+                        max >> 20
+                    ),
+                ))
+            }
             Ok(n) => append(&mut data, &chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
