@@ -439,3 +439,19 @@ fn an_endless_input_ends_with_a_clear_error() {
     let m = Mounted::new();
     check_endless_input(&m.node);
 }
+
+#[test]
+fn completions_and_help_name_the_verbs() {
+    let n = Node::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = n.ok(["completions", shell]).out();
+        for verb in ["edit", "generate", "grep", "clip", "words"] {
+            assert!(out.contains(verb), "{shell} completions lack {verb}");
+        }
+    }
+    let help = n.ok(["secret", "--help"]).out();
+    for verb in ["edit", "generate", "grep"] {
+        assert!(help.contains(verb), "{help}");
+    }
+    assert!(!help.contains("clip-clear"));
+}

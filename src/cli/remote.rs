@@ -14,7 +14,10 @@
 //! the tree, see `secret_io::encode_tree`), its passphrases (`passwd`).
 //! The daemon never prompts, never reads a passphrase file, never opens a
 //! local path a command names, and never starts a user's command: `secret
-//! env -- CMD` fetches the variables and runs CMD here.
+//! env -- CMD` fetches the variables and runs CMD here. Likewise `secret edit`
+//! runs the editor here between a `secret cat` and a `secret write` it sends
+//! ([`daemon_call`]), and `--clip` hands what the daemon printed to the
+//! clipboard here.
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Read, Write};
