@@ -78,8 +78,13 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 .map(|t| parse_entry(t))
                 .collect::<Result<_, _>>()?;
             for t in parsed {
-                let data = vaults.get(&t.vault)?.tree().read(&t.path)?;
-                write_out(&data).map_err(|e| Error::io("stdout", e))?;
+                // A big file goes out a batch of pages at a time.
+                vaults
+                    .get(&t.vault)?
+                    .tree()
+                    .read_streaming(&t.path, &mut |piece| {
+                        write_out(piece).map_err(|e| Error::io("stdout", e))
+                    })?;
             }
         }
         SecretCmd::Ls { target, long } => {
