@@ -1,5 +1,6 @@
-//! `secret cat` of a big secret runs in bounded memory (unmounted): the file
-//! is decrypted a batch of pages at a time, checked by the seal first.
+//! `secret cat`, `secret add` and `secret write` of a big secret run in
+//! bounded memory (unmounted): the file is decrypted a batch of pages at a
+//! time, checked by the seal first, and sealed a page at a time.
 
 mod common;
 
@@ -13,6 +14,16 @@ const MIB: usize = 1024 * 1024;
 
 /// Run `pkfs ARGS > out` under /usr/bin/time; (exit code, peak RSS in KiB).
 fn measured(n: &Node, args: &[&str], out: &std::path::Path) -> (i32, u64) {
+    measured_in(n, args, None, out, &[])
+}
+
+fn measured_in(
+    n: &Node,
+    args: &[&str],
+    stdin: Option<&std::path::Path>,
+    out: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (i32, u64) {
     let report = n.scratch().join("rss");
     let mut c = Command::new("/usr/bin/time");
     clean_env(&mut c);
@@ -26,6 +37,11 @@ fn measured(n: &Node, args: &[&str], out: &std::path::Path) -> (i32, u64) {
         .arg(&n.passfile)
         .args(args)
         .env("PKFS_TEST_ONLY_FAST_KDF", "1")
+        .envs(env.iter().copied())
+        .stdin(match stdin {
+            Some(p) => Stdio::from(fs::File::open(p).unwrap()),
+            None => Stdio::null(),
+        })
         .stdout(fs::File::create(out).unwrap())
         .stderr(Stdio::inherit())
         .status()
@@ -72,4 +88,51 @@ fn a_big_secret_changed_at_rest_is_refused() {
     flip_byte(&blob, 6 * MIB);
     let o = m.node.fail(ExitCode::Corrupt, ["secret", "cat", "v:big"]);
     assert!(o.stdout.len() < 6 * MIB, "nothing past the damage is shown");
+}
+
+#[test]
+fn add_and_write_of_a_big_secret_stay_under_64_mib() {
+    let n = Node::with_vault();
+    let size = 160 * MIB + 777;
+    let data = pseudo_random(size, 5);
+    let src = n.scratch_file("src", &data);
+    let out = n.scratch().join("out");
+    let (code, kib) = measured(
+        &n,
+        &["secret", "add", src.to_str().unwrap(), "v:added"],
+        &out,
+    );
+    assert_eq!(code, 0);
+    assert!(kib < 64 * 1024, "add: peak RSS {kib} KiB");
+    let (code, kib) = measured_in(&n, &["secret", "write", "v:written"], Some(&src), &out, &[]);
+    assert_eq!(code, 0);
+    assert!(kib < 64 * 1024, "write: peak RSS {kib} KiB");
+    for name in ["added", "written"] {
+        let (code, _) = measured(&n, &["secret", "cat", &format!("v:{name}")], &out);
+        assert_eq!(code, 0);
+        assert!(fs::read(&out).unwrap() == data, "{name} differs");
+    }
+    // Empty and page-sized inputs round-trip too.
+    for len in [0usize, 1, 4096, 8192, 8193] {
+        let d = pseudo_random(len, len as u64);
+        let f = n.scratch_file("small", &d);
+        n.ok(["secret", "add", f.to_str().unwrap(), "v:s"]);
+        assert_eq!(n.cat("v:s"), d, "{len}");
+    }
+    // An endless input ends at the limit with a clear error, in bounded memory.
+    let (code, kib) = measured_in(
+        &n,
+        &["secret", "add", "/dev/zero", "v:zero"],
+        None,
+        &out,
+        &[("PKFS_TEST_ONLY_MAX_INPUT", "100000000")],
+    );
+    assert_eq!(code, ExitCode::Failure as i32);
+    assert!(kib < 64 * 1024, "/dev/zero: peak RSS {kib} KiB");
+    n.fail(ExitCode::NotFound, ["secret", "cat", "v:zero"]);
+    assert_eq!(
+        n.commits("v"),
+        1 + 2 + 5,
+        "the refused input committed nothing"
+    );
 }

@@ -9,10 +9,9 @@ use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
+use super::remote::input_limit;
 use super::secret_verbs::{generate, grep};
-use super::{
-    fmt_time, parse_entry, parse_target, read_stdin, secret_io, shown_name, unlock, write_out, Out,
-};
+use super::{fmt_time, parse_entry, parse_target, secret_io, shown_name, unlock, write_out, Out};
 use pkfs::args::SecretCmd;
 
 /// Vaults opened so far in this command, by name.
@@ -53,12 +52,14 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let data = read_stdin(cfg)?;
-            vaults.get(&t.vault)?.write(&t.path, &data)?;
+            let mut input = secret_io::input(cfg, None)?;
+            vaults
+                .get(&t.vault)?
+                .write_streaming(&t.path, &mut input, input_limit())?;
         }
         SecretCmd::Add { file, target } => {
             let t = parse_target(&target)?;
-            let data = super::read_input_file(cfg, &file)?;
+            let mut input = secret_io::input(cfg, Some(&file))?;
             let vault = vaults.get(&t.vault)?;
             let mut path = t.path.clone();
             if t.dir || vault.tree().is_dir(&path)? {
@@ -67,7 +68,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                     .ok_or_else(|| Error::Usage(format!("{file:?}: not a file name")))?;
                 path = path.join(name.as_encoded_bytes())?;
             }
-            vault.write(&path, &data)?;
+            vault.write_streaming(&path, &mut input, input_limit())?;
         }
         SecretCmd::Cat { targets, clip } => {
             if clip && targets.len() != 1 {

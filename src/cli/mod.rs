@@ -218,36 +218,6 @@ pub(crate) fn unlock_verified(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
     unlock(cfg)
 }
 
-/// The command's standard input, to the end (on the daemon side: what the
-/// client sent).
-pub(crate) fn read_stdin(cfg: &Config) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if let Some(data) = &cfg.stdin {
-        return Ok(data.clone());
-    }
-    if cfg.remote() {
-        return Err(Error::Usage(
-            "the client sent no standard input to the pkfs daemon".into(),
-        ));
-    }
-    remote::read_all(&mut std::io::stdin().lock()).map_err(|e| Error::io("stdin", e))
-}
-
-/// The bytes of the local file `file` that a command stores (`secret add`):
-/// read here, or on the daemon side, what the client read and sent. The
-/// daemon never opens a path a client names.
-pub(crate) fn read_input_file(
-    cfg: &Config,
-    file: &std::path::Path,
-) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if cfg.remote() {
-        return cfg
-            .stdin
-            .clone()
-            .ok_or_else(|| Error::Usage("the client sent no input to the pkfs daemon".into()));
-    }
-    remote::read_file(&cfg.local_path(file))
-}
-
 /// A fresh root keypair (or the test-only fixed key).
 pub(crate) fn new_root_key(cfg: &Config) -> Result<RootKeypair, Error> {
     if let Some(path) = &cfg.test_root_key {

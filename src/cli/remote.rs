@@ -408,15 +408,20 @@ pub(crate) fn daemon_call(
 /// Test-only: a smaller limit for [`read_all`], in bytes.
 const ENV_TEST_MAX_INPUT: &str = "PKFS_TEST_ONLY_MAX_INPUT";
 
+/// The largest secret a command stores from an input (`MAX_INPUT`, 1 GiB).
+pub(crate) fn input_limit() -> u64 {
+    std::env::var(ENV_TEST_MAX_INPUT)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(pkfs::daemon::protocol::MAX_INPUT)
+}
+
 /// Read `r` to the end into a zeroizing buffer that grows without leaving
 /// copies behind. An input longer than the daemon takes (`MAX_INPUT`, 1 GiB)
 /// is refused once it passes that, mounted or not: an endless one
 /// (`/dev/zero`) ends with an error, not with the memory exhausted.
 pub(crate) fn read_all(r: &mut dyn Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    let max = std::env::var(ENV_TEST_MAX_INPUT)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(pkfs::daemon::protocol::MAX_INPUT);
+    let max = input_limit();
     let mut data = Zeroizing::new(Vec::new());
     let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
     loop {

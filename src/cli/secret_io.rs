@@ -1,6 +1,7 @@
 //! Secret commands that move data between vaults, the local disk and processes.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,27 @@ pub fn import(vault: &Vault, dir: &Path, dest: &VPath, cfg: &Config) -> Result<u
     });
     bar.finish_and_clear();
     res
+}
+
+/// The input a command stores, as a stream: standard input, or the local
+/// `file` (`secret add`), read by this process; on the daemon side, what the
+/// client read and sent (the daemon never opens a path a client names).
+pub fn input<'a>(cfg: &'a Config, file: Option<&Path>) -> Result<Box<dyn Read + 'a>, Error> {
+    if cfg.remote() {
+        let data = cfg
+            .stdin
+            .as_ref()
+            .ok_or_else(|| Error::Usage("the client sent no input to the pkfs daemon".into()))?;
+        return Ok(Box::new(&data[..]));
+    }
+    match file {
+        None => Ok(Box::new(std::io::stdin().lock())),
+        Some(f) => {
+            let path = cfg.local_path(f);
+            let opened = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            Ok(Box::new(opened))
+        }
+    }
 }
 
 /// A local tree to import: each entry's path below the imported directory

@@ -1,5 +1,8 @@
-//! Streaming reads: a big file decrypted a batch of pages at a time, so that
-//! `secret cat` of a file of any size runs in bounded memory.
+//! Streaming reads and writes: a big file decrypted a batch of pages at a
+//! time, so that `secret cat` of a file of any size runs in bounded memory,
+//! and a file written from a stream one page at a time (`secret write`,
+//! `secret add`), sealed into a temporary file that replaces the old one
+//! atomically.
 //!
 //! Integrity is what a whole read gets: when HEAD names the file's blob, the
 //! seal vouches for it first, either by its saved tag list (then every page's
@@ -11,6 +14,7 @@
 //! file below [`STREAM_MIN`] is read whole as before.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use zeroize::Zeroizing;
@@ -19,8 +23,10 @@ use super::{Kind, Tree};
 use crate::error::{Error, Result};
 use crate::format::blob::{FileCipher, Header};
 use crate::format::offsets::{self, CIPHER_PAGE, HEADER_LEN, IV_LEN, PAGE_OVERHEAD, TAG_LEN};
+use crate::store::atomic::fsync_dir;
 use crate::store::seal::Vouched;
 use crate::store::VPath;
+use crate::store::{Change, ChangeKind};
 
 /// Files at least this long are streamed.
 pub const STREAM_MIN: u64 = 4 << 20;
@@ -38,7 +44,102 @@ fn stamp(m: &std::fs::Metadata) -> (u64, i64, i64, i64, i64) {
     )
 }
 
+/// Fill `buf` from `r` as far as it goes; the count read (short only at the end).
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 impl Tree {
+    /// Create or replace the file at `p` with what `input` gives, sealed one
+    /// page at a time into a temporary file beside it (synced, renamed over,
+    /// directory synced: [`Tree::write`]'s durability). `journal` is called
+    /// with the backing path first. An input longer than `max` bytes is
+    /// refused once it passes that, and nothing changes.
+    pub fn write_streaming(
+        &self,
+        p: &VPath,
+        input: &mut dyn Read,
+        max: u64,
+        journal: &dyn Fn(&str) -> Result<()>,
+    ) -> Result<Change> {
+        let loc = self.locate(p)?;
+        let kind = match Self::kind_at(&loc.path)? {
+            Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
+            Some(_) => ChangeKind::Modified,
+            None => ChangeKind::Added,
+        };
+        let dir = loc.path.parent().unwrap_or(&loc.path).to_path_buf();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        let page = offsets::PAGE_SIZE as usize;
+        let mut cur = Zeroizing::new(vec![0u8; page]);
+        let mut next = Zeroizing::new(vec![0u8; page]);
+        let io_in = |e| Error::io("input", e);
+        let mut n = fill(input, &mut cur).map_err(io_in)?;
+        let mut total = n as u64;
+        if n > 0 {
+            let (generation, key) = self.keys.current();
+            let header = Header::new(generation);
+            let fc = FileCipher::new(key, &header);
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            w.write_all(&header.encode())
+                .map_err(|e| Error::io(&loc.path, e))?;
+            let mut index = 0u64;
+            loop {
+                let m = if n == page {
+                    fill(input, &mut next).map_err(io_in)?
+                } else {
+                    0
+                };
+                total += m as u64;
+                if total > max {
+                    return Err(Error::io(
+                        "input",
+                        std::io::Error::new(
+                            std::io::ErrorKind::FileTooLarge,
+                            format!(
+                                "longer than {} MiB, the largest secret a command stores \
+                                 (copy a larger file through the mount)",
+                                max >> 20
+                            ),
+                        ),
+                    ));
+                }
+                let last = m == 0;
+                w.write_all(&fc.seal_page(index, last, &cur[..n]))
+                    .map_err(|e| Error::io(&loc.path, e))?;
+                if last {
+                    break;
+                }
+                std::mem::swap(&mut cur, &mut next);
+                n = m;
+                index += 1;
+            }
+            w.flush().map_err(|e| Error::io(&loc.path, e))?;
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&loc.path, e))?;
+        journal(&self.rel_of(&loc.path, p)?)?;
+        Self::write_sidecar(&loc)?;
+        tmp.persist(&loc.path)
+            .map_err(|e| Error::io(&loc.path, e.error))?;
+        fsync_dir(&dir)?;
+        self.fresh.lock().insert(loc.path.clone());
+        Ok(Change::new(kind, p.to_string()))
+    }
+
     /// Decrypt the file at `p`, handing its plaintext to `out` in pieces. A
     /// failed check is an error, and `out` has then seen only checked bytes.
     pub fn read_streaming(

@@ -200,6 +200,23 @@ impl Vault {
         })
     }
 
+    /// [`Vault::write`] from a stream, in bounded memory (at most `max`
+    /// bytes: see [`Tree::write_streaming`]).
+    pub fn write_streaming(
+        &self,
+        p: &VPath,
+        input: &mut dyn std::io::Read,
+        max: u64,
+    ) -> Result<()> {
+        self.mutate(|t, ch| {
+            if let Some(parent) = p.parent() {
+                ch.extend(t.mkdir(&parent, true)?);
+            }
+            ch.push(t.write_streaming(p, input, max)?);
+            Ok(())
+        })
+    }
+
     pub fn stat(&self) -> Result<VaultStat> {
         let (mut files, mut directories, mut bytes) = (0, 0, 0);
         for (_, e) in self.tree.walk(&VPath::root())? {
@@ -256,6 +273,19 @@ impl Txn<'_> {
     pub fn write(&self, p: &VPath, data: &[u8]) -> Result<Change> {
         p.check_new()?;
         self.tree.write_journaled(p, data, &|rel| self.journal(rel))
+    }
+
+    /// [`Tree::write_streaming`], journaled; a path with a `.git` component
+    /// is refused.
+    pub fn write_streaming(
+        &self,
+        p: &VPath,
+        input: &mut dyn std::io::Read,
+        max: u64,
+    ) -> Result<Change> {
+        p.check_new()?;
+        self.tree
+            .write_streaming(p, input, max, &|rel| self.journal(rel))
     }
 
     /// [`Tree::mkdir`], journaled; a path with a `.git` component is refused.
