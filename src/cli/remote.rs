@@ -16,7 +16,7 @@
 //! local path a command names, and never starts a user's command: `secret
 //! env -- CMD` fetches the variables and runs CMD here. Likewise `secret edit`
 //! runs the editor here between a `secret cat` and a `secret write` it sends
-//! ([`daemon_call`]), and `--clip` hands what the daemon printed to the
+//! (`secret_verbs::steps`), and `--clip` hands what the daemon printed to the
 //! clipboard here.
 
 use std::cell::RefCell;
@@ -53,7 +53,7 @@ thread_local! {
 
 /// Append without leaving copies behind: a full buffer is replaced by a bigger
 /// one and the old one is wiped when dropped.
-fn append(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+pub(crate) fn append(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
     if buf.capacity() - buf.len() < bytes.len() {
         let want = (buf.len() + bytes.len()).max(buf.capacity() * 2).max(4096);
         let mut bigger = Zeroizing::new(Vec::with_capacity(want));
@@ -345,64 +345,11 @@ pub(super) fn forward(
 }
 
 /// The `PKFS_TEST_ONLY_*` variables, which a request carries.
-fn test_env() -> Vec<(String, String)> {
+pub(crate) fn test_env() -> Vec<(String, String)> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with(ENV_TEST_PREFIX))
         .collect()
-}
-
-/// What the daemon answered to one command.
-pub(crate) struct Answer {
-    pub code: i32,
-    pub stdout: Zeroizing<Vec<u8>>,
-    pub stderr: Vec<u8>,
-}
-
-/// Have the daemon run `pkfs ARGS...` with `input` as its standard input, for
-/// a command the client runs in steps (`secret edit`). `None`: no daemon runs
-/// for this home.
-pub(crate) fn daemon_call(
-    cfg: &Config,
-    args: &[&str],
-    input: Option<&[u8]>,
-) -> Result<Option<Answer>, Error> {
-    let Some(stream) = client::connect(&cfg.home) else {
-        return Ok(None);
-    };
-    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-    let mut argv = vec!["pkfs".to_string()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let mut req = CommandRequest::new(argv, cwd);
-    req.input_follows = input.is_some();
-    req.test_env = test_env();
-    let mut out = Zeroizing::new(Vec::new());
-    let resp = client::call_streaming(&stream, &Request::Command(req), input, &mut |p| {
-        append(&mut out, p);
-        Ok(())
-    })?;
-    match &resp {
-        Response::Command {
-            code,
-            stdout,
-            stderr,
-        } => {
-            append(&mut out, stdout);
-            Ok(Some(Answer {
-                code: *code,
-                stdout: out,
-                stderr: stderr.clone(),
-            }))
-        }
-        Response::Error { code, message } => Ok(Some(Answer {
-            code: *code,
-            stdout: out,
-            stderr: format!("pkfs: {message}\n").into_bytes(),
-        })),
-        other => Err(Error::Usage(format!(
-            "unexpected answer from the pkfs daemon: {other:?}"
-        ))),
-    }
 }
 
 /// Test-only: a smaller limit for [`read_all`], in bytes.

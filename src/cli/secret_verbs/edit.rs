@@ -21,8 +21,8 @@ use std::process::Command as Proc;
 use pkfs::Error;
 use zeroize::Zeroizing;
 
+use super::steps::{daemon_call, Answer};
 use crate::cli::config::Config;
-use crate::cli::remote::{daemon_call, Answer};
 use crate::cli::{parse_entry, unlock, write_err, Target};
 
 /// Test-only: do not fall back to /dev/shm.

@@ -13,3 +13,4 @@ pub mod clip;
 pub mod edit;
 pub mod generate;
 pub mod grep;
+pub mod steps;
