@@ -191,6 +191,9 @@ pub enum Command {
                   with the passphrase."
     )]
     Keys(KeysCmd),
+    /// Clears the clipboard after `--clip` (started by pkfs itself)
+    #[command(name = "clip-clear", hide = true)]
+    ClipClear,
 }
 
 #[derive(Debug, Subcommand)]
@@ -390,6 +393,63 @@ pub enum SecretCmd {
     Cat {
         #[arg(required = true)]
         targets: Vec<String>,
+        /// Copy the (one) secret to the clipboard instead of printing it, and
+        /// clear it after 45 seconds unless it changed meanwhile (wl-copy on
+        /// Wayland, xclip on X11). One trailing newline is left out.
+        #[arg(short, long)]
+        clip: bool,
+    },
+    /// Edit a secret with $EDITOR (else $VISUAL, else vi)
+    ///
+    /// The editor works on a copy held only in a private directory on a tmpfs
+    /// ($XDG_RUNTIME_DIR, else /dev/shm; pkfs refuses when neither is a
+    /// memory file system). The result is stored as one change (none when
+    /// nothing changed) and the copy is overwritten and removed, also on error
+    /// or when pkfs is interrupted. A secret that does not exist yet is
+    /// created.
+    Edit { target: String },
+    /// Store a fresh random password (or passphrase) and print it
+    ///
+    /// Characters are drawn uniformly from the operating system's random
+    /// source: letters and digits, and with --symbols (the default) the ASCII
+    /// punctuation too. --words N makes a phrase of N words from the BIP-39
+    /// English list (2048 words, 11 bits each) joined by '-'. The secret is
+    /// stored with a trailing newline.
+    Generate {
+        target: String,
+        /// Number of characters
+        #[arg(default_value_t = 24, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        length: u16,
+        /// Include ASCII punctuation (the default)
+        #[arg(long, overrides_with = "no_symbols")]
+        symbols: bool,
+        /// Letters and digits only
+        #[arg(short = 'n', long)]
+        no_symbols: bool,
+        /// A passphrase of N words instead of characters
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64),
+              conflicts_with_all = ["symbols", "no_symbols"])]
+        words: Option<u16>,
+        /// Replace an existing secret
+        #[arg(short, long)]
+        force: bool,
+        /// Copy it to the clipboard instead of printing it (see `secret cat --clip`)
+        #[arg(short, long)]
+        clip: bool,
+    },
+    /// Search the decrypted secrets for a regular expression
+    ///
+    /// Prints VAULT:PATH:LINE for each matching line, file by file in path
+    /// order. Files that look binary (a NUL byte) are skipped, as are symlinks
+    /// and special files. Exit status 0 when a line matched, 1 when none did.
+    Grep {
+        /// A regular expression (Rust `regex` syntax)
+        pattern: String,
+        /// Vaults to search [default: all]
+        vaults: Vec<String>,
+        /// Case-insensitive
+        #[arg(short, long)]
+        ignore_case: bool,
     },
     /// List a directory of a vault
     #[command(visible_alias = "list")]

@@ -151,6 +151,10 @@ pub enum Error {
     /// The key service has no key by that id (for that owner and service).
     #[error("{0}")]
     NoSuchKey(String),
+    /// `pkfs secret grep` found no matching line: exit code 1, as grep(1),
+    /// and nothing printed.
+    #[error("no line matched")]
+    NoMatch,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -198,9 +202,11 @@ impl Error {
             Error::Uncommitted(_) => ExitCode::Uncommitted,
             Error::FsckFindings(_) => ExitCode::FsckFindings,
             Error::NoSuchKey(_) => ExitCode::NoSuchKey,
-            Error::Unsafe(_) | Error::Io { .. } | Error::History(_) | Error::Crypto(_) => {
-                ExitCode::Failure
-            }
+            Error::Unsafe(_)
+            | Error::Io { .. }
+            | Error::History(_)
+            | Error::Crypto(_)
+            | Error::NoMatch => ExitCode::Failure,
         }
     }
 }

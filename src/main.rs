@@ -19,7 +19,10 @@ fn main() {
             Some(e) => e.exit_code() as i32,
             None => pkfs::ExitCode::Failure as i32,
         };
-        eprintln!("pkfs: {}", cli::error_line(&err));
+        // `secret grep` finding nothing says so by its exit code alone.
+        if !matches!(err.downcast_ref(), Some(pkfs::Error::NoMatch)) {
+            eprintln!("pkfs: {}", cli::error_line(&err));
+        }
         std::process::exit(code);
     }
 }

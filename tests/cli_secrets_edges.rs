@@ -1,5 +1,5 @@
-//! The edges of secret paths and contents: `.git` and `..` components refused by
-//! every command, empty, 1 MiB and 255-byte-named files, and a vault name that
+//! The edges of secret paths and contents: `..` components refused by every
+//! command, `.git` by every command that makes an entry, empty, 1 MiB and 255-byte-named files, and a vault name that
 //! holds the `:` separating vault from path.
 
 mod common;
@@ -15,11 +15,23 @@ fn dot_git_and_dot_dot_are_refused_and_create_nothing() {
     let commits = n.commits("v");
     let before = snapshot(&n.home);
     let long = format!("v:{}", "n".repeat(256));
+    // `.git` may not be made anywhere; naming it to read is no error (it is
+    // simply not there: see tests/dot_git.rs for one an older mount made).
+    for t in ["v:.git", "v:.git/config", "v:a/.git", "v:a/.git/x"] {
+        n.cmd()
+            .args(["secret", "write", t])
+            .stdin("escaped")
+            .run()
+            .failure(ExitCode::InvalidName)
+            .stderr_has("reserved");
+        n.fail(ExitCode::InvalidName, ["secret", "mkdir", "-p", t]);
+        n.fail(ExitCode::InvalidName, ["secret", "add", local, t]);
+        n.fail(ExitCode::InvalidName, ["secret", "mv", "v:a/file", t]);
+        n.fail(ExitCode::NotFound, ["secret", "cat", t]);
+        n.fail(ExitCode::NotFound, ["secret", "stat", t]);
+        n.fail(ExitCode::NotFound, ["secret", "rm", "-r", t]);
+    }
     let bad = [
-        "v:.git",
-        "v:.git/config",
-        "v:a/.git",
-        "v:a/.git/x",
         "v:../x",
         "v:a/../../x",
         "v:a/../x",

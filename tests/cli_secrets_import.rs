@@ -165,7 +165,7 @@ fn env_exports_secrets_to_a_command() {
 }
 
 #[test]
-fn importing_a_tree_that_holds_dot_git_is_refused_and_creates_nothing() {
+fn importing_a_tree_that_holds_dot_git_skips_it_with_a_notice() {
     let n = Node::with_vault();
     n.write("v:kept", "x");
     let src = n.scratch().join("repo");
@@ -174,16 +174,17 @@ fn importing_a_tree_that_holds_dot_git_is_refused_and_creates_nothing() {
     fs::write(src.join("a.txt"), b"a").unwrap();
     fs::create_dir_all(src.join("sub/.git")).unwrap();
     fs::write(src.join("sub/.git/HEAD"), b"ref").unwrap();
+    fs::write(src.join("sub/b.txt"), b"b").unwrap();
     let commits = n.commits("v");
-    let before = snapshot(&n.home);
-    for target in ["v:dest", "v"] {
-        n.fail(
-            ExitCode::InvalidName,
-            ["secret", "import", src.to_str().unwrap(), target],
-        )
-        .stderr_has(".git");
-        assert_eq!(n.commits("v"), commits, "a refused import commits nothing");
-        assert_eq!(n.ls("v"), ["kept"], "a refused import creates nothing");
-    }
-    assert_same_tree(&before, &snapshot(&n.home), "refused import");
+    let o = n.ok(["secret", "import", src.to_str().unwrap(), "v:dest"]);
+    assert_eq!(o.stderr.matches("skipped").count(), 2, "{}", o.stderr);
+    assert!(o.stderr.contains("reserved"), "{}", o.stderr);
+    assert!(o.out().contains("Imported 2 file(s)"), "{}", o.out());
+    assert_eq!(n.commits("v"), commits + 1, "one commit");
+    assert_eq!(n.ls("v:dest"), ["a.txt", "sub/"]);
+    assert_eq!(n.ls("v:dest/sub"), ["b.txt"]);
+    // -q: no notice.
+    let o = n.ok(["-q", "secret", "import", src.to_str().unwrap(), "v"]);
+    assert!(o.stderr.is_empty(), "{}", o.stderr);
+    assert_eq!(n.ls("v"), ["a.txt", "dest/", "kept", "sub/"]);
 }

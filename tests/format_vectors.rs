@@ -496,6 +496,7 @@ fn every_vector_matches_the_library() {
             "name" => check_name(v),
             "symlink" => check_symlink(v),
             "xattr" => check_xattr(v),
+            "xattr-long" => check_xattr_long(v),
             "tags" => check_tags(v, &vectors),
             "journal" | "version" | "message" => {} // checked in format_journal.rs
             "rootkey" => check_root_key(v),
@@ -764,6 +765,25 @@ fn check_mode_record(v: &Vector) {
         Gcm::new(&modes_key).seal_envelope_with_iv(&v.array("iv"), &aad, &v.bytes("plain"));
     assert_eq!(hex(&by_hand), hex(&v.bytes("file")), "{id}");
     assert_eq!(names::classify(mode_record::MODES_FILE), EntryKind::Modes);
+/// A name too long for the backing name: SHA-256 of E in the name, E in
+/// front of the value.
+fn check_xattr_long(v: &Vector) {
+    let key = gen_key(v);
+    let c = LinkCipher::new(&key);
+    let name = v.bytes("name");
+    let (disk, long) = c.xattr_disk(&name);
+    let enc = long.expect("a long name");
+    assert_eq!(disk, v.text("disk_name"), "{}", v.id);
+    assert_eq!(enc, v.text("encrypted_name"), "{}", v.id);
+    let mut stored = (enc.len() as u16).to_be_bytes().to_vec();
+    stored.extend_from_slice(enc.as_bytes());
+    stored.extend_from_slice(&c.seal_xattr_with_iv(&disk, &v.array("iv"), &v.bytes("value")));
+    assert_eq!(hex(&stored), hex(&v.bytes("stored")), "{}", v.id);
+    assert_eq!(c.xattr_long_plain_name(&disk, &stored).unwrap(), name);
+    assert_eq!(
+        c.open_xattr_value(&disk, &stored).unwrap().as_slice(),
+        v.bytes("value").as_slice()
+    );
     v.assert_all_used();
 }
 

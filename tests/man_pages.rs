@@ -465,7 +465,8 @@ fn pages() -> Vec<(String, String)> {
     let mut out = vec![("pkfs.1".to_string(), render(root.clone(), "pkfs", "pkfs"))];
     let mut todo: Vec<(Vec<String>, clap::Command)> = root
         .get_subcommands()
-        .filter(|c| c.get_name() != "help")
+        // Hidden commands are pkfs's own (`clip-clear`), not the user's.
+        .filter(|c| c.get_name() != "help" && !c.is_hide_set())
         .map(|c| (vec![c.get_name().to_string()], c.clone()))
         .collect();
     while let Some((path, cmd)) = todo.pop() {

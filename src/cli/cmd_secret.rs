@@ -2,15 +2,16 @@
 
 use std::collections::HashMap;
 
+use pkfs::store::vpath::escape_name;
 use pkfs::store::{Change, Kind, VPath};
 use pkfs::vault::{Node, Txn, Vault};
 use pkfs::Error;
 use serde_json::json;
 
 use super::config::Config;
-use super::{
-    fmt_time, parse_entry, parse_target, read_stdin, secret_io, shown_name, unlock, write_out, Out,
-};
+use super::remote::input_limit;
+use super::secret_verbs::{generate, grep};
+use super::{fmt_time, parse_entry, parse_target, secret_io, shown_name, unlock, write_out, Out};
 use pkfs::args::SecretCmd;
 
 /// Vaults opened so far in this command, by name.
@@ -51,12 +52,14 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let data = read_stdin(cfg)?;
-            vaults.get(&t.vault)?.write(&t.path, &data)?;
+            let mut input = secret_io::input(cfg, None)?;
+            vaults
+                .get(&t.vault)?
+                .write_streaming(&t.path, &mut input, input_limit())?;
         }
         SecretCmd::Add { file, target } => {
             let t = parse_target(&target)?;
-            let data = super::read_input_file(cfg, &file)?;
+            let mut input = secret_io::input(cfg, Some(&file))?;
             let vault = vaults.get(&t.vault)?;
             let mut path = t.path.clone();
             if t.dir || vault.tree().is_dir(&path)? {
@@ -65,16 +68,24 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                     .ok_or_else(|| Error::Usage(format!("{file:?}: not a file name")))?;
                 path = path.join(name.as_encoded_bytes())?;
             }
-            vault.write(&path, &data)?;
+            vault.write_streaming(&path, &mut input, input_limit())?;
         }
-        SecretCmd::Cat { targets } => {
+        SecretCmd::Cat { targets, clip } => {
+            if clip && targets.len() != 1 {
+                return Err(Error::Usage("--clip takes one secret".into()).into());
+            }
             let parsed: Vec<_> = targets
                 .iter()
                 .map(|t| parse_entry(t))
                 .collect::<Result<_, _>>()?;
             for t in parsed {
-                let data = vaults.get(&t.vault)?.tree().read(&t.path)?;
-                write_out(&data).map_err(|e| Error::io("stdout", e))?;
+                // A big file goes out a batch of pages at a time.
+                vaults
+                    .get(&t.vault)?
+                    .tree()
+                    .read_streaming(&t.path, &mut |piece| {
+                        write_out(piece).map_err(|e| Error::io("stdout", e))
+                    })?;
             }
         }
         SecretCmd::Ls { target, long } => {
@@ -85,7 +96,7 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
                     .entries
                     .iter()
                     .map(|e| {
-                        json!({"name": String::from_utf8_lossy(&e.name), "kind": e.kind,
+                        json!({"name": escape_name(&e.name), "kind": e.kind,
                                "size": e.size, "mtime": e.mtime, "mode": e.mode})
                     })
                     .collect();
@@ -158,6 +169,31 @@ pub fn run(cfg: &Config, cmd: SecretCmd) -> anyhow::Result<()> {
             let n = secret_io::import(vaults.get(&t.vault)?, &dir, &t.path, cfg)?;
             out.say(format!("Imported {n} file(s) into {}:{}", t.vault, t.path));
         }
+        SecretCmd::Edit { .. } => {
+            return Err(Error::Usage("the pkfs daemon does not run an editor".into()).into());
+        }
+        SecretCmd::Generate {
+            target,
+            length,
+            no_symbols,
+            words,
+            force,
+            ..
+        } => {
+            let kind = match words {
+                Some(n) => generate::Kind::Words(n.into()),
+                None => generate::Kind::Chars {
+                    length: length.into(),
+                    symbols: !no_symbols,
+                },
+            };
+            generate::run(&mut vaults, &target, &kind, force)?;
+        }
+        SecretCmd::Grep {
+            pattern,
+            vaults: names,
+            ignore_case,
+        } => grep::run(&node, &mut vaults, &pattern, &names, ignore_case)?,
         SecretCmd::Env {
             targets,
             command,

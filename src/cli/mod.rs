@@ -19,6 +19,7 @@ mod pass;
 mod progress;
 pub mod remote;
 mod secret_io;
+mod secret_verbs;
 
 pub use pkfs::args::Cli;
 
@@ -44,12 +45,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_args(&cli.global);
     init_logging(&cfg);
     check_pass_source(&cfg, &cli.command)?;
+    if let Command::Secret(pkfs::args::SecretCmd::Edit { target }) = &cli.command {
+        return secret_verbs::edit::run(&cfg, target);
+    }
+    // The clipboard is checked before anything runs or changes.
+    let clip = if secret_verbs::clip::requested(&cli.command) {
+        Some(secret_verbs::clip::detect()?)
+    } else {
+        None
+    };
     if remote::through_daemon(&cli.command) {
         if let Some(probe) = client::connect(&cfg.home) {
-            return remote::forward(&cfg, &cli.command, probe);
+            return remote::forward(&cfg, &cli.command, probe, clip);
         }
     }
-    dispatch(&cfg, cli.command)
+    match clip {
+        Some(tool) => {
+            let (result, out, err) = remote::captured(false, || dispatch(&cfg, cli.command));
+            let out = Zeroizing::new(out);
+            write_err(&err);
+            result?;
+            Ok(secret_verbs::clip::copy_output(tool, &out, cfg.quiet)?)
+        }
+        None => dispatch(&cfg, cli.command),
+    }
 }
 
 /// Refuse a passphrase file that is the same stream as the data the command
@@ -110,6 +129,7 @@ fn dispatch(cfg: &Config, command: Command) -> anyhow::Result<()> {
         Command::Secret(s) => cmd_secret::run(cfg, s),
         Command::Version(v) => cmd_version::run(cfg, v),
         Command::Keys(k) => cmd_keys::run(cfg, k),
+        Command::ClipClear => secret_verbs::clip::clear_later(),
     }
 }
 
@@ -229,36 +249,6 @@ pub(crate) fn unlock_verified(cfg: &Config) -> Result<NodeGuard<'_>, Error> {
     unlock(cfg)
 }
 
-/// The command's standard input, to the end (on the daemon side: what the
-/// client sent).
-pub(crate) fn read_stdin(cfg: &Config) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if let Some(data) = &cfg.stdin {
-        return Ok(data.clone());
-    }
-    if cfg.remote() {
-        return Err(Error::Usage(
-            "the client sent no standard input to the pkfs daemon".into(),
-        ));
-    }
-    remote::read_all(&mut std::io::stdin().lock()).map_err(|e| Error::io("stdin", e))
-}
-
-/// The bytes of the local file `file` that a command stores (`secret add`):
-/// read here, or on the daemon side, what the client read and sent. The
-/// daemon never opens a path a client names.
-pub(crate) fn read_input_file(
-    cfg: &Config,
-    file: &std::path::Path,
-) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if cfg.remote() {
-        return cfg
-            .stdin
-            .clone()
-            .ok_or_else(|| Error::Usage("the client sent no input to the pkfs daemon".into()));
-    }
-    remote::read_file(&cfg.local_path(file))
-}
-
 /// A fresh root keypair (or the test-only fixed key).
 pub(crate) fn new_root_key(cfg: &Config) -> Result<RootKeypair, Error> {
     if let Some(path) = &cfg.test_root_key {
@@ -315,15 +305,17 @@ impl Out {
     }
 }
 
-/// A name for display. On a terminal, control characters are shown escaped (as
-/// `ls` does), so a hostile name cannot move the cursor or fake extra lines;
-/// into a pipe, names pass unchanged.
+/// A name for display, as path text (`\xHH` for a byte that is not UTF-8,
+/// `\\` for a backslash: what `VAULT:PATH` arguments take back). On a
+/// terminal, control characters are shown escaped too (as `ls` does), so a
+/// hostile name cannot move the cursor or fake extra lines; into a pipe, they
+/// pass unchanged.
 pub(crate) fn shown_name(name: &[u8]) -> String {
-    let text = String::from_utf8_lossy(name);
+    let text = pkfs::store::vpath::escape_name(name);
     if remote::stdout_is_terminal() {
         escape_controls(&text)
     } else {
-        text.into_owned()
+        text
     }
 }
 
@@ -441,4 +433,18 @@ mod tests {
         assert!(parse_entry("v:").is_err());
         assert!(parse_target("v:../x").is_err());
     }
+}
+
+/// All of standard input (or what the client sent the daemon), in wiped
+/// memory: for short inputs such as shares, recovery words and PEM keys.
+pub(crate) fn read_stdin(cfg: &Config) -> Result<Zeroizing<Vec<u8>>, Error> {
+    if let Some(data) = &cfg.stdin {
+        return Ok(data.clone());
+    }
+    if cfg.remote() {
+        return Err(Error::Usage(
+            "the client sent no standard input to the pkfs daemon".into(),
+        ));
+    }
+    remote::read_all(&mut std::io::stdin().lock()).map_err(|e| Error::io("stdin", e))
 }

@@ -14,7 +14,10 @@
 //! the tree, see `secret_io::encode_tree`), its passphrases (`passwd`).
 //! The daemon never prompts, never reads a passphrase file, never opens a
 //! local path a command names, and never starts a user's command: `secret
-//! env -- CMD` fetches the variables and runs CMD here.
+//! env -- CMD` fetches the variables and runs CMD here. Likewise `secret edit`
+//! runs the editor here between a `secret cat` and a `secret write` it sends
+//! (`secret_verbs::steps`), and `--clip` hands what the daemon printed to the
+//! clipboard here.
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Read, Write};
@@ -32,6 +35,7 @@ use pkfs::Error;
 use zeroize::Zeroizing;
 
 use super::config::{Config, PassSource, ENV_TEST_PREFIX};
+use super::secret_verbs::clip::{self, Tool};
 use super::{cmd_keygen, cmd_vault, pass, secret_io, Cli};
 
 // ---------------------------------------------------------------------------
@@ -49,7 +53,7 @@ thread_local! {
 
 /// Append without leaving copies behind: a full buffer is replaced by a bigger
 /// one and the old one is wiped when dropped.
-fn append(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+pub(crate) fn append(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
     if buf.capacity() - buf.len() < bytes.len() {
         let want = (buf.len() + bytes.len()).max(buf.capacity() * 2).max(4096);
         let mut bigger = Zeroizing::new(Vec::with_capacity(want));
@@ -100,7 +104,7 @@ pub(crate) fn stdout_is_terminal() -> bool {
 }
 
 /// Run `f` with this thread's output captured; returns (result, stdout, stderr).
-fn captured<R>(stdout_tty: bool, f: impl FnOnce() -> R) -> (R, Vec<u8>, Vec<u8>) {
+pub(crate) fn captured<R>(stdout_tty: bool, f: impl FnOnce() -> R) -> (R, Vec<u8>, Vec<u8>) {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -173,7 +177,9 @@ pub fn execute(node: Arc<Mutex<Node>>, mut req: CommandRequest) -> Response {
     let code = match result {
         Ok(()) => 0,
         Err(err) => {
-            stderr.extend_from_slice(format!("pkfs: {}\n", super::error_line(&err)).as_bytes());
+            if !matches!(err.downcast_ref(), Some(Error::NoMatch)) {
+                stderr.extend_from_slice(format!("pkfs: {}\n", super::error_line(&err)).as_bytes());
+            }
             exit_code(&err)
         }
     };
@@ -209,7 +215,15 @@ pub(super) fn through_daemon(cmd: &Command) -> bool {
 /// `probe` (the connection that showed a daemon runs) is closed first: what the
 /// command needs of the user is gathered before the request connection opens,
 /// so the daemon's request timeout never runs while someone types.
-pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow::Result<()> {
+///
+/// With `clip`, what the command prints goes to the clipboard instead (see
+/// `secret_verbs::clip`).
+pub(super) fn forward(
+    cfg: &Config,
+    cmd: &Command,
+    probe: UnixStream,
+    clip: Option<Tool>,
+) -> anyhow::Result<()> {
     drop(probe);
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
     let mut args = client_args(std::env::args_os())?;
@@ -280,17 +294,14 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     req.new_passphrase = take(pass_new);
     req.stdout_tty = std::io::stdout().is_terminal();
     req.env_values = exec_command.is_some();
-    req.test_env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| k.starts_with(ENV_TEST_PREFIX))
-        .collect();
+    req.test_env = test_env();
     let stream = client::connect(&cfg.home).ok_or_else(|| {
         anyhow!("the pkfs daemon stopped before the command could be sent; nothing was done")
     })?;
     // Output that comes ahead of the answer is printed as it arrives, except
     // the variables of `secret env -- CMD`, which are kept for CMD.
     let mut early = Zeroizing::new(Vec::new());
-    let collect = exec_command.is_some();
+    let collect = exec_command.is_some() || clip.is_some();
     let mut out = |piece: &[u8]| {
         if collect {
             append(&mut early, piece);
@@ -324,6 +335,18 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
             Err(secret_io::exec_with(&vars, &command, keep).into())
         }
         Response::Command {
+            code: 0,
+            stdout,
+            stderr,
+        } if clip.is_some() => {
+            write_err(stderr);
+            append(&mut early, stdout);
+            match clip {
+                Some(tool) => Ok(clip::copy_output(tool, &early, cfg.quiet)?),
+                None => Ok(()),
+            }
+        }
+        Response::Command {
             code,
             stdout,
             stderr,
@@ -344,14 +367,46 @@ pub(super) fn forward(cfg: &Config, cmd: &Command, probe: UnixStream) -> anyhow:
     }
 }
 
+/// The `PKFS_TEST_ONLY_*` variables, which a request carries.
+pub(crate) fn test_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(ENV_TEST_PREFIX))
+        .collect()
+}
+
+/// Test-only: a smaller limit for [`read_all`], in bytes.
+const ENV_TEST_MAX_INPUT: &str = "PKFS_TEST_ONLY_MAX_INPUT";
+
+/// The largest secret a command stores from an input (`MAX_INPUT`, 1 GiB).
+pub(crate) fn input_limit() -> u64 {
+    std::env::var(ENV_TEST_MAX_INPUT)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(pkfs::daemon::protocol::MAX_INPUT)
+}
+
 /// Read `r` to the end into a zeroizing buffer that grows without leaving
-/// copies behind.
+/// copies behind. An input longer than the daemon takes (`MAX_INPUT`, 1 GiB)
+/// is refused once it passes that, mounted or not: an endless one
+/// (`/dev/zero`) ends with an error, not with the memory exhausted.
 pub(crate) fn read_all(r: &mut dyn Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let max = input_limit();
     let mut data = Zeroizing::new(Vec::new());
     let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
     loop {
         match r.read(&mut chunk) {
             Ok(0) => return Ok(data),
+            Ok(n) if (data.len() + n) as u64 > max => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    format!(
+                        "longer than {} MiB, the largest secret a command stores (copy a \
+                         larger file through the mount)",
+                        max >> 20
+                    ),
+                ))
+            }
             Ok(n) => append(&mut data, &chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -1,11 +1,13 @@
 //! Secret commands that move data between vaults, the local disk and processes.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use pkfs::daemon::protocol::encode_env_values;
+use pkfs::store::vpath::{check_component, check_new_name};
 use pkfs::store::{Kind, VPath};
 use pkfs::vault::{Node, Vault};
 use pkfs::Error;
@@ -15,8 +17,10 @@ use super::cmd_secret::Vaults;
 use super::config::Config;
 use super::{parse_target, progress, write_err, write_out, Target};
 
-/// Copy a local directory tree into `dest`, as one commit. Every name is checked
-/// before anything is written, so an invalid one (say `.git`) imports nothing.
+/// Copy a local directory tree into `dest`, as one commit. What a vault will not
+/// take (a `.git`, a name too long, a symlink or special file) is skipped with
+/// a notice when the tree is read; every other name is checked before anything
+/// is written.
 /// The tree is read whole before the vault is touched: here, or on the daemon
 /// side by the client, which sends it as the command's input ([`encode_tree`]);
 /// the daemon never reads the directory itself. Returns the file count.
@@ -58,6 +62,27 @@ pub fn import(vault: &Vault, dir: &Path, dest: &VPath, cfg: &Config) -> Result<u
     res
 }
 
+/// The input a command stores, as a stream: standard input, or the local
+/// `file` (`secret add`), read by this process; on the daemon side, what the
+/// client read and sent (the daemon never opens a path a client names).
+pub fn input<'a>(cfg: &'a Config, file: Option<&Path>) -> Result<Box<dyn Read + 'a>, Error> {
+    if cfg.remote() {
+        let data = cfg
+            .stdin
+            .as_ref()
+            .ok_or_else(|| Error::Usage("the client sent no input to the pkfs daemon".into()))?;
+        return Ok(Box::new(&data[..]));
+    }
+    match file {
+        None => Ok(Box::new(std::io::stdin().lock())),
+        Some(f) => {
+            let path = cfg.local_path(f);
+            let opened = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            Ok(Box::new(opened))
+        }
+    }
+}
+
 /// A local tree to import: each entry's path below the imported directory
 /// (its components) and, for a file, its bytes (`None`: a directory). Parents
 /// come before their children.
@@ -80,8 +105,24 @@ pub fn read_tree(dir: &Path, quiet: bool) -> Result<LocalTree, Error> {
         entries.sort_by_key(|e| e.file_name());
         for ent in entries {
             let path = ent.path();
+            let name = ent.file_name();
+            // What a vault will not take (`.git`, a name longer than 255
+            // bytes) is left out with a notice, not a reason to import nothing.
+            let refused = check_component(name.as_bytes())
+                .and_then(|()| check_new_name(name.as_bytes()))
+                .err();
+            if let Some(reason) = refused {
+                if !quiet {
+                    let why = match reason {
+                        Error::InvalidName { reason, .. } => reason.to_string(),
+                        e => e.to_string(),
+                    };
+                    write_err(format!("pkfs: skipped {path:?} ({why})\n").as_bytes());
+                }
+                continue;
+            }
             let mut rel = inside.clone();
-            rel.push(ent.file_name().as_bytes().to_vec());
+            rel.push(name.as_bytes().to_vec());
             let ft = ent.file_type().map_err(|e| Error::io(&path, e))?;
             if ft.is_dir() {
                 tree.push((rel.clone(), None));

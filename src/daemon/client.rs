@@ -32,7 +32,7 @@ pub fn connect(home: &Path) -> Option<UnixStream> {
 /// be reached by this user, say permission denied).
 pub fn probe(home: &Path) -> io::Result<Option<UnixStream>> {
     let path = socket_path(home);
-    let stream = match UnixStream::connect(&path) {
+    let stream = match super::control::via_short_path(&path, |p| UnixStream::connect(p)) {
         Ok(s) => s,
         Err(e)
             if matches!(

@@ -49,8 +49,51 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the accept loop looks at its `stop` flag.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The longest path a `sockaddr_un` holds (108 bytes with the NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// Run `op` (a bind or a connect) on a path to the socket file `sock_path`
+/// that fits in a `sockaddr_un`: the path itself when it fits, else
+/// `/proc/self/fd/N/NAME`, where N is an `O_PATH` descriptor of its directory
+/// held for the call. The kernel resolves that path like any other, so the
+/// socket stays at `HOME/run/pkfs.sock` whatever the length of the home's
+/// path, with no change of directory (which is per process, not per thread)
+/// and no link to keep anywhere else.
+pub fn via_short_path<T>(
+    sock_path: &Path,
+    op: impl FnOnce(&Path) -> io::Result<T>,
+) -> io::Result<T> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if sock_path.as_os_str().len() <= SUN_PATH_MAX {
+        return op(sock_path);
+    }
+    let (Some(dir), Some(name)) = (sock_path.parent(), sock_path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path has no parent",
+        ));
+    };
+    let dir_fd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir_fd.as_raw_fd().to_string())
+        .join(name);
+    if short.as_os_str().len() > SUN_PATH_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?}: socket file name too long"),
+        ));
+    }
+    let r = op(&short);
+    drop(dir_fd);
+    r
+}
+
 /// Create `run/` (0700) if missing, clear a stale socket file (one nothing
-/// answers on), bind, and make the socket 0600.
+/// answers on), bind, and make the socket 0600. A socket path longer than a
+/// `sockaddr_un` holds is bound through [`via_short_path`].
 pub fn bind(sock_path: &Path) -> io::Result<UnixListener> {
     let dir = sock_path
         .parent()
@@ -79,7 +122,7 @@ pub fn bind(sock_path: &Path) -> io::Result<UnixListener> {
                 format!("{sock_path:?} exists and is not a socket"),
             ))
         }
-        Ok(_) => match UnixStream::connect(sock_path) {
+        Ok(_) => match via_short_path(sock_path, |p| UnixStream::connect(p)) {
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -91,7 +134,7 @@ pub fn bind(sock_path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(sock_path)?;
+    let listener = via_short_path(sock_path, |p| UnixListener::bind(p))?;
     fs::set_permissions(sock_path, fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }

@@ -35,7 +35,8 @@ pub fn from_error(e: &Error) -> Errno {
         | Error::Crypto(_)
         | Error::Mount(_)
         | Error::Uncommitted(_)
-        | Error::FsckFindings(_) => Errno::EIO,
+        | Error::FsckFindings(_)
+        | Error::NoMatch => Errno::EIO,
         Error::NoSuchKey(_) => Errno::ENOENT,
     }
 }

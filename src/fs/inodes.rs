@@ -244,9 +244,10 @@ impl Inodes {
             cur = i.parent;
         }
         parts.reverse();
+        // Path text, as change lists carry it (lossless: `store::vpath`).
         let joined: Vec<String> = parts
             .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .map(|p| crate::store::vpath::escape_name(p))
             .collect();
         Some(joined.join("/"))
     }

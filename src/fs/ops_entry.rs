@@ -55,9 +55,9 @@ impl FsCore {
 
     fn child_path(&self, parent: u64, name: &[u8]) -> String {
         let p = self.path_of(parent);
-        let n = String::from_utf8_lossy(name);
+        let n = crate::store::vpath::escape_name(name);
         if p.is_empty() {
-            n.into_owned()
+            n
         } else {
             format!("{p}/{n}")
         }
@@ -328,6 +328,7 @@ impl FsCore {
         who: Caller,
     ) -> FsResult<FileAttr> {
         let e = self.entry_to_change(parent, name)?;
+        crate::store::vpath::check_new_name(name).map_err(|_| Errno::EINVAL)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
         self.mark(&e)?;
@@ -355,7 +356,7 @@ impl FsCore {
             return self.root_mkdir(name);
         }
         self.check_writable()?;
-        let e = self.child_entry(parent, name)?;
+        let e = self.new_child_entry(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
         self.mark(&e)?;
@@ -388,6 +389,7 @@ impl FsCore {
         who: Caller,
     ) -> FsResult<FileAttr> {
         let e = self.entry_to_change(parent, name)?;
+        crate::store::vpath::check_new_name(name).map_err(|_| Errno::EINVAL)?;
         let disk_target = e
             .vault
             .links
@@ -410,7 +412,7 @@ impl FsCore {
         }
         self.check_writable()?;
         let src = self.entry_of(ino)?;
-        let dst = self.child_entry(newparent, newname)?;
+        let dst = self.new_child_entry(newparent, newname)?;
         if src.vault.id != dst.vault.id {
             return Err(Errno::EXDEV);
         }
@@ -536,7 +538,7 @@ impl FsCore {
         }
         self.check_writable()?;
         let src = self.child_entry(parent, name)?;
-        let dst = self.child_entry(newparent, newname)?;
+        let dst = self.new_child_entry(newparent, newname)?;
         if src.vault.id != dst.vault.id {
             return Err(Errno::EXDEV);
         }

@@ -12,6 +12,7 @@ use super::errno::FsResult;
 use super::inodes::ROOT_INO;
 use super::vaults::VaultFs;
 use crate::store::stat::Stat;
+use crate::format::links::XATTR_LONG_PREFIX;
 use crate::store::ChangeKind;
 
 fn c(p: &std::path::Path) -> FsResult<CString> {
@@ -35,7 +36,9 @@ impl FsCore {
         Ok(e.dir.fd.at(e.name()))
     }
 
-    fn disk_xattr_name(&self, ino: u64, name: &[u8]) -> FsResult<String> {
+    /// The backing name of `name`, and for a long one the encrypted name that
+    /// goes before its value (`format::links`).
+    fn disk_xattr_name(&self, ino: u64, name: &[u8]) -> FsResult<(String, Option<String>)> {
         if !name.starts_with(b"user.") {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -43,11 +46,11 @@ impl FsCore {
         if name.len() == b"user.".len() {
             return Err(Errno::EINVAL);
         }
-        let n = self.vault_of(ino)?.links.xattr_name(name);
-        if n.len() > 255 {
+        // As ext4: at most 255 bytes (the kernel checks it first anyway).
+        if name.len() > crate::format::links::XATTR_NAME_MAX {
             return Err(Errno::ERANGE);
         }
-        Ok(n)
+        Ok(self.vault_of(ino)?.links.xattr_disk(name))
     }
 
     /// A changed attribute changes its entry (listed as such in the commit
@@ -61,9 +64,9 @@ impl FsCore {
 
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
         self.check_writable()?;
-        let disk = self.disk_xattr_name(ino, name)?;
+        let (disk, long) = self.disk_xattr_name(ino, name)?;
         let vault = self.vault_of(ino)?;
-        let sealed = vault.links.seal_xattr(&disk, value);
+        let sealed = vault.links.seal_xattr_value(&disk, long.as_deref(), value);
         let target = self.xattr_target(ino)?;
         let path = c(&target)?;
         let n = CString::new(disk).map_err(|_| Errno::EINVAL)?;
@@ -134,7 +137,7 @@ impl FsCore {
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
-        let disk = match self.disk_xattr_name(ino, name) {
+        let (disk, _) = match self.disk_xattr_name(ino, name) {
             Err(Errno::EOPNOTSUPP) => return Err(Errno::ENODATA),
             other => other?,
         };
@@ -142,7 +145,7 @@ impl FsCore {
         let n = CString::new(disk.clone()).map_err(|_| Errno::EINVAL)?;
         let raw = Self::raw_get(&path, &n)?;
         let vault = self.vault_of(ino)?;
-        let plain = vault.links.open_xattr(&disk, &raw).ok_or_else(|| {
+        let plain = vault.links.open_xattr_value(&disk, &raw).ok_or_else(|| {
             tracing::warn!("an extended attribute does not authenticate");
             Errno::EIO
         })?;
@@ -170,10 +173,19 @@ impl FsCore {
         let vault = self.vault_of(ino)?;
         let mut out = Vec::new();
         for raw in buf.split(|b| *b == 0).filter(|s| !s.is_empty()) {
-            if let Some(name) = std::str::from_utf8(raw)
-                .ok()
-                .and_then(|s| vault.links.xattr_plain_name(s))
-            {
+            let Ok(disk) = std::str::from_utf8(raw) else {
+                continue;
+            };
+            let plain = if disk.starts_with(XATTR_LONG_PREFIX) {
+                // A long name is in front of its value.
+                let n = CString::new(disk).map_err(|_| Errno::EINVAL)?;
+                Self::raw_get(&path, &n)
+                    .ok()
+                    .and_then(|v| vault.links.xattr_long_plain_name(disk, &v))
+            } else {
+                vault.links.xattr_plain_name(disk)
+            };
+            if let Some(name) = plain {
                 out.extend_from_slice(&name);
                 out.push(0);
             }
@@ -183,7 +195,7 @@ impl FsCore {
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
         self.check_writable()?;
-        let disk = match self.disk_xattr_name(ino, name) {
+        let (disk, _) = match self.disk_xattr_name(ino, name) {
             Err(Errno::EOPNOTSUPP) => return Err(Errno::ENODATA),
             other => other?,
         };

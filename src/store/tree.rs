@@ -606,6 +606,10 @@ fn hex16(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+#[path = "tree_stream.rs"]
+mod stream;
+pub use stream::STREAM_MIN;
+
 #[cfg(test)]
 #[path = "tree_tests.rs"]
 mod tests;

@@ -1,9 +1,20 @@
-//! Validated vault-internal paths.
+//! Validated vault-internal paths, and their text form.
+//!
+//! **Path text.** Names are byte strings; wherever pkfs shows a name or path
+//! as text (every `--json` output, change lists and `version log`, listings,
+//! messages) and wherever it reads one (`VAULT:PATH` arguments), it uses one
+//! lossless form: the bytes as UTF-8, except that a backslash is written `\\`
+//! and each byte that is not part of valid UTF-8 is written `\xHH` (two
+//! lowercase hex digits). Valid UTF-8 without a backslash is therefore shown
+//! as it is. Reading, `\\` and `\xHH` (either case) are decoded and any other
+//! backslash is taken literally, so `escape_name` then `unescape_name` gives
+//! back the same bytes, and two different names never show alike.
 
 use crate::error::{Error, Result};
 use crate::format::names;
 
-/// A path inside a vault: zero or more valid components, never `..`, never `.git`.
+/// A path inside a vault: zero or more valid components, never `..`. (`.git`
+/// may be read but not made: [`VPath::check_new`].)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct VPath {
     comps: Vec<Vec<u8>>,
@@ -14,8 +25,9 @@ impl VPath {
         VPath::default()
     }
 
-    /// Parse a user-supplied path. Leading, trailing and doubled '/' and '.'
-    /// components are ignored; `..` anywhere and `.git` are refused.
+    /// Parse a user-supplied path (path text: `\\xHH` is a byte, `\\\\` a
+    /// backslash). Leading, trailing and doubled '/' and '.' components are
+    /// ignored; `..` anywhere is refused.
     pub fn parse(s: &str) -> Result<VPath> {
         let mut comps = Vec::new();
         for c in s.split('/') {
@@ -28,7 +40,7 @@ impl VPath {
                     reason: "'..' is not allowed in a vault path",
                 });
             }
-            comps.push(c.as_bytes().to_vec());
+            comps.push(unescape_name(c));
         }
         let p = VPath { comps };
         for c in &p.comps {
@@ -66,34 +78,96 @@ impl VPath {
         Ok(VPath { comps })
     }
 
+    /// Refuse a path to be made (written, created, moved to) when any of its
+    /// components is `.git` (see [`check_new_name`]).
+    pub fn check_new(&self) -> Result<()> {
+        self.comps.iter().try_for_each(|c| check_new_name(c))
+    }
+
     /// True when `self` is `other` or lies inside it.
     pub fn starts_with(&self, other: &VPath) -> bool {
         self.comps.len() >= other.comps.len() && self.comps[..other.comps.len()] == other.comps[..]
     }
 }
 
-/// Validate one component: a valid file name that is not `.git`.
+/// Validate one component: a valid file name. `.git` passes here, so that
+/// an entry of that name made before the rule (through an older mount) can be
+/// read, listed, moved away and removed; making one is refused by
+/// [`check_new_name`].
 pub fn check_component(name: &[u8]) -> Result<()> {
     names::validate(name).map_err(|reason| Error::InvalidName {
         name: String::from_utf8_lossy(name).into_owned(),
         reason,
-    })?;
-    if name == b".git" {
+    })
+}
+
+/// The name no vault and no entry anywhere in a vault may be given.
+pub const RESERVED_NAME: &[u8] = b".git";
+
+/// Refuse to make an entry (or vault) named `.git`: the name is reserved
+/// everywhere, so that a vault's tree never looks like a git checkout to a
+/// tool that walks the mount, and so that every pkfs command treats it alike.
+pub fn check_new_name(name: &[u8]) -> Result<()> {
+    if name == RESERVED_NAME {
         return Err(Error::InvalidName {
             name: ".git".into(),
-            reason: "'.git' is reserved",
+            reason: "'.git' is reserved: no vault or entry may be named so",
         });
     }
     Ok(())
 }
 
+/// A name (or any byte string) as path text (see the module comment).
+pub fn escape_name(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The bytes path text stands for (see the module comment).
+pub fn unescape_name(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+                continue;
+            }
+            if b.get(i + 1) == Some(&b'x') {
+                let hex = b
+                    .get(i + 2..i + 4)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 impl std::fmt::Display for VPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .comps
-            .iter()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
+        let parts: Vec<String> = self.comps.iter().map(|c| escape_name(c)).collect();
         if parts.is_empty() {
             f.write_str("/")
         } else {
@@ -113,11 +187,46 @@ mod tests {
         assert!(VPath::parse("/").unwrap().is_root());
         assert!(VPath::parse("a/../b").is_err());
         assert!(VPath::parse("..").is_err());
-        assert!(VPath::parse(".git").is_err());
-        assert!(VPath::parse("x/.git/config").is_err());
+        // `.git` can be named (to read what an older mount made) but not made.
+        assert!(VPath::parse(".git").unwrap().check_new().is_err());
+        assert!(VPath::parse("x/.git/config").unwrap().check_new().is_err());
+        assert!(VPath::parse("x/.gitx/config").unwrap().check_new().is_ok());
         assert!(VPath::parse(&"x".repeat(256)).is_err());
         assert!(VPath::parse("a\0b").is_err());
         assert!(VPath::parse(".gitignore").is_ok());
+    }
+
+    #[test]
+    fn path_text_round_trips_every_name() {
+        let names: [&[u8]; 8] = [
+            b"plain",
+            b"\xff",
+            b"\xfe",
+            "\u{fffd}".as_bytes(),
+            b"a\\b",
+            b"\\xff",
+            b"caf\xc3\xa9 \xc3",
+            b"\\\\x4",
+        ];
+        let mut shown = std::collections::HashSet::new();
+        for n in names {
+            let t = escape_name(n);
+            assert_eq!(unescape_name(&t), n, "{t}");
+            assert!(shown.insert(t), "two names show alike");
+        }
+        assert_eq!(escape_name(b"\xff"), "\\xff");
+        assert_eq!(escape_name(b"a\\b"), "a\\\\b");
+        assert_eq!(escape_name("café".as_bytes()), "café");
+        // Reading is lenient: a lone backslash is itself.
+        assert_eq!(unescape_name("a\\qb\\x4"), b"a\\qb\\x4");
+        assert_eq!(unescape_name("\\xFF"), b"\xff");
+        assert_eq!(unescape_name("\\x+f"), b"\\x+f");
+        let p = VPath::parse("d/\\xff/x\\\\y").unwrap();
+        assert_eq!(p.components()[1], b"\xff");
+        assert_eq!(p.components()[2], b"x\\y");
+        assert_eq!(p.to_string(), "d/\\xff/x\\\\y");
+        assert!(VPath::parse("a\\x2fb").is_err(), "no '/' inside a name");
+        assert!(VPath::parse("a\\x00").is_err());
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub struct Node {
     protector: Option<Box<dyn Protector>>,
 }
 
-/// Check a vault name: the rules of a file name, and no ':' (which separates the
-/// vault from the path in `VAULT:PATH`).
+/// Check a vault name: the rules of a file name, no ':' (which separates the
+/// vault from the path in `VAULT:PATH`), and not the reserved `.git`.
 pub fn check_vault_name(name: &str) -> Result<()> {
     let invalid = |reason| Error::InvalidName {
         name: name.to_string(),
@@ -63,7 +63,7 @@ pub fn check_vault_name(name: &str) -> Result<()> {
     if name.contains(':') {
         return Err(invalid("contains ':' (VAULT:PATH separator)"));
     }
-    Ok(())
+    crate::store::vpath::check_new_name(name.as_bytes())
 }
 
 pub fn now_unix() -> i64 {

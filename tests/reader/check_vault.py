@@ -117,6 +117,7 @@ def build():
     os.setxattr(m("d", "one"), b"user.comment", b"hello")
     os.setxattr(m("d", "one"), b"user." + b"x" * 154, b"\x00binary\xff")
     os.setxattr(m("d"), b"user.on-a-dir", b"")
+    os.setxattr(m("d", "one"), b"user." + b"L" * 250, b"long name")
     write(m("d", "tool"), b"#!/bin/sh\necho hi\n")
     os.chmod(m("d", "tool"), 0o750)
     write(m("d", "write-only"), b"cannot read me\n")
@@ -163,7 +164,7 @@ def build():
 def check_xattr_errors():
     """The errors docs/FORMAT.md gives for extended attributes."""
     cases = [
-        (m("d", "one"), b"user." + b"x" * 155, errno.ERANGE),
+        (m("d", "one"), b"user." + b"x" * 251, errno.ERANGE),
         (m("d", "one"), b"user.", errno.EINVAL),
         (m("d", "one"), b"trusted.x", errno.EOPNOTSUPP),
         (m(), b"user.x", errno.EPERM),

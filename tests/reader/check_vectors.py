@@ -153,6 +153,19 @@ class Checker:
         self.eq(vid, "sealed", sealed, bytes_of(v["sealed"]))
         self.eq(vid, "reads back", F.Links(key, names).xattrs({disk_name: sealed}), {name: value})
 
+    def xattr_long(self, v):
+        vid, key = v["id"], bytes_of(v["vault_key"])
+        name, value = bytes_of(v["name"]), bytes_of(v["value"])
+        names = F.Names(key)
+        enc = names.encrypt(name, b"\xff" * 16)
+        self.eq(vid, "encrypted_name", enc.decode(), v["encrypted_name"])
+        disk_name = b"user.pkfs.l." + F.b64url_encode(hashlib.sha256(enc).digest())
+        self.eq(vid, "disk_name", disk_name.decode(), v["disk_name"])
+        sealed = seal(F.hkdf(key, b"pkfs xattr v1"), bytes_of(v["iv"]), value, disk_name)
+        stored = len(enc).to_bytes(2, "big") + enc + sealed
+        self.eq(vid, "stored", stored, bytes_of(v["stored"]))
+        self.eq(vid, "reads back", F.Links(key, names).xattrs({disk_name: stored}), {name: value})
+
     def tags(self, v, blobs):
         vid, key = v["id"], bytes_of(v["vault_key"])
         blob = blobs[v["of"]]
@@ -386,6 +399,8 @@ def main():
         kind = v["kind"]
         if kind == "blob":
             blobs[v["id"]] = c.blob(v)
+        elif kind == "xattr-long":
+            c.xattr_long(v)
         elif kind == "blob-holes":
             c.blob_holes(v)
         elif kind == "tags":

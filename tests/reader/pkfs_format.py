@@ -365,7 +365,17 @@ class Links:
         for name, value in raw.items():
             if not name.startswith(XATTR_PREFIX):
                 continue
-            plain = self.names.decrypt(name[len(XATTR_PREFIX):], XATTR_AD)
+            if name.startswith(XATTR_PREFIX + b"l."):
+                # Long form: len(E) u16 BE | E | sealed value; the name is
+                # the hash of E.
+                n = int.from_bytes(value[:2], "big")
+                enc = value[2:2 + n]
+                if len(enc) != n or XATTR_PREFIX + b"l." + b64url_encode(hashlib.sha256(enc).digest()) != name:
+                    raise FormatError("long xattr %r does not match its name" % name)
+                plain = self.names.decrypt(enc, XATTR_AD)
+                value = value[2 + n:]
+            else:
+                plain = self.names.decrypt(name[len(XATTR_PREFIX):], XATTR_AD)
             if not plain.startswith(b"user.") or len(plain) == len(b"user."):
                 raise FormatError("xattr name %r outside user." % plain)
             out[plain] = envelope_open(self.xattr_key, value, name)
