@@ -765,6 +765,9 @@ fn check_mode_record(v: &Vector) {
         Gcm::new(&modes_key).seal_envelope_with_iv(&v.array("iv"), &aad, &v.bytes("plain"));
     assert_eq!(hex(&by_hand), hex(&v.bytes("file")), "{id}");
     assert_eq!(names::classify(mode_record::MODES_FILE), EntryKind::Modes);
+    v.assert_all_used();
+}
+
 /// A name too long for the backing name: SHA-256 of E in the name, E in
 /// front of the value.
 fn check_xattr_long(v: &Vector) {

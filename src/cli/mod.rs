@@ -1,9 +1,9 @@
 //! The command-line front end: thin commands over the library API.
 
 mod cmd_fsck;
-mod cmd_keys;
 mod cmd_key;
 mod cmd_keygen;
+mod cmd_keys;
 mod cmd_mount;
 mod cmd_node;
 mod cmd_quarantine;
@@ -404,6 +404,20 @@ pub(crate) fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// All of standard input (or what the client sent the daemon), in wiped
+/// memory: for short inputs such as shares, recovery words and PEM keys.
+pub(crate) fn read_stdin(cfg: &Config) -> Result<Zeroizing<Vec<u8>>, Error> {
+    if let Some(data) = &cfg.stdin {
+        return Ok(data.clone());
+    }
+    if cfg.remote() {
+        return Err(Error::Usage(
+            "the client sent no standard input to the pkfs daemon".into(),
+        ));
+    }
+    remote::read_all(&mut std::io::stdin().lock()).map_err(|e| Error::io("stdin", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,18 +447,4 @@ mod tests {
         assert!(parse_entry("v:").is_err());
         assert!(parse_target("v:../x").is_err());
     }
-}
-
-/// All of standard input (or what the client sent the daemon), in wiped
-/// memory: for short inputs such as shares, recovery words and PEM keys.
-pub(crate) fn read_stdin(cfg: &Config) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if let Some(data) = &cfg.stdin {
-        return Ok(data.clone());
-    }
-    if cfg.remote() {
-        return Err(Error::Usage(
-            "the client sent no standard input to the pkfs daemon".into(),
-        ));
-    }
-    remote::read_all(&mut std::io::stdin().lock()).map_err(|e| Error::io("stdin", e))
 }

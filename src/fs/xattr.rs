@@ -11,8 +11,8 @@ use super::core::FsCore;
 use super::errno::FsResult;
 use super::inodes::ROOT_INO;
 use super::vaults::VaultFs;
-use crate::store::stat::Stat;
 use crate::format::links::XATTR_LONG_PREFIX;
+use crate::store::stat::Stat;
 use crate::store::ChangeKind;
 
 fn c(p: &std::path::Path) -> FsResult<CString> {
