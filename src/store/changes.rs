@@ -118,6 +118,11 @@ impl Changes {
         !self.touched.is_empty() && levels(rel).any(|p| self.touched.contains(p))
     }
 
+    /// Every path any record touches (see [`Changes::covers`]).
+    pub fn touched(&self) -> impl Iterator<Item = &str> {
+        self.touched.iter().map(String::as_str)
+    }
+
     /// How many records there are (the position of the next one).
     pub fn records(&self) -> u64 {
         self.count
