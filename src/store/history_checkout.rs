@@ -85,13 +85,17 @@ impl History {
         if let Some(from) = &from {
             defer_dropped_dirs(repo, &self.vault_dir, from, &to);
         }
-        let from_c = from.as_ref().and_then(|t| subtree(repo, t.get_name(TRACKED).as_ref()));
+        let from_c = from
+            .as_ref()
+            .and_then(|t| subtree(repo, t.get_name(TRACKED).as_ref()));
         let to_c = subtree(repo, to.get_name(TRACKED).as_ref());
         let vault = DirFd::open(&self.vault_dir).map_err(|e| Error::io(&self.vault_dir, e))?;
         let contents = match vault.child(TRACKED) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                vault.mkdir(TRACKED, 0o700).map_err(|e| Error::io(TRACKED, e))?;
+                vault
+                    .mkdir(TRACKED, 0o700)
+                    .map_err(|e| Error::io(TRACKED, e))?;
                 vault.child(TRACKED).map_err(|e| Error::io(TRACKED, e))?
             }
             Err(e) => return Err(Error::io(TRACKED, e)),
@@ -246,21 +250,27 @@ impl Writer<'_, '_> {
             .find_blob(e.id())
             .ctx("reading a version's file")?;
         if e.filemode() == 0o120000 {
-            let target = std::str::from_utf8(blob.content()).map_err(|_| {
-                Error::corrupt(rel, "a committed symlink target is not UTF-8")
-            })?;
+            let target = std::str::from_utf8(blob.content())
+                .map_err(|_| Error::corrupt(rel, "a committed symlink target is not UTF-8"))?;
             match dir.unlink(name) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::io(rel, err))
                 }
                 _ => {}
             }
-            dir.symlink(name, target).map_err(|err| Error::io(rel, err))?;
+            dir.symlink(name, target)
+                .map_err(|err| Error::io(rel, err))?;
         } else {
             // libgit2's modes (the process umask applies).
-            let mode = if e.filemode() == 0o100755 { 0o755 } else { 0o644 };
+            let mode = if e.filemode() == 0o100755 {
+                0o755
+            } else {
+                0o644
+            };
             let tmp = format!(".tmp-checkout-{}", hex8());
-            let mut f = dir.create_file(&tmp, mode).map_err(|err| Error::io(rel, err))?;
+            let mut f = dir
+                .create_file(&tmp, mode)
+                .map_err(|err| Error::io(rel, err))?;
             let written = f
                 .write_all(blob.content())
                 .and_then(|()| dir.rename_to(&tmp, dir, name, 0));

@@ -193,6 +193,7 @@ pub fn write_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use git2::Repository;
 
     #[test]
     fn blobs_written_here_are_what_git_would_write() {

@@ -234,7 +234,12 @@ impl<'a> Builder<'a> {
     /// read again from the work tree `root` (the vault dir). Every file and
     /// directory it recorded from the work tree, and every object it wrote,
     /// is durable when it returns.
-    pub fn build(mut self, root: &DirFd, head: Option<&Tree<'_>>, touched: &Touched) -> Result<(Oid, Stats)> {
+    pub fn build(
+        mut self,
+        root: &DirFd,
+        head: Option<&Tree<'_>>,
+        touched: &Touched,
+    ) -> Result<(Oid, Stats)> {
         let id = match self.level(Some(root), "", head, touched)? {
             Some(id) => id,
             None => {
@@ -310,8 +315,7 @@ impl<'a> Builder<'a> {
                 }
                 None => {
                     if tb.get(name).ok().flatten().is_some() {
-                        tb.remove(name)
-                            .map_err(|e| git_err("removing", &crel, e))?;
+                        tb.remove(name).map_err(|e| git_err("removing", &crel, e))?;
                     }
                 }
             }
@@ -448,11 +452,18 @@ impl<'a> Builder<'a> {
         self.sync.push_dir(d, rel)
     }
 
-    fn write(&mut self, tb: TreeBuilder<'_>, rel: &str, head: Option<&Tree<'_>>) -> Result<Option<Oid>> {
+    fn write(
+        &mut self,
+        tb: TreeBuilder<'_>,
+        rel: &str,
+        head: Option<&Tree<'_>>,
+    ) -> Result<Option<Oid>> {
         if tb.len() == 0 {
             return Ok(None);
         }
-        let id = tb.write().map_err(|e| git_err("writing the tree of", rel, e))?;
+        let id = tb
+            .write()
+            .map_err(|e| git_err("writing the tree of", rel, e))?;
         if head.map(|t| t.id()) != Some(id) {
             self.stats.trees += 1;
             // libgit2 wrote it without fsync: made durable with the blobs.

@@ -70,8 +70,14 @@ fn staging_records_modes_links_and_removals_and_skips_the_uncovered() {
     };
     let (id2, _) = build(&repo, w, Some(&tree), &touched, &covered);
     let tree2 = repo.find_tree(id2).unwrap();
-    assert_eq!(id_at(&tree2, "contents/plain"), id_at(&tree, "contents/plain"));
-    assert!(tree2.get_path(Path::new("contents/d")).is_err(), "d/ is empty now");
+    assert_eq!(
+        id_at(&tree2, "contents/plain"),
+        id_at(&tree, "contents/plain")
+    );
+    assert!(
+        tree2.get_path(Path::new("contents/d")).is_err(),
+        "d/ is empty now"
+    );
     // A moved file that is not HEAD's blob any more keeps HEAD's entry.
     fs::write(w.join("contents/plain"), b"swapped").unwrap();
     let touched = Touched::from_paths("contents", ["contents/plain"]);
@@ -123,13 +129,20 @@ fn a_commit_of_k_changes_writes_only_the_trees_on_their_paths() {
     fs::remove_file(w.join("contents/d9/sub/f0")).unwrap();
     let k = Touched::from_paths(
         "contents",
-        ["contents/d5/sub/f1", "contents/d5/sub/f2", "contents/d9/sub/f0"],
+        [
+            "contents/d5/sub/f1",
+            "contents/d5/sub/f2",
+            "contents/d9/sub/f0",
+        ],
     );
     let (third, s) = build(&repo, w, Some(&new), &k, &|_| Adopt::Yes);
     assert_eq!((s.files, s.trees), (2, 6), "{s:?}");
     let t = repo.find_tree(third).unwrap();
     assert!(t.get_path(Path::new("contents/d9/sub/f0")).is_err());
-    assert_eq!(id_at(&t, "contents/d9/sub/f1"), id_at(&new, "contents/d9/sub/f1"));
+    assert_eq!(
+        id_at(&t, "contents/d9/sub/f1"),
+        id_at(&new, "contents/d9/sub/f1")
+    );
     // The same tree as a whole re-read would give: nothing else changed.
     let (whole, _) = build(&repo, w, None, &all, &|_| Adopt::Yes);
     assert_eq!(third, whole);
@@ -173,7 +186,13 @@ fn a_tree_far_deeper_than_path_max_is_committed() {
 fn touched_paths_keep_only_the_topmost_and_add_sidecars() {
     let t = Touched::from_paths(
         "contents",
-        ["contents/a/b", "contents/a", "contents/c/d", "elsewhere", "journal"],
+        [
+            "contents/a/b",
+            "contents/a",
+            "contents/c/d",
+            "elsewhere",
+            "journal",
+        ],
     );
     let mut want = Touched::default();
     want.add("contents/a");
