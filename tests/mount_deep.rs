@@ -109,3 +109,61 @@ fn a_120_level_tree_of_short_names_is_committed_checked_out_fscked_and_read() {
 fn a_16_level_tree_of_200_byte_names_is_committed_checked_out_fscked_and_read() {
     exercise(16, &|i| format!("{i:03}{}", "n".repeat(197)), 400);
 }
+
+/// `mkdirat`/`openat` relative to `fd`: the plaintext path itself passes
+/// PATH_MAX long before the limit is reached.
+fn mkdir_at(fd: i32, name: &str) -> Result<(), i32> {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: an open directory descriptor and a valid C string.
+    if unsafe { libc::mkdirat(fd, c.as_ptr(), 0o755) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+fn open_at(fd: i32, name: &str, flags: i32) -> Result<i32, i32> {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: as above; the result is checked.
+    let r = unsafe { libc::openat(fd, c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if r >= 0 {
+        Ok(r)
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+#[test]
+fn an_entry_deeper_than_the_history_holds_is_refused_with_enametoolong() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut m = Mounted::new();
+    let v = std::ffi::CString::new(m.v().as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string; the result is checked.
+    let mut fd = unsafe { libc::open(v.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
+    assert!(fd >= 0);
+    let mut levels = 0;
+    let refused = loop {
+        match mkdir_at(fd, "dd") {
+            Ok(()) => {}
+            Err(e) => break e,
+        }
+        let next = open_at(fd, "dd", libc::O_DIRECTORY | libc::O_RDONLY).unwrap();
+        // SAFETY: closing a descriptor this test opened.
+        unsafe { libc::close(fd) };
+        fd = next;
+        levels += 1;
+        assert!(levels < 10_000, "no limit");
+    };
+    assert_eq!(refused, libc::ENAMETOOLONG, "after {levels} levels");
+    assert!(levels > 1000, "refused after only {levels} levels");
+    // Neither a file, a symlink nor a rename may land there either.
+    let file = open_at(fd, "f", libc::O_CREAT | libc::O_WRONLY);
+    assert_eq!(file.err(), Some(libc::ENAMETOOLONG));
+    // SAFETY: closing a descriptor this test opened.
+    unsafe { libc::close(fd) };
+    // What was taken is committed and checks clean.
+    m.wait_committed();
+    m.umount();
+    let o = m.node.ok(["fsck", "v"]);
+    assert!(o.out().contains("v: clean"), "{}", o.out());
+}

@@ -317,7 +317,7 @@ impl FsCore {
         let e = self.entry_to_change(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
-        self.mark(&e)?;
+        self.mark_new(&e)?;
         e.write_sidecar()?;
         let made = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
             e.dir.fd.create_file(e.name(), 0o600).map(drop)
@@ -344,7 +344,7 @@ impl FsCore {
         let e = self.child_entry(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
-        self.mark(&e)?;
+        self.mark_new(&e)?;
         e.write_sidecar()?;
         let iv = random_array();
         e.dir.fd.mkdir_with_iv(e.name(), mode, &iv).errno()?;
@@ -381,7 +381,7 @@ impl FsCore {
             .ok_or(Errno::ENAMETOOLONG)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
-        self.mark(&e)?;
+        self.mark_new(&e)?;
         e.write_sidecar()?;
         e.dir.fd.symlink(e.name(), &disk_target).errno()?;
         self.own(&e, who, None)?;

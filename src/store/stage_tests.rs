@@ -202,3 +202,31 @@ fn touched_paths_keep_only_the_topmost_and_add_sidecars() {
     assert_eq!(t, want);
     assert!(Touched::default().is_empty() && !t.is_empty());
 }
+
+#[test]
+fn the_deepest_tree_the_mount_accepts_builds_on_a_small_stack() {
+    // MAX_BACKING_PATH of the shortest encoded names (43 bytes and a
+    // slash), on a thread with the default 2 MiB stack of a spawned thread.
+    let levels = crate::store::journal::MAX_BACKING_PATH / 44;
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init(dir.path()).unwrap();
+            let w = dir.path();
+            fs::create_dir(w.join("contents")).unwrap();
+            let name = "n".repeat(43);
+            let mut d = DirFd::open(&w.join("contents")).unwrap();
+            for _ in 0..levels {
+                d.mkdir(&name, 0o700).unwrap();
+                d = d.child(&name).unwrap();
+            }
+            fs::write(d.at("leaf"), b"deep").unwrap();
+            let all = Touched::everything_under("contents");
+            let (_, s) = build(&repo, w, None, &all, &|_| Adopt::Yes);
+            assert_eq!(s.files, 1);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
