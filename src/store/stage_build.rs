@@ -458,7 +458,7 @@ impl<'a> Builder<'a> {
         rel: &str,
         head: Option<&Tree<'_>>,
     ) -> Result<Option<Oid>> {
-        if tb.len() == 0 {
+        if tb.is_empty() {
             return Ok(None);
         }
         let id = tb
