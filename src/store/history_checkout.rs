@@ -291,3 +291,7 @@ fn hex8() -> String {
     let b = crate::crypto::random_array::<8>();
     b.iter().map(|x| format!("{x:02x}")).collect::<String>()
 }
+
+#[cfg(test)]
+#[path = "history_checkout_tests.rs"]
+mod tests;
