@@ -307,7 +307,9 @@ impl History {
             .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
         version::sync_commit_objects(repo, &tree, head_tree.as_ref(), id)?;
-        self.sync_new_dirs()?;
+        // Every directory made since the last commit is journaled, so the
+        // builder fsync'd it, its IV and its parent already.
+        self.unsynced_dirs.borrow_mut().clear();
         self.record_version(id, id, true)?;
         super::atomic::crash_point("commit-after-record");
         repo.reference(MAIN_REF, id, true, "pkfs: commit")
