@@ -129,8 +129,13 @@ fn a_checkout_whose_commit_of_pending_changes_fails_keeps_them() {
     fs::write(&file, b"two").unwrap();
     m.wait_committed();
     let dir = m.node.vault_dir("v");
-    // Any failing step of the commit: here the index cannot be locked.
-    fs::create_dir(dir.join(".git/index.lock")).unwrap();
+    // Any failing step of the commit: here the version record cannot be
+    // replaced (a non-empty directory stands where it goes).
+    let rec = dir.join("version");
+    let saved = fs::read(&rec).unwrap();
+    fs::remove_file(&rec).unwrap();
+    fs::create_dir(&rec).unwrap();
+    fs::write(rec.join("x"), b"").unwrap();
     let mut f = fs::OpenOptions::new().write(true).open(&file).unwrap();
     f.write_all(b"THREE").unwrap();
     f.sync_all().unwrap();
@@ -139,7 +144,8 @@ fn a_checkout_whose_commit_of_pending_changes_fails_keeps_them() {
     assert_ne!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("not run"), "{}", o.stderr);
     assert_eq!(fs::read(&file).unwrap(), b"THREE");
-    fs::remove_dir(dir.join(".git/index.lock")).unwrap();
+    fs::remove_dir_all(&rec).unwrap();
+    fs::write(&rec, saved).unwrap();
     m.node.ok(["version", "checkout", "v", "HEAD~1"]);
     assert_eq!(fs::read(&file).unwrap(), b"two");
     m.node.ok(["version", "checkout", "v", "latest"]);

@@ -21,6 +21,7 @@ use crate::format::offsets;
 use crate::store::atomic::write_atomic;
 use crate::store::changes::MoveKind;
 use crate::store::dirfd::DirFd;
+use crate::store::journal::MAX_BACKING_PATH;
 use crate::store::seal::Vouched;
 use crate::store::stat::Stat;
 use crate::vault::Node;
@@ -334,13 +335,28 @@ impl FsCore {
         e.vault.history.lock().mark(&rel).map_err(journal_errno(e))
     }
 
+    /// [`FsCore::mark`] a new entry `e`, about to be made; ENAMETOOLONG
+    /// when its backing path is longer than the history holds
+    /// ([`MAX_BACKING_PATH`]).
+    pub fn mark_new(&self, e: &Entry) -> FsResult<()> {
+        let rel = self.backing_rel(e)?;
+        if rel.len() > MAX_BACKING_PATH {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        e.vault.history.lock().mark(&rel).map_err(journal_errno(e))
+    }
+
     /// Journal, before it happens, that `src` gets to `dst` unchanged:
     /// renamed, exchanged or hard-linked (see `store/changes.rs`). Its content
     /// stays checked against HEAD's blob at the old path, so a blob swapped
-    /// at rest is not adopted by a rename.
+    /// at rest is not adopted by a rename. ENAMETOOLONG when `dst`'s backing
+    /// path is longer than the history holds ([`MAX_BACKING_PATH`]).
     pub fn mark_move(&self, src: &Entry, dst: &Entry, how: MoveKind) -> FsResult<()> {
         let from = self.backing_rel(src)?;
         let to = self.backing_rel(dst)?;
+        if to.len() > MAX_BACKING_PATH || from.len() > MAX_BACKING_PATH {
+            return Err(Errno::ENAMETOOLONG);
+        }
         let history = src.vault.history.lock();
         history
             .mark_move(&from, &to, how)

@@ -331,7 +331,7 @@ impl FsCore {
         crate::store::vpath::check_new_name(name).map_err(|_| Errno::EINVAL)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
-        self.mark(&e)?;
+        self.mark_new(&e)?;
         e.write_sidecar()?;
         let made = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
             e.dir.fd.create_file(e.name(), 0o600).map(drop)
@@ -359,7 +359,7 @@ impl FsCore {
         let e = self.new_child_entry(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
-        self.mark(&e)?;
+        self.mark_new(&e)?;
         e.write_sidecar()?;
         let iv = random_array();
         e.dir.fd.mkdir_with_iv(e.name(), mode, &iv).errno()?;
@@ -397,7 +397,7 @@ impl FsCore {
             .ok_or(Errno::ENAMETOOLONG)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
-        self.mark(&e)?;
+        self.mark_new(&e)?;
         e.write_sidecar()?;
         e.dir.fd.symlink(e.name(), &disk_target).errno()?;
         self.own(&e, who, None)?;

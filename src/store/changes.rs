@@ -24,7 +24,7 @@
 //! [`Changes::covers`] is coarser: every path any record touches, which is
 //! what a commit has to look at again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::format::names::LONG_SUFFIX;
 
@@ -59,12 +59,27 @@ struct Move {
 /// The journal's records, indexed for [`Changes::origin`].
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
-    /// Path record → the indices at which it was written.
-    paths: HashMap<String, Vec<u64>>,
+    /// Every path touched by any record (path, move ends), by component,
+    /// with the indices of the path records written for it: a lookup costs
+    /// the length of the path looked up, however deep it is and however
+    /// many records there are.
+    trie: Node,
+    /// The path records: path, index.
+    paths: Vec<(String, u64)>,
     moves: Vec<Move>,
-    /// Every path touched by any record (path, move ends).
-    touched: HashSet<String>,
+    /// Every touched path, once.
+    touched: Vec<String>,
     count: u64,
+}
+
+/// One path component of [`Changes::trie`].
+#[derive(Debug, Clone, Default)]
+struct Node {
+    children: HashMap<String, Node>,
+    /// A record touches this path.
+    touched: bool,
+    /// The indices of the path records of this path.
+    at: Vec<u64>,
 }
 
 /// Is `rel` the entry `p` or below it?
@@ -78,22 +93,49 @@ fn sidecar_of(rel: &str, p: &str) -> bool {
     rel.strip_prefix(p) == Some(LONG_SUFFIX)
 }
 
-/// `rel` and every directory above it, then the entry of a sidecar.
-fn levels(rel: &str) -> impl Iterator<Item = &str> {
-    let own = rel.strip_suffix(LONG_SUFFIX);
-    std::iter::once(rel)
-        .chain(rel.match_indices('/').map(move |(i, _)| &rel[..i]))
-        .chain(own)
-}
-
 impl Changes {
+    /// The node of `rel`, made if missing, marked touched.
+    fn touch(&mut self, rel: &str) -> &mut Node {
+        let mut node = &mut self.trie;
+        for part in rel.split('/') {
+            node = node.children.entry(part.to_string()).or_default();
+        }
+        if !node.touched {
+            node.touched = true;
+            self.touched.push(rel.to_string());
+        }
+        node
+    }
+
+    /// The nodes of `rel` and of every directory above it, then of the
+    /// entry of a sidecar: the paths whose records cover `rel`.
+    fn levels(&self, rel: &str) -> Vec<&Node> {
+        let mut out = Vec::new();
+        let mut node = &self.trie;
+        let mut parts = rel.split('/').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                // The entry of a sidecar sits beside it.
+                if let Some(own) = part.strip_suffix(LONG_SUFFIX) {
+                    out.extend(node.children.get(own));
+                }
+            }
+            match node.children.get(part) {
+                Some(n) => {
+                    out.push(n);
+                    node = n;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
     /// Add a path record (the next record of the journal).
     pub fn path(&mut self, rel: &str) {
-        self.paths
-            .entry(rel.to_string())
-            .or_default()
-            .push(self.count);
-        self.touched.insert(rel.to_string());
+        let at = self.count;
+        self.touch(rel).at.push(at);
+        self.paths.push((rel.to_string(), at));
         self.count += 1;
     }
 
@@ -106,16 +148,21 @@ impl Changes {
             kind,
         });
         if kind != MoveKind::Link {
-            self.touched.insert(from.to_string());
+            self.touch(from);
         }
-        self.touched.insert(to.to_string());
+        self.touch(to);
         self.count += 1;
     }
 
     /// Does any record touch `rel` (itself, an entry above it, or its entry
     /// when it is a sidecar)? A commit re-stages exactly these paths.
     pub fn covers(&self, rel: &str) -> bool {
-        !self.touched.is_empty() && levels(rel).any(|p| self.touched.contains(p))
+        !self.touched.is_empty() && self.levels(rel).iter().any(|n| n.touched)
+    }
+
+    /// Every path any record touches (see [`Changes::covers`]).
+    pub fn touched(&self) -> impl Iterator<Item = &str> {
+        self.touched.iter().map(String::as_str)
     }
 
     /// How many records there are (the position of the next one).
@@ -130,7 +177,7 @@ impl Changes {
         let mut out: Vec<String> = self
             .paths
             .iter()
-            .filter(|(_, at_list)| at_list.iter().any(|&i| i >= at))
+            .filter(|(_, i)| *i >= at)
             .map(|(p, _)| p.clone())
             .collect();
         for m in self.moves.iter().filter(|m| m.at >= at) {
@@ -153,9 +200,10 @@ impl Changes {
         let mut bound = u64::MAX;
         loop {
             // The newest path record older than `bound` that covers `cur`.
-            let path_at = levels(&cur)
-                .filter_map(|p| self.paths.get(p))
-                .flat_map(|v| v.iter().copied().filter(|&i| i < bound))
+            let path_at = self
+                .levels(&cur)
+                .into_iter()
+                .flat_map(|n| n.at.iter().copied().filter(|&i| i < bound))
                 .max();
             let mv = self
                 .moves
@@ -190,9 +238,10 @@ impl Changes {
         let mut cur = rel.to_string();
         let mut bound = u64::MAX;
         loop {
-            let path_at = levels(&cur)
-                .filter_map(|p| self.paths.get(p))
-                .flat_map(|v| v.iter().copied().filter(|&i| i < bound))
+            let path_at = self
+                .levels(&cur)
+                .into_iter()
+                .flat_map(|n| n.at.iter().copied().filter(|&i| i < bound))
                 .max();
             let mv = self
                 .moves

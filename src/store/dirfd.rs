@@ -335,6 +335,69 @@ impl DirFd {
     }
 }
 
+/// A path the kernel takes whatever its length (see [`short_path`]).
+#[derive(Debug)]
+pub struct ShortPath {
+    /// The directory `path` goes through, held open while it is used.
+    _dir: Option<DirFd>,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for ShortPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for ShortPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Paths at least this long are walked through descriptors.
+const SHORT_MAX: usize = 2048;
+
+/// `path` itself when it is short; otherwise `/proc/self/fd/N/NAME`, where
+/// `N` is a descriptor of its parent directory, reached one component at a
+/// time from the longest short prefix (no directory on the way may be a
+/// symlink). For code that keeps full backing paths for bookkeeping but
+/// must still reach entries deeper than PATH_MAX.
+pub fn short_path(path: &Path) -> io::Result<ShortPath> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().len() < SHORT_MAX {
+        return Ok(ShortPath {
+            _dir: None,
+            path: path.to_path_buf(),
+        });
+    }
+    let comps: Vec<&std::ffi::OsStr> = path.iter().collect();
+    let Some((last, dirs)) = comps.split_last() else {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    };
+    let mut prefix = PathBuf::new();
+    let mut i = 0;
+    while i < dirs.len() && prefix.join(dirs[i]).as_os_str().len() < SHORT_MAX {
+        prefix.push(dirs[i]);
+        i += 1;
+    }
+    let mut dir = DirFd::open(&prefix)?;
+    for c in &dirs[i..] {
+        dir = DirFd::open_at(dir.raw(), &CString::new(c.as_bytes())?)?;
+    }
+    let path = dir.path().join(last);
+    Ok(ShortPath {
+        _dir: Some(dir),
+        path,
+    })
+}
+
+/// [`short_path`], failing as a pkfs error that names the full path.
+pub fn short(path: &Path) -> crate::error::Result<ShortPath> {
+    short_path(path).map_err(|e| crate::error::Error::io(path, e))
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -376,6 +439,16 @@ mod tests {
         fs::write(d.at("f"), b"deep").unwrap();
         assert_eq!(fs::read(d.at("f")).unwrap(), b"deep");
         assert!(t.path().join(&long).is_dir());
+        // The full path is past PATH_MAX; its short form reaches the file.
+        let mut full = t.path().to_path_buf();
+        for _ in 0..20 {
+            full.push(&long);
+        }
+        full.push("f");
+        assert!(fs::read(&full).is_err());
+        assert_eq!(fs::read(&*short_path(&full).unwrap()).unwrap(), b"deep");
+        let near = short_path(t.path()).unwrap();
+        assert_eq!(&*near, t.path());
     }
 
     #[test]

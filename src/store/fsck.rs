@@ -8,14 +8,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use git2::{ObjectType, Oid};
 use serde::Serialize;
 
 use super::changes::Origin;
+use super::dirfd::DirFd;
 use super::history::{GitCheck, HeadFiles, History};
 use super::tree::Tree;
 use crate::crypto::Keychain;
@@ -114,8 +117,6 @@ pub(crate) struct Seen {
     pub hash: Option<Oid>,
     /// Its content fails a check (so it needs restoring even if committed so).
     pub damaged: bool,
-    /// The backing path (as the directory listing gave it).
-    pub path: PathBuf,
 }
 
 /// The whole scan, kept for `--restore`.
@@ -137,7 +138,7 @@ pub struct Fsck<'a> {
 
 /// The directory being walked.
 struct Here<'d> {
-    dir: &'d Path,
+    dir: &'d DirFd,
     shown: &'d str,
     iv: Option<DirIv>,
     /// Its names are checked (false inside a foreign directory).
@@ -191,16 +192,28 @@ impl<'a> Fsck<'a> {
         let mut seen = BTreeMap::new();
         let mut ids: FileIds = HashMap::new();
         let contents = self.vault_dir.join(CONTENTS);
-        if !contents.is_dir() {
+        if !fs::symlink_metadata(&contents).is_ok_and(|m| m.is_dir()) {
             return Err(Error::corrupt(
                 self.vault_dir.display(),
                 "the vault has no contents/ directory",
             ));
         }
-        let mut stack = vec![(contents, CONTENTS.to_string(), String::new(), true)];
-        while let Some((dir, rel, shown, checked)) = stack.pop() {
+        // Walked through directory descriptors (a backing path may be longer
+        // than PATH_MAX, see `dirfd.rs`): each pending directory keeps its
+        // parent's open, so no more than the depth's worth stay open.
+        let vault = DirFd::open(&self.vault_dir).map_err(|e| Error::io(&self.vault_dir, e))?;
+        let mut stack = vec![(
+            Arc::new(vault),
+            CONTENTS.to_string(),
+            CONTENTS.to_string(),
+            String::new(),
+            true,
+        )];
+        while let Some((parent, name, rel, shown, checked)) = stack.pop() {
             report.directories += 1;
-            let entries = self.dir_entries(&dir)?;
+            let dir = Arc::new(parent.child(&name).map_err(|e| Error::io(&rel, e))?);
+            drop(parent);
+            let entries = self.dir_entries(&dir, &rel)?;
             let iv = if checked {
                 self.diriv(&dir, &rel, &shown, &mut report)
             } else {
@@ -211,11 +224,10 @@ impl<'a> Fsck<'a> {
                 shown: &shown,
                 iv,
                 checked,
-                present: entries.iter().map(|(n, _, _)| n.as_str()).collect(),
+                present: entries.iter().map(|(n, _)| n.as_str()).collect(),
             };
-            for (raw, path, m) in &entries {
+            for (raw, m) in &entries {
                 let crel = format!("{rel}/{raw}");
-                let path = path.clone();
                 let class = match checked {
                     true => names::classify(raw),
                     false => EntryKind::Foreign,
@@ -226,15 +238,21 @@ impl<'a> Fsck<'a> {
                 let (cshown, role) = self.name_of(&here, raw, class, m, &crel, &mut report);
                 if m.is_dir() {
                     let check_inside = checked && role == Role::Dir;
-                    stack.push((path.clone(), crel.clone(), cshown.clone(), check_inside));
-                    seen.insert(crel, Seen::new(cshown, Role::Dir, None, path));
+                    stack.push((
+                        dir.clone(),
+                        raw.clone(),
+                        crel.clone(),
+                        cshown.clone(),
+                        check_inside,
+                    ));
+                    seen.insert(crel, Seen::new(cshown, Role::Dir, None));
                     continue;
                 }
                 progress();
                 report.files += 1;
                 let mut damaged = false;
                 let hash = if m.file_type().is_symlink() {
-                    let target = fs::read_link(&path).map_err(|e| Error::io(&path, e))?;
+                    let target = dir.readlink(raw).map_err(|e| Error::io(&crel, e))?;
                     let target = target.as_os_str().as_bytes();
                     if role == Role::Link && self.links.open_target(target).is_none() {
                         damaged = true;
@@ -249,7 +267,10 @@ impl<'a> Fsck<'a> {
                     }
                     Oid::hash_object(ObjectType::Blob, target).ok()
                 } else {
-                    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    let mut bytes = Vec::with_capacity(m.len() as usize);
+                    dir.open_file(raw, true)
+                        .and_then(|mut f| f.read_to_end(&mut bytes))
+                        .map_err(|e| Error::io(&crel, e))?;
                     if let Some(problem) =
                         self.check_file(role, raw, &bytes, &mut ids, &cshown, &crel, m)
                     {
@@ -261,7 +282,7 @@ impl<'a> Fsck<'a> {
                     }
                     Oid::hash_object(ObjectType::Blob, &bytes).ok()
                 };
-                let mut s = Seen::new(cshown, role, hash, path);
+                let mut s = Seen::new(cshown, role, hash);
                 s.damaged = damaged;
                 seen.insert(crel, s);
             }
@@ -372,24 +393,25 @@ impl<'a> Fsck<'a> {
 
     /// Entries of a backing directory, sorted by name (non-UTF-8 names are
     /// shown lossily; pkfs never writes one).
-    fn dir_entries(&self, dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>> {
-        let rd = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    fn dir_entries(&self, dir: &DirFd, rel: &str) -> Result<Vec<(String, fs::Metadata)>> {
+        let rd = fs::read_dir(dir.path()).map_err(|e| Error::io(rel, e))?;
         let mut out = Vec::new();
         for e in rd {
-            let e = e.map_err(|e| Error::io(dir, e))?;
+            let e = e.map_err(|e| Error::io(rel, e))?;
             let raw = e.file_name().to_string_lossy().into_owned();
-            let m = fs::symlink_metadata(e.path()).map_err(|err| Error::io(e.path(), err))?;
-            out.push((raw, e.path(), m));
+            let m = fs::symlink_metadata(dir.at(&raw))
+                .map_err(|err| Error::io(format!("{rel}/{raw}"), err))?;
+            out.push((raw, m));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
-    fn diriv(&self, dir: &Path, rel: &str, shown: &str, report: &mut Report) -> Option<DirIv> {
+    fn diriv(&self, dir: &DirFd, rel: &str, shown: &str, report: &mut Report) -> Option<DirIv> {
         let crel = format!("{rel}/{DIRIV_FILE}");
         let shown_dir = if shown.is_empty() { "/" } else { shown };
         let bad = |what: &str| Finding::new(shown_dir, "bad-diriv", what).at(&crel);
-        match fs::read(dir.join(DIRIV_FILE)) {
+        match fs::read(dir.at(DIRIV_FILE)) {
             Ok(b) if b.len() == DIRIV_LEN => b.as_slice().try_into().ok(),
             Ok(b) => {
                 let what = format!("directory IV file has {} bytes, not {DIRIV_LEN}", b.len());
@@ -412,8 +434,8 @@ impl<'a> Fsck<'a> {
     }
 
     /// The plaintext of long entry `entry` through its sidecar.
-    fn long_name(&self, dir: &Path, entry: &str, iv: &DirIv) -> Option<String> {
-        let enc = fs::read_to_string(dir.join(names::sidecar_of(entry))).ok()?;
+    fn long_name(&self, dir: &DirFd, entry: &str, iv: &DirIv) -> Option<String> {
+        let enc = fs::read_to_string(dir.at(&names::sidecar_of(entry))).ok()?;
         if names::long_entry(&enc) != entry {
             return None;
         }
@@ -458,10 +480,9 @@ impl<'a> Fsck<'a> {
 }
 
 impl Seen {
-    fn new(shown: String, role: Role, hash: Option<Oid>, path: PathBuf) -> Seen {
+    fn new(shown: String, role: Role, hash: Option<Oid>) -> Seen {
         Seen {
             shown,
-            path,
             role,
             hash,
             damaged: false,

@@ -96,7 +96,7 @@ impl Fsck<'_> {
                 .seen
                 .iter()
                 .find(|(_, s)| p.blob && s.hash == Some(id) && !s.damaged);
-            let Some((_, s)) = holder else {
+            let Some((rel, s)) = holder else {
                 let why = match p.blob {
                     true => "no intact working file holds its content",
                     false => "only blobs can be rebuilt from the working tree",
@@ -105,12 +105,12 @@ impl Fsck<'_> {
                 actions.push(Action::new("", "not-restored", detail));
                 continue;
             };
-            let path = &s.path;
+            let (dir, name) = self.locate(rel, false)?;
             let data = if s.role == Role::Link {
-                let t = fs::read_link(path).map_err(|e| Error::io(path, e))?;
+                let t = dir.readlink(&name).map_err(|e| Error::io(rel, e))?;
                 t.as_os_str().as_bytes().to_vec()
             } else {
-                fs::read(path).map_err(|e| Error::io(path, e))?
+                fs::read(dir.at(&name)).map_err(|e| Error::io(rel, e))?
             };
             match self
                 .history
@@ -207,12 +207,9 @@ impl Fsck<'_> {
             if done.iter().any(|d| unit.starts_with(&format!("{d}/"))) {
                 continue;
             }
-            let src = match scan.seen.get(&unit) {
-                Some(s) => s.path.clone(),
-                None => self.vault_dir.join(&unit),
-            };
+            let (dir, name) = self.locate(&unit, false)?;
             let dest = qdir.join(&unit);
-            crate::store::quarantine::move_to(qdir, &unit, &src)?;
+            crate::store::quarantine::move_to(qdir, &unit, &dir.at(&name))?;
             let shown = scan
                 .seen
                 .get(&unit)
@@ -228,6 +225,29 @@ impl Fsck<'_> {
             done.push(unit);
         }
         Ok(removed)
+    }
+
+    /// The directory holding backing path `rel` (relative to the vault dir),
+    /// reached through descriptors, and the entry's name in it. `create`:
+    /// make the directories on the way that are missing.
+    fn locate(&self, rel: &str, create: bool) -> Result<(DirFd, String)> {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let mut dir = DirFd::open(&self.vault_dir).map_err(|e| Error::io(&self.vault_dir, e))?;
+        for part in parent.split('/').filter(|p| !p.is_empty()) {
+            dir = match dir.child(part) {
+                Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
+                    match dir.mkdir(part, 0o777) {
+                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                            return Err(Error::io(rel, e))
+                        }
+                        _ => {}
+                    }
+                    dir.child(part).map_err(|e| Error::io(rel, e))?
+                }
+                other => other.map_err(|e| Error::io(rel, e))?,
+            };
+        }
+        Ok((dir, name.to_string()))
     }
 
     /// Put back the newest intact committed version of `rel`. Returns the
@@ -270,24 +290,25 @@ impl Fsck<'_> {
             actions.push(Action::new(shown, "not-restored", detail));
             return Ok(None);
         };
-        let path = self.vault_dir.join(rel);
+        let (dir, name) = self.locate(rel, true)?;
+        let path = dir.at(&name);
         if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             crate::store::quarantine::move_to(qdir, rel, &path)?;
             let detail = format!("a directory where a file belongs, moved to the quarantine/{rel}");
             actions.push(Action::new(shown, "quarantined", detail));
-        }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         if commit.is_some() {
             // An older version than HEAD's: journaled, so the commit adopts it.
             self.history.mark(rel)?;
         }
         if link {
-            let _ = fs::remove_file(&path);
-            let target = std::ffi::OsStr::from_bytes(&data);
-            std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io(&path, e))?;
+            let _ = dir.unlink(&name);
+            let target = std::str::from_utf8(&data)
+                .map_err(|_| Error::corrupt(rel, "a committed symlink target is not UTF-8"))?;
+            dir.symlink(&name, target).map_err(|e| Error::io(rel, e))?;
+            dir.fsync().map_err(|e| Error::io(rel, e))?;
         } else {
+            // Short paths through the directory's descriptor (`dirfd.rs`).
             write_atomic(&path, &data)?;
         }
         let what = meta_note(match names::classify(last) {

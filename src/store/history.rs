@@ -43,13 +43,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use git2::build::CheckoutBuilder;
 use git2::{
     Commit, Config, ConfigLevel, ErrorCode, Oid, Repository, RepositoryInitOptions,
     RepositoryOpenFlags, Signature, Sort,
 };
 
+use super::dirfd::DirFd;
 use super::journal::Journal;
+use super::stage::{Builder, Touched};
 use super::version::{Version, VersionFile};
 use super::Change;
 use crate::crypto::aead::Gcm;
@@ -203,14 +204,10 @@ impl History {
             (None, Vec::new(), repo)
         } else {
             let (v, mut r, repo) = version::check_refs(vault_dir, &version_file, &gcm, repo)?;
-            let repo = match version::check_index(&repo)? {
-                Some(fixed) => {
-                    tracing::warn!("{}: repaired: {fixed}", vault_dir.display());
-                    r.push(fixed);
-                    open_repo(vault_dir)?
-                }
-                None => repo,
-            };
+            if let Some(fixed) = version::remove_index(&repo)? {
+                tracing::warn!("{}: repaired: {fixed}", vault_dir.display());
+                r.push(fixed);
+            }
             (Some(v), r, repo)
         };
         // An unreadable HEAD binds no journal record (fsck reports the HEAD).
@@ -251,13 +248,14 @@ impl History {
         self.refresh_mode_records()?;
         let repo = self.repo.borrow();
         let repo = &*repo;
-        let mut index = repo.index().ctx("opening the index")?;
         // Only files, directories and symlinks are versioned: FIFOs, sockets and
         // device nodes made through the mount stay out of the history.
         // Only paths the journal covers are adopted: anything else that differs
         // from HEAD was not changed by pkfs and stays visible as tampering.
         // A path moved since HEAD (or chmodded) is adopted only if it still
-        // holds HEAD's blob of the path it came from.
+        // holds HEAD's blob of the path it came from. The tree is HEAD's with
+        // the journaled paths read again (`stage_build.rs`): no index, no full
+        // path, and the files it records are durable once it returns.
         let journal = self.journal.borrow();
         let head = head_target(repo)?;
         let head_tree = match head {
@@ -268,18 +266,17 @@ impl History {
             ),
             None => None,
         };
+        let touched = match head_tree {
+            None => Touched::everything_under(TRACKED),
+            Some(_) => Touched::from_paths(TRACKED, journal.changes().touched()),
+        };
         let adopt = super::stage::by_journal(&journal, head_tree.as_ref());
-        super::stage::stage(
-            repo,
-            &mut index,
-            &self.vault_dir,
-            TRACKED,
-            &adopt,
-            Some(&self.tags),
+        let workdir = DirFd::open(&self.vault_dir).map_err(|e| Error::io(&self.vault_dir, e))?;
+        let (tree_id, _) = Builder::new(repo, &adopt, Some(&self.tags))?.build(
+            &workdir,
+            head_tree.as_ref(),
+            &touched,
         )?;
-        index.write().ctx("writing the index")?;
-        version::sync_index(repo)?;
-        let tree_id = index.write_tree().ctx("writing the tree")?;
         drop(adopt);
         drop(journal);
         // A mutation that changed no byte (say, rewriting a secret with its own
@@ -306,18 +303,18 @@ impl History {
         let parent_ids: Vec<Oid> = parents.iter().map(|c| c.id()).collect();
         let message = self.seal_message(changes, tree_id, &parent_ids)?;
         let sig = signature()?;
-        // Objects first, made durable (the blobs by `stage`, trees and the
-        // commit here), then the version record, then the ref: a power cut
-        // leaves the old version or the new one, and a ref that is not the
-        // record's is rewritten from it at open (`history_version.rs`).
+        // The work tree's files and directories it records, then the objects
+        // (blobs and trees by the builder, the commit here), all durable; then
+        // the version record, then the ref: a power cut leaves the old version
+        // or the new one with the work tree matching it, and a ref that is not
+        // the record's is rewritten from it at open (`history_version.rs`).
         let id = repo
             .commit(None, &sig, &sig, &message, &tree, &parents)
             .ctx("creating the commit")?;
         version::sync_commit_objects(repo, &tree, head_tree.as_ref(), id)?;
-        // The work tree's files were synced with the blobs, where syncfs
-        // works (elsewhere a file lost after its commit is restored from it
-        // by `fsck --restore`).
-        self.sync_new_dirs()?;
+        // Every directory made since the last commit is journaled, so the
+        // builder fsync'd it, its IV and its parent already.
+        self.unsynced_dirs.borrow_mut().clear();
         self.record_version(id, id, true)?;
         super::atomic::crash_point("commit-after-record");
         repo.reference(MAIN_REF, id, true, "pkfs: commit")

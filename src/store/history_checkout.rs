@@ -1,8 +1,25 @@
 //! Moving a vault's work tree to a version (`version checkout`).
+//!
+//! The work tree is changed where HEAD's tree and the target's differ, and
+//! nowhere else: subtrees with the same id on both sides are skipped without
+//! being read, so a checkout costs what the two versions differ by. Every
+//! entry is reached through directory descriptors (`dirfd.rs`), never by a
+//! full backing path. Files are written under a temporary name and renamed
+//! into place; every file written and every directory whose entries changed
+//! is fsync'd before the version record moves, so after a cut the work tree
+//! holds what the record's version holds. A cut before the record leaves the
+//! journal's checkout record, and the next open repeats the checkout (each
+//! step of it can be repeated).
+
+use std::io::Write;
+
+use git2::{ObjectType, Tree, TreeEntry};
 
 use super::*;
+use crate::store::dirfd::DirFd;
 use crate::store::prefetch::Warmer;
 use crate::store::reaper::defer_dropped_dirs;
+use crate::store::stage::SyncBatch;
 
 impl History {
     /// Move the vault to `spec` ("latest", a commit id prefix of at least 4 hex
@@ -70,20 +87,33 @@ impl History {
         if let Some(from) = &from {
             defer_dropped_dirs(repo, &self.vault_dir, from, &to);
         }
-        let mut opts = CheckoutBuilder::new();
-        opts.force()
-            .remove_untracked(true)
-            .remove_ignored(true)
-            .path(TRACKED)
-            .progress(|_, done, total| progress(done, total));
-        // Ciphertext takes no filters (`.git/info/attributes` says so too);
-        // skipping the attribute lookups took 15-25% off a 5000-file checkout.
-        opts.disable_filters(true);
-        repo.checkout_tree(commit.as_object(), Some(&mut opts))
-            .ctx("checking out the version")?;
-        // The version's modes (`store/modes/history.rs`).
+        let from_c = from
+            .as_ref()
+            .and_then(|t| subtree(repo, t.get_name(TRACKED).as_ref()));
+        let to_c = subtree(repo, to.get_name(TRACKED).as_ref());
+        let vault = DirFd::open(&self.vault_dir).map_err(|e| Error::io(&self.vault_dir, e))?;
+        let contents = match vault.child(TRACKED) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                vault
+                    .mkdir(TRACKED, 0o700)
+                    .map_err(|e| Error::io(TRACKED, e))?;
+                vault.child(TRACKED).map_err(|e| Error::io(TRACKED, e))?
+            }
+            Err(e) => return Err(Error::io(TRACKED, e)),
+        };
+        let mut w = Writer {
+            repo,
+            sync: SyncBatch::default(),
+            done: 0,
+            total: count(repo, from_c.as_ref(), to_c.as_ref())?,
+            progress,
+        };
+        w.apply(&contents, TRACKED, from_c.as_ref(), to_c.as_ref())?;
+        // The version's modes (`store/modes/history.rs`), before the sync.
         self.apply_mode_records(repo, &to, lent);
-        version::sync_index(repo)?;
+        w.sync.push_dir(&vault, "")?;
+        w.sync.flush()?;
         // The record first, then HEAD (see `history_version.rs`).
         let main = main_tip(repo)?.ok_or_else(no_versions)?;
         self.record_version(main, target, is_main)?;
@@ -96,3 +126,176 @@ impl History {
         self.journal.borrow_mut().reset(Some(target))
     }
 }
+
+/// The tree an entry names, if it is one.
+fn subtree<'r>(repo: &'r Repository, e: Option<&TreeEntry<'_>>) -> Option<Tree<'r>> {
+    e.filter(|e| e.kind() == Some(ObjectType::Tree))
+        .and_then(|e| repo.find_tree(e.id()).ok())
+}
+
+/// Do two entries name the same object with the same mode?
+fn same(a: Option<&TreeEntry<'_>>, b: Option<&TreeEntry<'_>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.id() == b.id() && a.filemode() == b.filemode(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// The names of both trees, sorted, without repeats.
+fn names(a: Option<&Tree<'_>>, b: Option<&Tree<'_>>) -> Vec<String> {
+    let mut out: Vec<String> = [a, b]
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t.iter())
+        .filter_map(|e| e.name().ok().map(str::to_string))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// How many files (blobs) of `to` differ from `from`: the progress total.
+fn count(repo: &Repository, from: Option<&Tree<'_>>, to: Option<&Tree<'_>>) -> Result<usize> {
+    let Some(to) = to else {
+        return Ok(0);
+    };
+    if from.map(|f| f.id()) == Some(to.id()) {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for e in to.iter() {
+        let Ok(name) = e.name() else { continue };
+        let f = from.and_then(|t| t.get_name(name));
+        if same(f.as_ref(), Some(&e)) {
+            continue;
+        }
+        match e.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = repo.find_tree(e.id()).ctx("reading a version's tree")?;
+                n += count(repo, subtree(repo, f.as_ref()).as_ref(), Some(&sub))?;
+            }
+            Some(ObjectType::Blob) => n += 1,
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+/// Writes the differences between two trees into the work tree.
+struct Writer<'a, 'r> {
+    repo: &'r Repository,
+    sync: SyncBatch,
+    done: usize,
+    total: usize,
+    progress: &'a mut dyn FnMut(usize, usize),
+}
+
+impl Writer<'_, '_> {
+    /// Make the directory `dir` (at `rel`), which holds `from`, hold `to`.
+    fn apply(
+        &mut self,
+        dir: &DirFd,
+        rel: &str,
+        from: Option<&Tree<'_>>,
+        to: Option<&Tree<'_>>,
+    ) -> Result<()> {
+        if from.map(|t| t.id()) == to.map(|t| t.id()) && from.is_some() {
+            return Ok(());
+        }
+        for name in names(from, to) {
+            let crel = format!("{rel}/{name}");
+            let f = from.and_then(|t| t.get_name(&name));
+            let t = to.and_then(|t| t.get_name(&name));
+            if same(f.as_ref(), t.as_ref()) {
+                continue;
+            }
+            let here = std::fs::symlink_metadata(dir.at(&name)).ok();
+            let is_dir = here.as_ref().is_some_and(|m| m.is_dir());
+            match t.as_ref().and_then(|t| t.kind()) {
+                Some(ObjectType::Tree) => {
+                    if here.is_some() && !is_dir {
+                        dir.unlink(&name).map_err(|e| Error::io(&crel, e))?;
+                    }
+                    if !is_dir {
+                        dir.mkdir(&name, 0o777).map_err(|e| Error::io(&crel, e))?;
+                    }
+                    let sub = dir.child(&name).map_err(|e| Error::io(&crel, e))?;
+                    let old = subtree(self.repo, f.as_ref());
+                    let new = subtree(self.repo, t.as_ref());
+                    // A directory made now holds nothing of `from`.
+                    let old = if is_dir { old } else { None };
+                    self.apply(&sub, &crel, old.as_ref(), new.as_ref())?;
+                }
+                Some(ObjectType::Blob) => {
+                    if is_dir {
+                        dir.remove_all(&name).map_err(|e| Error::io(&crel, e))?;
+                    }
+                    if let Some(t) = &t {
+                        self.blob(dir, &name, &crel, t)?;
+                    }
+                }
+                _ => match here {
+                    Some(m) if m.is_dir() => {
+                        dir.remove_all(&name).map_err(|e| Error::io(&crel, e))?
+                    }
+                    Some(_) => dir.unlink(&name).map_err(|e| Error::io(&crel, e))?,
+                    None => {}
+                },
+            }
+        }
+        self.sync.push_dir(dir, rel)
+    }
+
+    /// Write the blob `e` as entry `name` of `dir`.
+    fn blob(&mut self, dir: &DirFd, name: &str, rel: &str, e: &TreeEntry<'_>) -> Result<()> {
+        let blob = self
+            .repo
+            .find_blob(e.id())
+            .ctx("reading a version's file")?;
+        if e.filemode() == 0o120000 {
+            let target = std::str::from_utf8(blob.content())
+                .map_err(|_| Error::corrupt(rel, "a committed symlink target is not UTF-8"))?;
+            match dir.unlink(name) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(rel, err))
+                }
+                _ => {}
+            }
+            dir.symlink(name, target)
+                .map_err(|err| Error::io(rel, err))?;
+        } else {
+            // libgit2's modes (the process umask applies).
+            let mode = if e.filemode() == 0o100755 {
+                0o755
+            } else {
+                0o644
+            };
+            let tmp = format!(".tmp-checkout-{}", hex8());
+            let mut f = dir
+                .create_file(&tmp, mode)
+                .map_err(|err| Error::io(rel, err))?;
+            let written = f
+                .write_all(blob.content())
+                .and_then(|()| dir.rename_to(&tmp, dir, name, 0));
+            if let Err(err) = written {
+                let _ = dir.unlink(&tmp);
+                return Err(Error::io(rel, err));
+            }
+            self.sync.push(f, rel)?;
+        }
+        self.done += 1;
+        (self.progress)(self.done, self.total);
+        Ok(())
+    }
+}
+
+/// 16 random hex digits, for a temporary name.
+fn hex8() -> String {
+    let b = crate::crypto::random_array::<8>();
+    b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+}
+
+#[cfg(test)]
+#[path = "history_checkout_tests.rs"]
+mod tests;

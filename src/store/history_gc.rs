@@ -25,15 +25,6 @@ impl History {
         let mut walk = new_walk(repo, &tips)?;
         pb.insert_walk(&mut walk)
             .ctx("collecting reachable objects")?;
-        // Staged blobs: the index must never name a missing object.
-        let odb = repo.odb().ctx("opening the object database")?;
-        for entry in repo.index().ctx("opening the index")?.iter() {
-            if odb.exists(entry.id) {
-                pb.insert_object(entry.id, None)
-                    .ctx("collecting staged objects")?;
-            }
-        }
-        drop(odb);
 
         let new_stem = if pb.object_count() > 0 {
             fs::create_dir_all(&pack_dir).map_err(|e| Error::io(&pack_dir, e))?;
@@ -80,7 +71,8 @@ impl History {
     }
 
     /// Delete every discarded ref, then repack all objects reachable from the
-    /// remaining refs, HEAD and the index into one new pack, and delete the loose
+    /// remaining refs and HEAD into one new pack (pkfs keeps no index, see
+    /// `stage.rs`), and delete the loose
     /// objects and old packs (only after the new pack is on disk and synced).
     pub fn gc(&self) -> Result<GcReport> {
         let report = {

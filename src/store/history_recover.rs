@@ -23,7 +23,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use git2::{ObjectType, TreeWalkMode, TreeWalkResult};
 
@@ -31,14 +31,16 @@ use super::seal::sync_fs;
 use super::{head_target, Ctx, History};
 use crate::error::{Error, Result};
 use crate::format::names::{self, DIRIV_FILE, DIRIV_LEN};
+use crate::store::dirfd::DirFd;
 use crate::store::quarantine;
 
 /// A directory found without its IV: where it is, its backing path, and the
 /// path its sidecar would have.
 struct Lost {
-    path: PathBuf,
+    /// Its parent directory, and its name there.
+    dir: Arc<DirFd>,
+    name: String,
     rel: String,
-    sidecar: PathBuf,
 }
 
 impl History {
@@ -78,19 +80,20 @@ impl History {
         let mut moved = Vec::new();
         for l in &lost {
             let to = qdir.join(&l.rel);
-            if let Err(e) = quarantine::move_to(&qdir, &l.rel, &l.path) {
+            if let Err(e) = quarantine::move_to(&qdir, &l.rel, &l.dir.at(&l.name)) {
                 tracing::warn!(
                     "directory {} lost its IV in a crash and cannot be moved aside: {e}",
                     l.rel,
                 );
                 continue;
             }
-            if l.sidecar.exists() {
+            let sidecar = l.dir.at(&names::sidecar_of(&l.name));
+            if fs::symlink_metadata(&sidecar).is_ok() {
                 let side = match l.rel.rsplit_once('/') {
                     Some((dir, name)) => format!("{dir}/{}", names::sidecar_of(name)),
                     None => names::sidecar_of(&l.rel),
                 };
-                let _ = quarantine::move_to(&qdir, &side, &l.sidecar);
+                let _ = quarantine::move_to(&qdir, &side, &sidecar);
             }
             tracing::warn!(
                 "directory {} lost its IV in a crash before it was committed or \
@@ -110,9 +113,20 @@ impl History {
     fn find_lost_dirs(&self) -> Result<Vec<Lost>> {
         let in_head = self.head_dirs()?;
         let mut lost = Vec::new();
-        let mut stack = vec![(self.vault_dir.join("contents"), "contents".to_string())];
-        while let Some((dir, rel)) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
+        // Through directory descriptors: a backing path may be longer than
+        // PATH_MAX (see `dirfd.rs`).
+        let vault = DirFd::open(&self.vault_dir).map_err(|e| Error::io(&self.vault_dir, e))?;
+        let mut stack = vec![(
+            Arc::new(vault),
+            "contents".to_string(),
+            "contents".to_string(),
+        )];
+        while let Some((parent, name, rel)) = stack.pop() {
+            let Ok(dir) = parent.child(&name) else {
+                continue;
+            };
+            let dir = Arc::new(dir);
+            let Ok(entries) = fs::read_dir(dir.path()) else {
                 continue;
             };
             for ent in entries.flatten() {
@@ -126,7 +140,8 @@ impl History {
                     continue;
                 }
                 let child = format!("{rel}/{name}");
-                let whole = match fs::symlink_metadata(ent.path().join(DIRIV_FILE)) {
+                let iv = dir.at(&format!("{name}/{DIRIV_FILE}"));
+                let whole = match fs::symlink_metadata(&iv) {
                     Ok(m) => m.is_file() && m.len() == DIRIV_LEN as u64,
                     // The IV file is gone: what a power cut leaves.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -135,18 +150,18 @@ impl History {
                     Err(e) => {
                         tracing::warn!(
                             "cannot check the IV of {child}: {}; leaving it where it is",
-                            Error::io(ent.path().join(DIRIV_FILE), e)
+                            Error::io(format!("{child}/{DIRIV_FILE}"), e)
                         );
                         continue;
                     }
                 };
                 if whole || in_head.contains(&child) {
-                    stack.push((ent.path(), child));
+                    stack.push((dir.clone(), name, child));
                 } else {
                     lost.push(Lost {
-                        path: ent.path(),
+                        dir: dir.clone(),
+                        name,
                         rel: child,
-                        sidecar: dir.join(names::sidecar_of(&name)),
                     });
                 }
             }

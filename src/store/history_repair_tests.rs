@@ -162,14 +162,20 @@ fn a_checkout_whose_commit_of_pending_changes_fails_moves_nothing() {
     // A change journaled (and acknowledged) but not committed yet.
     h.mark("contents/a").unwrap();
     put(v, "a", b"pending");
-    // Any failing step of the commit: here the index cannot be locked.
-    fs::create_dir(git(v, "index.lock")).unwrap();
+    // Any failing step of the commit: here the version record cannot be
+    // replaced (a non-empty directory stands where it goes).
+    let rec = v.join("version");
+    let saved = fs::read(&rec).unwrap();
+    fs::remove_file(&rec).unwrap();
+    fs::create_dir(&rec).unwrap();
+    fs::write(rec.join("x"), b"").unwrap();
     let err = h.checkout("HEAD~2").err().unwrap();
     assert!(err.to_string().contains("pending changes"), "{err}");
     assert_eq!(get(v, "a"), b"pending");
     assert_eq!(h.head().unwrap().id, ids[2]);
     // Once the commit can be made, the checkout commits first, then moves.
-    fs::remove_dir(git(v, "index.lock")).unwrap();
+    fs::remove_dir_all(&rec).unwrap();
+    fs::write(&rec, saved).unwrap();
     h.checkout("HEAD~1").unwrap();
     assert_eq!(get(v, "a"), b"a3");
     h.checkout("latest").unwrap();

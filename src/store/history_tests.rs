@@ -192,7 +192,7 @@ fn checkout_moves_the_working_tree() {
     assert_eq!(h.checkout("HEAD~").unwrap(), first);
     assert_eq!(h.checkout("HEAD~0").unwrap(), first);
 
-    // The index follows the checkout: an immediate commit records the same tree.
+    // The work tree follows the checkout: an immediate commit records the same tree.
     let e = marked(&h).commit(&[]).unwrap();
     let repo = h.repo.borrow();
     let tree_of = |id: &str| {

@@ -5,26 +5,22 @@
 //! backing path before it changes it, and commits at the end (which empties
 //! the journal). When it fails, or when the process dies before its commit,
 //! every path journaled after the command record gets HEAD's entry back (or
-//! none, where HEAD has none), the index entries below those paths are
-//! staged again from what is now on disk, and the journal is cut back to
-//! what it held before the command. The failed process does this itself;
+//! none, where HEAD has none), and the journal is cut back to what it held
+//! before the command. Entries are reached through directory descriptors,
+//! never by a full backing path (`dirfd.rs`). The failed process does this itself;
 //! after a crash, the next open of the vault does. So a command leaves its
 //! whole change or nothing, and never a half-made tree that is neither HEAD
 //! nor journaled.
 
-use std::fs;
-use std::io::ErrorKind;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::{ErrorKind, Write};
 use std::path::Path;
 
 use git2::{ObjectType, Repository, TreeEntry};
 
-use super::{head_target, Ctx, History, TRACKED};
+use super::{head_target, Ctx, History};
 use crate::error::{Error, Result};
 use crate::format::names::LONG_SUFFIX;
-use crate::store::atomic::{fsync_dir, write_atomic};
-use crate::store::stage::{self, Adopt};
+use crate::store::dirfd::DirFd;
 
 impl History {
     /// Record, durably, that a CLI command starts changing the vault (see
@@ -59,20 +55,6 @@ impl History {
             };
             for rel in &paths {
                 restore(repo, &self.vault_dir, tree.as_ref(), rel)?;
-            }
-            // The index below those paths must say HEAD again too (a commit
-            // that failed half-way may have staged some of them).
-            if tree.is_some() {
-                let mut index = repo.index().ctx("opening the index")?;
-                let adopt = |rel: &str| {
-                    if paths.iter().any(|p| covered(rel, p)) {
-                        Adopt::Yes
-                    } else {
-                        Adopt::No
-                    }
-                };
-                stage::stage(repo, &mut index, &self.vault_dir, TRACKED, &adopt, None)?;
-                index.write().ctx("writing the index")?;
             }
         }
         self.journal.borrow_mut().drop_command()
@@ -109,72 +91,91 @@ fn topmost(mut paths: Vec<String>) -> Vec<String> {
     paths
 }
 
-/// Put HEAD's entry at `rel` (and its sidecar) back, or remove what is
-/// there when HEAD has none.
+/// Give backing path `rel` (and its long-name sidecar) HEAD's entry back,
+/// or none where HEAD has none, and make that durable.
 fn restore(
     repo: &Repository,
     vault_dir: &Path,
     head: Option<&git2::Tree<'_>>,
     rel: &str,
 ) -> Result<()> {
-    let sidecar = format!("{rel}{LONG_SUFFIX}");
-    for r in [rel, sidecar.as_str()] {
-        let path = vault_dir.join(r);
-        remove_any(&path)?;
-        if let Some(e) = head.and_then(|t| t.get_path(Path::new(r)).ok()) {
-            write_entry(repo, &e, &path)?;
+    let (parent, name) = match rel.rsplit_once('/') {
+        Some(split) => split,
+        None => ("", rel),
+    };
+    let mut dir = DirFd::open(vault_dir).map_err(|e| Error::io(vault_dir, e))?;
+    for part in parent.split('/').filter(|p| !p.is_empty()) {
+        dir = match dir.child(part) {
+            Ok(d) => d,
+            // Its directory is gone: so is the entry, and a later undo of
+            // the directory itself puts HEAD's back.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(rel, e)),
+        };
+    }
+    let sidecar = format!("{name}{LONG_SUFFIX}");
+    for n in [name, sidecar.as_str()] {
+        let r = format!("{parent}/{n}");
+        remove_any(&dir, n, &r)?;
+        if let Some(e) = head.and_then(|t| t.get_path(Path::new(&r)).ok()) {
+            write_entry(repo, &e, &dir, n, &r)?;
         }
     }
-    match vault_dir.join(rel).parent() {
-        Some(dir) if dir.is_dir() => fsync_dir(dir),
-        _ => Ok(()),
-    }
+    dir.fsync().map_err(|e| Error::io(parent, e))
 }
 
-fn remove_any(path: &Path) -> Result<()> {
-    let res = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
+fn remove_any(dir: &DirFd, name: &str, rel: &str) -> Result<()> {
+    let res = match std::fs::symlink_metadata(dir.at(name)) {
+        Ok(m) if m.is_dir() => dir.remove_all(name),
+        Ok(_) => dir.unlink(name),
         Err(e) => Err(e),
     };
     match res {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io(path, e)),
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io(rel, e)),
         _ => Ok(()),
     }
 }
 
-/// Write the git entry `e` (a blob, a symlink or a whole tree) at `path`.
-fn write_entry(repo: &Repository, e: &TreeEntry<'_>, path: &Path) -> Result<()> {
+/// Write HEAD's entry `e` as `name` in `dir`, durably.
+fn write_entry(
+    repo: &Repository,
+    e: &TreeEntry<'_>,
+    dir: &DirFd,
+    name: &str,
+    rel: &str,
+) -> Result<()> {
     match e.kind() {
         Some(ObjectType::Blob) => {
             let blob = repo.find_blob(e.id()).ctx("reading a committed blob")?;
             if e.filemode() == 0o120000 {
-                let target = std::ffi::OsStr::from_bytes(blob.content());
-                std::os::unix::fs::symlink(target, path).map_err(|err| Error::io(path, err))
+                let target = std::str::from_utf8(blob.content())
+                    .map_err(|_| Error::corrupt(rel, "a committed symlink target is not UTF-8"))?;
+                dir.symlink(name, target).map_err(|err| Error::io(rel, err))
             } else {
-                write_atomic(path, blob.content())?;
                 let mode = if e.filemode() == 0o100755 {
                     0o700
                 } else {
                     0o600
                 };
-                fs::set_permissions(path, fs::Permissions::from_mode(mode))
-                    .map_err(|err| Error::io(path, err))
+                let mut f = dir
+                    .create_file(name, mode)
+                    .map_err(|err| Error::io(rel, err))?;
+                f.write_all(blob.content())
+                    .and_then(|()| f.sync_all())
+                    .map_err(|err| Error::io(rel, err))
             }
         }
         Some(ObjectType::Tree) => {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(path)
-                .map_err(|err| Error::io(path, err))?;
+            dir.mkdir(name, 0o700).map_err(|err| Error::io(rel, err))?;
+            let sub = dir.child(name).map_err(|err| Error::io(rel, err))?;
             let tree = repo.find_tree(e.id()).ctx("reading a committed tree")?;
             for child in tree.iter() {
-                let Ok(name) = child.name() else {
+                let Ok(cname) = child.name() else {
                     continue; // pkfs never commits a name that is not UTF-8
                 };
-                write_entry(repo, &child, &path.join(name))?;
+                write_entry(repo, &child, &sub, cname, &format!("{rel}/{cname}"))?;
             }
-            fsync_dir(path)
+            sub.fsync().map_err(|err| Error::io(rel, err))
         }
         _ => Ok(()),
     }

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use git2::{Oid, Repository};
 
-use super::{head_target, open_message_with, open_repo, Ctx, History, MAIN_REF};
+use super::{open_message_with, open_repo, Ctx, History, MAIN_REF};
 use crate::crypto::aead::Gcm;
 use crate::error::{Error, Result};
 use crate::store::atomic::{create_dir_durable, fsync_dir, write_atomic};
@@ -176,49 +176,23 @@ pub(super) fn check_refs(
     Ok((rec, repairs, open_repo(vault_dir)?))
 }
 
-/// A missing, empty or unreadable `.git/index` (a cut while libgit2 wrote
-/// it) is rebuilt from HEAD's tree: entries without stat data, so the next
-/// checkout compares contents, and the next commit re-stages what the journal
-/// covers. Returns the repair made, if any.
-pub(super) fn check_index(repo: &Repository) -> Result<Option<String>> {
+/// pkfs keeps no git index (see `stage.rs`): one left by an older pkfs, or
+/// by git itself, is removed, so that nothing can come to depend on it and a
+/// `git status` in the vault compares with HEAD afresh. Returns the repair
+/// made when the file was damaged (what a cut used to leave), else `None`.
+pub(super) fn remove_index(repo: &Repository) -> Result<Option<String>> {
     let path = repo.path().join("index");
-    let what = match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was missing",
+    let damaged = match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&path, e)),
-        Ok(m) if m.len() == 0 => "was empty",
-        Ok(_) => match git2::Index::open(&path) {
-            Ok(_) => return Ok(None),
-            Err(_) => "could not be read",
-        },
+        Ok(m) if m.len() == 0 => Some("was empty"),
+        Ok(_) => git2::Index::open(&path).err().map(|_| "could not be read"),
     };
-    let Some(head) = head_target(repo)? else {
-        return Ok(None);
-    };
-    let tree = repo
-        .find_commit(head)
-        .and_then(|c| c.tree())
-        .ctx("reading HEAD's tree")?;
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&path, e)),
-    }
-    let mut index = git2::Index::open(&path).ctx("making a new index")?;
-    index.read_tree(&tree).ctx("filling the index from HEAD")?;
-    index.write().ctx("writing the index")?;
-    sync_index(repo)?;
-    Ok(Some(format!(
-        "the index {what}; rebuilt it from HEAD's tree ({head})"
-    )))
-}
-
-/// Make `.git/index` durable (libgit2 does not fsync it).
-pub(super) fn sync_index(repo: &Repository) -> Result<()> {
-    let path = repo.path().join("index");
-    std::fs::File::open(&path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(&path, e))?;
-    fsync_dir(repo.path())
+    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    fsync_dir(repo.path())?;
+    Ok(damaged.map(|what| {
+        format!("the git index {what}; removed it (pkfs keeps no index: commits build their trees from HEAD's)")
+    }))
 }
 
 impl History {

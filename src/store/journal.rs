@@ -62,6 +62,17 @@ const KIND_LINK: u8 = 5;
 const KIND_COMMAND: u8 = 6;
 /// Longest record accepted when reading (a backing path is far shorter).
 const MAX_RECORD: usize = 1 << 20;
+/// The longest backing path (relative to the vault dir, `contents/…`) that
+/// a new entry may have; the mount refuses a longer one at create, mkdir,
+/// symlink, link and rename with ENAMETOOLONG. The history itself has no
+/// path limit (commits, checkouts and fsck work through directory
+/// descriptors), but each journal record holds one or two backing paths in
+/// at most 1 MiB ([`MAX_RECORD`]). 64 KiB is about 1490 levels of short names
+/// (an encoded name is 43 bytes or more), or 277 of the longest (235 bytes);
+/// renaming a directory on the way to an entry can lengthen its path at most
+/// 236/44 times (short names renamed to the longest), which keeps a move
+/// record of two such paths under 1 MiB.
+pub const MAX_BACKING_PATH: usize = 64 * 1024;
 
 pub struct Journal {
     path: PathBuf,

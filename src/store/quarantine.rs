@@ -14,6 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use super::dirfd::DirFd;
 use super::tree::Tree;
 use super::vpath::VPath;
 use crate::error::{Error, Result};
@@ -39,8 +40,19 @@ pub struct Quarantined {
 /// line first, so a crash never leaves an entry the index does not name).
 pub fn move_to(batch: &Path, rel: &str, src: &Path) -> Result<()> {
     let dest = batch.join(rel);
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    fs::create_dir_all(batch).map_err(|e| Error::io(batch, e))?;
+    // The directories on the way, through descriptors: `batch/rel` may be
+    // longer than PATH_MAX (see `dirfd.rs`).
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let mut dir = DirFd::open(batch).map_err(|e| Error::io(batch, e))?;
+    for part in parent.split('/').filter(|p| !p.is_empty()) {
+        match dir.mkdir(part, 0o700) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::io(&dest, e))
+            }
+            _ => {}
+        }
+        dir = dir.child(part).map_err(|e| Error::io(&dest, e))?;
     }
     let index = batch.join(INDEX);
     let mut f = OpenOptions::new()
@@ -52,7 +64,7 @@ pub fn move_to(batch: &Path, rel: &str, src: &Path) -> Result<()> {
     f.write_all(format!("{rel}\n").as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(|e| Error::io(&index, e))?;
-    fs::rename(src, &dest).map_err(|e| Error::io(&dest, e))
+    fs::rename(src, dir.at(name)).map_err(|e| Error::io(&dest, e))
 }
 
 /// Every quarantined entry of the vault at `vault_dir`, oldest batch first.

@@ -10,7 +10,7 @@
 //! V/trash/<unix-nanos>-<n>/...   ciphertext only, as it was under contents/
 //! ```
 //!
-//! before libgit2 runs (it then finds those paths already gone, which is what
+//! before the checkout writes the work tree (it then finds those paths gone, which is what
 //! the target wants), and one process-wide thread removes the trash
 //! afterwards. A crash leaves entries in `V/trash/`; [`resume`], called when a
 //! vault's history is opened, queues them again.
@@ -21,10 +21,7 @@
 //! a vault directory is deleted).
 
 use std::collections::{HashSet, VecDeque};
-use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -33,6 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use git2::{ObjectType, Repository, Tree, TreeEntry};
 use parking_lot::{Condvar, Mutex};
 
+use super::dirfd::DirFd;
 use super::fsck::CONTENTS;
 
 /// The trash of a vault, beside `contents/`.
@@ -145,41 +143,96 @@ pub fn defer_dropped_dirs(
     from: &Tree<'_>,
     to: &Tree<'_>,
 ) -> usize {
-    let dropped = dropped_dirs_between(repo, from, to);
-    if dropped.is_empty() {
+    let Some(old) = contents_tree(repo, from) else {
         return 0;
+    };
+    let new = contents_tree(repo, to);
+    // Through directory descriptors: a backing path may be longer than
+    // PATH_MAX (see `dirfd.rs`).
+    let (Ok(vault), Ok(contents)) = (
+        DirFd::open(vault_dir),
+        DirFd::open(&vault_dir.join(CONTENTS)),
+    ) else {
+        return 0;
+    };
+    let mut d = Dropper {
+        repo,
+        vault_dir,
+        vault,
+        trash: None,
+        found: false,
+        moved: 0,
+    };
+    d.dropped_dirs(&contents, &old, new.as_ref());
+    if d.found {
+        super::atomic::crash_point("checkout-after-trash");
     }
-    let trash = vault_dir.join(TRASH_DIR);
-    match fs::DirBuilder::new().mode(0o700).create(&trash) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(_) => return 0,
-    }
-    let mut moved = 0;
-    for rel in dropped {
-        let src = vault_dir.join(&rel);
-        if !fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        let dst = trash.join(unique_name());
-        if fs::rename(&src, &dst).is_ok() {
-            enqueue(dst);
-            moved += 1;
-        }
-    }
-    super::atomic::crash_point("checkout-after-trash");
-    moved
+    d.moved
 }
 
-/// The directories under `contents/` that `from` has and `to` does not have
-/// as a directory, topmost only, as paths relative to the vault directory.
-fn dropped_dirs_between(repo: &Repository, from: &Tree<'_>, to: &Tree<'_>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(old) = contents_tree(repo, from) {
-        let new = contents_tree(repo, to);
-        dropped_dirs(repo, &old, new.as_ref(), Path::new(CONTENTS), &mut out);
+/// The walk of [`defer_dropped_dirs`].
+struct Dropper<'a, 'r> {
+    repo: &'r Repository,
+    vault_dir: &'a Path,
+    vault: DirFd,
+    /// `V/trash`, once made.
+    trash: Option<DirFd>,
+    found: bool,
+    moved: usize,
+}
+
+impl Dropper<'_, '_> {
+    /// Move to the trash the directories of `old` (at `dir`) that `new` does
+    /// not have as a directory; recurse into those both have but with
+    /// different contents.
+    fn dropped_dirs(&mut self, dir: &DirFd, old: &Tree<'_>, new: Option<&Tree<'_>>) {
+        for e in old.iter() {
+            if e.kind() != Some(ObjectType::Tree) {
+                continue;
+            }
+            let Ok(name) = std::str::from_utf8(e.name_bytes()) else {
+                continue;
+            };
+            match same_name(new, &e) {
+                Some(n) if n.kind() == Some(ObjectType::Tree) => {
+                    if n.id() == e.id() {
+                        continue;
+                    }
+                    let o = self.repo.find_tree(e.id());
+                    let n = self.repo.find_tree(n.id());
+                    if let (Ok(o), Ok(n), Ok(sub)) = (o, n, dir.child(name)) {
+                        self.dropped_dirs(&sub, &o, Some(&n));
+                    }
+                }
+                _ => {
+                    self.found = true;
+                    if !fs::symlink_metadata(dir.at(name)).is_ok_and(|m| m.is_dir()) {
+                        continue;
+                    }
+                    let Some(trash) = self.trash() else {
+                        return;
+                    };
+                    let dst = unique_name();
+                    if dir.rename_to(name, trash, &dst, 0).is_ok() {
+                        enqueue(self.vault_dir.join(TRASH_DIR).join(dst));
+                        self.moved += 1;
+                    }
+                }
+            }
+        }
     }
-    out
+
+    fn trash(&mut self) -> Option<&DirFd> {
+        if self.trash.is_none() {
+            match self.vault.mkdir(TRASH_DIR, 0o700) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(_) => return None,
+            }
+            self.trash = self.vault.child(TRASH_DIR).ok();
+        }
+        self.trash.as_ref()
+    }
 }
 
 /// The tree of `contents/` in a version's root tree.
@@ -196,35 +249,6 @@ pub(super) fn same_name<'t>(
 ) -> Option<TreeEntry<'t>> {
     let name = std::str::from_utf8(e.name_bytes()).ok()?;
     tree?.get_name(name)
-}
-
-/// Collect into `out` the paths (under `prefix`) of the directories of `old`
-/// that `new` does not have as a directory; recurse into those both have but
-/// with different contents.
-fn dropped_dirs(
-    repo: &Repository,
-    old: &Tree<'_>,
-    new: Option<&Tree<'_>>,
-    prefix: &Path,
-    out: &mut Vec<PathBuf>,
-) {
-    for e in old.iter() {
-        if e.kind() != Some(ObjectType::Tree) {
-            continue;
-        }
-        let path = prefix.join(OsStr::from_bytes(e.name_bytes()));
-        let counterpart = same_name(new, &e);
-        match counterpart {
-            Some(n) if n.kind() == Some(ObjectType::Tree) => {
-                if n.id() != e.id() {
-                    if let (Ok(o), Ok(n)) = (repo.find_tree(e.id()), repo.find_tree(n.id())) {
-                        dropped_dirs(repo, &o, Some(&n), &path, out);
-                    }
-                }
-            }
-            _ => out.push(path),
-        }
-    }
 }
 
 fn unique_name() -> String {
@@ -303,23 +327,20 @@ mod tests {
 
         let repo = git2::Repository::open(v).unwrap();
         let tree = |spec: &str| repo.revparse_single(spec).unwrap().peel_to_tree().unwrap();
-        let dropped = dropped_dirs_between(&repo, &tree("HEAD"), &tree("HEAD~1"));
-        let want: Vec<PathBuf> = ["contents/keep/sub", "contents/new", "contents/swap"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
-        let mut got = dropped.clone();
-        got.sort();
-        assert_eq!(got, want);
-        let back = dropped_dirs_between(&repo, &tree("HEAD~1"), &tree("HEAD"));
-        assert_eq!(back, vec![PathBuf::from("contents/gone")]);
+        let moved = defer_dropped_dirs(&repo, v, &tree("HEAD"), &tree("HEAD~1"));
+        assert_eq!(moved, 3);
+        for gone in ["keep/sub", "new", "swap"] {
+            assert!(!v.join(CONTENTS).join(gone).exists(), "{gone}");
+        }
+        assert!(v.join("contents/keep/same/f").exists());
+        assert_eq!(fs::read_dir(v.join(TRASH_DIR)).unwrap().count(), 3);
 
         h.checkout("HEAD~1").unwrap();
         assert_eq!(files(v), old);
         drain();
         let trash: Vec<_> = fs::read_dir(v.join(TRASH_DIR)).unwrap().collect();
         assert!(trash.is_empty(), "{trash:?}");
-        // The index followed: committing now records HEAD~1's tree again.
+        // The work tree followed: committing now records HEAD~1's tree again.
         h.mark("contents").unwrap();
         let again = h.commit(&[]).unwrap();
         let tree_of = |id: &str| {

@@ -1,5 +1,6 @@
-//! Staging a commit: the journaled paths under `contents/` go into the index,
-//! their blobs written by pkfs itself rather than by libgit2.
+//! Staging a commit: blobs written by pkfs itself rather than by libgit2,
+//! and trees built straight from the journaled changes (`stage_build.rs`),
+//! with no index.
 //!
 //! A commit used to stage with libgit2's `update_all`/`add_all`. Those hash every
 //! changed file with git's collision-detecting SHA-1 and deflate it at zlib level
@@ -7,9 +8,7 @@
 //! untarring 264 MB, zlib took 53 % of the time and SHA-1 most of the rest.
 //! Here each blob is hashed with the `sha1` crate (SHA-NI) while it is copied
 //! into a loose object made of stored (uncompressed) zlib blocks. That is the
-//! standard loose-object format, which git and libgit2 read as any other. The
-//! index entry is then added with the file's stat data, so libgit2 never
-//! re-reads the file.
+//! standard loose-object format, which git and libgit2 read as any other.
 //!
 //! ```text
 //! .git/objects/xx/yyyy… (mode 0444) = zlib(stored blocks)("blob <len>\0" ‖ bytes)
@@ -17,31 +16,39 @@
 //! ```
 //!
 //! What is staged: regular files and symlinks whose path the journal covers
-//! (everything when there is no commit yet). A covered index entry whose file
-//! is gone, or is now something git cannot hold (FIFO, socket, device), is
-//! removed. A file that was only moved (or chmodded) since HEAD is staged only
-//! if it is still HEAD's blob of the path it came from. Anything else that
-//! differs from HEAD was not changed by pkfs and is left alone, so it stays
-//! visible as tampering.
+//! (everything when there is no commit yet). A covered entry whose file is
+//! gone, or is now something git cannot hold (FIFO, socket, device), is
+//! dropped from the tree. A file that was only moved (or chmodded) since HEAD
+//! is taken only if it is still HEAD's blob of the path it came from. Anything
+//! else that differs from HEAD was not changed by pkfs and is left as HEAD has
+//! it, so it stays visible as tampering.
+//!
+//! No git index is kept: the staging used to go through libgit2's
+//! `.git/index`, which was rewritten whole at every commit (O(vault)), was the
+//! file a power cut left empty, and needed full backing paths (a commit failed
+//! for good once one passed 4096 bytes). An index left by an older pkfs is
+//! removed at open (`history_version.rs`).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use git2::{Index, IndexEntry, IndexTime, Oid, Repository};
+use git2::Oid;
 
 use super::changes::Origin;
 use super::journal::Journal;
-use super::tags::TagStore;
 use crate::error::{Error, Result};
-use crate::format::tags::{Collector, MIN_BLOB_LEN};
+use crate::format::tags::Collector;
+
+#[path = "stage_build.rs"]
+mod build;
+pub use build::{Builder, Stats, SyncBatch, Touched};
 
 /// Whether a commit takes what is at one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adopt {
-    /// Not changed through pkfs: leave the index entry as it is.
+    /// Not changed through pkfs: leave HEAD's entry as it is.
     No,
     /// Changed through pkfs: take whatever is there.
     Yes,
@@ -70,142 +77,6 @@ pub fn by_journal<'a>(
                     .map(|e| e.id()),
             ),
         },
-    }
-}
-
-/// Stage the paths under `tracked` (relative to the work tree `workdir`) as
-/// `adopt` says, writing their blobs into `repo`.
-pub fn stage(
-    repo: &Repository,
-    index: &mut Index,
-    workdir: &Path,
-    tracked: &str,
-    adopt: &dyn Fn(&str) -> Adopt,
-    tags: Option<&TagStore>,
-) -> Result<()> {
-    let objects = repo.path().join("objects");
-    let odb = repo
-        .odb()
-        .map_err(|e| Error::History(format!("opening the object database: {e}")))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut written = Vec::new();
-    let mut stack = vec![tracked.to_string()];
-    while let Some(dir) = stack.pop() {
-        let abs = workdir.join(&dir);
-        let entries = match fs::read_dir(&abs) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&abs, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&abs, e))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue; // never a name pkfs writes: not adopted
-            };
-            let rel = format!("{dir}/{name}");
-            let path = workdir.join(&rel);
-            let m = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-            let ft = m.file_type();
-            if ft.is_dir() {
-                stack.push(rel);
-                continue;
-            }
-            let take = adopt(&rel);
-            if take == Adopt::No || !(ft.is_file() || ft.is_symlink()) {
-                continue;
-            }
-            let (id, mode) = if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(|e| Error::io(&path, e))?;
-                let id = repo
-                    .blob(target.as_os_str().as_bytes())
-                    .map_err(|e| Error::History(format!("storing a symlink: {e}")))?;
-                (id, 0o120000)
-            } else {
-                let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-                // A big blob's page tags are gathered on the way (see `tags.rs`).
-                let mut collector = tags
-                    .filter(|_| m.len() >= MIN_BLOB_LEN)
-                    .and_then(|_| Collector::new(m.len()));
-                let id = write_blob(
-                    &odb,
-                    &objects,
-                    &file,
-                    m.len(),
-                    &mut buf,
-                    collector.as_mut(),
-                    &mut written,
-                )
-                .map_err(|e| Error::io(&path, e))?;
-                if let (Some(store), Some(c)) = (tags, collector) {
-                    if !store.has(id) {
-                        if let Some(list) = c.finish(super::seal::raw_id(id)) {
-                            store.save(&list);
-                        }
-                    }
-                }
-                (
-                    id,
-                    if m.mode() & 0o100 != 0 {
-                        0o100755
-                    } else {
-                        0o100644
-                    },
-                )
-            };
-            if let Adopt::IfBlob(want) = take {
-                if want != Some(id) {
-                    tracing::error!(
-                        "{rel} was moved or chmodded through pkfs but is not the committed \
-                         file it came from; left out of the commit (run `pkfs fsck`)"
-                    );
-                    continue;
-                }
-            }
-            index
-                .add(&entry_for(&rel, &m, id, mode))
-                .map_err(|e| Error::History(format!("staging {rel}: {e}")))?;
-        }
-    }
-    sync_objects(&objects, &written)?;
-    // Covered entries whose file is gone or cannot be versioned any more.
-    let prefix = format!("{tracked}/");
-    let mut gone = Vec::new();
-    for e in index.iter() {
-        let Ok(rel) = std::str::from_utf8(&e.path) else {
-            continue;
-        };
-        if !rel.starts_with(&prefix) || adopt(rel) == Adopt::No {
-            continue;
-        }
-        let keep = fs::symlink_metadata(workdir.join(rel))
-            .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink());
-        if !keep {
-            gone.push(rel.to_string());
-        }
-    }
-    for rel in gone {
-        index
-            .remove_path(Path::new(&rel))
-            .map_err(|e| Error::History(format!("unstaging {rel}: {e}")))?;
-    }
-    Ok(())
-}
-
-fn entry_for(rel: &str, m: &fs::Metadata, id: Oid, mode: u32) -> IndexEntry {
-    // The index keeps 32-bit stat fields; git truncates them the same way.
-    IndexEntry {
-        ctime: IndexTime::new(m.ctime() as i32, m.ctime_nsec() as u32),
-        mtime: IndexTime::new(m.mtime() as i32, m.mtime_nsec() as u32),
-        dev: m.dev() as u32,
-        ino: m.ino() as u32,
-        mode,
-        uid: m.uid(),
-        gid: m.gid(),
-        file_size: m.len() as u32,
-        id,
-        flags: 0,
-        flags_extended: 0,
-        path: rel.as_bytes().to_vec(),
     }
 }
 
@@ -318,6 +189,7 @@ pub fn write_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use git2::Repository;
 
     #[test]
     fn blobs_written_here_are_what_git_would_write() {
@@ -413,48 +285,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
-
-    #[test]
-    fn staging_records_modes_links_and_removals_and_skips_the_uncovered() {
-        use std::os::unix::fs::symlink;
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path()).unwrap();
-        let w = dir.path();
-        fs::create_dir_all(w.join("contents/d")).unwrap();
-        fs::write(w.join("contents/plain"), b"p").unwrap();
-        fs::write(w.join("contents/d/tool"), b"#!").unwrap();
-        fs::set_permissions(w.join("contents/d/tool"), fs::Permissions::from_mode(0o755)).unwrap();
-        symlink("target-bytes", w.join("contents/link")).unwrap();
-        let fifo = std::ffi::CString::new(w.join("contents/fifo").as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        fs::write(w.join("outside"), b"not tracked").unwrap();
-        let mut index = repo.index().unwrap();
-        stage(&repo, &mut index, w, "contents", &|_| Adopt::Yes, None).unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let mode = |p: &str| tree.get_path(Path::new(p)).map(|e| e.filemode()).ok();
-        assert_eq!(mode("contents/plain"), Some(0o100644));
-        assert_eq!(mode("contents/d/tool"), Some(0o100755));
-        assert_eq!(mode("contents/link"), Some(0o120000));
-        assert_eq!(mode("contents/fifo"), None, "FIFOs are not versioned");
-        assert_eq!(mode("outside"), None, "only the tracked directory");
-        let link = tree.get_path(Path::new("contents/link")).unwrap().id();
-        assert_eq!(repo.find_blob(link).unwrap().content(), b"target-bytes");
-        // A later change outside what `covered` accepts is left alone; a removal
-        // inside it is staged.
-        fs::write(w.join("contents/plain"), b"changed, not journaled").unwrap();
-        fs::remove_file(w.join("contents/d/tool")).unwrap();
-        let covered = |p: &str| {
-            if p.starts_with("contents/d") {
-                Adopt::Yes
-            } else {
-                Adopt::No
-            }
-        };
-        stage(&repo, &mut index, w, "contents", &covered, None).unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let plain = tree.get_path(Path::new("contents/plain")).unwrap().id();
-        assert_eq!(repo.find_blob(plain).unwrap().content(), b"p");
-        assert!(tree.get_path(Path::new("contents/d/tool")).is_err());
-    }
 }
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod build_tests;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::atomic::{create_dir_durable, fsync_dir, write_atomic};
+use super::dirfd::short;
 use super::seal::Seal;
 use super::vpath::VPath;
 use super::{Change, ChangeKind};
@@ -139,7 +140,7 @@ impl Tree {
 
     fn diriv(&self, dir: &Path, shown: &VPath) -> Result<DirIv> {
         let p = dir.join(DIRIV_FILE);
-        let bytes = fs::read(&p).map_err(|e| match e.kind() {
+        let bytes = fs::read(&*short(&p)?).map_err(|e| match e.kind() {
             ErrorKind::NotFound => Error::corrupt(shown, "directory IV file is missing"),
             _ => Error::io(&p, e),
         })?;
@@ -167,7 +168,7 @@ impl Tree {
             let iv = self.diriv(&dir, &shown)?;
             let disk = DiskName::from_encoded(self.names.encrypt(&iv, c));
             let next = dir.join(disk.entry());
-            match fs::symlink_metadata(&next) {
+            match fs::symlink_metadata(&*short(&next)?) {
                 Ok(m) if m.is_dir() => dir = next,
                 Ok(_) => return Err(Error::NotADirectory(shown.to_string())),
                 Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -197,7 +198,7 @@ impl Tree {
     }
 
     fn kind_at(path: &Path) -> Result<Option<(Kind, fs::Metadata)>> {
-        match fs::symlink_metadata(path) {
+        match fs::symlink_metadata(&*short(path)?) {
             Ok(m) => {
                 let kind = if m.is_dir() {
                     Kind::Dir
@@ -264,7 +265,7 @@ impl Tree {
         let dir = self.backing_dir(p)?;
         let iv = self.diriv(&dir, p)?;
         let mut out = Listing::default();
-        let rd = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let rd = fs::read_dir(&*short(&dir)?).map_err(|e| Error::io(&dir, e))?;
         for ent in rd {
             let ent = ent.map_err(|e| Error::io(&dir, e))?;
             let raw = ent.file_name().to_string_lossy().into_owned();
@@ -292,7 +293,7 @@ impl Tree {
                     continue;
                 }
             };
-            if let Some((kind, m)) = Self::kind_at(&ent.path())? {
+            if let Some((kind, m)) = Self::kind_at(&dir.join(ent.file_name()))? {
                 out.entries.push(Self::entry_of(name, kind, &m));
             }
         }
@@ -303,7 +304,8 @@ impl Tree {
 
     /// The encoded name in a long entry's sidecar, if it matches the entry's hash.
     fn read_sidecar(&self, dir: &Path, entry: &str) -> Option<String> {
-        let enc = fs::read_to_string(dir.join(names::sidecar_of(entry))).ok()?;
+        let path = short(&dir.join(names::sidecar_of(entry))).ok()?;
+        let enc = fs::read_to_string(&*path).ok()?;
         (names::long_entry(&enc) == entry).then_some(enc)
     }
 
@@ -335,7 +337,7 @@ impl Tree {
             Some((Kind::Symlink | Kind::Special, _)) => return Err(Error::NotAFile(p.to_string())),
             Some(_) => {}
         }
-        let bytes = fs::read(&loc.path).map_err(|e| Error::io(&loc.path, e))?;
+        let bytes = fs::read(&*short(&loc.path)?).map_err(|e| Error::io(&loc.path, e))?;
         let seal = self.seal_for(&loc.path);
         if let Some(seal) = seal {
             seal.verify_bytes(&loc.path, &bytes).map_err(|e| match e {
