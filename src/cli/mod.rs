@@ -1,9 +1,9 @@
 //! The command-line front end: thin commands over the library API.
 
 mod cmd_fsck;
-mod cmd_keys;
 mod cmd_key;
 mod cmd_keygen;
+mod cmd_keys;
 mod cmd_mount;
 mod cmd_node;
 mod cmd_quarantine;

@@ -276,7 +276,10 @@ mod tests {
         let a = ring.get("o", "s", None, T0).unwrap();
         ring.seal();
         assert!(ring.is_sealed());
-        assert!(matches!(ring.get("o", "s", None, T0), Err(Error::Sealed(_))));
+        assert!(matches!(
+            ring.get("o", "s", None, T0),
+            Err(Error::Sealed(_))
+        ));
         assert!(matches!(ring.list(None), Err(Error::Sealed(_))));
         assert!(matches!(ring.delete_owner("o"), Err(Error::Sealed(_))));
         ring.unseal(key).unwrap();

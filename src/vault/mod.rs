@@ -7,8 +7,8 @@ pub mod keychain;
 pub mod metadata;
 pub mod node;
 pub mod protector;
-pub mod slots;
 pub mod restore;
+pub mod slots;
 
 pub use handle::{Txn, Vault, VaultStat};
 pub use node::Node;
