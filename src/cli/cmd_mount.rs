@@ -454,10 +454,17 @@ pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
         Some(h) if h.join("root.key").exists() => h,
         _ => cfg.home.clone(),
     };
-    let reply = match client::connect(&home).map(|s| client::call(&s, &Request::Unmount)) {
+    let conn = client::connect(&home);
+    // The daemon's pid, so that "unmounted" waits for it to have left
+    // altogether (its sockets removed), not only for the home's lock.
+    let pid = conn
+        .as_ref()
+        .and_then(|s| pkfs::daemon::control::peer_cred(s).ok())
+        .map(|c| c.pid);
+    let reply = match conn.map(|s| client::call(&s, &Request::Unmount)) {
         // Killed while we connected: once it is gone, its mount is a dead one.
         Some(Err(e)) if client::daemon_gone(&e) => {
-            wait_for_exit(&home);
+            wait_for_exit(&home, pid);
             None
         }
         other => other.transpose()?,
@@ -475,12 +482,12 @@ pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
     };
     match reply {
         Response::Ok => {
-            wait_for_exit(&home);
+            wait_for_exit(&home, pid);
             out.say("Unmounted; every change is committed.");
             Ok(())
         }
         Response::Error { code, ref message } if code == pkfs::ExitCode::Uncommitted as i32 => {
-            wait_for_exit(&home);
+            wait_for_exit(&home, pid);
             Err(Error::Uncommitted(message.clone()).into())
         }
         Response::Error { ref message, .. } => Err(Error::Mount(message.clone()).into()),
@@ -489,20 +496,39 @@ pub fn umount(cfg: &Config, dir: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// Wait (up to a minute) until the daemon has let go of the home's lock, so the
-/// next command can open the home itself.
-fn wait_for_exit(home: &Path) {
+/// next command can open the home itself, and then until its process `pid`
+/// has exited, so that its sockets are gone too.
+fn wait_for_exit(home: &Path, pid: Option<i32>) {
     use std::os::fd::AsRawFd;
-    let Ok(f) = std::fs::File::open(home.join("lock")) else {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    if let Ok(f) = std::fs::File::open(home.join("lock")) {
+        while std::time::Instant::now() < deadline {
+            // SAFETY: valid descriptor; a shared, non-blocking probe of the lock.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+                // SAFETY: as above; release the probe at once.
+                unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let Some(pid) = pid.filter(|p| *p > 0 && *p as u32 != std::process::id()) else {
         return;
     };
-    for _ in 0..600 {
-        // SAFETY: valid descriptor; a shared, non-blocking probe of the lock.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
-            // SAFETY: as above; release the probe at once.
-            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    while std::time::Instant::now() < deadline && process_lives(pid) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` still runs (a zombie waiting for its parent has finished).
+fn process_lives(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 

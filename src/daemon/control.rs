@@ -215,8 +215,9 @@ fn readable(listener: &UnixListener, timeout: Duration) -> bool {
     rc > 0 && pfd.revents & libc::POLLIN != 0
 }
 
-/// The uid of the process at the other end of `stream`, from the kernel.
-pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+/// The credentials (pid, uid, gid) of the process at the other end of
+/// `stream`, from the kernel: the one SO_PEERCRED call every socket service uses.
+pub fn peer_cred(stream: &UnixStream) -> io::Result<libc::ucred> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: 0,
@@ -240,7 +241,12 @@ pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     if len as usize != std::mem::size_of::<libc::ucred>() {
         return Err(io::Error::other("SO_PEERCRED returned a short answer"));
     }
-    Ok(cred.uid)
+    Ok(cred)
+}
+
+/// The uid of the process at the other end of `stream`, from the kernel.
+pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+    peer_cred(stream).map(|c| c.uid)
 }
 
 pub(crate) fn euid() -> u32 {

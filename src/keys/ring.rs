@@ -113,9 +113,11 @@ impl Keyring {
         Ok(())
     }
 
-    /// Forget the key and the store (the node was sealed).
+    /// Forget the key and the store (the node was sealed), and let go of
+    /// the node that held the keystore key, so that its home lock goes with it.
     pub fn seal(&self) {
         *self.state.write() = None;
+        *self.holder.lock() = None;
     }
 
     pub fn is_sealed(&self) -> bool {

@@ -18,7 +18,13 @@ impl Fsck<'_> {
         };
         let short = &head.commit[..head.commit.len().min(8)];
         for (rel, s) in seen {
-            if s.role == Role::Dir || under_unreadable(rel) {
+            // A `.tmp-*` leftover of a cut atomic write is ignored, as
+            // everywhere (FORMAT.md, "Home layout").
+            let temp = rel
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with(".tmp-"));
+            if s.role == Role::Dir || under_unreadable(rel) || temp {
                 continue;
             }
             let what = meta_note(s.role);

@@ -128,25 +128,7 @@ pub fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
 
 /// The peer's uid, gid and supplementary groups, from the kernel.
 pub fn peer(stream: &UnixStream) -> io::Result<(u32, u32, Vec<u32>)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 || len as usize != std::mem::size_of::<libc::ucred>() {
-        return Err(io::Error::last_os_error());
-    }
+    let cred = super::control::peer_cred(stream)?;
     let mut groups = vec![0u32; 1024];
     let mut glen = (groups.len() * 4) as libc::socklen_t;
     // SAFETY: `groups` has room for `glen` bytes.
