@@ -165,7 +165,7 @@ fn env_exports_secrets_to_a_command() {
 }
 
 #[test]
-fn importing_a_tree_that_holds_dot_git_skips_it_with_a_notice() {
+fn importing_a_project_checkout_takes_its_dot_git_too() {
     let n = Node::with_vault();
     n.write("v:kept", "x");
     let src = n.scratch().join("repo");
@@ -177,14 +177,11 @@ fn importing_a_tree_that_holds_dot_git_skips_it_with_a_notice() {
     fs::write(src.join("sub/b.txt"), b"b").unwrap();
     let commits = n.commits("v");
     let o = n.ok(["secret", "import", src.to_str().unwrap(), "v:dest"]);
-    assert_eq!(o.stderr.matches("skipped").count(), 2, "{}", o.stderr);
-    assert!(o.stderr.contains("reserved"), "{}", o.stderr);
-    assert!(o.out().contains("Imported 2 file(s)"), "{}", o.out());
+    assert!(!o.stderr.contains("skipped"), "{}", o.stderr);
+    assert!(o.out().contains("Imported 4 file(s)"), "{}", o.out());
     assert_eq!(n.commits("v"), commits + 1, "one commit");
-    assert_eq!(n.ls("v:dest"), ["a.txt", "sub/"]);
-    assert_eq!(n.ls("v:dest/sub"), ["b.txt"]);
-    // -q: no notice.
-    let o = n.ok(["-q", "secret", "import", src.to_str().unwrap(), "v"]);
-    assert!(o.stderr.is_empty(), "{}", o.stderr);
-    assert_eq!(n.ls("v"), ["a.txt", "dest/", "kept", "sub/"]);
+    assert_eq!(n.ls("v:dest"), [".git/", "a.txt", "sub/"]);
+    assert_eq!(n.ls("v:dest/sub"), [".git/", "b.txt"]);
+    assert_eq!(n.cat("v:dest/.git/config"), b"[core]");
+    assert_eq!(n.cat("v:dest/sub/.git/HEAD"), b"ref");
 }

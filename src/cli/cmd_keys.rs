@@ -61,7 +61,7 @@ pub fn run(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
         _ => None,
     };
     let sock = keysock::socket_path(&cfg.home);
-    if let Ok(stream) = UnixStream::connect(&sock) {
+    if let Ok(stream) = pkfs::daemon::control::via_short_path(&sock, |p| UnixStream::connect(p)) {
         return through_service(cfg, cmd, stream, pubkey, restore);
     }
     local(cfg, cmd, pubkey, restore)

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use pkfs::daemon::protocol::encode_env_values;
-use pkfs::store::vpath::{check_component, check_new_name};
+use pkfs::store::vpath::check_component;
 use pkfs::store::{Kind, VPath};
 use pkfs::vault::{Node, Vault};
 use pkfs::Error;
@@ -106,11 +106,10 @@ pub fn read_tree(dir: &Path, quiet: bool) -> Result<LocalTree, Error> {
         for ent in entries {
             let path = ent.path();
             let name = ent.file_name();
-            // What a vault will not take (`.git`, a name longer than 255
-            // bytes) is left out with a notice, not a reason to import nothing.
-            let refused = check_component(name.as_bytes())
-                .and_then(|()| check_new_name(name.as_bytes()))
-                .err();
+            // What a vault will not take (a name longer than 255 bytes, one
+            // with a NUL) is left out with a notice, not a reason to import
+            // nothing.
+            let refused = check_component(name.as_bytes()).err();
             if let Some(reason) = refused {
                 if !quiet {
                     let why = match reason {

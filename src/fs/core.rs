@@ -285,13 +285,6 @@ impl FsCore {
         })
     }
 
-    /// [`Self::child_entry`] for an entry about to be made (created, linked,
-    /// renamed to): the reserved `.git` is EINVAL (see `store::vpath`).
-    pub fn new_child_entry(&self, parent: u64, name: &[u8]) -> FsResult<Entry> {
-        crate::store::vpath::check_new_name(name).map_err(|_| Errno::EINVAL)?;
-        self.child_entry(parent, name)
-    }
-
     /// The entry `name` in directory inode `parent`.
     pub fn child_entry(&self, parent: u64, name: &[u8]) -> FsResult<Entry> {
         names::validate(name).map_err(|_| {

@@ -328,7 +328,6 @@ impl FsCore {
         who: Caller,
     ) -> FsResult<FileAttr> {
         let e = self.entry_to_change(parent, name)?;
-        crate::store::vpath::check_new_name(name).map_err(|_| Errno::EINVAL)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
         self.mark_new(&e)?;
@@ -356,7 +355,7 @@ impl FsCore {
             return self.root_mkdir(name);
         }
         self.check_writable()?;
-        let e = self.new_child_entry(parent, name)?;
+        let e = self.child_entry(parent, name)?;
         let _gate = e.vault.gate.read();
         let _ns = e.vault.ns.lock();
         self.mark_new(&e)?;
@@ -389,7 +388,6 @@ impl FsCore {
         who: Caller,
     ) -> FsResult<FileAttr> {
         let e = self.entry_to_change(parent, name)?;
-        crate::store::vpath::check_new_name(name).map_err(|_| Errno::EINVAL)?;
         let disk_target = e
             .vault
             .links
@@ -412,7 +410,7 @@ impl FsCore {
         }
         self.check_writable()?;
         let src = self.entry_of(ino)?;
-        let dst = self.new_child_entry(newparent, newname)?;
+        let dst = self.child_entry(newparent, newname)?;
         if src.vault.id != dst.vault.id {
             return Err(Errno::EXDEV);
         }
@@ -538,7 +536,7 @@ impl FsCore {
         }
         self.check_writable()?;
         let src = self.child_entry(parent, name)?;
-        let dst = self.new_child_entry(newparent, newname)?;
+        let dst = self.child_entry(newparent, newname)?;
         if src.vault.id != dst.vault.id {
             return Err(Errno::EXDEV);
         }

@@ -78,22 +78,16 @@ impl VPath {
         Ok(VPath { comps })
     }
 
-    /// Refuse a path to be made (written, created, moved to) when any of its
-    /// components is `.git` (see [`check_new_name`]).
-    pub fn check_new(&self) -> Result<()> {
-        self.comps.iter().try_for_each(|c| check_new_name(c))
-    }
-
     /// True when `self` is `other` or lies inside it.
     pub fn starts_with(&self, other: &VPath) -> bool {
         self.comps.len() >= other.comps.len() && self.comps[..other.comps.len()] == other.comps[..]
     }
 }
 
-/// Validate one component: a valid file name. `.git` passes here, so that
-/// an entry of that name made before the rule (through an older mount) can be
-/// read, listed, moved away and removed; making one is refused by
-/// [`check_new_name`].
+/// Validate one component: a valid file name. Inside a vault `.git` is a
+/// name like any other (a git checkout kept in a vault works through the
+/// mount and the CLI alike); only a vault may not be named so
+/// ([`check_new_name`]).
 pub fn check_component(name: &[u8]) -> Result<()> {
     names::validate(name).map_err(|reason| Error::InvalidName {
         name: String::from_utf8_lossy(name).into_owned(),
@@ -101,17 +95,17 @@ pub fn check_component(name: &[u8]) -> Result<()> {
     })
 }
 
-/// The name no vault and no entry anywhere in a vault may be given.
+/// The name no vault may be given.
 pub const RESERVED_NAME: &[u8] = b".git";
 
-/// Refuse to make an entry (or vault) named `.git`: the name is reserved
-/// everywhere, so that a vault's tree never looks like a git checkout to a
-/// tool that walks the mount, and so that every pkfs command treats it alike.
+/// Refuse to make a vault named `.git`: the mount's root would look like a
+/// git checkout to every tool that walks up from a vault (`git status` in a
+/// vault would find the root). Entries inside a vault may have the name.
 pub fn check_new_name(name: &[u8]) -> Result<()> {
     if name == RESERVED_NAME {
         return Err(Error::InvalidName {
             name: ".git".into(),
-            reason: "'.git' is reserved: no vault or entry may be named so",
+            reason: "'.git' is reserved: no vault may be named so",
         });
     }
     Ok(())
@@ -187,10 +181,10 @@ mod tests {
         assert!(VPath::parse("/").unwrap().is_root());
         assert!(VPath::parse("a/../b").is_err());
         assert!(VPath::parse("..").is_err());
-        // `.git` can be named (to read what an older mount made) but not made.
-        assert!(VPath::parse(".git").unwrap().check_new().is_err());
-        assert!(VPath::parse("x/.git/config").unwrap().check_new().is_err());
-        assert!(VPath::parse("x/.gitx/config").unwrap().check_new().is_ok());
+        // `.git` is an ordinary name inside a vault, and no vault name.
+        assert!(VPath::parse("x/.git/config").is_ok());
+        assert!(check_new_name(b".git").is_err());
+        assert!(check_new_name(b".gitx").is_ok());
         assert!(VPath::parse(&"x".repeat(256)).is_err());
         assert!(VPath::parse("a\0b").is_err());
         assert!(VPath::parse(".gitignore").is_ok());

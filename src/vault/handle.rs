@@ -159,7 +159,6 @@ impl Vault {
             Some(name) if self.tree.is_dir(to).unwrap_or(false) => to.join(name)?,
             _ => to.clone(),
         };
-        target.check_new()?;
         self.begin()?;
         let journal = |src: &str, dst: &str| {
             self.history.mark_move(src, dst, MoveKind::Rename)?;
@@ -280,28 +279,23 @@ impl Txn<'_> {
     }
 
     /// [`Tree::write`], journaled.
-    /// A path with a `.git` component is refused ([`VPath::check_new`]).
     pub fn write(&self, p: &VPath, data: &[u8]) -> Result<Change> {
-        p.check_new()?;
         self.tree.write_journaled(p, data, &|rel| self.journal(rel))
     }
 
-    /// [`Tree::write_streaming`], journaled; a path with a `.git` component
-    /// is refused.
+    /// [`Tree::write_streaming`], journaled.
     pub fn write_streaming(
         &self,
         p: &VPath,
         input: &mut dyn std::io::Read,
         max: u64,
     ) -> Result<Change> {
-        p.check_new()?;
         self.tree
             .write_streaming(p, input, max, &|rel| self.journal(rel))
     }
 
-    /// [`Tree::mkdir`], journaled; a path with a `.git` component is refused.
+    /// [`Tree::mkdir`], journaled.
     pub fn mkdir(&self, p: &VPath, parents: bool) -> Result<Vec<Change>> {
-        p.check_new()?;
         self.tree
             .mkdir_journaled(p, parents, &|rel| self.journal(rel))
     }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::daemon::control::via_short_path;
 use crate::keys::Keyring;
 use protocol::{answer, error_line, Caller};
 
@@ -91,7 +92,7 @@ pub fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
                 format!("{path:?} exists and is not a socket"),
             ))
         }
-        Ok(_) => match UnixStream::connect(path) {
+        Ok(_) => match via_short_path(path, |p| UnixStream::connect(p)) {
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -106,7 +107,8 @@ pub fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
     // Created owner-only, then opened to the group if asked.
     // SAFETY: umask has no preconditions; restored right after the bind.
     let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
+    // A path too long for a sockaddr_un is bound through its directory.
+    let bound = via_short_path(path, |p| UnixListener::bind(p));
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     let listener = bound?;
