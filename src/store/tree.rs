@@ -319,7 +319,7 @@ impl Tree {
     fn remove_sidecar(loc: &Located) -> Result<()> {
         if let DiskName::Long { entry, .. } = &loc.disk {
             let p = loc.dir.join(names::sidecar_of(entry));
-            match fs::remove_file(&p) {
+            match fs::remove_file(&*short(&p)?) {
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(Error::io(&p, e)),
                 _ => {}
             }
@@ -365,7 +365,7 @@ impl Tree {
         let (kind, sealed) = match Self::kind_at(&loc.path)? {
             Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
             Some(_) => {
-                let old = fs::read(&loc.path).map_err(|e| Error::io(&loc.path, e))?;
+                let old = fs::read(&*short(&loc.path)?).map_err(|e| Error::io(&loc.path, e))?;
                 // A corrupt old version is simply replaced by a fresh blob.
                 // Older generations are re-encrypted under the current key.
                 let sealed = match blob::open(|g| self.keys.get(g), &old) {
@@ -442,7 +442,7 @@ impl Tree {
                 .join(format!(".tmp-dir-{}", hex16(&random_array::<8>())));
             create_dir_durable(&tmp)?;
             write_atomic(&tmp.join(DIRIV_FILE), &random_array::<DIRIV_LEN>())?;
-            fs::rename(&tmp, &loc.path).map_err(|e| Error::io(&loc.path, e))?;
+            fs::rename(&*short(&tmp)?, &*short(&loc.path)?).map_err(|e| Error::io(&loc.path, e))?;
             self.fresh.lock().insert(loc.path.join(DIRIV_FILE));
             fsync_dir(&loc.dir)?;
             changes.push(Change::new(ChangeKind::Added, format!("{d}/")));
@@ -519,10 +519,11 @@ impl Tree {
         }
         let changes = self.removal_changes(p, kind)?;
         journal(&self.rel_of(&loc.path, p)?)?;
+        let near = short(&loc.path)?;
         let res = if kind == Kind::Dir {
-            fs::remove_dir_all(&loc.path)
+            fs::remove_dir_all(&*near)
         } else {
-            fs::remove_file(&loc.path)
+            fs::remove_file(&*near)
         };
         res.map_err(|e| Error::io(&loc.path, e))?;
         Self::remove_sidecar(&loc)?;
@@ -590,7 +591,8 @@ impl Tree {
             &self.rel_of(&dst.path, &target)?,
         )?;
         Self::write_sidecar(&dst)?;
-        fs::rename(&src.path, &dst.path).map_err(|e| Error::io(&dst.path, e))?;
+        fs::rename(&*short(&src.path)?, &*short(&dst.path)?)
+            .map_err(|e| Error::io(&dst.path, e))?;
         Self::remove_sidecar(&src)?;
         fsync_dir(&dst.dir)?;
         if src.dir != dst.dir {

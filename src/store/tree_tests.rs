@@ -198,3 +198,59 @@ fn a_streamed_rewrite_keeps_the_ciphertext_of_unchanged_pages() {
 }
 
 const HEADER: usize = offsets::HEADER_LEN as usize;
+
+#[test]
+fn every_operation_reaches_a_tree_deeper_than_path_max() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    // Short names, deeper until the backing path passes PATH_MAX (4096).
+    let name = |i: usize| format!("d{i}");
+    let mut deep = String::new();
+    for i in 0.. {
+        deep.push_str(&name(i));
+        t.mkdir(&vp(&deep), false).unwrap();
+        deep.push('/');
+        let dir = t.backing_dir(&vp(deep.trim_end_matches('/'))).unwrap();
+        if dir.as_os_str().len() > 4200 {
+            break;
+        }
+        assert!(i < 1000);
+    }
+    let f = format!("{deep}f");
+    t.write(&vp(&f), b"whole").unwrap();
+    assert_eq!(&t.read(&vp(&f)).unwrap()[..], b"whole");
+    stream_in(&t, &f, b"streamed");
+    let mut got = Vec::new();
+    t.read_streaming(&vp(&f), &mut |p| {
+        got.extend_from_slice(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got, b"streamed");
+    // A big one goes through the batched reader.
+    let big = vec![7u8; STREAM_MIN as usize + 5];
+    let g = format!("{deep}big");
+    stream_in(&t, &g, &big);
+    let mut n = 0;
+    t.read_streaming(&vp(&g), &mut |p| {
+        assert!(p.iter().all(|&b| b == 7));
+        n += p.len();
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, big.len());
+    assert_eq!(t.stat(&vp(&f)).unwrap().size, 8);
+    assert_eq!(names(&t, deep.trim_end_matches('/')), vec!["big", "f"]);
+    t.mkdir(&vp(&format!("{deep}sub/more")), true).unwrap();
+    t.rename(&vp(&f), &vp(&format!("{deep}sub/g"))).unwrap();
+    assert_eq!(
+        &t.read(&vp(&format!("{deep}sub/g"))).unwrap()[..],
+        b"streamed"
+    );
+    t.remove(&vp(&g), false).unwrap();
+    t.remove(&vp(&format!("{deep}sub")), true).unwrap();
+    assert!(names(&t, deep.trim_end_matches('/')).is_empty());
+    // The whole deep tree goes at once.
+    t.remove(&vp(&name(0)), true).unwrap();
+    assert!(names(&t, "").is_empty());
+}
