@@ -2,7 +2,10 @@
 //! time, so that `secret cat` of a file of any size runs in bounded memory,
 //! and a file written from a stream one page at a time (`secret write`,
 //! `secret add`), sealed into a temporary file that replaces the old one
-//! atomically.
+//! atomically. A rewrite keeps the header and the ciphertext of every page
+//! whose plaintext and final flag are unchanged (as `Tree::write` does), so
+//! rewriting a file with its own content leaves its blob, and the history,
+//! as they were.
 //!
 //! Integrity is what a whole read gets: when HEAD names the file's blob, the
 //! seal vouches for it first, either by its saved tag list (then every page's
