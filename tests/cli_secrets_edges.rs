@@ -1,6 +1,7 @@
 //! The edges of secret paths and contents: `..` components refused by every
 //! command, `.git` taken as any name, empty, 1 MiB and 255-byte-named files, and a vault name that
-//! holds the `:` separating vault from path.
+//! holds the `:` separating vault from path; every verb on a tree whose
+//! backing paths pass PATH_MAX.
 
 mod common;
 
@@ -156,4 +157,74 @@ fn a_vault_name_with_a_colon_is_refused_or_usable() {
         .success();
     assert_eq!(n.cat("a:b:s"), b"reachable");
     assert_eq!(n.ls("a:b"), ["s"]);
+}
+
+/// The longest path HEAD's tree of vault `v` holds (a backing path relative
+/// to the vault dir).
+fn longest_committed(n: &Node) -> usize {
+    let o = git(&n.vault_dir("v"), &["ls-tree", "-r", "--name-only", "HEAD"]);
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_verb_works_unmounted_on_a_tree_deeper_than_path_max() {
+    let n = Node::with_vault();
+    // Encrypted names are longer than plaintext ones: 120 levels of `dd`
+    // give a backing path past PATH_MAX.
+    let deep = vec!["dd"; 120].join("/");
+    let at = |name: &str| format!("v:{deep}/{name}");
+    n.ok(["secret", "mkdir", "-p", &format!("v:{deep}")]);
+    n.ok(["secret", "mkdir", &at("sub")]);
+    n.write(&at("TOKEN"), "one");
+    let local = n.scratch_file("added.txt", b"added");
+    n.ok([
+        "secret",
+        "add",
+        local.to_str().unwrap(),
+        &format!("v:{deep}/"),
+    ]);
+    assert!(longest_committed(&n) > 4096, "{}", longest_committed(&n));
+    assert_eq!(n.cat(&at("TOKEN")), b"one");
+    assert_eq!(n.cat(&at("added.txt")), b"added");
+    assert_eq!(
+        n.ls(&format!("v:{deep}")),
+        vec!["TOKEN", "added.txt", "sub/"]
+    );
+    let o = n.ok(["--json", "secret", "stat", &at("TOKEN")]);
+    assert_eq!(o.json()["size"], 3);
+    // Writing what is there already makes no version.
+    let before = n.commits("v");
+    n.write(&at("TOKEN"), "one");
+    assert_eq!(n.commits("v"), before);
+    n.ok(["secret", "mv", &at("added.txt"), &at("sub/moved")]);
+    assert_eq!(n.cat(&at("sub/moved")), b"added");
+    let ed = n.scratch_file("ed.sh", b"#!/bin/sh\nprintf 'two' >> \"$1\"\n");
+    std::fs::set_permissions(&ed, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    n.cmd()
+        .args(["secret", "edit", &at("TOKEN")])
+        .env("EDITOR", &ed)
+        .run()
+        .success();
+    assert_eq!(n.cat(&at("TOKEN")), b"onetwo");
+    let o = n.ok(["secret", "grep", "onet"]);
+    assert_eq!(o.out(), format!("v:{deep}/TOKEN:onetwo\n"));
+    let o = n.ok(["secret", "env", &at("TOKEN")]);
+    assert_eq!(o.out(), "export TOKEN='onetwo'\n");
+    let o = n.ok(["secret", "generate", &at("gen")]);
+    assert_eq!(n.cat(&at("gen")), o.stdout);
+    n.ok(["secret", "rm", &at("gen")]);
+    n.fail(ExitCode::NotFound, ["secret", "cat", &at("gen")]);
+    n.ok(["secret", "rm", "-r", &at("sub")]);
+    assert_eq!(n.ls(&format!("v:{deep}")), vec!["TOKEN"]);
+    let o = n.ok(["fsck", "v"]);
+    assert!(o.out().contains("v: clean"), "{}", o.out());
+    n.ok(["secret", "rm", "-r", "v:dd"]);
+    assert!(n.ls("v:").is_empty());
+    let o = n.ok(["fsck", "v"]);
+    assert!(o.out().contains("v: clean"), "{}", o.out());
 }

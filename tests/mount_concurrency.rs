@@ -142,7 +142,14 @@ fn command(which: u64, r: usize, src: &Path, key: &mut usize) -> Vec<Vec<String>
     let src = src.display().to_string();
     match which {
         0 => vec![vec![v("secret"), v("write"), format!("v:cli/k{r}")]],
-        1 => vec![vec![v("secret"), v("mkdir"), format!("v:cli/d{r}")]],
+        // `-p`: the commands run in a random order, and `cli/` is made by
+        // whichever of them comes first.
+        1 => vec![vec![
+            v("secret"),
+            v("mkdir"),
+            v("-p"),
+            format!("v:cli/d{r}"),
+        ]],
         2 => vec![
             vec![v("secret"), v("write"), format!("v:cli/m{r}")],
             vec![
@@ -210,6 +217,7 @@ fn shell_writers_and_every_mutating_command_at_once() {
     let mut shells = Shells(writers(&dir, &acks));
     let mut key = 0;
     let mut made: Vec<(String, String)> = Vec::new();
+    let mut dirs: Vec<String> = Vec::new();
     for r in 0..rounds(2) {
         // Every command once per round, in a seeded order.
         let mut order: Vec<u64> = (0..COMMANDS).collect();
@@ -224,6 +232,7 @@ fn shell_writers_and_every_mutating_command_at_once() {
             }
             match which {
                 0 => made.push((format!("cli/k{r}"), format!("cli {r}"))),
+                1 => dirs.push(format!("cli/d{r}")),
                 2 => made.push((format!("cli/moved{r}"), format!("cli {r}"))),
                 4 => made.push((format!("cli/imp{r}/sub/i7"), "imported 7".into())),
                 _ => {}
@@ -249,6 +258,9 @@ fn shell_writers_and_every_mutating_command_at_once() {
             "{path}"
         );
     }
+    for d in &dirs {
+        assert!(m.path(d).is_dir(), "{d} through the mount");
+    }
     m.wait_committed();
     m.umount();
     // Through the CLI, from what was committed.
@@ -260,6 +272,11 @@ fn shell_writers_and_every_mutating_command_at_once() {
     assert_eq!(n.ok(&args).out(), all, "through the CLI after umount");
     for (path, content) in &made {
         assert_eq!(n.cat(&format!("v:{path}")), content.as_bytes(), "{path}");
+    }
+    let listed = n.ls("v:cli");
+    for d in &dirs {
+        let name = format!("{}/", &d["cli/".len()..]);
+        assert!(listed.contains(&name), "{d} through the CLI: {listed:?}");
     }
     let o = n.run(["fsck"]);
     assert_eq!(o.code, 0, "fsck: {}{}", o.out(), o.stderr);

@@ -1,10 +1,15 @@
 //! Crash-safe file replacement: temp file in the same directory, fsync, rename,
 //! fsync of the directory.
+//!
+//! Paths of any length are taken: a path past what the kernel accepts (a deep
+//! vault tree, whose encrypted names are longer than plaintext ones) is
+//! reached through a descriptor of its directory (`dirfd::short_path`).
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+use super::dirfd::short;
 use crate::error::{Error, Result};
 
 /// Replace `path` with `data` atomically; the file is created with mode 0600.
@@ -18,17 +23,24 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// the durable temporary file and the rename.
 pub fn write_atomic_at(path: &Path, data: &[u8], before_rename: Option<&str>) -> Result<()> {
     let dir = parent_of(path);
+    // The directory as a short path (held open while it is used); the file
+    // is named through it.
+    let near = short(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .tempfile_in(dir)
+        .tempfile_in(&*near)
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(data).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     if let Some(point) = before_rename {
         crash_point(point);
     }
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    fsync_dir(dir)
+    let target = match path.file_name() {
+        Some(name) => near.join(name),
+        None => path.to_path_buf(),
+    };
+    tmp.persist(&target).map_err(|e| Error::io(path, e.error))?;
+    fsync_open_dir(&near, dir)
 }
 
 /// The test-only variable naming a crash point.
@@ -78,7 +90,12 @@ pub fn fsync_tree(root: &Path) -> Result<()> {
 
 /// fsync a directory so that renames and creations inside it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    fsync_open_dir(&short(dir)?, dir)
+}
+
+/// fsync the directory at `near` (the short form of `dir`, named in errors).
+fn fsync_open_dir(near: &Path, dir: &Path) -> Result<()> {
+    File::open(near)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))
 }
@@ -88,7 +105,7 @@ pub fn create_dir_durable(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .mode(0o700)
-        .create(path)
+        .create(&*short(path)?)
         .map_err(|e| Error::io(path, e))?;
     fsync_dir(parent_of(path))
 }

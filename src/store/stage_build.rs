@@ -48,6 +48,13 @@ const MODE_EXEC: i32 = 0o100755;
 const MODE_LINK: i32 = 0o120000;
 /// Open descriptors kept for fsync before they are synced in one batch.
 const SYNC_BATCH: usize = 256;
+/// Descriptors a batch always leaves free under the process's limit, for
+/// what a commit opens beside it (a loose object's temporary file, the
+/// directories on the way, libgit2's packs): the mount daemon may run a
+/// commit with most of its descriptors taken by open files (it keeps 128 in
+/// reserve for this, `fs::core::FD_RESERVE`), so the batch is synced early
+/// rather than grown into the limit.
+const FD_SPARE: u64 = 64;
 
 /// The touched backing paths as a tree of names: a `whole` node is read
 /// from the work tree entirely; the others only lead to touched ones.
@@ -124,17 +131,32 @@ pub struct SyncBatch {
 impl SyncBatch {
     /// The directory `d` (at `rel`, for errors).
     pub fn push_dir(&mut self, d: &DirFd, rel: &str) -> Result<()> {
-        let f = File::open(d.path()).map_err(|e| Error::io(rel, e))?;
+        let f = self
+            .with_room(|| File::open(d.path()))?
+            .map_err(|e| Error::io(rel, e))?;
         self.push(f, rel)
     }
 
     /// An open file (at `rel`, for errors).
     pub fn push(&mut self, f: File, rel: &str) -> Result<()> {
+        let crowded = near_fd_limit(&f);
         self.pending.push((f, rel.to_string()));
-        if self.pending.len() >= SYNC_BATCH {
+        if self.pending.len() >= SYNC_BATCH || crowded {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Run `op`, which opens descriptors; when it finds none left (EMFILE),
+    /// sync the batch (closing what it holds) and run it once more.
+    pub fn with_room<T>(&mut self, mut op: impl FnMut() -> io::Result<T>) -> Result<io::Result<T>> {
+        match op() {
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) && !self.pending.is_empty() => {
+                self.flush()?;
+                Ok(op())
+            }
+            res => Ok(res),
+        }
     }
 
     /// fsync everything pushed so far.
@@ -197,6 +219,23 @@ fn names_of(dir: &DirFd, rel: &str) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// Is `f` one of the last [`FD_SPARE`] descriptors the process may open?
+/// Descriptors are handed out lowest first, so its number tells how many
+/// are in use at least.
+fn near_fd_limit(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return false;
+    }
+    let fd = f.as_raw_fd().max(0) as u64;
+    fd.saturating_add(FD_SPARE) >= lim.rlim_cur
 }
 
 /// The status of entry `name` (a symlink itself), `None` when it is gone.
@@ -403,22 +442,37 @@ impl<'a> Builder<'a> {
     }
 
     fn file(&mut self, d: &DirFd, name: &str, rel: &str, m: &fs::Metadata) -> Result<(Oid, i32)> {
-        let file = d.open_file(name, true).map_err(|e| Error::io(rel, e))?;
+        let file = self
+            .sync
+            .with_room(|| d.open_file(name, true))?
+            .map_err(|e| Error::io(rel, e))?;
         // A big blob's page tags are gathered on the way (see `tags.rs`).
         let mut collector = self
             .tags
             .filter(|_| m.len() >= MIN_BLOB_LEN)
             .and_then(|_| Collector::new(m.len()));
-        let id = write_blob(
-            &self.odb,
-            &self.objects,
-            &file,
-            m.len(),
-            &mut self.buf,
-            collector.as_mut(),
-            &mut self.written,
-        )
-        .map_err(|e| Error::io(rel, e))?;
+        let (odb, objects, buf, written) =
+            (&self.odb, &self.objects, &mut self.buf, &mut self.written);
+        let id = self
+            .sync
+            .with_room(|| {
+                // A retry starts the collector again (it saw a partial read).
+                if let Some(c) = collector.as_mut() {
+                    if let Some(fresh) = Collector::new(m.len()) {
+                        *c = fresh;
+                    }
+                }
+                write_blob(
+                    odb,
+                    objects,
+                    &file,
+                    m.len(),
+                    buf,
+                    collector.as_mut(),
+                    written,
+                )
+            })?
+            .map_err(|e| Error::io(rel, e))?;
         if let (Some(store), Some(c)) = (self.tags, collector) {
             if !store.has(id) {
                 if let Some(list) = c.finish(super::super::seal::raw_id(id)) {

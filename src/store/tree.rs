@@ -22,7 +22,7 @@ use super::{Change, ChangeKind};
 use crate::crypto::{random_array, Keychain};
 use crate::error::{Error, Result};
 use crate::format::blob::{self, Header};
-use crate::format::names::{self, DirIv, DiskName, EntryKind, NameCipher, DIRIV_FILE, DIRIV_LEN};
+use crate::format::names::{self, DiskName, EntryKind, NameCipher, DIRIV_FILE, DIRIV_LEN};
 use crate::format::offsets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,65 +136,6 @@ impl Tree {
 
     pub fn contents_dir(&self) -> &Path {
         &self.contents
-    }
-
-    fn diriv(&self, dir: &Path, shown: &VPath) -> Result<DirIv> {
-        let p = dir.join(DIRIV_FILE);
-        let bytes = fs::read(&*short(&p)?).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => Error::corrupt(shown, "directory IV file is missing"),
-            _ => Error::io(&p, e),
-        })?;
-        let seal = self.seal_for(&p);
-        if let Some(seal) = seal {
-            seal.verify_bytes(&p, &bytes).map_err(|e| match e {
-                Error::Corrupt { what, .. } => {
-                    Error::corrupt(shown, format!("directory IV: {what}"))
-                }
-                e => e,
-            })?;
-        }
-        bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::corrupt(shown, "directory IV file has the wrong size"))
-    }
-
-    /// The backing directory of plaintext directory `p`.
-    fn backing_dir(&self, p: &VPath) -> Result<PathBuf> {
-        let mut dir = self.contents.clone();
-        let mut shown = VPath::root();
-        for c in p.components() {
-            shown = shown.join(c)?;
-            let iv = self.diriv(&dir, &shown)?;
-            let disk = DiskName::from_encoded(self.names.encrypt(&iv, c));
-            let next = dir.join(disk.entry());
-            match fs::symlink_metadata(&*short(&next)?) {
-                Ok(m) if m.is_dir() => dir = next,
-                Ok(_) => return Err(Error::NotADirectory(shown.to_string())),
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    return Err(Error::NotFound(shown.to_string()))
-                }
-                Err(e) => return Err(Error::io(&next, e)),
-            }
-        }
-        Ok(dir)
-    }
-
-    /// Where entry `p` lives (or would be created). Its parent must exist.
-    fn locate(&self, p: &VPath) -> Result<Located> {
-        let (parent, name) = match (p.parent(), p.name()) {
-            (Some(parent), Some(name)) => (parent, name),
-            _ => {
-                return Err(Error::Usage(
-                    "the vault root has no entry of its own".into(),
-                ))
-            }
-        };
-        let dir = self.backing_dir(&parent)?;
-        let iv = self.diriv(&dir, &parent)?;
-        let disk = DiskName::from_encoded(self.names.encrypt(&iv, name));
-        let path = dir.join(disk.entry());
-        Ok(Located { dir, disk, path })
     }
 
     fn kind_at(path: &Path) -> Result<Option<(Kind, fs::Metadata)>> {
@@ -319,7 +260,7 @@ impl Tree {
     fn remove_sidecar(loc: &Located) -> Result<()> {
         if let DiskName::Long { entry, .. } = &loc.disk {
             let p = loc.dir.join(names::sidecar_of(entry));
-            match fs::remove_file(&p) {
+            match fs::remove_file(&*short(&p)?) {
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(Error::io(&p, e)),
                 _ => {}
             }
@@ -365,7 +306,7 @@ impl Tree {
         let (kind, sealed) = match Self::kind_at(&loc.path)? {
             Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
             Some(_) => {
-                let old = fs::read(&loc.path).map_err(|e| Error::io(&loc.path, e))?;
+                let old = fs::read(&*short(&loc.path)?).map_err(|e| Error::io(&loc.path, e))?;
                 // A corrupt old version is simply replaced by a fresh blob.
                 // Older generations are re-encrypted under the current key.
                 let sealed = match blob::open(|g| self.keys.get(g), &old) {
@@ -411,6 +352,7 @@ impl Tree {
                 Err(Error::Exists("/".into()))
             };
         }
+        self.check_depth(p)?;
         let mut changes = Vec::new();
         let mut todo = vec![p.clone()];
         if parents {
@@ -442,7 +384,7 @@ impl Tree {
                 .join(format!(".tmp-dir-{}", hex16(&random_array::<8>())));
             create_dir_durable(&tmp)?;
             write_atomic(&tmp.join(DIRIV_FILE), &random_array::<DIRIV_LEN>())?;
-            fs::rename(&tmp, &loc.path).map_err(|e| Error::io(&loc.path, e))?;
+            fs::rename(&*short(&tmp)?, &*short(&loc.path)?).map_err(|e| Error::io(&loc.path, e))?;
             self.fresh.lock().insert(loc.path.join(DIRIV_FILE));
             fsync_dir(&loc.dir)?;
             changes.push(Change::new(ChangeKind::Added, format!("{d}/")));
@@ -519,10 +461,11 @@ impl Tree {
         }
         let changes = self.removal_changes(p, kind)?;
         journal(&self.rel_of(&loc.path, p)?)?;
+        let near = short(&loc.path)?;
         let res = if kind == Kind::Dir {
-            fs::remove_dir_all(&loc.path)
+            fs::remove_dir_all(&*near)
         } else {
-            fs::remove_file(&loc.path)
+            fs::remove_file(&*near)
         };
         res.map_err(|e| Error::io(&loc.path, e))?;
         Self::remove_sidecar(&loc)?;
@@ -590,7 +533,8 @@ impl Tree {
             &self.rel_of(&dst.path, &target)?,
         )?;
         Self::write_sidecar(&dst)?;
-        fs::rename(&src.path, &dst.path).map_err(|e| Error::io(&dst.path, e))?;
+        fs::rename(&*short(&src.path)?, &*short(&dst.path)?)
+            .map_err(|e| Error::io(&dst.path, e))?;
         Self::remove_sidecar(&src)?;
         fsync_dir(&dst.dir)?;
         if src.dir != dst.dir {
@@ -608,6 +552,8 @@ fn hex16(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+#[path = "tree_locate.rs"]
+mod locate;
 #[path = "tree_stream.rs"]
 mod stream;
 pub use stream::STREAM_MIN;

@@ -2,7 +2,10 @@
 //! time, so that `secret cat` of a file of any size runs in bounded memory,
 //! and a file written from a stream one page at a time (`secret write`,
 //! `secret add`), sealed into a temporary file that replaces the old one
-//! atomically.
+//! atomically. A rewrite keeps the header and the ciphertext of every page
+//! whose plaintext and final flag are unchanged (as `Tree::write` does), so
+//! rewriting a file with its own content leaves its blob, and the history,
+//! as they were.
 //!
 //! Integrity is what a whole read gets: when HEAD names the file's blob, the
 //! seal vouches for it first, either by its saved tag list (then every page's
@@ -16,6 +19,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
 
 use zeroize::Zeroizing;
 
@@ -24,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::format::blob::{FileCipher, Header};
 use crate::format::holes;
 use crate::format::offsets::{self, CIPHER_PAGE, HEADER_LEN, IV_LEN, PAGE_OVERHEAD, TAG_LEN};
-use crate::store::atomic::fsync_dir;
+use crate::store::dirfd::short;
 use crate::store::seal::Vouched;
 use crate::store::VPath;
 use crate::store::{Change, ChangeKind};
@@ -78,11 +82,21 @@ impl Tree {
             Some(_) => ChangeKind::Modified,
             None => ChangeKind::Added,
         };
-        let dir = loc.path.parent().unwrap_or(&loc.path).to_path_buf();
+        // The directory as a short path, held open while it is used: a deep
+        // tree's backing path may be longer than the kernel takes.
+        let dir = short(&loc.dir)?;
+        let target = dir.join(loc.disk.entry());
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
+            .tempfile_in(&*dir)
+            .map_err(|e| Error::io(&loc.dir, e))?;
+        // The old version, whose unchanged pages keep their ciphertext (as
+        // `Tree::write` does): rewriting a file with its own content leaves
+        // its blob as it was, so nothing is committed.
+        let old = match kind {
+            ChangeKind::Modified => self.old_blob(&target),
+            _ => None,
+        };
         let page = offsets::PAGE_SIZE as usize;
         let mut cur = Zeroizing::new(vec![0u8; page]);
         let mut next = Zeroizing::new(vec![0u8; page]);
@@ -91,7 +105,10 @@ impl Tree {
         let mut total = n as u64;
         if n > 0 {
             let (generation, key) = self.keys.current();
-            let header = Header::new(generation);
+            let header = match &old {
+                Some(o) => o.header.clone(),
+                None => Header::new(generation),
+            };
             let fc = FileCipher::new(key, &header);
             let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
             w.write_all(&header.encode())
@@ -118,8 +135,14 @@ impl Tree {
                     ));
                 }
                 let last = m == 0;
-                w.write_all(&fc.seal_page(index, last, &cur[..n]))
-                    .map_err(|e| Error::io(&loc.path, e))?;
+                let kept = old
+                    .as_ref()
+                    .and_then(|o| o.same_page(index, last, &cur[..n]));
+                let sealed = match kept {
+                    Some(c) => c,
+                    None => fc.seal_page(index, last, &cur[..n]),
+                };
+                w.write_all(&sealed).map_err(|e| Error::io(&loc.path, e))?;
                 if last {
                     break;
                 }
@@ -134,11 +157,43 @@ impl Tree {
             .map_err(|e| Error::io(&loc.path, e))?;
         journal(&self.rel_of(&loc.path, p)?)?;
         Self::write_sidecar(&loc)?;
-        tmp.persist(&loc.path)
+        tmp.persist(&target)
             .map_err(|e| Error::io(&loc.path, e.error))?;
-        fsync_dir(&dir)?;
+        File::open(&*dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&loc.dir, e))?;
         self.fresh.lock().insert(loc.path.clone());
         Ok(Change::new(kind, p.to_string()))
+    }
+
+    /// The blob at `path` as [`OldBlob`], when its pages can be kept: it is
+    /// of the current key generation and its first page authenticates (so
+    /// its header is one this vault's key sealed).
+    fn old_blob(&self, path: &Path) -> Option<OldBlob> {
+        let file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let plain = offsets::plain_len(len)?;
+        if plain == 0 {
+            return None;
+        }
+        let mut head = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut head, 0).ok()?;
+        let header = Header::decode(&head).ok()?;
+        let (generation, key) = self.keys.current();
+        if header.generation != generation {
+            return None;
+        }
+        let old = OldBlob {
+            fc: FileCipher::new(key, &header),
+            header,
+            file,
+            count: offsets::page_count(plain),
+            plain,
+        };
+        let first = offsets::page_plain_len(plain, 0) as usize;
+        let mut probe = Zeroizing::new(vec![0u8; first]);
+        old.open(0, &mut probe)?;
+        Some(old)
     }
 
     /// Decrypt the file at `p`, handing its plaintext to `out` in pieces. A
@@ -153,7 +208,7 @@ impl Tree {
             Some((Kind::File, _)) => {}
             _ => return out(&self.read(p)?),
         }
-        let file = File::open(&loc.path).map_err(|e| Error::io(&loc.path, e))?;
+        let file = File::open(&*short(&loc.path)?).map_err(|e| Error::io(&loc.path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(&loc.path, e))?;
         let len = meta.len();
         if len < STREAM_MIN {
@@ -260,5 +315,45 @@ impl Tree {
             first += n;
         }
         Ok(())
+    }
+}
+
+/// A file's blob before a streamed write replaces it (see
+/// [`Tree::write_streaming`]).
+struct OldBlob {
+    file: File,
+    header: Header,
+    fc: FileCipher,
+    plain: u64,
+    count: u64,
+}
+
+impl OldBlob {
+    /// Read and open page `i` into `out` (its plaintext length); the page's
+    /// ciphertext. `None` when it does not authenticate as sealed after no
+    /// hole (a hole slot, a page after one, a damaged page).
+    fn open(&self, i: u64, out: &mut [u8]) -> Option<Vec<u8>> {
+        let len = offsets::page_plain_len(self.plain, i);
+        let mut page = vec![0u8; (len + PAGE_OVERHEAD) as usize];
+        self.file
+            .read_exact_at(&mut page, offsets::page_blob_offset(i))
+            .ok()?;
+        let last = i + 1 == self.count;
+        self.fc.open_page_into((i, last, 0), &page, out).ok()?;
+        Some(page)
+    }
+
+    /// The old ciphertext of page `i` when it holds `plain` with the same
+    /// final flag (and so is exactly what sealing `plain` there would mean).
+    fn same_page(&self, i: u64, last: bool, plain: &[u8]) -> Option<Vec<u8>> {
+        if i >= self.count || (i + 1 == self.count) != last {
+            return None;
+        }
+        if offsets::page_plain_len(self.plain, i) != plain.len() as u64 {
+            return None;
+        }
+        let mut text = Zeroizing::new(vec![0u8; plain.len()]);
+        let page = self.open(i, &mut text)?;
+        (text.as_slice() == plain).then_some(page)
     }
 }

@@ -143,3 +143,114 @@ fn tampering_is_an_error_not_plaintext() {
     assert_eq!(l.entries.len(), 1);
     assert_eq!(l.undecryptable.len(), 1);
 }
+
+/// Write `data` at `p` through the streaming writer.
+fn stream_in(t: &Tree, p: &str, data: &[u8]) -> Change {
+    t.write_streaming(&vp(p), &mut &data[..], u64::MAX, &|_| Ok(()))
+        .unwrap()
+}
+
+#[test]
+fn a_streamed_rewrite_keeps_the_ciphertext_of_unchanged_pages() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    let page = offsets::PAGE_SIZE as usize;
+    let mut data: Vec<u8> = (0..3 * page + 100).map(|i| (i % 251) as u8).collect();
+    stream_in(&t, "f", &data);
+    let path = t.locate(&vp("f")).unwrap().path;
+    let first = fs::read(&path).unwrap();
+    // The same content: the very same blob.
+    stream_in(&t, "f", &data);
+    assert_eq!(fs::read(&path).unwrap(), first);
+    // One page changed: only that page's ciphertext differs.
+    data[page + 7] ^= 0xff;
+    stream_in(&t, "f", &data);
+    let second = fs::read(&path).unwrap();
+    assert_eq!(second.len(), first.len());
+    let cut = |b: &[u8], i: u64| {
+        let at = offsets::page_blob_offset(i) as usize;
+        let len = (offsets::page_plain_len(data.len() as u64, i) + offsets::PAGE_OVERHEAD) as usize;
+        b[at..at + len].to_vec()
+    };
+    assert_eq!(first[..HEADER], second[..HEADER], "the header is kept");
+    assert_eq!(cut(&first, 0), cut(&second, 0));
+    assert_ne!(cut(&first, 1), cut(&second, 1));
+    assert_eq!(cut(&first, 2), cut(&second, 2));
+    assert_eq!(cut(&first, 3), cut(&second, 3));
+    assert_eq!(&t.read(&vp("f")).unwrap()[..], &data[..]);
+    // Shorter: the new last page is sealed again (its final flag changed).
+    stream_in(&t, "f", &data[..2 * page]);
+    let third = fs::read(&path).unwrap();
+    assert_eq!(cut(&first, 0), cut(&third, 0));
+    assert_ne!(cut(&second, 1), cut(&third, 1));
+    assert_eq!(&t.read(&vp("f")).unwrap()[..], &data[..2 * page]);
+    // A damaged old page is sealed afresh, never copied.
+    let mut bad = fs::read(&path).unwrap();
+    let at = offsets::page_blob_offset(1) as usize + 40;
+    bad[at] ^= 1;
+    fs::write(&path, &bad).unwrap();
+    stream_in(&t, "f", &data[..2 * page]);
+    assert_eq!(&t.read(&vp("f")).unwrap()[..], &data[..2 * page]);
+    // The same content written whole (`Tree::write`) agrees.
+    let before = fs::read(&path).unwrap();
+    t.write(&vp("f"), &data[..2 * page]).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), before);
+}
+
+const HEADER: usize = offsets::HEADER_LEN as usize;
+
+#[test]
+fn every_operation_reaches_a_tree_deeper_than_path_max() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(&d);
+    // Short names, deeper until the backing path passes PATH_MAX (4096).
+    let name = |i: usize| format!("d{i}");
+    let mut deep = String::new();
+    for i in 0.. {
+        deep.push_str(&name(i));
+        t.mkdir(&vp(&deep), false).unwrap();
+        deep.push('/');
+        let dir = t.backing_dir(&vp(deep.trim_end_matches('/'))).unwrap();
+        if dir.as_os_str().len() > 4200 {
+            break;
+        }
+        assert!(i < 1000);
+    }
+    let f = format!("{deep}f");
+    t.write(&vp(&f), b"whole").unwrap();
+    assert_eq!(&t.read(&vp(&f)).unwrap()[..], b"whole");
+    stream_in(&t, &f, b"streamed");
+    let mut got = Vec::new();
+    t.read_streaming(&vp(&f), &mut |p| {
+        got.extend_from_slice(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got, b"streamed");
+    // A big one goes through the batched reader.
+    let big = vec![7u8; STREAM_MIN as usize + 5];
+    let g = format!("{deep}big");
+    stream_in(&t, &g, &big);
+    let mut n = 0;
+    t.read_streaming(&vp(&g), &mut |p| {
+        assert!(p.iter().all(|&b| b == 7));
+        n += p.len();
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, big.len());
+    assert_eq!(t.stat(&vp(&f)).unwrap().size, 8);
+    assert_eq!(names(&t, deep.trim_end_matches('/')), vec!["big", "f"]);
+    t.mkdir(&vp(&format!("{deep}sub/more")), true).unwrap();
+    t.rename(&vp(&f), &vp(&format!("{deep}sub/g"))).unwrap();
+    assert_eq!(
+        &t.read(&vp(&format!("{deep}sub/g"))).unwrap()[..],
+        b"streamed"
+    );
+    t.remove(&vp(&g), false).unwrap();
+    t.remove(&vp(&format!("{deep}sub")), true).unwrap();
+    assert!(names(&t, deep.trim_end_matches('/')).is_empty());
+    // The whole deep tree goes at once.
+    t.remove(&vp(&name(0)), true).unwrap();
+    assert!(names(&t, "").is_empty());
+}
