@@ -20,7 +20,8 @@ use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::hkdf32;
 use crate::crypto::Keychain;
 use crate::error::{Error, Result};
-use crate::format::blob::{FileCipher, Header};
+use crate::format::blob::{FileCipher, Header, VERSION_HOLES};
+use crate::format::holes::is_hole;
 use crate::format::links::LinkCipher;
 use crate::format::names::{self, DirIv, DiskName, EntryKind, NameCipher, DIRIV_FILE, DIRIV_LEN};
 use crate::format::offsets;
@@ -243,15 +244,29 @@ impl Versions {
             .ok_or_else(|| bad(format!("unknown key generation {}", header.generation)))?;
         let fc = FileCipher::new(key, &header);
         let count = offsets::page_count(plain);
+        // A version 2 blob's hole slots (`format::holes`) read as zeros once
+        // the sealed page that ends their run opens with the run's length.
+        let may_hold_holes = bytes.get(4) == Some(&VERSION_HOLES);
+        let mut run_start = None;
+        let zeros = vec![0u8; offsets::PAGE_SIZE as usize];
         for i in 0..count {
             let start = offsets::page_blob_offset(i) as usize;
             let len = (offsets::page_plain_len(plain, i) + offsets::PAGE_OVERHEAD) as usize;
             let cipher = bytes
                 .get(start..start + len)
                 .ok_or_else(|| bad("blob is shorter than its pages".into()))?;
+            let last = i + 1 == count;
+            if may_hold_holes && !last && is_hole(cipher) {
+                run_start.get_or_insert(i);
+                continue;
+            }
+            let from = run_start.take().unwrap_or(i);
             let page = fc
-                .open_page(i, i + 1 == count, cipher)
+                .open_page_after(i, last, i - from, cipher)
                 .map_err(|x| bad(x.to_string()))?;
+            for _ in from..i {
+                f(&zeros)?;
+            }
             f(&page)?;
         }
         Ok(())
