@@ -5,7 +5,7 @@
 //! being read, so a checkout costs what the two versions differ by. Every
 //! entry is reached through directory descriptors (`dirfd.rs`), never by a
 //! full backing path. Files are streamed from their objects under a
-//! temporary name, their zero blocks left as holes (`sparse_write.rs`), and
+//! temporary name, their zero blocks left as holes (`odb_stream.rs`), and
 //! renamed into place; every file written and every directory whose entries changed
 //! is fsync'd before the version record moves, so after a cut the work tree
 //! holds what the record's version holds. A cut before the record leaves the
@@ -18,7 +18,7 @@ use super::*;
 use crate::store::dirfd::DirFd;
 use crate::store::prefetch::Warmer;
 use crate::store::reaper::defer_dropped_dirs;
-use crate::store::sparse_write::write_blob_sparse;
+use crate::store::odb_stream::write_blob_sparse;
 use crate::store::stage::SyncBatch;
 
 impl History {

@@ -161,7 +161,7 @@ fn write_entry(
                     .create_file(name, mode)
                     .map_err(|err| Error::io(rel, err))?;
                 // Its zero blocks (holes) left unwritten.
-                crate::store::sparse_write::write_blob_sparse(repo, e.id(), &f)
+                crate::store::odb_stream::write_blob_sparse(repo, e.id(), &f)
                     .and_then(|_| f.sync_all())
                     .map_err(|err| Error::io(rel, err))
             }

@@ -13,7 +13,7 @@ pub mod prefetch;
 pub mod quarantine;
 pub mod reaper;
 pub mod seal;
-pub mod sparse_write;
+pub mod odb_stream;
 pub mod stage;
 pub mod stat;
 pub mod tags;

@@ -1,5 +1,6 @@
-//! Writing a committed blob into the work tree with its holes kept
-//! (`version checkout`, `undo`).
+//! Blobs streamed out of the object database, never held whole: written
+//! into the work tree with their holes kept (`version checkout`, `undo`), and
+//! hashed (`fsck`).
 //!
 //! The hole slots of a version 2 blob (`format::holes`) are zeros in its git
 //! object. Written out whole, a 1 GiB sparse file took 1 GiB of disk, and
@@ -56,6 +57,34 @@ pub fn write_blob_sparse(repo: &Repository, id: Oid, file: &File) -> io::Result<
     }
     file.set_len(len)?;
     Ok(len)
+}
+
+/// Does blob `id` hash to its id, read as a stream? `None` when the object
+/// database cannot stream it (packed, or missing: read it whole);
+/// `Some(Err)` when it is not a blob or cannot be read.
+pub fn blob_hashes_to_id(odb: &git2::Odb<'_>, id: Oid) -> Option<Result<bool, String>> {
+    // Only loose objects stream: a packed one is "not found" here too.
+    let Ok((mut r, size, kind)) = odb.reader(id) else {
+        return None;
+    };
+    if kind != ObjectType::Blob {
+        return Some(Err("has the wrong type".to_string()));
+    }
+    let mut h = Sha1::new();
+    h.update(format!("blob {size}\0").as_bytes());
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        match fill(&mut r, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) => return Some(Err(format!("cannot be read ({e})"))),
+        }
+    }
+    Some(Ok(total == size as u64 && h.finalize().as_slice() == id.as_bytes()))
 }
 
 /// Fill `buf` from `r` as far as it goes; the count read (short only at the end).
@@ -167,5 +196,12 @@ mod tests {
         std::fs::write(fdir.join(&fhex[2..]), bytes).unwrap();
         let f = File::create_new(dir.path().join("bad")).unwrap();
         assert!(write_blob_sparse(&repo, fake, &f).is_err());
+        let odb = repo.odb().unwrap();
+        assert_eq!(blob_hashes_to_id(&odb, fake), Some(Ok(false)));
+        assert_eq!(blob_hashes_to_id(&odb, other), Some(Ok(true)));
+        // Packed (not streamed) or missing: left to a whole read.
+        assert_eq!(blob_hashes_to_id(&odb, id), None);
+        let missing = Oid::from_str("1123456789012345678901234567890123456789").unwrap();
+        assert_eq!(blob_hashes_to_id(&odb, missing), None);
     }
 }
