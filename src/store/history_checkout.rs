@@ -16,9 +16,9 @@ use git2::{ObjectType, Tree, TreeEntry};
 
 use super::*;
 use crate::store::dirfd::DirFd;
+use crate::store::odb_stream::write_blob_sparse;
 use crate::store::prefetch::Warmer;
 use crate::store::reaper::defer_dropped_dirs;
-use crate::store::odb_stream::write_blob_sparse;
 use crate::store::stage::SyncBatch;
 
 impl History {

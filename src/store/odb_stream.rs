@@ -84,11 +84,13 @@ pub fn blob_hashes_to_id(odb: &git2::Odb<'_>, id: Oid) -> Option<Result<bool, St
             Err(e) => return Some(Err(format!("cannot be read ({e})"))),
         }
     }
-    Some(Ok(total == size as u64 && h.finalize().as_slice() == id.as_bytes()))
+    Some(Ok(
+        total == size as u64 && h.finalize().as_slice() == id.as_bytes()
+    ))
 }
 
 /// Fill `buf` from `r` as far as it goes; the count read (short only at the end).
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
