@@ -64,17 +64,20 @@ impl History {
         let commit = repo.find_commit(target).ctx("reading the version")?;
         self.open_message(&commit)?;
         self.journal.borrow_mut().begin_checkout(target)?;
-        self.checkout_commit(repo, &commit, target == main, progress)?;
+        self.checkout_commit(repo, &commit, target == main, false, progress)?;
         Ok(target.to_string())
     }
 
     /// Make `contents/` exactly `commit`'s tree, move HEAD there and empty the
-    /// journal. Safe to repeat after a crash.
+    /// journal. Safe to repeat after a crash: `resumed` (finishing a checkout
+    /// that was cut) also removes the temporary files the cut one left in the
+    /// directories it was changing.
     pub(super) fn checkout_commit(
         &self,
         repo: &Repository,
         commit: &Commit<'_>,
         is_main: bool,
+        resumed: bool,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<()> {
         let target = commit.id();
@@ -105,6 +108,7 @@ impl History {
         let mut w = Writer {
             repo,
             sync: SyncBatch::default(),
+            resumed,
             done: 0,
             total: count(repo, from_c.as_ref(), to_c.as_ref())?,
             progress,
@@ -186,6 +190,9 @@ fn count(repo: &Repository, from: Option<&Tree<'_>>, to: Option<&Tree<'_>>) -> R
 struct Writer<'a, 'r> {
     repo: &'r Repository,
     sync: SyncBatch,
+    /// Sweep `.tmp-checkout-*` leftovers of a cut checkout from each
+    /// directory visited (only those can hold one: HEAD has not moved).
+    resumed: bool,
     done: usize,
     total: usize,
     progress: &'a mut dyn FnMut(usize, usize),
@@ -202,6 +209,17 @@ impl Writer<'_, '_> {
     ) -> Result<()> {
         if from.map(|t| t.id()) == to.map(|t| t.id()) && from.is_some() {
             return Ok(());
+        }
+        if self.resumed {
+            let names = dir.entries().map_err(|e| Error::io(rel, e))?;
+            for leftover in names.iter().filter(|n| n.starts_with(TMP_PREFIX)) {
+                match dir.unlink(leftover) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(format!("{rel}/{leftover}"), e))
+                    }
+                    _ => {}
+                }
+            }
         }
         for name in names(from, to) {
             let crel = format!("{rel}/{name}");
@@ -271,7 +289,7 @@ impl Writer<'_, '_> {
             } else {
                 0o644
             };
-            let tmp = format!(".tmp-checkout-{}", hex8());
+            let tmp = format!("{TMP_PREFIX}{}", hex8());
             let f = dir
                 .create_file(&tmp, mode)
                 .map_err(|err| Error::io(rel, err))?;
@@ -289,6 +307,9 @@ impl Writer<'_, '_> {
         Ok(())
     }
 }
+
+/// The name a file being checked out has until it is renamed into place.
+const TMP_PREFIX: &str = ".tmp-checkout-";
 
 /// 16 random hex digits, for a temporary name.
 fn hex8() -> String {

@@ -61,7 +61,7 @@ impl History {
         self.open_message(&commit)?;
         let is_main = main_tip(repo)? == Some(target);
         tracing::warn!("finishing an interrupted checkout of {target}");
-        self.checkout_commit(repo, &commit, is_main, &mut |_, _| {})
+        self.checkout_commit(repo, &commit, is_main, true, &mut |_, _| {})
     }
 
     /// Record, before changing it, that backing path `rel` (relative to the vault
