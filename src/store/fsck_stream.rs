@@ -18,15 +18,14 @@ use crate::format::blob::{BlobError, FileCipher, Header, VERSION_HOLES};
 use crate::format::holes::is_hole;
 use crate::format::offsets;
 
+/// A blob's file id, or what is wrong with it (as `verify_blob`).
+type Verdict = Result<Option<[u8; 16]>, BlobProblem>;
+
 /// Work-tree files at least this long are checked as streams.
 pub(super) const STREAM_MIN: u64 = 64 << 20;
 
 /// The git id of `file` (`len` bytes), and its blob check.
-pub(super) fn check(
-    keys: &Keychain,
-    file: &File,
-    len: u64,
-) -> io::Result<(Oid, Result<Option<[u8; 16]>, BlobProblem>)> {
+pub(super) fn check(keys: &Keychain, file: &File, len: u64) -> io::Result<(Oid, Verdict)> {
     let mut buf = vec![0u8; 1 << 20];
     let id = crate::store::seal::stream_blob(file, len, &mut buf, None, &mut |_| Ok(()))?;
     Ok((id, verify(keys, file, len)?))
@@ -48,11 +47,7 @@ fn next_data(file: &File, at: u64, end: u64) -> u64 {
     }
 }
 
-fn verify(
-    keys: &Keychain,
-    file: &File,
-    len: u64,
-) -> io::Result<Result<Option<[u8; 16]>, BlobProblem>> {
+fn verify(keys: &Keychain, file: &File, len: u64) -> io::Result<Verdict> {
     let Some(plain) = offsets::plain_len(len) else {
         return Ok(Err((
             "truncated",
