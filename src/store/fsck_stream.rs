@@ -111,3 +111,50 @@ fn verify(keys: &Keychain, file: &File, len: u64) -> io::Result<Verdict> {
         )),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SymKey;
+    use crate::format::offsets::{CIPHER_PAGE, HEADER_LEN, PAGE_SIZE};
+
+    #[test]
+    fn holes_pass_unread_and_a_zeroed_page_or_a_filled_hole_fails() {
+        let key = SymKey::from_bytes([5; 32]);
+        let keys = Keychain::new(vec![(0, SymKey::from_bytes([5; 32]))]).unwrap();
+        let header = Header::new(0);
+        let fc = FileCipher::new(&key, &header);
+        // Pages 0 and 9 sealed, 1-8 holes (9 sealed after a run of 8).
+        let mut blob = header.encode().to_vec();
+        blob[4] = VERSION_HOLES;
+        blob.extend(fc.seal_page_after(0, false, 0, &[7; 12], &[1u8; PAGE_SIZE as usize]));
+        blob.resize((HEADER_LEN + 9 * CIPHER_PAGE) as usize, 0);
+        blob.extend(fc.seal_page_after(9, true, 8, &[8; 12], b"tail"));
+        let dir = tempfile::tempdir().unwrap();
+        let check_bytes = |bytes: &[u8], sparse: bool| {
+            let p = dir.path().join("b");
+            let _ = std::fs::remove_file(&p);
+            let f = File::create_new(&p).unwrap();
+            if sparse {
+                // The hole slots left as holes of the file.
+                f.write_all_at(&bytes[..(HEADER_LEN + CIPHER_PAGE) as usize], 0)
+                    .unwrap();
+                let tail = (HEADER_LEN + 9 * CIPHER_PAGE) as usize;
+                f.write_all_at(&bytes[tail..], tail as u64).unwrap();
+            } else {
+                f.write_all_at(bytes, 0).unwrap();
+            }
+            let (id, v) = check(&keys, &f, bytes.len() as u64).unwrap();
+            assert_eq!(id, Oid::hash_object(git2::ObjectType::Blob, bytes).unwrap());
+            v
+        };
+        assert_eq!(check_bytes(&blob, true).unwrap(), Some(header.file_id));
+        assert_eq!(check_bytes(&blob, false).unwrap(), Some(header.file_id));
+        let mut filled = blob.clone();
+        filled[(HEADER_LEN + 4 * CIPHER_PAGE) as usize + 100] = 1;
+        assert_eq!(check_bytes(&filled, false).unwrap_err().0, "tag-mismatch");
+        let mut zeroed = blob.clone();
+        zeroed[HEADER_LEN as usize..(HEADER_LEN + CIPHER_PAGE) as usize].fill(0);
+        assert_eq!(check_bytes(&zeroed, false).unwrap_err().0, "tag-mismatch");
+    }
+}
