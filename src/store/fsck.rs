@@ -266,6 +266,27 @@ impl<'a> Fsck<'a> {
                         );
                     }
                     Oid::hash_object(ObjectType::Blob, target).ok()
+                } else if role == Role::Blob && m.len() >= stream::STREAM_MIN {
+                    // Big (a sparse file may pass memory): as a stream.
+                    let (id, res) = dir
+                        .open_file(raw, true)
+                        .and_then(|f| stream::check(self.tree.keys(), &f, m.len()))
+                        .map_err(|e| Error::io(&crel, e))?;
+                    match res {
+                        Ok(Some(fid)) => ids.entry(fid).or_default().push((
+                            cshown.clone(),
+                            crel.clone(),
+                            (m.dev(), m.ino()),
+                        )),
+                        Ok(None) => {}
+                        Err((kind, page, detail)) => {
+                            damaged = true;
+                            let mut f = Finding::new(&cshown, kind, detail).at(&crel);
+                            f.page = page;
+                            report.findings.push(f);
+                        }
+                    }
+                    Some(id)
                 } else {
                     let mut bytes = Vec::with_capacity(m.len() as usize);
                     dir.open_file(raw, true)
@@ -571,6 +592,8 @@ mod restore;
 pub use restore::Action;
 #[path = "fsck_compare.rs"]
 mod compare;
+#[path = "fsck_stream.rs"]
+mod stream;
 use compare::duplicate_ids;
 
 #[cfg(test)]

@@ -4,19 +4,19 @@
 //! nowhere else: subtrees with the same id on both sides are skipped without
 //! being read, so a checkout costs what the two versions differ by. Every
 //! entry is reached through directory descriptors (`dirfd.rs`), never by a
-//! full backing path. Files are written under a temporary name and renamed
-//! into place; every file written and every directory whose entries changed
+//! full backing path. Files are streamed from their objects under a
+//! temporary name, their zero blocks left as holes (`odb_stream.rs`), and
+//! renamed into place; every file written and every directory whose entries changed
 //! is fsync'd before the version record moves, so after a cut the work tree
 //! holds what the record's version holds. A cut before the record leaves the
 //! journal's checkout record, and the next open repeats the checkout (each
 //! step of it can be repeated).
 
-use std::io::Write;
-
 use git2::{ObjectType, Tree, TreeEntry};
 
 use super::*;
 use crate::store::dirfd::DirFd;
+use crate::store::odb_stream::write_blob_sparse;
 use crate::store::prefetch::Warmer;
 use crate::store::reaper::defer_dropped_dirs;
 use crate::store::stage::SyncBatch;
@@ -267,11 +267,11 @@ impl Writer<'_, '_> {
 
     /// Write the blob `e` as entry `name` of `dir`.
     fn blob(&mut self, dir: &DirFd, name: &str, rel: &str, e: &TreeEntry<'_>) -> Result<()> {
-        let blob = self
-            .repo
-            .find_blob(e.id())
-            .ctx("reading a version's file")?;
         if e.filemode() == 0o120000 {
+            let blob = self
+                .repo
+                .find_blob(e.id())
+                .ctx("reading a version's file")?;
             let target = std::str::from_utf8(blob.content())
                 .map_err(|_| Error::corrupt(rel, "a committed symlink target is not UTF-8"))?;
             match dir.unlink(name) {
@@ -290,12 +290,12 @@ impl Writer<'_, '_> {
                 0o644
             };
             let tmp = format!("{TMP_PREFIX}{}", hex8());
-            let mut f = dir
+            let f = dir
                 .create_file(&tmp, mode)
                 .map_err(|err| Error::io(rel, err))?;
-            let written = f
-                .write_all(blob.content())
-                .and_then(|()| dir.rename_to(&tmp, dir, name, 0));
+            // Streamed, its zero blocks (holes) left unwritten.
+            let written = write_blob_sparse(self.repo, e.id(), &f)
+                .and_then(|_| dir.rename_to(&tmp, dir, name, 0));
             if let Err(err) = written {
                 let _ = dir.unlink(&tmp);
                 return Err(Error::io(rel, err));

@@ -138,6 +138,22 @@ impl History {
         // Read (and hash) one object; false when it is missing or damaged.
         let read = |out: &mut GitCheck, id: Oid, want: Want, why: &str| -> bool {
             out.objects += 1;
+            // A blob is streamed and hashed, never held whole (a sparse
+            // file's blob may be far bigger than memory): `odb_stream.rs`.
+            if want == Want::Blob {
+                match crate::store::odb_stream::blob_hashes_to_id(&odb, id) {
+                    Some(Ok(true)) => return true,
+                    Some(Ok(false)) => {
+                        problem(out, id, want, format!("does not match its id; {why}"));
+                        return false;
+                    }
+                    Some(Err(what)) => {
+                        problem(out, id, want, format!("{what}; {why}"));
+                        return false;
+                    }
+                    None => {}
+                }
+            }
             match odb.read(id) {
                 Err(e) => {
                     let what = if e.code() == ErrorCode::NotFound {

@@ -12,7 +12,7 @@
 //! whole change or nothing, and never a half-made tree that is neither HEAD
 //! nor journaled.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::Path;
 
 use git2::{ObjectType, Repository, TreeEntry};
@@ -146,8 +146,8 @@ fn write_entry(
 ) -> Result<()> {
     match e.kind() {
         Some(ObjectType::Blob) => {
-            let blob = repo.find_blob(e.id()).ctx("reading a committed blob")?;
             if e.filemode() == 0o120000 {
+                let blob = repo.find_blob(e.id()).ctx("reading a committed blob")?;
                 let target = std::str::from_utf8(blob.content())
                     .map_err(|_| Error::corrupt(rel, "a committed symlink target is not UTF-8"))?;
                 dir.symlink(name, target).map_err(|err| Error::io(rel, err))
@@ -157,11 +157,12 @@ fn write_entry(
                 } else {
                     0o600
                 };
-                let mut f = dir
+                let f = dir
                     .create_file(name, mode)
                     .map_err(|err| Error::io(rel, err))?;
-                f.write_all(blob.content())
-                    .and_then(|()| f.sync_all())
+                // Its zero blocks (holes) left unwritten.
+                crate::store::odb_stream::write_blob_sparse(repo, e.id(), &f)
+                    .and_then(|_| f.sync_all())
                     .map_err(|err| Error::io(rel, err))
             }
         }

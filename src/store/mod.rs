@@ -9,6 +9,7 @@ pub mod history;
 pub mod journal;
 pub mod loose_zlib;
 pub mod modes;
+pub mod odb_stream;
 pub mod prefetch;
 pub mod quarantine;
 pub mod reaper;

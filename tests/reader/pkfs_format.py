@@ -313,10 +313,11 @@ def valid_plain_name(n):
 
 def decode_entries(names, diriv, entry_names, read_sidecar):
     """Map each listed entry (bytes) to its plaintext name; sidecars and
-    `.diriv` are consumed, anything else foreign is an error."""
+    `.diriv` are consumed, the mode record `.pkfs-modes` is not a name, and
+    anything else foreign is an error."""
     out = {}
     for e in entry_names:
-        if e == b".diriv" or LONG_SIDECAR.match(e):
+        if e in (b".diriv", b".pkfs-modes") or LONG_SIDECAR.match(e):
             continue
         if e.startswith(b".tmp-"):
             continue  # a leftover of an atomic write

@@ -20,7 +20,8 @@ use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::hkdf32;
 use crate::crypto::Keychain;
 use crate::error::{Error, Result};
-use crate::format::blob::{FileCipher, Header};
+use crate::format::blob::{FileCipher, Header, VERSION_HOLES};
+use crate::format::holes::is_hole;
 use crate::format::links::LinkCipher;
 use crate::format::names::{self, DirIv, DiskName, EntryKind, NameCipher, DIRIV_FILE, DIRIV_LEN};
 use crate::format::offsets;
@@ -223,35 +224,74 @@ impl Versions {
         Ok(all)
     }
 
-    /// Call `f` with each decrypted page of file `e` in order.
+    /// Call `f` with each decrypted page of file `e` in order. A loose blob
+    /// is streamed, never held whole (a sparse file's may be far bigger than
+    /// memory): hashed to its id first, then read again and decrypted
+    /// (`store/odb_stream.rs`); a packed one is read whole.
     fn pages(&self, e: &VEntry, what: &str, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        use crate::store::odb_stream::{blob_hashes_to_id, fill};
         if e.kind != Kind::File {
             return Err(Error::NotAFile(what.to_string()));
         }
-        let blob = self.repo.find_blob(e.id).ctx("reading a blob")?;
-        let bytes = blob.content();
-        if bytes.is_empty() {
+        let bad = |m: String| Error::corrupt(what, m);
+        let odb = self.repo.odb().ctx("opening the object database")?;
+        let whole;
+        let (mut r, size): (Box<dyn std::io::Read + '_>, u64) = match blob_hashes_to_id(&odb, e.id)
+        {
+            Some(Ok(true)) => {
+                let (r, size, _) = odb.reader(e.id).ctx("reading a blob")?;
+                (Box::new(r), size as u64)
+            }
+            Some(Ok(false)) => return Err(bad("its object does not match its id".into())),
+            Some(Err(m)) => return Err(bad(format!("its object {m}"))),
+            None => {
+                whole = self.repo.find_blob(e.id).ctx("reading a blob")?;
+                let bytes = whole.content();
+                (Box::new(bytes), bytes.len() as u64)
+            }
+        };
+        if size == 0 {
             return Ok(());
         }
-        let bad = |m: String| Error::corrupt(what, m);
-        let plain = offsets::plain_len(bytes.len() as u64)
-            .ok_or_else(|| bad(format!("blob of {} bytes has no valid length", bytes.len())))?;
-        let header = Header::decode(bytes).map_err(|x| bad(x.to_string()))?;
+        let plain = offsets::plain_len(size)
+            .ok_or_else(|| bad(format!("blob of {size} bytes has no valid length")))?;
+        let mut head = [0u8; offsets::HEADER_LEN as usize];
+        let short = || bad("blob is shorter than its pages".into());
+        let io = |x: std::io::Error| bad(format!("reading its object: {x}"));
+        if fill(&mut r, &mut head).map_err(io)? != head.len() {
+            return Err(short());
+        }
+        let header = Header::decode(&head).map_err(|x| bad(x.to_string()))?;
         let key = self
             .keys
             .get(header.generation)
             .ok_or_else(|| bad(format!("unknown key generation {}", header.generation)))?;
         let fc = FileCipher::new(key, &header);
         let count = offsets::page_count(plain);
+        // A version 2 blob's hole slots (`format::holes`) read as zeros once
+        // the sealed page that ends their run opens with the run's length.
+        let may_hold_holes = head[4] == VERSION_HOLES;
+        let mut run_start = None;
+        let zeros = vec![0u8; offsets::PAGE_SIZE as usize];
+        let mut slot = vec![0u8; offsets::CIPHER_PAGE as usize];
         for i in 0..count {
-            let start = offsets::page_blob_offset(i) as usize;
             let len = (offsets::page_plain_len(plain, i) + offsets::PAGE_OVERHEAD) as usize;
-            let cipher = bytes
-                .get(start..start + len)
-                .ok_or_else(|| bad("blob is shorter than its pages".into()))?;
+            let cipher = &mut slot[..len];
+            if fill(&mut r, cipher).map_err(io)? != len {
+                return Err(short());
+            }
+            let last = i + 1 == count;
+            if may_hold_holes && !last && is_hole(cipher) {
+                run_start.get_or_insert(i);
+                continue;
+            }
+            let from = run_start.take().unwrap_or(i);
             let page = fc
-                .open_page(i, i + 1 == count, cipher)
+                .open_page_after(i, last, i - from, cipher)
                 .map_err(|x| bad(x.to_string()))?;
+            for _ in from..i {
+                f(&zeros)?;
+            }
             f(&page)?;
         }
         Ok(())
