@@ -257,7 +257,8 @@ def check_change_list(v, cid, changes, tree, parent_tree):
             continue
         bare = path.rstrip("/")
         first, second = (parent_tree, tree) if c["kind"] == "removed" else (tree, parent_tree)
-        node = first.get(bare.encode()) or second.get(bare.encode())
+        name = R.path_text_decode(bare)
+        node = first.get(name) or second.get(name)
         if node is None:
             if seen[bare] == 1:
                 fail("commit %s: %r is in neither tree" % (cid[:8], path))

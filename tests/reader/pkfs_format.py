@@ -35,6 +35,26 @@ def u32(b):
     return int.from_bytes(b, "big")
 
 
+def path_text_decode(text):
+    """Path text (FORMAT.md, "Path text") back to the name's bytes: `\\\\` is
+    a backslash, `\\xHH` (either case) the byte HH, any other backslash is
+    literal, and everything else is UTF-8."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and text[i + 1:i + 2] == "\\":
+            out += b"\\"
+            i += 2
+        elif c == "\\" and text[i + 1:i + 2] in ("x", "X") and len(text) >= i + 4 \
+                and all(h in "0123456789abcdefABCDEF" for h in text[i + 2:i + 4]):
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out += c.encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
 def b64url_decode(s):
     """base64url without `=` padding (RFC 4648 section 5), strictly."""
     if isinstance(s, str):

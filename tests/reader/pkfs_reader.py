@@ -30,11 +30,11 @@ from cryptography.hazmat.primitives import serialization
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pkfs_format import (  # noqa: E402
     FormatError, Links, Names, b64std_decode, parse_root_key, blob_tags, decode_entries, decrypt_blob,
-    envelope_open, hkdf, open_root_key, raw_xattrs, read_metadata, read_passphrase,
+    envelope_open, hkdf, open_root_key, path_text_decode, raw_xattrs, read_metadata, read_passphrase,
     shown_mode, special_kind, u32, vault_keys,
 )
 
-__all__ = ["FormatError", "Node", "Vault", "parse_root_key", "read_passphrase", "special_kind"]
+__all__ = ["FormatError", "Node", "Vault", "parse_root_key", "path_text_decode", "read_passphrase", "special_kind"]
 
 # --- A decrypted tree ----------------------------------------------------------
 
