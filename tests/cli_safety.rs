@@ -385,7 +385,7 @@ fn every_error_is_one_line_starting_with_pkfs() {
     check(n.run(["secret", "cat", "nope:f"]), ExitCode::VaultUndefined);
     check(n.run(["vault", "create", "a/b"]), ExitCode::InvalidName);
     check(n.run(["secret", "cat", "v:../f"]), ExitCode::InvalidName);
-    check(n.run(["secret", "write", "v:.git"]), ExitCode::InvalidName);
+    check(n.run(["vault", "create", ".git"]), ExitCode::InvalidName);
     check(n.run(["secret", "cat", "v:missing"]), ExitCode::NotFound);
     check(n.run(["secret", "mkdir", "v:d"]), ExitCode::Exists);
     check(n.run(["secret", "rm", "v:d"]), ExitCode::WrongKind);
