@@ -127,8 +127,26 @@ impl History {
         } else {
             repo.set_head_detached(target).ctx("detaching HEAD")?;
         }
-        self.journal.borrow_mut().reset(Some(target))
+        self.journal.borrow_mut().reset(Some(target))?;
+        if let Ok(mut done) = CHECKED_OUT.lock() {
+            done.push(self.vault_dir.clone());
+        }
+        Ok(())
     }
+}
+
+/// The vault directories checked out in this process, see [`take_checkouts`].
+static CHECKED_OUT: std::sync::Mutex<Vec<std::path::PathBuf>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The vault directories checked out since the last call. The mount daemon
+/// runs one command at a time and takes them after each: the files open in
+/// such a vault were opened in another version, and go stale.
+pub fn take_checkouts() -> Vec<std::path::PathBuf> {
+    CHECKED_OUT
+        .lock()
+        .map(|mut d| std::mem::take(&mut *d))
+        .unwrap_or_default()
 }
 
 /// The tree an entry names, if it is one.
