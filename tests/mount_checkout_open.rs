@@ -50,7 +50,11 @@ fn assert_linked(m: &Mounted, a: &str, b: &str, want: &[u8]) {
     append(&pa, b" +more");
     let mut both = want.to_vec();
     both.extend_from_slice(b" +more");
-    assert_eq!(fs::read(&pb).unwrap(), both, "a write to {a} is not seen in {b}");
+    assert_eq!(
+        fs::read(&pb).unwrap(),
+        both,
+        "a write to {a} is not seen in {b}"
+    );
 }
 
 #[test]
@@ -103,7 +107,8 @@ fn hard_links_survive_a_checkout_round_trip_and_fsck_stays_clean() {
 /// Read all of `f` from its start: the content, or the errno.
 fn read_all(f: &mut File) -> Result<Vec<u8>, i32> {
     let mut buf = Vec::new();
-    f.seek(SeekFrom::Start(0)).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| e.raw_os_error().unwrap_or(0))?;
     f.read_to_end(&mut buf)
         .map_err(|e| e.raw_os_error().unwrap_or(0))?;
     Ok(buf)

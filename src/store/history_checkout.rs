@@ -11,12 +11,14 @@
 //! journal's checkout record, and the next open repeats the checkout (each
 //! step of it can be repeated).
 
+use std::collections::HashMap;
 use std::io::Write;
 
-use git2::{ObjectType, Tree, TreeEntry};
+use git2::{ObjectType, Oid, Tree, TreeEntry};
 
 use super::*;
 use crate::store::dirfd::DirFd;
+use crate::store::hardlinks;
 use crate::store::prefetch::Warmer;
 use crate::store::reaper::defer_dropped_dirs;
 use crate::store::stage::SyncBatch;
@@ -105,13 +107,24 @@ impl History {
             }
             Err(e) => return Err(Error::io(TRACKED, e)),
         };
+        let total = count(repo, from_c.as_ref(), to_c.as_ref())?;
+        // Hard links of the target (`hardlinks.rs`): looked for only when
+        // files are to be written.
+        let linked = match (&to_c, total) {
+            (Some(t), 1..) => hardlinks::linked_blobs(t),
+            _ => HashMap::new(),
+        };
         let mut w = Writer {
             repo,
             sync: SyncBatch::default(),
             resumed,
             done: 0,
-            total: count(repo, from_c.as_ref(), to_c.as_ref())?,
+            total,
             progress,
+            root: &contents,
+            from: from_c.as_ref(),
+            linked,
+            written: HashMap::new(),
         };
         w.apply(&contents, TRACKED, from_c.as_ref(), to_c.as_ref())?;
         // The version's modes (`store/modes/history.rs`), before the sync.
@@ -136,8 +149,7 @@ impl History {
 }
 
 /// The vault directories checked out in this process, see [`take_checkouts`].
-static CHECKED_OUT: std::sync::Mutex<Vec<std::path::PathBuf>> =
-    std::sync::Mutex::new(Vec::new());
+static CHECKED_OUT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// The vault directories checked out since the last call. The mount daemon
 /// runs one command at a time and takes them after each: the files open in
@@ -205,7 +217,7 @@ fn count(repo: &Repository, from: Option<&Tree<'_>>, to: Option<&Tree<'_>>) -> R
 }
 
 /// Writes the differences between two trees into the work tree.
-struct Writer<'a, 'r> {
+struct Writer<'a, 'r, 't> {
     repo: &'r Repository,
     sync: SyncBatch,
     /// Sweep `.tmp-checkout-*` leftovers of a cut checkout from each
@@ -214,9 +226,17 @@ struct Writer<'a, 'r> {
     done: usize,
     total: usize,
     progress: &'a mut dyn FnMut(usize, usize),
+    /// `contents/`, and HEAD's tree of it.
+    root: &'a DirFd,
+    from: Option<&'a Tree<'t>>,
+    /// Blob ids of the target named more than once (hard links), with their
+    /// paths below `contents/`.
+    linked: HashMap<Oid, Vec<String>>,
+    /// Those of them written so far, at which path.
+    written: HashMap<Oid, String>,
 }
 
-impl Writer<'_, '_> {
+impl Writer<'_, '_, '_> {
     /// Make the directory `dir` (at `rel`), which holds `from`, hold `to`.
     fn apply(
         &mut self,
@@ -308,6 +328,12 @@ impl Writer<'_, '_> {
                 0o644
             };
             let tmp = format!("{TMP_PREFIX}{}", hex8());
+            if self.link(dir, &tmp, name, rel, e.id()) {
+                self.sync.push_dir(dir, rel)?;
+                self.done += 1;
+                (self.progress)(self.done, self.total);
+                return Ok(());
+            }
             let mut f = dir
                 .create_file(&tmp, mode)
                 .map_err(|err| Error::io(rel, err))?;
@@ -319,10 +345,45 @@ impl Writer<'_, '_> {
                 return Err(Error::io(rel, err));
             }
             self.sync.push(f, rel)?;
+            if self.linked.contains_key(&e.id()) {
+                let at = rel.strip_prefix(TRACKED).unwrap_or(rel);
+                self.written
+                    .insert(e.id(), at.trim_start_matches('/').into());
+            }
         }
         self.done += 1;
         (self.progress)(self.done, self.total);
         Ok(())
+    }
+}
+
+impl Writer<'_, '_, '_> {
+    /// When blob `id` is a hard-linked file of the target whose other name is
+    /// already in place (written by this checkout, or unchanged from HEAD),
+    /// make `dir/name` one more name of it. False when it has to be written.
+    fn link(&mut self, dir: &DirFd, tmp: &str, name: &str, rel: &str, id: Oid) -> bool {
+        let Some(names) = self.linked.get(&id) else {
+            return false;
+        };
+        let me = rel.strip_prefix(TRACKED).unwrap_or(rel);
+        let me = me.trim_start_matches('/');
+        let anchor = self.written.get(&id).cloned().or_else(|| {
+            names
+                .iter()
+                .find(|n| n.as_str() != me && hardlinks::holds(self.from, n, id))
+                .cloned()
+        });
+        let Some(anchor) = anchor else {
+            return false;
+        };
+        match hardlinks::link_into(self.root, &anchor, dir, tmp, name) {
+            Ok(()) => true,
+            Err(err) => {
+                // Written as a file of its own instead (say, at the link limit).
+                tracing::warn!("checkout: linking {me} to {anchor}: {err}");
+                false
+            }
+        }
     }
 }
 
