@@ -104,6 +104,42 @@ fn hard_links_survive_a_checkout_round_trip_and_fsck_stays_clean() {
     fsck_clean(&m);
 }
 
+#[test]
+fn fsck_restore_links_again_a_hard_link_that_became_a_copy() {
+    let mut m = Mounted::new();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("a"), b"linked content").unwrap();
+    fs::hard_link(m.path("a"), m.path("d/b")).unwrap();
+    m.wait_committed();
+    m.umount();
+    // The two backing names of one file: one of them becomes a copy.
+    let contents = m.node.vault_dir("v").join("contents");
+    let files = common::files_under(&contents);
+    let mut pair = None;
+    for (i, x) in files.iter().enumerate() {
+        for y in &files[i + 1..] {
+            if ino(x) == ino(y) {
+                pair = Some((x.clone(), y.clone()));
+            }
+        }
+    }
+    let (x, y) = pair.expect("no hard-linked backing files");
+    let tmp = y.with_extension("copy");
+    fs::copy(&x, &tmp).unwrap();
+    fs::rename(&tmp, &y).unwrap();
+    let o = m.node.run(["fsck"]);
+    assert_ne!(o.code, 0, "fsck: {}", o.out());
+    assert!(o.out().contains("duplicate-file-id"), "{}", o.out());
+
+    let o = m.node.run(["fsck", "--restore", "v"]);
+    assert_eq!(o.code, 0, "fsck --restore: {}{}", o.out(), o.stderr);
+    assert!(o.out().contains("relinked"), "{}", o.out());
+    assert_eq!(ino(&x), ino(&y));
+    fsck_clean(&m);
+    m.mount(&["--commit-delay", "200ms"]);
+    assert_linked(&m, "a", "d/b", b"linked content");
+}
+
 /// Read all of `f` from its start: the content, or the errno.
 fn read_all(f: &mut File) -> Result<Vec<u8>, i32> {
     let mut buf = Vec::new();
