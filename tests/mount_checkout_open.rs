@@ -140,6 +140,31 @@ fn fsck_restore_links_again_a_hard_link_that_became_a_copy() {
     assert_linked(&m, "a", "d/b", b"linked content");
 }
 
+#[test]
+fn version_restore_brings_hard_links_back_as_one_file() {
+    let m = Mounted::new();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("a"), b"linked at first").unwrap();
+    fs::hard_link(m.path("a"), m.path("d/b")).unwrap();
+    m.wait_committed();
+    fs::remove_file(m.path("d/b")).unwrap();
+    fs::write(m.path("a"), b"alone later").unwrap();
+    m.wait_committed();
+    let alone = ids(&m)[0].clone();
+    m.node.ok(["version", "restore", "v", "HEAD~1", "a", "d/b"]);
+    assert_linked(&m, "a", "d/b", b"linked at first");
+    m.wait_committed();
+    fsck_clean(&m);
+    // One name of the linked file restored alone: a file of its own (with
+    // an id of its own), the other name keeps the linked file.
+    m.node.ok(["version", "restore", "v", &alone, "a"]);
+    assert_eq!(fs::read(m.path("a")).unwrap(), b"alone later");
+    assert_eq!(fs::read(m.path("d/b")).unwrap(), b"linked at first +more");
+    assert_ne!(ino(&m.path("a")), ino(&m.path("d/b")));
+    m.wait_committed();
+    fsck_clean(&m);
+}
+
 /// Read all of `f` from its start: the content, or the errno.
 fn read_all(f: &mut File) -> Result<Vec<u8>, i32> {
     let mut buf = Vec::new();
