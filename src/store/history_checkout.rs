@@ -9,7 +9,8 @@
 //! is fsync'd before the version record moves, so after a cut the work tree
 //! holds what the record's version holds. A cut before the record leaves the
 //! journal's checkout record, and the next open repeats the checkout (each
-//! step of it can be repeated).
+//! step of it can be repeated). The names of one hard-linked file are
+//! written as one file (`hardlinks.rs`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -328,8 +329,9 @@ impl Writer<'_, '_, '_> {
                 0o644
             };
             let tmp = format!("{TMP_PREFIX}{}", hex8());
+            // A name linked: its directory is synced with the others
+            // (`apply` pushes every directory it visits).
             if self.link(dir, &tmp, name, rel, e.id()) {
-                self.sync.push_dir(dir, rel)?;
                 self.done += 1;
                 (self.progress)(self.done, self.total);
                 return Ok(());
