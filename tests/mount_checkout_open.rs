@@ -45,7 +45,13 @@ fn assert_linked(m: &Mounted, a: &str, b: &str, want: &[u8]) {
     let (pa, pb) = (m.path(a), m.path(b));
     assert_eq!(fs::read(&pa).unwrap(), want, "{a}");
     assert_eq!(fs::read(&pb).unwrap(), want, "{b}");
-    assert_eq!(ino(&pa), ino(&pb), "{a} and {b} are two files");
+    assert_eq!(
+        ino(&pa),
+        ino(&pb),
+        "{a} and {b} are two files ({:?}, {:?})",
+        fs::metadata(&pa).map(|m| (m.nlink(), m.len())),
+        fs::metadata(&pb).map(|m| (m.nlink(), m.len())),
+    );
     assert_eq!(fs::metadata(&pa).unwrap().nlink(), 2, "{a}");
     append(&pa, b" +more");
     let mut both = want.to_vec();
