@@ -194,8 +194,11 @@ fn a_descriptor_opened_before_a_checkout_keeps_its_version_or_is_stale() {
     let m = Mounted::new();
     fs::write(m.path("f"), b"old content").unwrap();
     fs::write(m.path("g"), b"g stays the same").unwrap();
+    fs::write(m.path("big"), common::pseudo_random(3 << 20, 1)).unwrap();
     m.wait_committed();
     fs::write(m.path("f"), b"new content, longer").unwrap();
+    let big = common::pseudo_random(3 << 20, 2);
+    fs::write(m.path("big"), &big).unwrap();
     m.wait_committed();
     let before = ids(&m);
 
@@ -209,6 +212,8 @@ fn a_descriptor_opened_before_a_checkout_keeps_its_version_or_is_stale() {
         .write(true)
         .open(m.path("g"))
         .unwrap();
+    // Opened, not read yet: nothing of it is cached anywhere.
+    let mut big_fd = File::open(m.path("big")).unwrap();
     assert_eq!(read_all(&mut f).unwrap(), b"new content, longer");
     assert_eq!(read_all(&mut g).unwrap(), b"g stays the same");
 
@@ -216,6 +221,7 @@ fn a_descriptor_opened_before_a_checkout_keeps_its_version_or_is_stale() {
     // The checked-out version shows by path.
     assert_eq!(fs::read(m.path("f")).unwrap(), b"old content");
     // The descriptors: what they opened, or ESTALE.
+    assert_old_or_stale(read_all(&mut big_fd), &big, "big");
     for _ in 0..2 {
         assert_old_or_stale(read_all(&mut f), b"new content, longer", "f");
         assert_old_or_stale(read_all(&mut g), b"g stays the same", "g");
@@ -233,6 +239,7 @@ fn a_descriptor_opened_before_a_checkout_keeps_its_version_or_is_stale() {
     assert_eq!(read_all(&mut again).unwrap(), b"old content");
     drop(f);
     drop(g);
+    drop(big_fd);
     m.wait_committed();
     assert_eq!(fs::read(m.path("f")).unwrap(), b"old content");
     assert_eq!(fs::read(m.path("g")).unwrap(), b"g stays the same");
