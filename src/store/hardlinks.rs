@@ -78,3 +78,35 @@ pub fn link_into(root: &DirFd, anchor: &str, dir: &DirFd, tmp: &str, name: &str)
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_non_empty_blob_under_several_names_is_a_hard_link_and_empty_files_never_are() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(d.path()).unwrap();
+        let file = repo.blob(b"one file").unwrap();
+        let other = repo.blob(b"another file").unwrap();
+        let empty = repo.blob(b"").unwrap();
+        let mut sub = repo.treebuilder(None).unwrap();
+        sub.insert("b", file, 0o100644).unwrap();
+        sub.insert("e2", empty, 0o100644).unwrap();
+        sub.insert("l", file, 0o120000).unwrap();
+        let sub = sub.write().unwrap();
+        let mut top = repo.treebuilder(None).unwrap();
+        top.insert("a", file, 0o100644).unwrap();
+        top.insert("c", other, 0o100644).unwrap();
+        top.insert("e1", empty, 0o100644).unwrap();
+        top.insert("d", sub, 0o040000).unwrap();
+        let tree = repo.find_tree(top.write().unwrap()).unwrap();
+        let linked = linked_blobs(&tree);
+        assert_eq!(linked.len(), 1, "{linked:?}");
+        assert_eq!(linked[&file], ["a", "d/b"]);
+        assert!(holds(Some(&tree), "d/b", file));
+        assert!(!holds(Some(&tree), "d/l", file));
+        assert!(!holds(Some(&tree), "c", file));
+        assert!(!holds(None, "a", file));
+    }
+}
