@@ -164,6 +164,7 @@ impl FsCore {
         let out = f();
         crate::vault::keychain::set_open_files(Vec::new());
         let moves = crate::vault::handle::take_moves();
+        self.stale_checkouts(&crate::store::history::take_checkouts());
         let stale = changed.then(|| {
             let old_names = self.follow_moves(&moves);
             let (mut entries, inodes) = self.resync_locked();
@@ -175,6 +176,34 @@ impl FsCore {
             self.invalidate(&entries, &inodes);
         }
         Ok(out)
+    }
+
+    /// Every file open in a vault that `checked_out` names (its directory)
+    /// goes stale: it was opened in the version the checkout left. Its
+    /// descriptors keep reading what they opened, or fail with ESTALE; a
+    /// write through them fails with ESTALE, so none lands in the version
+    /// checked out (where a commit would discard the later versions). All
+    /// was written back before the command ran (see [`FsCore::exclusive`]).
+    fn stale_checkouts(&self, checked_out: &[std::path::PathBuf]) {
+        if checked_out.is_empty() {
+            return;
+        }
+        let vaults: Vec<String> = self
+            .vaults
+            .read()
+            .iter()
+            .filter(|v| {
+                v.contents
+                    .parent()
+                    .is_some_and(|d| checked_out.iter().any(|c| same_dir(c, d)))
+            })
+            .map(|v| v.id.clone())
+            .collect();
+        for f in self.open.lock().values() {
+            if vaults.contains(&f.vault) {
+                f.stale.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// (vault id, plaintext path) of every file open in the mount.
@@ -313,4 +342,14 @@ impl FsCore {
             let _ = n.inval_inode(INodeNo(*ino), 0, 0);
         }
     }
+}
+
+/// Are `a` and `b` one directory (by name, or else by device and inode)?
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a == b
+        || matches!(
+            (std::fs::metadata(a), std::fs::metadata(b)),
+            (Ok(x), Ok(y)) if x.dev() == y.dev() && x.ino() == y.ino()
+        )
 }

@@ -96,6 +96,10 @@ pub struct OpenFile {
     pub handles: Mutex<u32>,
     /// The vault's commit count when a write last recorded this file.
     pub recorded: std::sync::atomic::AtomicU64,
+    /// Opened in a version that a checkout has since replaced: reads are
+    /// served from the descriptor it opened (the version it opened) or fail
+    /// with ESTALE, writes fail with ESTALE (`FsCore::stale_checkouts`).
+    pub stale: std::sync::atomic::AtomicBool,
 }
 
 impl OpenFile {
@@ -106,7 +110,12 @@ impl OpenFile {
             state: RwLock::new(state),
             handles: Mutex::new(0),
             recorded: std::sync::atomic::AtomicU64::new(u64::MAX),
+            stale: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The state for reading, with any batch in flight settled first.

@@ -218,8 +218,10 @@ impl Inodes {
     }
 
     /// Every entry inode of `vault_id` (not its root), for invalidation after the
-    /// backing tree changed wholesale. They keep working by path; the backing
-    /// identities are dropped so that new lookups get new inodes.
+    /// backing tree changed wholesale, once per name the kernel may know it
+    /// by (a hard-linked inode's other names too: else the kernel would keep
+    /// one of them pointing at the old inode). They keep working by path; the
+    /// backing identities are dropped so that new lookups get new inodes.
     pub fn detach_vault(&mut self, vault_id: &str) -> Vec<(u64, u64, Vec<u8>)> {
         self.by_backing.retain(|k, _| k.0 != vault_id);
         self.map
@@ -227,7 +229,10 @@ impl Inodes {
             .filter(|(_, i)| {
                 i.parent != ROOT_INO && i.vault.as_ref().is_some_and(|v| v.id == vault_id)
             })
-            .map(|(ino, i)| (*ino, i.parent, i.name.clone()))
+            .flat_map(|(ino, i)| {
+                std::iter::once((*ino, i.parent, i.name.clone()))
+                    .chain(i.aliases.iter().map(|(p, n)| (*ino, *p, n.clone())))
+            })
             .collect()
     }
 

@@ -164,6 +164,10 @@ impl FsCore {
         {
             return Err(Errno::EFBIG);
         }
+        if self.open_file(ino).is_some_and(|of| of.is_stale()) {
+            // Open since before a checkout: that file is another version's.
+            return Err(Errno::ESTALE);
+        }
         let vault = self.vault_of(ino)?;
         let _gate = vault.gate.read();
         let entry = if ino == vault.root_ino {

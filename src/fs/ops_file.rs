@@ -270,14 +270,23 @@ impl FsCore {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (_, of) = self.handle(fh)?;
-        let st = of.settled(&self.cache).errno()?;
-        st.read(offset, size, &self.cache).errno()
+        let read = of
+            .settled(&self.cache)
+            .and_then(|st| st.read(offset, size, &self.cache));
+        match read {
+            // Opened before a checkout: what it opened, or ESTALE.
+            Err(_) if of.is_stale() => Err(Errno::ESTALE),
+            r => r.errno(),
+        }
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let (h, of) = self.handle(fh)?;
         if !h.write {
             return Err(Errno::EBADF);
+        }
+        if of.is_stale() {
+            return Err(Errno::ESTALE);
         }
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
@@ -320,6 +329,10 @@ impl FsCore {
     /// Write back an open file's changes (close, fsync, release).
     pub fn flush(&self, fh: u64, sync: bool) -> FsResult<()> {
         let (h, of) = self.handle(fh)?;
+        if of.is_stale() {
+            // Written back before the checkout, and refused writes since.
+            return Ok(());
+        }
         let vault = self.vault_of(h.ino)?;
         let _gate = vault.gate.read();
         let mut st = of.state.write();
@@ -418,6 +431,9 @@ impl FsCore {
         let (h, of) = self.handle(fh)?;
         if !h.write {
             return Err(Errno::EBADF);
+        }
+        if of.is_stale() {
+            return Err(Errno::ESTALE);
         }
         let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
         if end > crate::format::offsets::MAX_FILE_SIZE {

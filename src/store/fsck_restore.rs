@@ -3,14 +3,15 @@
 //! ciphertext), rebuild damaged git blobs from intact working files, and move
 //! (never delete) untracked entries to `V/quarantine/<unix-time>/`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::store::atomic::write_atomic;
 use crate::store::{Change, ChangeKind};
 
 /// One thing `--restore` did (or could not do). `action` is stable:
-/// `restored`, `quarantined`, `rewrote-object`, `committed`, `not-restored`.
+/// `restored`, `quarantined`, `rewrote-object`, `committed`, `not-restored`,
+/// `relinked`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Action {
     pub path: String,
@@ -66,6 +67,7 @@ impl Fsck<'_> {
                     changes.push(Change::new(ChangeKind::Modified, older));
                 }
             }
+            self.relink(&scan, head, &mut actions)?;
         }
         if !changes.is_empty() {
             let id = self.history.commit(&changes)?;
@@ -225,6 +227,60 @@ impl Fsck<'_> {
             done.push(unit);
         }
         Ok(removed)
+    }
+
+    /// Names of one hard-linked file at HEAD (regular entries with one
+    /// non-empty blob id: `hardlinks.rs`) that are separate files now (a
+    /// copy, or a file restored above): every name whose file holds that
+    /// blob becomes a link of the first such name again.
+    fn relink(&self, scan: &Scan, head: &HeadFiles, actions: &mut Vec<Action>) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let empty = Oid::hash_object(git2::ObjectType::Blob, b"").ok();
+        let mut groups: BTreeMap<Oid, Vec<&str>> = BTreeMap::new();
+        for (rel, &(id, link)) in &head.files {
+            let last = rel.rsplit('/').next().unwrap_or(rel);
+            let regular = matches!(names::classify(last), EntryKind::Direct | EntryKind::Long);
+            if !link && regular && Some(id) != empty {
+                groups.entry(id).or_default().push(rel);
+            }
+        }
+        let vault = DirFd::open(&self.vault_dir).map_err(|e| Error::io(&self.vault_dir, e))?;
+        for (id, rels) in groups.into_iter().filter(|(_, r)| r.len() > 1) {
+            let mut anchor: Option<(&str, u64)> = None;
+            for rel in rels {
+                let (dir, name) = self.locate(rel, false)?;
+                let path = dir.at(&name);
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() || Oid::hash_file(git2::ObjectType::Blob, &path).ok() != Some(id)
+                {
+                    continue;
+                }
+                let Some((first, ino)) = anchor else {
+                    anchor = Some((rel, meta.ino()));
+                    continue;
+                };
+                if meta.ino() == ino {
+                    continue;
+                }
+                let tmp = format!(".tmp-relink-{}", short(&id));
+                crate::store::hardlinks::link_into(&vault, first, &dir, &tmp, &name)
+                    .map_err(|e| Error::io(rel, e))?;
+                dir.fsync().map_err(|e| Error::io(rel, e))?;
+                let shown = scan
+                    .seen
+                    .get(rel)
+                    .map_or_else(|| self.head_path(head, rel), |s| s.shown.clone());
+                let first_shown = scan
+                    .seen
+                    .get(first)
+                    .map_or_else(|| self.head_path(head, first), |s| s.shown.clone());
+                let detail = format!("a hard link of {first_shown:?} again (it was a copy)");
+                actions.push(Action::new(shown, "relinked", detail));
+            }
+        }
+        Ok(())
     }
 
     /// The directory holding backing path `rel` (relative to the vault dir),

@@ -584,6 +584,7 @@ fn resolve_spec(repo: &Repository, spec: &str, main: Oid) -> Result<Oid> {
 
 #[path = "history_checkout.rs"]
 mod checkout;
+pub use checkout::take_checkouts;
 #[path = "history_fsck.rs"]
 mod fsck;
 #[path = "history_gc.rs"]

@@ -10,12 +10,16 @@
 //! is fsync'd before the version record moves, so after a cut the work tree
 //! holds what the record's version holds. A cut before the record leaves the
 //! journal's checkout record, and the next open repeats the checkout (each
-//! step of it can be repeated).
+//! step of it can be repeated). The names of one hard-linked file are
+//! written as one file (`hardlinks.rs`).
 
-use git2::{ObjectType, Tree, TreeEntry};
+use std::collections::HashMap;
+
+use git2::{ObjectType, Oid, Tree, TreeEntry};
 
 use super::*;
 use crate::store::dirfd::DirFd;
+use crate::store::hardlinks;
 use crate::store::odb_stream::write_blob_sparse;
 use crate::store::prefetch::Warmer;
 use crate::store::reaper::defer_dropped_dirs;
@@ -105,13 +109,24 @@ impl History {
             }
             Err(e) => return Err(Error::io(TRACKED, e)),
         };
+        let total = count(repo, from_c.as_ref(), to_c.as_ref())?;
+        // Hard links of the target (`hardlinks.rs`): looked for only when
+        // files are to be written.
+        let linked = match (&to_c, total) {
+            (Some(t), 1..) => hardlinks::linked_blobs(t),
+            _ => HashMap::new(),
+        };
         let mut w = Writer {
             repo,
             sync: SyncBatch::default(),
             resumed,
             done: 0,
-            total: count(repo, from_c.as_ref(), to_c.as_ref())?,
+            total,
             progress,
+            root: &contents,
+            from: from_c.as_ref(),
+            linked,
+            written: HashMap::new(),
         };
         w.apply(&contents, TRACKED, from_c.as_ref(), to_c.as_ref())?;
         // The version's modes (`store/modes/history.rs`), before the sync.
@@ -127,8 +142,25 @@ impl History {
         } else {
             repo.set_head_detached(target).ctx("detaching HEAD")?;
         }
-        self.journal.borrow_mut().reset(Some(target))
+        self.journal.borrow_mut().reset(Some(target))?;
+        if let Ok(mut done) = CHECKED_OUT.lock() {
+            done.push(self.vault_dir.clone());
+        }
+        Ok(())
     }
+}
+
+/// The vault directories checked out in this process, see [`take_checkouts`].
+static CHECKED_OUT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// The vault directories checked out since the last call. The mount daemon
+/// runs one command at a time and takes them after each: the files open in
+/// such a vault were opened in another version, and go stale.
+pub fn take_checkouts() -> Vec<std::path::PathBuf> {
+    CHECKED_OUT
+        .lock()
+        .map(|mut d| std::mem::take(&mut *d))
+        .unwrap_or_default()
 }
 
 /// The tree an entry names, if it is one.
@@ -187,7 +219,7 @@ fn count(repo: &Repository, from: Option<&Tree<'_>>, to: Option<&Tree<'_>>) -> R
 }
 
 /// Writes the differences between two trees into the work tree.
-struct Writer<'a, 'r> {
+struct Writer<'a, 'r, 't> {
     repo: &'r Repository,
     sync: SyncBatch,
     /// Sweep `.tmp-checkout-*` leftovers of a cut checkout from each
@@ -196,9 +228,17 @@ struct Writer<'a, 'r> {
     done: usize,
     total: usize,
     progress: &'a mut dyn FnMut(usize, usize),
+    /// `contents/`, and HEAD's tree of it.
+    root: &'a DirFd,
+    from: Option<&'a Tree<'t>>,
+    /// Blob ids of the target named more than once (hard links), with their
+    /// paths below `contents/`.
+    linked: HashMap<Oid, Vec<String>>,
+    /// Those of them written so far, at which path.
+    written: HashMap<Oid, String>,
 }
 
-impl Writer<'_, '_> {
+impl Writer<'_, '_, '_> {
     /// Make the directory `dir` (at `rel`), which holds `from`, hold `to`.
     fn apply(
         &mut self,
@@ -290,6 +330,13 @@ impl Writer<'_, '_> {
                 0o644
             };
             let tmp = format!("{TMP_PREFIX}{}", hex8());
+            // A name linked: its directory is synced with the others
+            // (`apply` pushes every directory it visits).
+            if self.link(dir, &tmp, name, rel, e.id()) {
+                self.done += 1;
+                (self.progress)(self.done, self.total);
+                return Ok(());
+            }
             let f = dir
                 .create_file(&tmp, mode)
                 .map_err(|err| Error::io(rel, err))?;
@@ -301,10 +348,45 @@ impl Writer<'_, '_> {
                 return Err(Error::io(rel, err));
             }
             self.sync.push(f, rel)?;
+            if self.linked.contains_key(&e.id()) {
+                let at = rel.strip_prefix(TRACKED).unwrap_or(rel);
+                self.written
+                    .insert(e.id(), at.trim_start_matches('/').into());
+            }
         }
         self.done += 1;
         (self.progress)(self.done, self.total);
         Ok(())
+    }
+}
+
+impl Writer<'_, '_, '_> {
+    /// When blob `id` is a hard-linked file of the target whose other name is
+    /// already in place (written by this checkout, or unchanged from HEAD),
+    /// make `dir/name` one more name of it. False when it has to be written.
+    fn link(&mut self, dir: &DirFd, tmp: &str, name: &str, rel: &str, id: Oid) -> bool {
+        let Some(names) = self.linked.get(&id) else {
+            return false;
+        };
+        let me = rel.strip_prefix(TRACKED).unwrap_or(rel);
+        let me = me.trim_start_matches('/');
+        let anchor = self.written.get(&id).cloned().or_else(|| {
+            names
+                .iter()
+                .find(|n| n.as_str() != me && hardlinks::holds(self.from, n, id))
+                .cloned()
+        });
+        let Some(anchor) = anchor else {
+            return false;
+        };
+        match hardlinks::link_into(self.root, &anchor, dir, tmp, name) {
+            Ok(()) => true,
+            Err(err) => {
+                // Written as a file of its own instead (say, at the link limit).
+                tracing::warn!("checkout: linking {me} to {anchor}: {err}");
+                false
+            }
+        }
     }
 }
 

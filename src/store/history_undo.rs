@@ -10,17 +10,19 @@
 //! never by a full backing path (`dirfd.rs`). The failed process does this itself;
 //! after a crash, the next open of the vault does. So a command leaves its
 //! whole change or nothing, and never a half-made tree that is neither HEAD
-//! nor journaled.
+//! nor journaled. Names of one hard-linked file of HEAD put back as files
+//! of their own are linked again (`store/hardlinks.rs`).
 
 use std::io::ErrorKind;
 use std::path::Path;
 
 use git2::{ObjectType, Repository, TreeEntry};
 
-use super::{head_target, Ctx, History};
+use super::{head_target, Ctx, History, TRACKED};
 use crate::error::{Error, Result};
 use crate::format::names::LONG_SUFFIX;
 use crate::store::dirfd::DirFd;
+use crate::store::hardlinks;
 
 impl History {
     /// Record, durably, that a CLI command starts changing the vault (see
@@ -55,6 +57,9 @@ impl History {
             };
             for rel in &paths {
                 restore(repo, &self.vault_dir, tree.as_ref(), rel)?;
+            }
+            if let Some(t) = &tree {
+                relink(repo, &self.vault_dir, t, &paths)?;
             }
         }
         self.journal.borrow_mut().drop_command()
@@ -122,6 +127,60 @@ fn restore(
         }
     }
     dir.fsync().map_err(|e| Error::io(parent, e))
+}
+
+/// The names of one hard-linked file of HEAD (`store/hardlinks.rs`) that
+/// were put back above as files of their own: each becomes a link again of
+/// a name that holds the file (one left alone first, else the first put
+/// back), durably.
+fn relink(
+    repo: &Repository,
+    vault_dir: &Path,
+    head: &git2::Tree<'_>,
+    restored: &[String],
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(contents) = head
+        .get_name(TRACKED)
+        .filter(|e| e.kind() == Some(ObjectType::Tree))
+        .and_then(|e| repo.find_tree(e.id()).ok())
+    else {
+        return Ok(());
+    };
+    let touched = |rel: &str| restored.iter().any(|r| covered(rel, r));
+    let vault = DirFd::open(vault_dir).map_err(|e| Error::io(vault_dir, e))?;
+    for (id, names) in hardlinks::linked_blobs(&contents) {
+        let mut names: Vec<String> = names.iter().map(|n| format!("{TRACKED}/{n}")).collect();
+        if !names.iter().any(|n| touched(n)) {
+            continue;
+        }
+        // Names left alone first: they hold the file the others link to.
+        names.sort_by_key(|n| touched(n));
+        let mut anchor: Option<(String, u64)> = None;
+        for rel in names {
+            let Ok((dir, name)) = hardlinks::locate(&vault, &rel) else {
+                continue;
+            };
+            let path = dir.at(&name);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() || git2::Oid::hash_file(ObjectType::Blob, &path).ok() != Some(id) {
+                continue;
+            }
+            match &anchor {
+                None => anchor = Some((rel, meta.ino())),
+                Some((_, ino)) if *ino == meta.ino() || !touched(&rel) => {}
+                Some((first, _)) => {
+                    let tmp = format!(".tmp-relink-{}", &id.to_string()[..8]);
+                    hardlinks::link_into(&vault, first, &dir, &tmp, &name)
+                        .and_then(|()| dir.fsync())
+                        .map_err(|e| Error::io(&rel, e))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn remove_any(dir: &DirFd, name: &str, rel: &str) -> Result<()> {
@@ -197,5 +256,34 @@ mod tests {
             "contents/c".into(),
         ]);
         assert_eq!(got, ["contents/a", "contents/ab", "contents/c"]);
+    }
+
+    /// Undoing a command that replaced one name of a hard-linked file makes
+    /// it a name of that file again, not a copy.
+    #[test]
+    fn an_undone_rewrite_of_a_hard_link_is_a_link_again() {
+        use crate::store::{Change, ChangeKind};
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let v = d.path();
+        let c = v.join(TRACKED);
+        std::fs::create_dir_all(c.join("d")).unwrap();
+        std::fs::write(c.join(".diriv"), b"iv").unwrap();
+        std::fs::write(c.join("a"), b"one file, two names").unwrap();
+        std::fs::hard_link(c.join("a"), c.join("d/b")).unwrap();
+        let added = [Change::new(ChangeKind::Added, "a")];
+        let key = crate::crypto::SymKey::from_bytes([9; 32]);
+        let h = History::init(v, &key, &added).unwrap();
+        let ino = |p: &str| std::fs::metadata(c.join(p)).unwrap().ino();
+        for (rel, other) in [("a", "d/b"), ("d/b", "a")] {
+            h.begin_command().unwrap();
+            h.mark(&format!("{TRACKED}/{rel}")).unwrap();
+            std::fs::write(c.join("tmp"), b"rewritten").unwrap();
+            std::fs::rename(c.join("tmp"), c.join(rel)).unwrap();
+            assert_ne!(ino(rel), ino(other));
+            h.undo_command().unwrap();
+            assert_eq!(ino(rel), ino(other), "{rel}");
+            assert_eq!(std::fs::read(c.join(rel)).unwrap(), b"one file, two names");
+        }
     }
 }

@@ -5,6 +5,7 @@ pub mod changes;
 pub mod dirfd;
 pub mod fsck;
 pub mod generations;
+pub mod hardlinks;
 pub mod history;
 pub mod journal;
 pub mod loose_zlib;

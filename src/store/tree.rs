@@ -305,6 +305,12 @@ impl Tree {
         let loc = self.locate(p)?;
         let (kind, sealed) = match Self::kind_at(&loc.path)? {
             Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
+            // One name of a hard-linked file: the rewrite (a new inode) is a
+            // file of its own, with an id of its own (else the other names
+            // would hold a copy of its id: fsck's duplicate-file-id).
+            Some((_, m)) if std::os::unix::fs::MetadataExt::nlink(&m) > 1 => {
+                (ChangeKind::Modified, self.seal_fresh(data))
+            }
             Some(_) => {
                 let old = fs::read(&*short(&loc.path)?).map_err(|e| Error::io(&loc.path, e))?;
                 // A corrupt old version is simply replaced by a fresh blob.
@@ -552,6 +558,8 @@ fn hex16(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+#[path = "tree_link.rs"]
+mod link;
 #[path = "tree_locate.rs"]
 mod locate;
 #[path = "tree_stream.rs"]

@@ -77,10 +77,13 @@ impl Tree {
         journal: &dyn Fn(&str) -> Result<()>,
     ) -> Result<Change> {
         let loc = self.locate(p)?;
-        let kind = match Self::kind_at(&loc.path)? {
+        let (kind, linked) = match Self::kind_at(&loc.path)? {
             Some((Kind::Dir, _)) => return Err(Error::IsADirectory(p.to_string())),
-            Some(_) => ChangeKind::Modified,
-            None => ChangeKind::Added,
+            Some((_, m)) => (
+                ChangeKind::Modified,
+                std::os::unix::fs::MetadataExt::nlink(&m) > 1,
+            ),
+            None => (ChangeKind::Added, false),
         };
         // The directory as a short path, held open while it is used: a deep
         // tree's backing path may be longer than the kernel takes.
@@ -93,8 +96,10 @@ impl Tree {
         // The old version, whose unchanged pages keep their ciphertext (as
         // `Tree::write` does): rewriting a file with its own content leaves
         // its blob as it was, so nothing is committed.
+        // One name of a hard-linked file becomes a file of its own, with an
+        // id of its own (as in `Tree::write`).
         let old = match kind {
-            ChangeKind::Modified => self.old_blob(&target),
+            ChangeKind::Modified if !linked => self.old_blob(&target),
             _ => None,
         };
         let page = offsets::PAGE_SIZE as usize;

@@ -294,6 +294,11 @@ impl Txn<'_> {
             .write_streaming(p, input, max, &|rel| self.journal(rel))
     }
 
+    /// [`Tree::link_journaled`]: `to` becomes one more name of file `from`.
+    pub fn link(&self, from: &VPath, to: &VPath) -> Result<Change> {
+        self.tree.link_journaled(from, to, &|rel| self.journal(rel))
+    }
+
     /// [`Tree::mkdir`], journaled.
     pub fn mkdir(&self, p: &VPath, parents: bool) -> Result<Vec<Change>> {
         self.tree

@@ -9,6 +9,13 @@
 //! listed at REF. Parents that are missing are made; a parent that is a file
 //! now is replaced by a directory. Contents come back, not modes or times;
 //! a symlink cannot be made outside the mount and is skipped and reported.
+//! Names of one hard-linked file at REF (one non-empty blob id:
+//! `store/hardlinks.rs`) come back as one file: the first is written, the
+//! others are linked to it.
+
+use std::collections::HashMap;
+
+use git2::Oid;
 
 use crate::error::{Error, Result};
 use crate::store::history::versions::{VEntry, Versions};
@@ -55,8 +62,13 @@ impl Vault {
         };
         let mut skipped = Vec::new();
         let changes = self.mutate(|t, ch| {
+            let mut r = Restorer {
+                v: &versions,
+                skipped: &mut skipped,
+                files: HashMap::new(),
+            };
             for (p, e) in &found {
-                restore_entry(t, &versions, p, e, ch, &mut skipped)?;
+                r.entry(t, p, e, ch)?;
             }
             Ok(ch.clone())
         })?;
@@ -68,64 +80,105 @@ impl Vault {
     }
 }
 
-/// Make `p` what `e` was.
-fn restore_entry(
-    t: &Txn<'_>,
-    v: &Versions,
-    p: &VPath,
-    e: &VEntry,
-    ch: &mut Vec<Change>,
-    skipped: &mut Vec<String>,
-) -> Result<()> {
-    let live = match t.stat(p) {
-        Ok(s) => Some(s.kind),
-        Err(Error::NotFound(_)) => None,
-        Err(err) => return Err(err),
-    };
-    match e.kind {
-        Kind::Symlink | Kind::Special => {
-            skipped.push(p.to_string());
-            Ok(())
-        }
-        Kind::File => {
-            let data = v.read(e, &p.to_string())?;
-            match live {
-                Some(Kind::File) if *t.read(p)? == *data => return Ok(()),
-                Some(Kind::File) => {}
-                Some(_) => ch.extend(t.remove(p, true)?),
-                None => make_parents(t, p, ch)?,
+/// What one restore walks with.
+struct Restorer<'a> {
+    v: &'a Versions,
+    skipped: &'a mut Vec<String>,
+    /// The files brought back so far, by their blob id at REF.
+    files: HashMap<Oid, VPath>,
+}
+
+impl Restorer<'_> {
+    /// Make `p` what `e` was.
+    fn entry(&mut self, t: &Txn<'_>, p: &VPath, e: &VEntry, ch: &mut Vec<Change>) -> Result<()> {
+        let v = self.v;
+        let live = match t.stat(p) {
+            Ok(s) => Some(s.kind),
+            Err(Error::NotFound(_)) => None,
+            Err(err) => return Err(err),
+        };
+        match e.kind {
+            Kind::Symlink | Kind::Special => {
+                self.skipped.push(p.to_string());
+                Ok(())
             }
-            let c = t.write(p, &data)?;
-            if !ch.contains(&c) {
-                ch.push(c);
-            }
-            Ok(())
-        }
-        Kind::Dir => {
-            match live {
-                Some(Kind::Dir) => {}
-                Some(_) => {
-                    ch.extend(t.remove(p, true)?);
-                    ch.extend(t.mkdir(p, true)?);
+            Kind::File => {
+                if let Some(first) = self.files.get(&e.id).filter(|f| *f != p) {
+                    return link_name(t, first, p, live, ch);
                 }
-                None => {
-                    make_parents(t, p, ch)?;
-                    ch.extend(t.mkdir(p, true)?);
+                if Some(e.id) != empty_blob() {
+                    self.files.insert(e.id, p.clone());
                 }
-            }
-            let then = v.list(e)?;
-            for now in t.list(p)?.entries {
-                if !then.iter().any(|x| x.name == now.name) {
-                    let gone = p.join(&now.name)?;
-                    ch.extend(t.remove(&gone, true)?);
+                let data = v.read(e, &p.to_string())?;
+                match live {
+                    Some(Kind::File) if *t.read(p)? == *data => return Ok(()),
+                    Some(Kind::File) => {}
+                    Some(_) => ch.extend(t.remove(p, true)?),
+                    None => make_parents(t, p, ch)?,
                 }
+                let c = t.write(p, &data)?;
+                if !ch.contains(&c) {
+                    ch.push(c);
+                }
+                Ok(())
             }
-            for child in &then {
-                restore_entry(t, v, &p.join(&child.name)?, child, ch, skipped)?;
+            Kind::Dir => {
+                match live {
+                    Some(Kind::Dir) => {}
+                    Some(_) => {
+                        ch.extend(t.remove(p, true)?);
+                        ch.extend(t.mkdir(p, true)?);
+                    }
+                    None => {
+                        make_parents(t, p, ch)?;
+                        ch.extend(t.mkdir(p, true)?);
+                    }
+                }
+                let then = v.list(e)?;
+                for now in t.list(p)?.entries {
+                    if !then.iter().any(|x| x.name == now.name) {
+                        let gone = p.join(&now.name)?;
+                        ch.extend(t.remove(&gone, true)?);
+                    }
+                }
+                for child in &then {
+                    self.entry(t, &p.join(&child.name)?, child, ch)?;
+                }
+                Ok(())
             }
-            Ok(())
         }
     }
+}
+
+/// The blob id of the empty file (the same for every empty file: never
+/// taken for a hard link).
+fn empty_blob() -> Option<Oid> {
+    Oid::hash_object(git2::ObjectType::Blob, b"").ok()
+}
+
+/// Make `p` one more name of the file restored at `first`.
+fn link_name(
+    t: &Txn<'_>,
+    first: &VPath,
+    p: &VPath,
+    live: Option<Kind>,
+    ch: &mut Vec<Change>,
+) -> Result<()> {
+    match live {
+        Some(Kind::File) if t.same_file(first, p)? => return Ok(()),
+        Some(_) => ch.extend(t.remove(p, true)?),
+        None => make_parents(t, p, ch)?,
+    }
+    let mut c = t.link(first, p)?;
+    if live == Some(Kind::File) {
+        // A file replaced by a link: one modification, not a removal.
+        ch.retain(|x| x.path != c.path);
+        c = Change::new(crate::store::ChangeKind::Modified, c.path);
+    }
+    if !ch.contains(&c) {
+        ch.push(c);
+    }
+    Ok(())
 }
 
 /// Make the parent directories of `p`, replacing a file that stands where a
