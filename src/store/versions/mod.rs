@@ -20,14 +20,20 @@ use crate::crypto::aead::Gcm;
 use crate::crypto::kdf::hkdf32;
 use crate::crypto::Keychain;
 use crate::error::{Error, Result};
-use crate::format::blob::{FileCipher, Header};
 use crate::format::links::LinkCipher;
+use crate::format::modes::ModeCipher;
 use crate::format::names::{self, DirIv, DiskName, EntryKind, NameCipher, DIRIV_FILE, DIRIV_LEN};
 use crate::format::offsets;
 use crate::store::{Change, Kind, VPath};
 
+mod browse;
 mod diff;
+pub use browse::{VBlob, VChild, VDir};
 pub use diff::{Delta, DeltaKind};
+
+/// Length of the short commit ids shown (`pkfs version log`, the mount's
+/// `.versions` directory).
+pub const SHORT_ID: usize = 8;
 
 /// The tracked directory of the work tree (as in `history.rs`).
 const CONTENTS: &str = "contents";
@@ -62,6 +68,7 @@ pub struct Versions {
     gcm: Gcm,
     names: NameCipher,
     links: LinkCipher,
+    modes: ModeCipher,
     keys: Keychain,
 }
 
@@ -74,6 +81,7 @@ impl History {
             gcm: Gcm::new(&hkdf32(first, None, MSG_DOMAIN)),
             names: NameCipher::new(first),
             links: LinkCipher::new(first),
+            modes: ModeCipher::new(first),
             keys: keys.clone(),
         })
     }
@@ -148,45 +156,60 @@ impl Versions {
     /// The entries of directory `dir`, sorted by name. A name that does not
     /// decrypt is an error: a committed tree holds none.
     pub fn list(&self, dir: &VEntry) -> Result<Vec<VEntry>> {
-        let shown = || String::from_utf8_lossy(&dir.name).into_owned();
+        let shown = String::from_utf8_lossy(&dir.name).into_owned();
         let tree = self.repo.find_tree(dir.id).ctx("reading a tree")?;
-        let iv = self.diriv(&tree, shown())?;
+        let iv = self.diriv(&tree, &shown)?;
+        let mut out: Vec<VEntry> = self
+            .entries(&tree, &iv, &shown)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The entries of `tree` (IV `iv`) as (backing name, entry), unsorted.
+    fn entries(
+        &self,
+        tree: &git2::Tree<'_>,
+        iv: &DirIv,
+        shown: &str,
+    ) -> Result<Vec<(String, VEntry)>> {
         let mut out = Vec::new();
         for e in tree.iter() {
             let Ok(raw) = std::str::from_utf8(e.name_bytes()) else {
-                return Err(Error::corrupt(
-                    shown(),
-                    "a committed entry name is not ASCII",
-                ));
+                return Err(Error::corrupt(shown, "a committed entry name is not ASCII"));
             };
             let encoded = match names::classify(raw) {
                 EntryKind::DirIv | EntryKind::Sidecar | EntryKind::Modes => continue,
                 EntryKind::Direct => raw.to_string(),
-                EntryKind::Long => self.sidecar(&tree, raw).ok_or_else(|| {
-                    Error::corrupt(shown(), format!("long entry {raw} has no matching sidecar"))
+                EntryKind::Long => self.sidecar(tree, raw).ok_or_else(|| {
+                    Error::corrupt(shown, format!("long entry {raw} has no matching sidecar"))
                 })?,
                 EntryKind::Foreign if raw.starts_with(".tmp-") => continue,
                 EntryKind::Foreign => {
-                    return Err(Error::corrupt(shown(), format!("foreign entry {raw}")))
+                    return Err(Error::corrupt(shown, format!("foreign entry {raw}")))
                 }
             };
             let name = self
                 .names
-                .decrypt(&iv, &encoded)
+                .decrypt(iv, &encoded)
                 .ok()
                 .filter(|n| names::validate(n).is_ok())
-                .ok_or_else(|| Error::corrupt(shown(), format!("entry {raw} does not decrypt")))?;
+                .ok_or_else(|| Error::corrupt(shown, format!("entry {raw} does not decrypt")))?;
             let Some(kind) = kind_of(e.filemode()) else {
                 continue;
             };
-            out.push(VEntry {
-                name,
-                kind,
-                id: e.id(),
-                exec: e.filemode() == 0o100755,
-            });
+            out.push((
+                raw.to_string(),
+                VEntry {
+                    name,
+                    kind,
+                    id: e.id(),
+                    exec: e.filemode() == 0o100755,
+                },
+            ));
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -223,36 +246,12 @@ impl Versions {
         Ok(all)
     }
 
-    /// Call `f` with each decrypted page of file `e` in order.
+    /// Call `f` with each decrypted page of file `e` in order (a hole of a
+    /// version 2 blob is a page of zeros).
     fn pages(&self, e: &VEntry, what: &str, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        if e.kind != Kind::File {
-            return Err(Error::NotAFile(what.to_string()));
-        }
-        let blob = self.repo.find_blob(e.id).ctx("reading a blob")?;
-        let bytes = blob.content();
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let bad = |m: String| Error::corrupt(what, m);
-        let plain = offsets::plain_len(bytes.len() as u64)
-            .ok_or_else(|| bad(format!("blob of {} bytes has no valid length", bytes.len())))?;
-        let header = Header::decode(bytes).map_err(|x| bad(x.to_string()))?;
-        let key = self
-            .keys
-            .get(header.generation)
-            .ok_or_else(|| bad(format!("unknown key generation {}", header.generation)))?;
-        let fc = FileCipher::new(key, &header);
-        let count = offsets::page_count(plain);
-        for i in 0..count {
-            let start = offsets::page_blob_offset(i) as usize;
-            let len = (offsets::page_plain_len(plain, i) + offsets::PAGE_OVERHEAD) as usize;
-            let cipher = bytes
-                .get(start..start + len)
-                .ok_or_else(|| bad("blob is shorter than its pages".into()))?;
-            let page = fc
-                .open_page(i, i + 1 == count, cipher)
-                .map_err(|x| bad(x.to_string()))?;
-            f(&page)?;
+        let blob = self.blob(e, what)?;
+        for i in 0..offsets::page_count(blob.len()) {
+            f(&blob.page(i)?)?;
         }
         Ok(())
     }
