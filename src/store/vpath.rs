@@ -79,8 +79,12 @@ impl VPath {
     }
 
     /// Refuse a path to be made (written, created, moved to) when any of its
-    /// components is `.git` (see [`check_new_name`]).
+    /// components is `.git` (see [`check_new_name`]), or its first one is
+    /// `.versions` (see [`check_new_top_name`]).
     pub fn check_new(&self) -> Result<()> {
+        if let Some(first) = self.comps.first() {
+            check_new_top_name(first)?;
+        }
         self.comps.iter().try_for_each(|c| check_new_name(c))
     }
 
@@ -112,6 +116,23 @@ pub fn check_new_name(name: &[u8]) -> Result<()> {
         return Err(Error::InvalidName {
             name: ".git".into(),
             reason: "'.git' is reserved: no vault or entry may be named so",
+        });
+    }
+    Ok(())
+}
+
+/// The name no entry at a vault's top level may be given: the mount serves
+/// the vault's versions there (`fs/versions`).
+pub const RESERVED_TOP_NAME: &[u8] = b".versions";
+
+/// Refuse to make an entry named `.versions` at a vault's top level. An entry
+/// of that name made before the rule stays readable, movable and removable
+/// through the CLI (the mount shows its versions directory instead).
+pub fn check_new_top_name(name: &[u8]) -> Result<()> {
+    if name == RESERVED_TOP_NAME {
+        return Err(Error::InvalidName {
+            name: ".versions".into(),
+            reason: "'.versions' is reserved at a vault's top level: the mount shows the vault's versions there",
         });
     }
     Ok(())
@@ -194,6 +215,10 @@ mod tests {
         assert!(VPath::parse(&"x".repeat(256)).is_err());
         assert!(VPath::parse("a\0b").is_err());
         assert!(VPath::parse(".gitignore").is_ok());
+        // `.versions` is reserved at the top of a vault only.
+        assert!(VPath::parse(".versions").unwrap().check_new().is_err());
+        assert!(VPath::parse(".versions/x").unwrap().check_new().is_err());
+        assert!(VPath::parse("x/.versions").unwrap().check_new().is_ok());
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod hooks;
 mod ops;
 
 /// The reserved name at a vault's top level.
-pub const VERSIONS_NAME: &[u8] = b".versions";
+pub const VERSIONS_NAME: &[u8] = crate::store::vpath::RESERVED_TOP_NAME;
 /// The first inode number of a version entry; live inodes count up from 1
 /// and never get there.
 pub const FIRST_INO: u64 = 1 << 62;

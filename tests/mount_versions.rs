@@ -1,0 +1,258 @@
+//! Every version of a vault, read-only in the mount under `VAULT/.versions`:
+//! hidden from listings but reachable by name, commits newest first with
+//! their times as mtimes, `HEAD~N`, `latest` and `by-time/<moment>`, old
+//! content, modes and symlinks as they were, EROFS on any change, and the
+//! reserved name refused at a vault's top level.
+
+mod common;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::mount::Mounted;
+use common::*;
+
+fn names_in_order(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `secs` as ISO-8601 UTC (`YYYY-MM-DDThh:mm:ss`), by date(1).
+fn iso(secs: i64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn errno_of(r: std::io::Result<impl std::fmt::Debug>) -> i32 {
+    match r {
+        Ok(x) => panic!("expected an error, got {x:?}"),
+        Err(e) => e.raw_os_error().unwrap_or(0),
+    }
+}
+
+/// The vault's versions, newest first: (full id, commit time).
+fn versions(m: &Mounted) -> Vec<(String, i64)> {
+    m.node
+        .log("v", false)
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_string(),
+                e["time"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Wait until the next second, so that the next commit's time differs.
+fn next_second() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+/// A vault with two versions made through the mount: the first with `f`,
+/// `d/nested`, a symlink and two files of set modes (copied out to `copy`
+/// while live), the second changing `f` and adding `later`.
+fn two_versions() -> (Mounted, std::path::PathBuf) {
+    let m = Mounted::new();
+    next_second();
+    fs::write(m.path("f"), b"one").unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/nested"), b"nested one").unwrap();
+    std::os::unix::fs::symlink("f", m.path("ln")).unwrap();
+    fs::write(m.path("private"), b"private").unwrap();
+    fs::set_permissions(m.path("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(m.path("shared"), b"shared").unwrap();
+    fs::set_permissions(m.path("shared"), fs::Permissions::from_mode(0o640)).unwrap();
+    m.wait_committed();
+    let copy = m.node.scratch().join("copy-one");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(m.v())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    next_second();
+    fs::write(m.path("f"), b"two").unwrap();
+    fs::write(m.path("later"), b"added later").unwrap();
+    m.wait_committed();
+    (m, copy)
+}
+
+#[test]
+fn versions_are_hidden_listed_newest_first_and_read_as_they_were() {
+    let (m, copy) = two_versions();
+    let dot = m.path(".versions");
+
+    // Not listed, but there.
+    let live = names_in_order(&m.v());
+    assert!(!live.iter().any(|n| n == ".versions"), "{live:?}");
+    assert!(fs::metadata(&dot).unwrap().is_dir());
+
+    // Commits newest first, with their times as mtimes; then the names.
+    let log = versions(&m);
+    assert!(log.len() >= 2, "{log:?}");
+    let listed = names_in_order(&dot);
+    let shorts: Vec<String> = log.iter().map(|(id, _)| id[..8].to_string()).collect();
+    assert_eq!(listed[..shorts.len()], shorts[..], "{listed:?}");
+    assert_eq!(listed[shorts.len()..], ["latest", "by-time"], "{listed:?}");
+    for (short, (_, time)) in shorts.iter().zip(&log) {
+        assert_eq!(fs::metadata(dot.join(short)).unwrap().mtime(), *time);
+    }
+    assert_eq!(fs::metadata(&dot).unwrap().mtime(), log[0].1);
+
+    // Old and new content, by alias and by id.
+    assert_eq!(fs::read(dot.join("HEAD~1/f")).unwrap(), b"one");
+    assert_eq!(fs::read(dot.join("latest/f")).unwrap(), b"two");
+    assert_eq!(fs::read(dot.join("HEAD/later")).unwrap(), b"added later");
+    assert_eq!(fs::read(dot.join(&shorts[1]).join("f")).unwrap(), b"one");
+    assert_eq!(
+        errno_of(fs::metadata(dot.join("HEAD~1/later"))),
+        libc::ENOENT
+    );
+    assert_eq!(
+        fs::read(dot.join(&shorts[1]).join("d/nested")).unwrap(),
+        b"nested one"
+    );
+    let f = fs::metadata(dot.join("HEAD~1/f")).unwrap();
+    assert_eq!((f.len(), f.mtime()), (3, log[1].1));
+
+    // A symlink and modes as they were.
+    assert_eq!(
+        fs::read_link(dot.join("HEAD~1/ln")).unwrap(),
+        Path::new("f")
+    );
+    let mode = |p: &str| fs::symlink_metadata(dot.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("HEAD~1/private"), 0o600);
+    assert_eq!(mode("HEAD~1/shared"), 0o640);
+
+    // The whole old version equals the copy taken when it was live, and
+    // the latest the live tree.
+    let diff = |a: &Path, b: &Path| {
+        let o = Command::new("/usr/bin/diff")
+            .arg("-r")
+            .arg(a)
+            .arg(b)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "diff -r {} {}:\n{}{}",
+            a.display(),
+            b.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    diff(&dot.join(&shorts[1]), &copy);
+    diff(&dot.join("latest"), &m.v());
+    // ... and not the other one.
+    let o = Command::new("/usr/bin/diff")
+        .arg("-r")
+        .arg(dot.join("latest"))
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn by_time_finds_the_version_current_at_a_moment() {
+    let (m, _copy) = two_versions();
+    let by = m.path(".versions/by-time");
+    let log = versions(&m);
+    let (first, newest) = (log[log.len() - 1].1, log[0].1);
+    let older = log[1].1;
+    assert!(older < newest, "{log:?}");
+
+    // Before the first version: nothing.
+    assert_eq!(
+        errno_of(fs::metadata(by.join(iso(first - 1)))),
+        libc::ENOENT
+    );
+    assert_eq!(errno_of(fs::metadata(by.join("1999"))), libc::ENOENT);
+    // Exactly at a commit's time, and between two commits.
+    assert_eq!(fs::read(by.join(iso(older)).join("f")).unwrap(), b"one");
+    assert_eq!(fs::read(by.join(iso(newest - 1)).join("f")).unwrap(), b"one");
+    assert_eq!(fs::read(by.join(iso(newest)).join("f")).unwrap(), b"two");
+    // A prefix stands for its start; a moment far ahead is the latest.
+    let minute = &iso(newest + 60)[..16];
+    assert_eq!(fs::read(by.join(minute).join("f")).unwrap(), b"two");
+    assert_eq!(fs::read(by.join("2999-01-01/f")).unwrap(), b"two");
+    // Not a moment.
+    assert_eq!(errno_of(fs::metadata(by.join("yesterday"))), libc::ENOENT);
+}
+
+#[test]
+fn nothing_in_a_version_can_change_and_the_name_is_reserved() {
+    let (m, _copy) = two_versions();
+    let v1 = m.path(".versions/HEAD~1");
+
+    assert_eq!(errno_of(fs::write(v1.join("f"), b"x")), libc::EROFS);
+    assert_eq!(errno_of(fs::write(v1.join("new"), b"x")), libc::EROFS);
+    assert_eq!(errno_of(fs::create_dir(v1.join("dir"))), libc::EROFS);
+    assert_eq!(errno_of(fs::remove_file(v1.join("f"))), libc::EROFS);
+    assert_eq!(errno_of(fs::remove_dir(v1.join("d"))), libc::EROFS);
+    assert_eq!(
+        errno_of(fs::rename(v1.join("f"), v1.join("g"))),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs::set_permissions(
+            v1.join("f"),
+            fs::Permissions::from_mode(0o644)
+        )),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::symlink("x", v1.join("s"))),
+        libc::EROFS
+    );
+    // Nothing changed: still one, still 0600.
+    assert_eq!(fs::read(v1.join("f")).unwrap(), b"one");
+    assert_eq!(
+        fs::metadata(v1.join("private")).unwrap().mode() & 0o7777,
+        0o600
+    );
+
+    // `.versions` at the top cannot be made, replaced or removed.
+    assert!(fs::create_dir(m.path(".versions")).is_err());
+    fs::create_dir(m.path("dir")).unwrap();
+    assert_eq!(
+        errno_of(fs::rename(m.path("dir"), m.path(".versions"))),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno_of(fs::remove_dir(m.path(".versions"))),
+        libc::EROFS
+    );
+    // Below the top the name is an ordinary one.
+    fs::create_dir(m.path("dir/.versions")).unwrap();
+    assert!(m.path("dir/.versions").is_dir());
+    // The CLI refuses it too, with the reason.
+    m.node
+        .cmd()
+        .args(["secret", "write", "v:.versions"])
+        .stdin(b"x".to_vec())
+        .run()
+        .failure(ExitCode::InvalidName)
+        .stderr_has("reserved");
+    // The live vault is as it was.
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"two");
+    let live = names_in_order(&m.v());
+    assert!(!live.iter().any(|n| n == ".versions"), "{live:?}");
+    assert!(matches!(
+        fs::metadata(m.path(".versions/nope")).map_err(|e| e.kind()),
+        Err(ErrorKind::NotFound)
+    ));
+}
