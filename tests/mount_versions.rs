@@ -183,7 +183,10 @@ fn by_time_finds_the_version_current_at_a_moment() {
     assert_eq!(errno_of(fs::metadata(by.join("1999"))), libc::ENOENT);
     // Exactly at a commit's time, and between two commits.
     assert_eq!(fs::read(by.join(iso(older)).join("f")).unwrap(), b"one");
-    assert_eq!(fs::read(by.join(iso(newest - 1)).join("f")).unwrap(), b"one");
+    assert_eq!(
+        fs::read(by.join(iso(newest - 1)).join("f")).unwrap(),
+        b"one"
+    );
     assert_eq!(fs::read(by.join(iso(newest)).join("f")).unwrap(), b"two");
     // A prefix stands for its start; a moment far ahead is the latest.
     let minute = &iso(newest + 60)[..16];
@@ -232,10 +235,7 @@ fn nothing_in_a_version_can_change_and_the_name_is_reserved() {
         errno_of(fs::rename(m.path("dir"), m.path(".versions"))),
         libc::EINVAL
     );
-    assert_eq!(
-        errno_of(fs::remove_dir(m.path(".versions"))),
-        libc::EROFS
-    );
+    assert_eq!(errno_of(fs::remove_dir(m.path(".versions"))), libc::EROFS);
     // Below the top the name is an ordinary one.
     fs::create_dir(m.path("dir/.versions")).unwrap();
     assert!(m.path("dir/.versions").is_dir());
@@ -255,4 +255,37 @@ fn nothing_in_a_version_can_change_and_the_name_is_reserved() {
         fs::metadata(m.path(".versions/nope")).map_err(|e| e.kind()),
         Err(ErrorKind::NotFound)
     ));
+}
+
+#[test]
+fn discarded_versions_are_listed_apart() {
+    let (m, _copy) = two_versions();
+    let dot = m.path(".versions");
+    let latest = versions(&m)[0].0.clone();
+    let short = &latest[..8];
+    assert!(!dot.join("discarded").exists());
+
+    // A write at an older version discards the later one.
+    m.node.ok(["version", "checkout", "v", "HEAD~1"]);
+    fs::write(m.path("new"), b"written at an older version").unwrap();
+    m.wait_committed();
+    let log = versions(&m);
+    assert!(log.iter().all(|(id, _)| *id != latest), "{log:?}");
+
+    // Out of the main list, under discarded/ with its content.
+    let listed = names_in_order(&dot);
+    assert!(!listed.iter().any(|n| n == short), "{listed:?}");
+    assert_eq!(listed.last().map(String::as_str), Some("discarded"));
+    assert_eq!(names_in_order(&dot.join("discarded")), [short]);
+    assert_eq!(
+        fs::read(dot.join("discarded").join(short).join("f")).unwrap(),
+        b"two"
+    );
+    assert_eq!(errno_of(fs::metadata(dot.join(short))), libc::ENOENT);
+    // `latest` and HEAD follow the new version at once.
+    assert_eq!(
+        fs::read(dot.join("latest/new")).unwrap(),
+        b"written at an older version"
+    );
+    assert_eq!(fs::read(dot.join("HEAD/f")).unwrap(), b"one");
 }

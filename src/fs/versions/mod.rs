@@ -165,6 +165,9 @@ pub(super) struct NewNode {
     pub commit: Option<Oid>,
 }
 
+/// Commits newest first: (id, commit time).
+pub(super) type Log = Arc<Vec<(Oid, i64)>>;
+
 /// The versions of one vault, read through a repository handle of their own.
 pub(super) struct Repo {
     pub versions: Mutex<Versions>,
@@ -172,7 +175,7 @@ pub(super) struct Repo {
     /// Commits whose message authenticated.
     pub authentic: Mutex<HashSet<Oid>>,
     /// Main's history as of its tip then (newest first).
-    pub log: Mutex<Option<(Oid, Arc<Vec<(Oid, i64)>>)>>,
+    pub log: Mutex<Option<(Oid, Log)>>,
     /// Owner of every version entry: the vault root's.
     pub owner: (u32, u32),
 }

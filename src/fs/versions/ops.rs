@@ -187,6 +187,14 @@ impl FsCore {
         let (ino, n, ttl) = match &p.what {
             What::Root => match name {
                 BY_TIME | DISCARDED => {
+                    // `discarded` is there while it holds a version.
+                    if name == DISCARDED {
+                        let v = repo.versions.lock();
+                        let gone = v.discarded_log().map_err(|e| fail(&p.vault, e))?;
+                        if gone.is_empty() {
+                            return Err(Errno::ENOENT);
+                        }
+                    }
                     let what = if name == BY_TIME {
                         What::ByTime
                     } else {
@@ -199,7 +207,9 @@ impl FsCore {
                     let log = self.vlog(&p.vault, &repo)?;
                     let text = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
                     let (id, ttl) = if let Some(c) = hex_match(&log, text) {
-                        (c, VERSION_TTL)
+                        // A shorter prefix may match more commits later.
+                        let lasting = text.len() >= SHORT_ID;
+                        (c, if lasting { VERSION_TTL } else { Duration::ZERO })
                     } else if name == LATEST || text.starts_with("HEAD") {
                         let spec = if name == LATEST { "latest" } else { text };
                         let id = repo
