@@ -289,3 +289,47 @@ fn discarded_versions_are_listed_apart() {
     );
     assert_eq!(fs::read(dot.join("HEAD/f")).unwrap(), b"one");
 }
+
+#[test]
+fn sparse_files_long_and_odd_names_read_as_they_were() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::ffi::OsStrExt;
+    let m = Mounted::new();
+    // A file with a long run of hole pages between two written ones.
+    let mut f = fs::File::create(m.path("sparse")).unwrap();
+    f.write_all(b"start").unwrap();
+    f.seek(SeekFrom::Start(3 << 20)).unwrap();
+    f.write_all(b"end").unwrap();
+    drop(f);
+    let long = "l".repeat(255);
+    fs::write(m.path(&long), b"long name").unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"odd-\xff-name");
+    fs::write(m.v().join(odd), b"odd name").unwrap();
+    m.wait_committed();
+    // Change them all, so the version read is not the live one.
+    fs::write(m.path("sparse"), b"dense now").unwrap();
+    fs::write(m.path(&long), b"changed").unwrap();
+    fs::write(m.v().join(odd), b"changed").unwrap();
+    m.wait_committed();
+
+    let old = m.path(".versions/HEAD~1");
+    let data = fs::read(old.join("sparse")).unwrap();
+    assert_eq!(data.len(), (3 << 20) + 3);
+    assert_eq!(&data[..5], b"start");
+    assert_eq!(&data[3 << 20..], b"end");
+    assert!(data[5..3 << 20].iter().all(|b| *b == 0));
+    assert_eq!(fs::read(old.join(&long)).unwrap(), b"long name");
+    assert_eq!(fs::read(old.join(odd)).unwrap(), b"odd name");
+    let mut listed = names_in_order(&old);
+    listed.sort();
+    assert!(listed.contains(&long), "{listed:?}");
+    assert!(
+        listed.contains(&"odd-\u{fffd}-name".to_string()),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&"sparse".to_string()), "{listed:?}");
+    assert_eq!(
+        fs::read(m.path(".versions/latest/sparse")).unwrap(),
+        b"dense now"
+    );
+}
