@@ -333,3 +333,51 @@ fn sparse_files_long_and_odd_names_read_as_they_were() {
         b"dense now"
     );
 }
+
+/// A bench figure, not a timed test: `PKFS_BENCH_FILES=100000 cargo test
+/// --release --test mount_versions -- --ignored --nocapture`. Prints the
+/// time of a first `ls` of one directory and a first read of one file there,
+/// live and in the version before the latest.
+#[test]
+#[ignore]
+fn bench_one_directory_and_one_file_live_and_in_a_version() {
+    use std::time::Instant;
+    let files: usize = std::env::var("PKFS_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let dirs = 100;
+    let node = Node::with_vault();
+    let src = node.scratch().join("src");
+    for d in 0..dirs {
+        let dir = src.join(format!("d{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+        for i in 0..files / dirs {
+            fs::write(dir.join(format!("f{i:05}")), format!("file {d} {i}\n")).unwrap();
+        }
+    }
+    node.ok(["secret", "import", &src.display().to_string(), "v"]);
+    let mut m = Mounted::unmounted(node);
+    m.mount(&["--commit-delay", "200ms"]);
+    fs::write(m.path("d000/f00000"), b"changed\n").unwrap();
+    m.wait_committed();
+    m.umount();
+    m.mount(&["--commit-delay", "200ms"]);
+
+    let time = |what: &str, dir: &Path| {
+        // Once per mount: open the history, authenticate the commit.
+        let t = Instant::now();
+        fs::metadata(dir).unwrap();
+        let first = t.elapsed();
+        let t = Instant::now();
+        let n = fs::read_dir(dir.join("d042")).unwrap().count();
+        let ls = t.elapsed();
+        let t = Instant::now();
+        let data = fs::read(dir.join("d042/f00007")).unwrap();
+        let read = t.elapsed();
+        assert_eq!(data, b"file 42 7\n");
+        println!("{what}: first stat {first:?}, ls of {n} entries {ls:?}, first read {read:?}");
+    };
+    time("live", &m.v());
+    time(".versions/HEAD~1", &m.path(".versions/HEAD~1"));
+}

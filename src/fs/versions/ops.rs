@@ -212,12 +212,12 @@ impl FsCore {
                         (c, if lasting { VERSION_TTL } else { Duration::ZERO })
                     } else if name == LATEST || text.starts_with("HEAD") {
                         let spec = if name == LATEST { "latest" } else { text };
+                        // Authenticated when its node is made (`vnew`).
                         let id = repo
                             .versions
                             .lock()
-                            .resolve(spec)
+                            .locate(spec)
                             .map_err(|_| Errno::ENOENT)?;
-                        repo.authentic.lock().insert(id);
                         (id, Duration::ZERO)
                     } else {
                         return Err(Errno::ENOENT);
@@ -286,7 +286,7 @@ impl FsCore {
             return Ok(c.1);
         }
         let v = repo.versions.lock();
-        v.info(id).map(|i| i.time).map_err(|e| fail(vault, e))
+        v.time_of(id).map_err(|e| fail(vault, e))
     }
 
     /// The attributes of version inode `ino`.

@@ -169,6 +169,12 @@ impl Versions {
         main_tip(&self.repo)
     }
 
+    /// The commit time of `id` (Unix seconds; not authenticated).
+    pub fn time_of(&self, id: Oid) -> Result<i64> {
+        let commit = self.repo.find_commit(id).ctx("reading a commit")?;
+        Ok(commit.time().seconds())
+    }
+
     /// Main's history, newest first: (commit, commit time).
     pub fn main_log(&self) -> Result<Vec<(Oid, i64)>> {
         let tips: Vec<Oid> = self.main()?.into_iter().collect();

@@ -99,6 +99,15 @@ impl Versions {
         Ok(id)
     }
 
+    /// The commit `spec` names, as [`Versions::resolve`], but not yet
+    /// authenticated: the caller checks it with [`Versions::info`] (once)
+    /// before it reads anything of it.
+    pub fn locate(&self, spec: &str) -> Result<Oid> {
+        let main = main_tip(&self.repo)?
+            .ok_or_else(|| Error::Usage("the vault has no versions yet".into()))?;
+        resolve_spec(&self.repo, spec, main)
+    }
+
     /// Describe commit `id` (its message must authenticate).
     pub fn info(&self, id: Oid) -> Result<VersionInfo> {
         let commit = self.repo.find_commit(id).ctx("reading a version")?;
