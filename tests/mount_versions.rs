@@ -247,6 +247,19 @@ fn nothing_in_a_version_can_change_and_the_name_is_reserved() {
         .run()
         .failure(ExitCode::InvalidName)
         .stderr_has("reserved");
+    // An import that would make it at the top is refused before it writes
+    // anything; below the top it is an ordinary name.
+    let src = m.node.scratch().join("import");
+    fs::create_dir_all(src.join(".versions")).unwrap();
+    fs::write(src.join(".versions/x"), b"x").unwrap();
+    fs::write(src.join("y"), b"y").unwrap();
+    let src = src.display().to_string();
+    m.node
+        .fail(ExitCode::InvalidName, ["secret", "import", &src, "v"])
+        .stderr_has("reserved");
+    assert!(!m.path("y").exists());
+    m.node.ok(["secret", "import", &src, "v:sub"]);
+    assert_eq!(fs::read(m.path("sub/.versions/x")).unwrap(), b"x");
     // The live vault is as it was.
     assert_eq!(fs::read(m.path("f")).unwrap(), b"two");
     let live = names_in_order(&m.v());
