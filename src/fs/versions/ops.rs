@@ -475,18 +475,8 @@ impl FsCore {
         let pp = Parent::from(&p);
         let (ino, n) = match make {
             Make::Fixed(_) | Make::Child(_) => self.vget(&pp, (dir, e.name.clone()), make)?,
-            Make::Commit(id, _) => {
-                let root = match p.what {
-                    What::Root => dir,
-                    _ => self.versions_root_of(&p).unwrap_or(dir),
-                };
-                let parent = if matches!(p.what, What::Discarded) {
-                    dir
-                } else {
-                    root
-                };
-                self.vget(&pp, (parent, id.as_bytes().to_vec()), make)?
-            }
+            // Listed in `.versions` or `discarded/`, the key its lookup uses.
+            Make::Commit(id, _) => self.vget(&pp, (dir, id.as_bytes().to_vec()), make)?,
         };
         Ok((ino, self.vattr(ino, &n)?))
     }
