@@ -348,7 +348,7 @@ fn sparse_files_long_and_odd_names_read_as_they_were() {
 }
 
 /// A bench figure, not a timed test: `PKFS_BENCH_FILES=100000 cargo test
-/// --release --test mount_versions -- --ignored --nocapture`. Prints the
+/// --test mount_versions -- --ignored --nocapture` (README, "Benchmarks"). Prints the
 /// time of a first `ls` of one directory and a first read of one file there,
 /// live and in the version before the latest.
 #[test]

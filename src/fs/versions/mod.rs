@@ -44,9 +44,13 @@ pub const FIRST_INO: u64 = 1 << 62;
 /// How long the kernel may keep what it learnt of an entry inside a version.
 pub const VERSION_TTL: Duration = Duration::from_secs(3600);
 
+/// The end of the range of version inodes (above it: the numbers a live
+/// listing shows for entries not looked up yet, see `fs/ops_dir.rs`).
+const END_INO: u64 = 1 << 63;
+
 /// Is `ino` a version entry?
 pub fn owns(ino: u64) -> bool {
-    ino >= FIRST_INO
+    (FIRST_INO..END_INO).contains(&ino)
 }
 
 /// Is (`parent`, `name`) the reserved name at the top of a vault?
