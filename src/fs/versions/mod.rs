@@ -18,8 +18,10 @@
 //! `.versions` at a vault's top level is EINVAL to make.
 //!
 //! A version is immutable, so entries inside one are given to the kernel
-//! with a long timeout ([`VERSION_TTL`]); names whose meaning moves with new
-//! commits (`latest`, `HEAD~N`, `by-time/…`) with none.
+//! with a long timeout ([`VERSION_TTL`]); the short ids in `.versions` with
+//! the mount's usual one (a commit leaves main's history when a change at an
+//! older version discards it), and names whose meaning moves with new
+//! commits (`latest`, `HEAD~N`, `by-time/…`, `discarded/…`) with none.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -207,9 +207,19 @@ impl FsCore {
                     let log = self.vlog(&p.vault, &repo)?;
                     let text = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
                     let (id, ttl) = if let Some(c) = hex_match(&log, text) {
-                        // A shorter prefix may match more commits later.
+                        // A commit leaves main when a change at an older
+                        // version discards it, and a shorter prefix may
+                        // match more commits later: the name is kept as
+                        // long as the mount's other names.
                         let lasting = text.len() >= SHORT_ID;
-                        (c, if lasting { VERSION_TTL } else { Duration::ZERO })
+                        (
+                            c,
+                            if lasting {
+                                self.cfg.ttl
+                            } else {
+                                Duration::ZERO
+                            },
+                        )
                     } else if name == LATEST || text.starts_with("HEAD") {
                         let spec = if name == LATEST { "latest" } else { text };
                         // Authenticated when its node is made (`vnew`).
@@ -414,7 +424,7 @@ impl FsCore {
             What::Root => {
                 let log = self.vlog(&n.vault, &repo)?;
                 for &(id, time) in log.iter() {
-                    out.push(dir(&short(&id), Make::Commit(id, time), VERSION_TTL));
+                    out.push(dir(&short(&id), Make::Commit(id, time), self.cfg.ttl));
                 }
                 if let Some(&(id, time)) = log.first() {
                     out.push(dir(LATEST, Make::Commit(id, time), Duration::ZERO));
