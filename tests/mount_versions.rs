@@ -221,6 +221,23 @@ fn nothing_in_a_version_can_change_and_the_name_is_reserved() {
         errno_of(std::os::unix::fs::symlink("x", v1.join("s"))),
         libc::EROFS
     );
+    // Extended attributes: none kept, none to set.
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (file, name) = (c(&v1.join("f")), c(Path::new("user.x")));
+    // SAFETY: NUL-terminated paths and names, a 1-byte value we own.
+    let set = unsafe { libc::setxattr(file.as_ptr(), name.as_ptr(), b"v".as_ptr().cast(), 1, 0) };
+    assert_eq!(
+        (set, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::EROFS))
+    );
+    // SAFETY: as above; a null buffer of size 0 asks for the length.
+    let listed = unsafe { libc::listxattr(file.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(listed, 0);
+    // Further back than the history goes.
+    assert_eq!(
+        errno_of(fs::metadata(m.path(".versions/HEAD~99"))),
+        libc::ENOENT
+    );
     // Nothing changed: still one, still 0600.
     assert_eq!(fs::read(v1.join("f")).unwrap(), b"one");
     assert_eq!(
