@@ -411,3 +411,19 @@ fn bench_one_directory_and_one_file_live_and_in_a_version() {
     time("live", &m.v());
     time(".versions/HEAD~1", &m.path(".versions/HEAD~1"));
 }
+
+#[test]
+fn a_read_only_mount_has_them_too() {
+    let node = Node::with_vault();
+    node.write("v:x", b"first");
+    next_second();
+    node.write("v:x", b"second");
+    let mut m = Mounted::unmounted(node);
+    m.mount(&["--ro"]);
+    assert_eq!(fs::read(m.path(".versions/HEAD~1/x")).unwrap(), b"first");
+    assert_eq!(fs::read(m.path(".versions/latest/x")).unwrap(), b"second");
+    assert_eq!(
+        errno_of(fs::write(m.path(".versions/latest/x"), b"x")),
+        libc::EROFS
+    );
+}
