@@ -275,3 +275,46 @@ impl VBlob {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SymKey;
+    use crate::format::offsets::CIPHER_PAGE;
+
+    /// A version 2 blob: two hole slots, then a sealed last page after them
+    /// (or, with `holes_seen` != 2, sealed as if another count preceded it).
+    fn blob(holes_seen: u64) -> VBlob {
+        let key = SymKey::from_bytes([7; 32]);
+        let header = Header::new(0);
+        let mut bytes = header.encode().to_vec();
+        bytes[VERSION_AT as usize] = VERSION_HOLES;
+        bytes.extend(vec![0u8; 2 * CIPHER_PAGE as usize]);
+        let fc = FileCipher::new(&key, &header);
+        bytes.extend(fc.seal_page_after(2, true, holes_seen, &[1; 12], b"tail"));
+        let plain = offsets::plain_len(bytes.len() as u64).unwrap();
+        VBlob {
+            bytes,
+            plain,
+            cipher: Some(fc),
+            holes: true,
+            what: "t".into(),
+        }
+    }
+
+    #[test]
+    fn holes_read_as_zeros_and_only_where_the_writer_sealed_them() {
+        let b = blob(2);
+        assert_eq!(b.len(), 2 * 4096 + 4);
+        let all = b.read_at(0, u64::MAX).unwrap();
+        assert_eq!(all.len(), 2 * 4096 + 4);
+        assert!(all[..8192].iter().all(|x| *x == 0));
+        assert_eq!(&all[8192..], b"tail");
+        // A read inside one page, and past the end.
+        assert_eq!(&*b.read_at(8190, 4).unwrap(), &[0, 0, b't', b'a']);
+        assert!(b.read_at(9000, 10).unwrap().is_empty());
+        // The last page counts the holes before it: another count fails.
+        assert!(blob(1).read_at(8192, 4).is_err());
+        assert!(blob(0).page(2).is_err());
+    }
+}
