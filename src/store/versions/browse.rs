@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::blob::{FileCipher, Header, VERSION_AT, VERSION_HOLES};
 use crate::format::holes::is_hole;
 use crate::format::modes::{default_mode, ModeMap, MODES_FILE, SELF_ENTRY};
-use crate::format::names::{DirIv, DiskName};
+use crate::format::names::DirIv;
 use crate::format::offsets;
 use crate::store::Kind;
 
@@ -97,20 +97,10 @@ impl Versions {
     /// The entry `name` of `dir`, `None` when that version had none.
     pub fn child(&self, dir: &VDir, name: &[u8]) -> Result<Option<VChild>> {
         let tree = self.repo.find_tree(dir.entry.id).ctx("reading a tree")?;
-        let disk = DiskName::from_encoded(self.names.encrypt(&dir.iv, name));
-        let Some(e) = tree.get_name(disk.entry()) else {
+        let Some((disk, entry)) = self.entry_named(&tree, &dir.iv, name) else {
             return Ok(None);
         };
-        let Some(kind) = super::kind_of(e.filemode()) else {
-            return Ok(None);
-        };
-        let entry = VEntry {
-            name: name.to_vec(),
-            kind,
-            id: e.id(),
-            exec: e.filemode() == 0o100755,
-        };
-        let mode = dir.child_mode(disk.entry(), &entry);
+        let mode = dir.child_mode(&disk, &entry);
         Ok(Some(VChild { entry, mode }))
     }
 

@@ -145,21 +145,32 @@ impl Versions {
             }
             let tree = self.repo.find_tree(cur.id).ctx("reading a tree")?;
             let iv = self.diriv(&tree, path)?;
-            let disk = DiskName::from_encoded(self.names.encrypt(&iv, name));
-            let Some(e) = tree.get_name(disk.entry()) else {
+            let Some((_, e)) = self.entry_named(&tree, &iv, name) else {
                 return Ok(None);
             };
-            let Some(kind) = kind_of(e.filemode()) else {
-                return Ok(None);
-            };
-            cur = VEntry {
-                name: name.clone(),
-                kind,
-                id: e.id(),
-                exec: e.filemode() == 0o100755,
-            };
+            cur = e;
         }
         Ok(Some(cur))
+    }
+
+    /// The entry `name` of `tree` (IV `iv`) as (backing name, entry), `None`
+    /// when the tree has none (or one of a kind pkfs never commits).
+    fn entry_named(
+        &self,
+        tree: &git2::Tree<'_>,
+        iv: &DirIv,
+        name: &[u8],
+    ) -> Option<(String, VEntry)> {
+        let disk = DiskName::from_encoded(self.names.encrypt(iv, name));
+        let e = tree.get_name(disk.entry())?;
+        let kind = kind_of(e.filemode())?;
+        let entry = VEntry {
+            name: name.to_vec(),
+            kind,
+            id: e.id(),
+            exec: e.filemode() == 0o100755,
+        };
+        Some((disk.entry().to_string(), entry))
     }
 
     /// The entries of directory `dir`, sorted by name. A name that does not
