@@ -348,6 +348,19 @@ fn sparse_files_long_and_odd_names_read_as_they_were() {
     assert_eq!(&data[..5], b"start");
     assert_eq!(&data[3 << 20..], b"end");
     assert!(data[5..3 << 20].iter().all(|b| *b == 0));
+    // A version's file is all data to SEEK_DATA / SEEK_HOLE.
+    {
+        use std::os::fd::AsRawFd;
+        let f = fs::File::open(old.join("sparse")).unwrap();
+        // SAFETY: a valid descriptor; the results are only compared.
+        let (data_at, hole_at) = unsafe {
+            (
+                libc::lseek(f.as_raw_fd(), 10, libc::SEEK_DATA),
+                libc::lseek(f.as_raw_fd(), 10, libc::SEEK_HOLE),
+            )
+        };
+        assert_eq!((data_at, hole_at), (10, (3 << 20) + 3));
+    }
     assert_eq!(fs::read(old.join(&long)).unwrap(), b"long name");
     assert_eq!(fs::read(old.join(odd)).unwrap(), b"odd name");
     let mut listed = names_in_order(&old);
