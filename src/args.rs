@@ -120,6 +120,19 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCmd),
     /// Mount every vault under DIR (runs the daemon)
+    #[command(
+        long_about = "Mount every vault under DIR (runs the daemon): DIR/NAME is vault NAME.\n\n\
+                  Every version of a vault is there too, read-only, in the hidden directory \
+                  DIR/NAME/.versions: one directory per version by short id (the ids of `pkfs \
+                  version log`, newest first, each with its commit time as mtime), `latest`, \
+                  `HEAD~N`, `by-time/MOMENT` (the version current at MOMENT, any prefix of an \
+                  ISO-8601 time, UTC unless it names a zone, e.g. by-time/2026-12-01T10:00) and \
+                  `discarded/` (versions a change at an older version discarded, until `pkfs \
+                  gc`). `.versions` is not listed, so ls -a, find, tar, rsync and du never \
+                  descend into it; `cd`, `diff -r`, `cp` and `grep -r` reach it by name. \
+                  Nothing in it can be changed (EROFS), and no entry at a vault's top level \
+                  may be named `.versions` (EINVAL)."
+    )]
     Mount(MountArgs),
     /// Flush, commit and unmount the running daemon's mount
     Umount {

@@ -11,7 +11,7 @@ use super::{fmt_time, Out};
 pub(super) const SUMMARY_PATHS: usize = 3;
 
 /// Length of the short commit ids shown.
-pub(super) const SHORT_ID: usize = 8;
+pub(super) const SHORT_ID: usize = pkfs::store::history::versions::SHORT_ID;
 
 /// A name or path for text output, unambiguous: bytes that are not UTF-8 (and
 /// control characters) become `\xFF` escapes, and a backslash is doubled, so

@@ -40,6 +40,8 @@ pub fn import(vault: &Vault, dir: &Path, dest: &VPath, cfg: &Config) -> Result<u
         for c in rel {
             target = target.join(c)?;
         }
+        // `.versions` at the vault's top level.
+        target.check_new()?;
         plan.push((target, data));
     }
     let bar = progress::bar(cfg, plan.len() as u64, "import");

@@ -16,8 +16,24 @@ use fuser::{
 
 use super::core::FsCore;
 use super::ops_entry::{Caller, SetAttr};
+use super::versions::hooks as v;
+
+#[path = "adapter_time.rs"]
+mod time;
+pub use time::fuser_time_fixed;
 
 pub struct PkFs(pub Arc<FsCore>);
+
+/// `hook!(reply = v::op(…, reply))`: let `.versions` answer first (see
+/// `fs/versions/hooks.rs`); go on with the reply it gives back, if any.
+macro_rules! hook {
+    (mut $r:ident = $e:expr) => {
+        let Some(mut $r) = $e else { return };
+    };
+    ($r:ident = $e:expr) => {
+        let Some($r) = $e else { return };
+    };
+}
 
 /// Opening a file keeps the kernel's page cache of it. Every change to a
 /// file's content goes through this mount's kernel inode, except the CLI's,
@@ -100,14 +116,19 @@ impl Filesystem for PkFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        hook!(reply = v::lookup(&self.0, parent.0, name.as_bytes(), reply));
         self.entry(self.0.lookup(parent.0, name.as_bytes()), reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        if v::forget(&self.0, ino.0, nlookup) {
+            return;
+        }
         self.0.inodes.write().forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        hook!(reply = v::getattr(&self.0, ino.0, reply));
         match self.0.getattr(ino.0) {
             Ok(a) => reply.attr(&self.0.cfg.ttl, &a),
             Err(e) => reply.error(e),
@@ -132,6 +153,7 @@ impl Filesystem for PkFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        hook!(reply = v::refuse(ino.0, reply));
         let a = SetAttr {
             mode,
             uid,
@@ -147,6 +169,7 @@ impl Filesystem for PkFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        hook!(reply = v::readlink(&self.0, ino.0, reply));
         match self.0.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(e),
@@ -163,6 +186,7 @@ impl Filesystem for PkFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        hook!(reply = v::refuse_new(&self.0, parent.0, name.as_bytes(), reply));
         let r = self
             .0
             .mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
@@ -178,6 +202,7 @@ impl Filesystem for PkFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        hook!(reply = v::refuse_new(&self.0, parent.0, name.as_bytes(), reply));
         self.entry(
             self.0.mkdir(parent.0, name.as_bytes(), mode, caller(req)),
             reply,
@@ -185,10 +210,12 @@ impl Filesystem for PkFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        hook!(reply = v::refuse_remove(&self.0, parent.0, name.as_bytes(), reply));
         Self::empty(self.0.unlink(parent.0, name.as_bytes()), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        hook!(reply = v::refuse_remove(&self.0, parent.0, name.as_bytes(), reply));
         Self::empty(self.0.rmdir(parent.0, name.as_bytes()), reply);
     }
 
@@ -200,6 +227,7 @@ impl Filesystem for PkFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        hook!(reply = v::refuse_new(&self.0, parent.0, link_name.as_bytes(), reply));
         let r = self.0.symlink(
             parent.0,
             link_name.as_bytes(),
@@ -219,6 +247,11 @@ impl Filesystem for PkFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let (from, to) = (
+            (parent.0, name.as_bytes()),
+            (newparent.0, newname.as_bytes()),
+        );
+        hook!(reply = v::refuse_rename(&self.0, from, to, reply));
         let r = self.0.rename(
             parent.0,
             name.as_bytes(),
@@ -237,10 +270,13 @@ impl Filesystem for PkFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let to = (newparent.0, newname.as_bytes());
+        hook!(reply = v::refuse_link(&self.0, ino.0, to, reply));
         self.entry(self.0.link(ino.0, newparent.0, newname.as_bytes()), reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        hook!(reply = v::open(&self.0, ino.0, flags.0, reply));
         match self.0.open(ino.0, flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh), file_open_flags(flags.0)),
             Err(e) => reply.error(e),
@@ -250,7 +286,7 @@ impl Filesystem for PkFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -258,6 +294,7 @@ impl Filesystem for PkFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        hook!(reply = v::read(&self.0, (ino.0, fh.0), offset, size, reply));
         match self.0.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(e),
@@ -267,7 +304,7 @@ impl Filesystem for PkFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -276,6 +313,7 @@ impl Filesystem for PkFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        hook!(reply = v::refuse(ino.0, reply));
         match self.0.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
@@ -285,39 +323,43 @@ impl Filesystem for PkFs {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        hook!(reply = v::nothing(ino.0, reply));
         Self::empty(self.0.flush(fh.0, false), reply);
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        hook!(reply = v::release(&self.0, ino.0, fh.0, reply));
         Self::empty(self.0.release(fh.0), reply);
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        hook!(reply = v::nothing(ino.0, reply));
         Self::empty(self.0.flush(fh.0, true), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        hook!(reply = v::opendir(&self.0, ino.0, reply));
         match self.0.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(e),
@@ -327,11 +369,12 @@ impl Filesystem for PkFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
+        hook!(mut reply = v::readdir(&self.0, (ino.0, fh.0), offset, reply));
         let Some(list) = self.0.dir_listing(fh.0) else {
             reply.error(Errno::EBADF);
             return;
@@ -355,8 +398,9 @@ impl Filesystem for PkFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
+        hook!(mut reply = v::readdirplus(&self.0, (ino.0, fh.0), offset, reply));
         let Some(list) = self.0.dir_listing(fh.0) else {
             reply.error(Errno::EBADF);
             return;
@@ -379,11 +423,12 @@ impl Filesystem for PkFs {
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        hook!(reply = v::releasedir(&self.0, ino.0, fh.0, reply));
         self.0.releasedir(fh.0);
         reply.ok();
     }
@@ -396,6 +441,7 @@ impl Filesystem for PkFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        hook!(reply = v::nothing(ino.0, reply));
         match self.0.fsyncdir(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -403,7 +449,7 @@ impl Filesystem for PkFs {
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        match self.0.statfs(ino.0) {
+        match self.0.statfs(v::statfs_ino(&self.0, ino.0)) {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -428,22 +474,27 @@ impl Filesystem for PkFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        hook!(reply = v::refuse(ino.0, reply));
         Self::empty(self.0.setxattr(ino.0, name.as_bytes(), value, flags), reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        hook!(reply = v::getxattr(ino.0, reply));
         xattr_reply(self.0.getxattr(ino.0, name.as_bytes()), size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        hook!(reply = v::listxattr(ino.0, size, reply));
         xattr_reply(self.0.listxattr(ino.0), size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        hook!(reply = v::refuse(ino.0, reply));
         Self::empty(self.0.removexattr(ino.0, name.as_bytes()), reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        hook!(reply = v::access(ino.0, mask.bits(), reply));
         // Only asked without default_permissions (see FsCore::access).
         Self::empty(self.0.access(ino.0, mask.bits()), reply);
     }
@@ -458,6 +509,7 @@ impl Filesystem for PkFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        hook!(reply = v::refuse_new(&self.0, parent.0, name.as_bytes(), reply));
         match self
             .0
             .create(parent.0, name.as_bytes(), mode, flags, caller(req))
@@ -476,25 +528,27 @@ impl Filesystem for PkFs {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        hook!(reply = v::refuse(ino.0, reply));
         Self::empty(self.0.fallocate(fh.0, offset, length, mode), reply);
     }
 
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
+        hook!(reply = v::lseek(&self.0, (ino.0, fh.0), offset, whence, reply));
         match self.0.lseek(fh.0, offset, whence) {
             Ok(at) => reply.offset(at),
             Err(e) => reply.error(e),
@@ -527,61 +581,6 @@ mod tests {
         assert!(!noflush(libc::O_RDONLY | libc::O_TRUNC));
         for f in [libc::O_RDONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
             assert!(file_open_flags(f).contains(FopenFlags::FOPEN_KEEP_CACHE));
-        }
-    }
-}
-
-/// Undo fuser 0.18's conversion of a time before 1970 (`system_time_from_time`
-/// computes `epoch - (secs + nsecs)` for `secs < 0`, where the kernel's
-/// `(secs, nsecs)` means `epoch - |secs| + nsecs`: −1 ns arrived as
-/// −1.999999999 s). Every time fuser hands over before the epoch went through
-/// that branch with `|secs| >= 1` and `nsecs < 1e9`, so both are recovered
-/// exactly from the whole and fractional seconds of its distance to the epoch.
-pub fn fuser_time_fixed(t: TimeOrNow) -> TimeOrNow {
-    use std::time::{Duration, UNIX_EPOCH};
-    match t {
-        TimeOrNow::SpecificTime(st) => match UNIX_EPOCH.duration_since(st) {
-            Ok(d) if !d.is_zero() => TimeOrNow::SpecificTime(
-                UNIX_EPOCH - Duration::from_secs(d.as_secs())
-                    + Duration::from_nanos(u64::from(d.subsec_nanos())),
-            ),
-            _ => TimeOrNow::SpecificTime(st),
-        },
-        now => now,
-    }
-}
-
-#[cfg(test)]
-mod time_tests {
-    use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    /// What fuser 0.18 makes of the kernel's (secs, nsecs).
-    fn as_fuser_gives_it(secs: i64, nsecs: u32) -> TimeOrNow {
-        TimeOrNow::SpecificTime(if secs >= 0 {
-            UNIX_EPOCH + Duration::new(secs as u64, nsecs)
-        } else {
-            UNIX_EPOCH - Duration::new(secs.unsigned_abs(), nsecs)
-        })
-    }
-
-    #[test]
-    fn times_before_1970_come_out_exact() {
-        for (secs, nsecs) in [
-            (-1i64, 999_999_999u32),
-            (-1, 0),
-            (-2, 500_000_000),
-            (-86_400 * 365 * 30, 123_456_789),
-            (0, 0),
-            (0, 1),
-            (1_700_000_000, 999_999_999),
-        ] {
-            let TimeOrNow::SpecificTime(t) = fuser_time_fixed(as_fuser_gives_it(secs, nsecs))
-            else {
-                panic!("a specific time stays one");
-            };
-            let ts = crate::store::dirfd::timespec(t);
-            assert_eq!((ts.tv_sec, ts.tv_nsec as u32), (secs, nsecs));
         }
     }
 }

@@ -93,6 +93,8 @@ pub struct FsCore {
     pub gid: u32,
     /// The mount root's permission bits (see `Node::mount_root_mode`).
     pub root_mode: AtomicU32,
+    /// Every vault's `.versions` tree.
+    pub versions: super::versions::VersionsFs,
 }
 
 /// A directory listing taken at opendir, served by offset.
@@ -154,6 +156,7 @@ impl FsCore {
             // SAFETY: geteuid/getegid cannot fail.
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
+            versions: Default::default(),
         }
     }
 

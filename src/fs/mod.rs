@@ -9,6 +9,7 @@
 //! content   one open file's pages and write-back
 //! cache     the decrypted page cache (lru)
 //! commit    commits of pending changes; re-sync after control commands
+//! versions  the read-only `.versions` tree of every vault
 //! ```
 
 pub mod adapter;
@@ -24,6 +25,7 @@ mod ops_entry;
 mod ops_file;
 mod ops_root;
 pub mod vaults;
+pub mod versions;
 mod xattr;
 
 pub use adapter::PkFs;

@@ -74,6 +74,9 @@ impl FsCore {
         self.owner_may(&st, 4)?;
         let dev = st.dev();
         for (name, raw, backing_ino, kind) in self.list(&vault, &dir)? {
+            if ino == vault.root_ino && name == super::versions::VERSIONS_NAME {
+                continue; // shadowed by `.versions`, see `fs/versions`
+            }
             let known = self.inodes.read().by_backing(&vault.id, dev, backing_ino);
             // Unknown entries get a number from the far end of the range; the
             // kernel only shows it (readdir's d_ino), lookups assign the real

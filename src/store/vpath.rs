@@ -13,8 +13,8 @@
 use crate::error::{Error, Result};
 use crate::format::names;
 
-/// A path inside a vault: zero or more valid components, never `..`. (`.git`
-/// may be read but not made: [`VPath::check_new`].)
+/// A path inside a vault: zero or more valid components, never `..`.
+/// (`.versions` at the top may be read but not made: [`VPath::check_new`].)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct VPath {
     comps: Vec<Vec<u8>>,
@@ -78,6 +78,15 @@ impl VPath {
         Ok(VPath { comps })
     }
 
+    /// Refuse a path to be made (written, created, moved to) when its first
+    /// component is `.versions` (see [`check_new_top_name`]).
+    pub fn check_new(&self) -> Result<()> {
+        match self.comps.first() {
+            Some(first) => check_new_top_name(first),
+            None => Ok(()),
+        }
+    }
+
     /// True when `self` is `other` or lies inside it.
     pub fn starts_with(&self, other: &VPath) -> bool {
         self.comps.len() >= other.comps.len() && self.comps[..other.comps.len()] == other.comps[..]
@@ -106,6 +115,23 @@ pub fn check_new_name(name: &[u8]) -> Result<()> {
         return Err(Error::InvalidName {
             name: ".git".into(),
             reason: "'.git' is reserved: no vault may be named so",
+        });
+    }
+    Ok(())
+}
+
+/// The name no entry at a vault's top level may be given: the mount serves
+/// the vault's versions there (`fs/versions`).
+pub const RESERVED_TOP_NAME: &[u8] = b".versions";
+
+/// Refuse to make an entry named `.versions` at a vault's top level. An entry
+/// of that name made before the rule stays readable, movable and removable
+/// through the CLI (the mount shows its versions directory instead).
+pub fn check_new_top_name(name: &[u8]) -> Result<()> {
+    if name == RESERVED_TOP_NAME {
+        return Err(Error::InvalidName {
+            name: ".versions".into(),
+            reason: "'.versions' is reserved at a vault's top level: the mount shows the vault's versions there",
         });
     }
     Ok(())
@@ -188,6 +214,10 @@ mod tests {
         assert!(VPath::parse(&"x".repeat(256)).is_err());
         assert!(VPath::parse("a\0b").is_err());
         assert!(VPath::parse(".gitignore").is_ok());
+        // `.versions` is reserved at the top of a vault only.
+        assert!(VPath::parse(".versions").unwrap().check_new().is_err());
+        assert!(VPath::parse(".versions/x").unwrap().check_new().is_err());
+        assert!(VPath::parse("x/.versions").unwrap().check_new().is_ok());
     }
 
     #[test]

@@ -159,6 +159,7 @@ impl Vault {
             Some(name) if self.tree.is_dir(to).unwrap_or(false) => to.join(name)?,
             _ => to.clone(),
         };
+        target.check_new()?;
         self.begin()?;
         let journal = |src: &str, dst: &str| {
             self.history.mark_move(src, dst, MoveKind::Rename)?;
@@ -278,18 +279,22 @@ impl Txn<'_> {
         self.history.sync_journal()
     }
 
-    /// [`Tree::write`], journaled.
+    /// [`Tree::write`], journaled; `.versions` at the top is refused
+    /// ([`VPath::check_new`]).
     pub fn write(&self, p: &VPath, data: &[u8]) -> Result<Change> {
+        p.check_new()?;
         self.tree.write_journaled(p, data, &|rel| self.journal(rel))
     }
 
-    /// [`Tree::write_streaming`], journaled.
+    /// [`Tree::write_streaming`], journaled; `.versions` at the top is
+    /// refused.
     pub fn write_streaming(
         &self,
         p: &VPath,
         input: &mut dyn std::io::Read,
         max: u64,
     ) -> Result<Change> {
+        p.check_new()?;
         self.tree
             .write_streaming(p, input, max, &|rel| self.journal(rel))
     }
@@ -299,8 +304,9 @@ impl Txn<'_> {
         self.tree.link_journaled(from, to, &|rel| self.journal(rel))
     }
 
-    /// [`Tree::mkdir`], journaled.
+    /// [`Tree::mkdir`], journaled; `.versions` at the top is refused.
     pub fn mkdir(&self, p: &VPath, parents: bool) -> Result<Vec<Change>> {
+        p.check_new()?;
         self.tree
             .mkdir_journaled(p, parents, &|rel| self.journal(rel))
     }

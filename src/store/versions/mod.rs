@@ -23,12 +23,19 @@ use crate::error::{Error, Result};
 use crate::format::blob::{FileCipher, Header, VERSION_HOLES};
 use crate::format::holes::is_hole;
 use crate::format::links::LinkCipher;
+use crate::format::modes::ModeCipher;
 use crate::format::names::{self, DirIv, DiskName, EntryKind, NameCipher, DIRIV_FILE, DIRIV_LEN};
 use crate::format::offsets;
 use crate::store::{Change, Kind, VPath};
 
+mod browse;
 mod diff;
+pub use browse::{VBlob, VChild, VDir};
 pub use diff::{Delta, DeltaKind};
+
+/// Length of the short commit ids shown (`pkfs version log`, the mount's
+/// `.versions` directory).
+pub const SHORT_ID: usize = 8;
 
 /// The tracked directory of the work tree (as in `history.rs`).
 const CONTENTS: &str = "contents";
@@ -63,6 +70,7 @@ pub struct Versions {
     gcm: Gcm,
     names: NameCipher,
     links: LinkCipher,
+    modes: ModeCipher,
     keys: Keychain,
 }
 
@@ -75,6 +83,7 @@ impl History {
             gcm: Gcm::new(&hkdf32(first, None, MSG_DOMAIN)),
             names: NameCipher::new(first),
             links: LinkCipher::new(first),
+            modes: ModeCipher::new(first),
             keys: keys.clone(),
         })
     }
@@ -90,6 +99,15 @@ impl Versions {
         let id = resolve_spec(&self.repo, spec, main)?;
         self.info(id)?;
         Ok(id)
+    }
+
+    /// The commit `spec` names, as [`Versions::resolve`], but not yet
+    /// authenticated: the caller checks it with [`Versions::info`] (once)
+    /// before it reads anything of it.
+    pub fn locate(&self, spec: &str) -> Result<Oid> {
+        let main = main_tip(&self.repo)?
+            .ok_or_else(|| Error::Usage("the vault has no versions yet".into()))?;
+        resolve_spec(&self.repo, spec, main)
     }
 
     /// Describe commit `id` (its message must authenticate).
@@ -129,65 +147,91 @@ impl Versions {
             }
             let tree = self.repo.find_tree(cur.id).ctx("reading a tree")?;
             let iv = self.diriv(&tree, path)?;
-            let disk = DiskName::from_encoded(self.names.encrypt(&iv, name));
-            let Some(e) = tree.get_name(disk.entry()) else {
+            let Some((_, e)) = self.entry_named(&tree, &iv, name) else {
                 return Ok(None);
             };
-            let Some(kind) = kind_of(e.filemode()) else {
-                return Ok(None);
-            };
-            cur = VEntry {
-                name: name.clone(),
-                kind,
-                id: e.id(),
-                exec: e.filemode() == 0o100755,
-            };
+            cur = e;
         }
         Ok(Some(cur))
+    }
+
+    /// The entry `name` of `tree` (IV `iv`) as (backing name, entry), `None`
+    /// when the tree has none (or one of a kind pkfs never commits).
+    fn entry_named(
+        &self,
+        tree: &git2::Tree<'_>,
+        iv: &DirIv,
+        name: &[u8],
+    ) -> Option<(String, VEntry)> {
+        let disk = DiskName::from_encoded(self.names.encrypt(iv, name));
+        let e = tree.get_name(disk.entry())?;
+        let kind = kind_of(e.filemode())?;
+        let entry = VEntry {
+            name: name.to_vec(),
+            kind,
+            id: e.id(),
+            exec: e.filemode() == 0o100755,
+        };
+        Some((disk.entry().to_string(), entry))
     }
 
     /// The entries of directory `dir`, sorted by name. A name that does not
     /// decrypt is an error: a committed tree holds none.
     pub fn list(&self, dir: &VEntry) -> Result<Vec<VEntry>> {
-        let shown = || String::from_utf8_lossy(&dir.name).into_owned();
+        let shown = String::from_utf8_lossy(&dir.name).into_owned();
         let tree = self.repo.find_tree(dir.id).ctx("reading a tree")?;
-        let iv = self.diriv(&tree, shown())?;
+        let iv = self.diriv(&tree, &shown)?;
+        let mut out: Vec<VEntry> = self
+            .entries(&tree, &iv, &shown)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The entries of `tree` (IV `iv`) as (backing name, entry), unsorted.
+    fn entries(
+        &self,
+        tree: &git2::Tree<'_>,
+        iv: &DirIv,
+        shown: &str,
+    ) -> Result<Vec<(String, VEntry)>> {
         let mut out = Vec::new();
         for e in tree.iter() {
             let Ok(raw) = std::str::from_utf8(e.name_bytes()) else {
-                return Err(Error::corrupt(
-                    shown(),
-                    "a committed entry name is not ASCII",
-                ));
+                return Err(Error::corrupt(shown, "a committed entry name is not ASCII"));
             };
             let encoded = match names::classify(raw) {
                 EntryKind::DirIv | EntryKind::Sidecar | EntryKind::Modes => continue,
                 EntryKind::Direct => raw.to_string(),
-                EntryKind::Long => self.sidecar(&tree, raw).ok_or_else(|| {
-                    Error::corrupt(shown(), format!("long entry {raw} has no matching sidecar"))
+                EntryKind::Long => self.sidecar(tree, raw).ok_or_else(|| {
+                    Error::corrupt(shown, format!("long entry {raw} has no matching sidecar"))
                 })?,
                 EntryKind::Foreign if raw.starts_with(".tmp-") => continue,
                 EntryKind::Foreign => {
-                    return Err(Error::corrupt(shown(), format!("foreign entry {raw}")))
+                    return Err(Error::corrupt(shown, format!("foreign entry {raw}")))
                 }
             };
             let name = self
                 .names
-                .decrypt(&iv, &encoded)
+                .decrypt(iv, &encoded)
                 .ok()
                 .filter(|n| names::validate(n).is_ok())
-                .ok_or_else(|| Error::corrupt(shown(), format!("entry {raw} does not decrypt")))?;
+                .ok_or_else(|| Error::corrupt(shown, format!("entry {raw} does not decrypt")))?;
             let Some(kind) = kind_of(e.filemode()) else {
                 continue;
             };
-            out.push(VEntry {
-                name,
-                kind,
-                id: e.id(),
-                exec: e.filemode() == 0o100755,
-            });
+            out.push((
+                raw.to_string(),
+                VEntry {
+                    name,
+                    kind,
+                    id: e.id(),
+                    exec: e.filemode() == 0o100755,
+                },
+            ));
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
