@@ -7,6 +7,7 @@
 #
 #   BENCH_BEFORE=/path/to/old/pkfs bash bench/fsync_cost.sh
 #   BENCH_AFTER=target/release/pkfs (default)  BENCH_RUNS=3 (default)
+#   BENCH_BEFORE_LABEL / BENCH_AFTER_LABEL name the two in the report
 #   BENCH_WRITE_MB=256  BENCH_VENDOR_CRATES=40  BENCH_DIR=/var/tmp/pkfs-fsync-bench
 #
 # WRITE is `dd bs=128K conv=fsync` of BENCH_WRITE_MB MiB (cold page cache);
@@ -122,8 +123,9 @@ for r in $(seq 1 "$RUNS"); do
     done
 done
 
-python3 - "$RAW" "$OUT" "$WRITE_MB" "$FILES" "$RUNS" "$(${BIN[before]} --version)" \
-    "$(${BIN[after]} --version)" "$(git -C "$REPO" rev-parse --short HEAD)" <<'EOF'
+python3 - "$RAW" "$OUT" "$WRITE_MB" "$FILES" "$RUNS" \
+    "${BENCH_BEFORE_LABEL:-$BEFORE}" "${BENCH_AFTER_LABEL:-$AFTER}" \
+    "$(git -C "$REPO" rev-parse --short HEAD)" <<'EOF'
 import statistics, sys
 raw, out, mb, files, runs, vb, va, rev = sys.argv[1:]
 rows = {}
@@ -132,7 +134,8 @@ for line in open(raw):
     rows.setdefault((w, t), []).append(float(v))
 med = {k: statistics.median(v) for k, v in rows.items()}
 def cell(w, t, unit):
-    return "%.1f %s" % (med[(w, t)], unit) if (w, t) in med else "–"
+    fmt = "%.1f %s" if unit == "MB/s" else "%.2f %s"
+    return fmt % (med[(w, t)], unit) if (w, t) in med else "–"
 lines = [
     "# What durability costs on WRITE and UNTAR",
     "",
