@@ -199,19 +199,7 @@ impl Changes {
         let mut cur = rel.to_string();
         let mut bound = u64::MAX;
         loop {
-            // The newest path record older than `bound` that covers `cur`.
-            let path_at = self
-                .levels(&cur)
-                .into_iter()
-                .flat_map(|n| n.at.iter().copied().filter(|&i| i < bound))
-                .max();
-            let mv = self
-                .moves
-                .iter()
-                .rev()
-                .filter(|m| m.at < bound && path_at.is_none_or(|p| m.at > p))
-                .find(|m| m.touches(&cur));
-            match (mv, path_at) {
+            match self.newest(&cur, bound) {
                 (Some(m), _) => match m.rewrite(&cur) {
                     Some(next) => {
                         cur = next;
@@ -227,6 +215,24 @@ impl Changes {
 }
 
 impl Changes {
+    /// Walking `cur` back towards HEAD, one step: the newest path record
+    /// older than `bound` that covers `cur`, and the newest move newer than
+    /// that record (and older than `bound`) that touches `cur`.
+    fn newest(&self, cur: &str, bound: u64) -> (Option<&Move>, Option<u64>) {
+        let path_at = self
+            .levels(cur)
+            .into_iter()
+            .flat_map(|n| n.at.iter().copied().filter(|&i| i < bound))
+            .max();
+        let mv = self
+            .moves
+            .iter()
+            .rev()
+            .filter(|m| m.at < bound && path_at.is_none_or(|p| m.at > p))
+            .find(|m| m.touches(cur));
+        (mv, path_at)
+    }
+
     /// Was the mode of the entry at `rel` set through pkfs since HEAD: it is
     /// new or changed (a path record covers it), or a chmod (a move onto
     /// itself) was recorded for it on its way back to its HEAD path? A chmod
@@ -238,18 +244,7 @@ impl Changes {
         let mut cur = rel.to_string();
         let mut bound = u64::MAX;
         loop {
-            let path_at = self
-                .levels(&cur)
-                .into_iter()
-                .flat_map(|n| n.at.iter().copied().filter(|&i| i < bound))
-                .max();
-            let mv = self
-                .moves
-                .iter()
-                .rev()
-                .filter(|m| m.at < bound && path_at.is_none_or(|p| m.at > p))
-                .find(|m| m.touches(&cur));
-            match (mv, path_at) {
+            match self.newest(&cur, bound) {
                 (Some(m), _) if m.from == m.to && m.to == cur => return true,
                 (Some(m), _) => match m.rewrite(&cur) {
                     Some(next) => {
