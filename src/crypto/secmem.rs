@@ -27,7 +27,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Size of one arena slot: the largest secret [`SecretBytes`] can hold.
 pub const SLOT: usize = 64;
@@ -375,6 +375,34 @@ pub fn memlock_limit() -> Option<u64> {
     }
     #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
     Some(r.rlim_cur as u64)
+}
+
+/// A writer into a zeroizing buffer that grows by copying into a bigger
+/// zeroizing buffer (never `realloc`), so no stray copy of what it holds (a
+/// key, the plaintext vault table) is left in freed memory.
+pub struct WipingWriter(pub Zeroizing<Vec<u8>>);
+
+impl Default for WipingWriter {
+    fn default() -> Self {
+        WipingWriter(Zeroizing::new(Vec::with_capacity(4096)))
+    }
+}
+
+impl std::io::Write for WipingWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let need = self.0.len() + data.len();
+        if need > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * need));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use zeroize::Zeroizing;
 
 use super::store::{KeyEntry, KeyStore, OwnerKeys};
 use crate::crypto::aead::{Gcm, IV_LEN};
+use crate::crypto::secmem::WipingWriter;
 use crate::crypto::{random_array, SymKey};
 use crate::error::{Error, Result};
 use crate::store::atomic::write_atomic;
@@ -130,34 +131,6 @@ struct StoreIn {
     version: u32,
     expiration_days: u32,
     owners: BTreeMap<String, OwnerKeys>,
-}
-
-/// A writer into a zeroizing buffer that grows by copying into a bigger
-/// zeroizing buffer (never `realloc`), so no stray copy of a key is left in
-/// freed memory.
-pub struct WipingWriter(pub Zeroizing<Vec<u8>>);
-
-impl Default for WipingWriter {
-    fn default() -> Self {
-        WipingWriter(Zeroizing::new(Vec::with_capacity(4096)))
-    }
-}
-
-impl std::io::Write for WipingWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let need = self.0.len() + data.len();
-        if need > self.0.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * need));
-            bigger.extend_from_slice(&self.0);
-            self.0 = bigger;
-        }
-        self.0.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// JSON of `value` in a zeroizing buffer.

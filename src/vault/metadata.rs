@@ -37,10 +37,10 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::crypto::aead::Gcm;
 use crate::crypto::rsa::{RootKeypair, RootPublic};
+use crate::crypto::secmem::WipingWriter;
 use crate::crypto::{Keychain, SymKey};
 use crate::error::{Error, Result};
 use crate::format::names;
@@ -150,28 +150,6 @@ pub fn wrap(public: &RootPublic, key: &SymKey) -> String {
     STANDARD.encode(public.wrap_key(key))
 }
 
-/// A writer into a zeroizing buffer that grows by copying into a bigger
-/// zeroizing buffer (never `realloc`), so no stray copy of the plaintext table
-/// (vault names) is left in freed memory.
-struct WipingWriter(Zeroizing<Vec<u8>>);
-
-impl std::io::Write for WipingWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let need = self.0.len() + data.len();
-        if need > self.0.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * need));
-            bigger.extend_from_slice(&self.0);
-            self.0 = bigger;
-        }
-        self.0.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Encrypt the table for the file, authenticated under `root`'s private key.
 pub fn seal(root: &RootKeypair, table: &Table) -> Vec<u8> {
     let key = SymKey::generate();
@@ -180,7 +158,7 @@ pub fn seal(root: &RootKeypair, table: &Table) -> Vec<u8> {
     out.push(VERSION);
     out.extend_from_slice(&(wrapped.len() as u16).to_be_bytes());
     out.extend_from_slice(&wrapped);
-    let mut body = WipingWriter(Zeroizing::new(Vec::with_capacity(4096)));
+    let mut body = WipingWriter::default();
     if let Err(e) = serde_json::to_writer(&mut body, table) {
         panic!("serialising the vault table failed: {e}");
     }
